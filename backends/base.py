@@ -1,0 +1,102 @@
+"""The one interface every backend implements. The orchestrator only ever talks to this."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.errors import UnsupportedError
+from schemas import Conversation, JobSpec, Message, ProviderJob, ProviderUpdates
+
+
+class BackendOptions(BaseModel):
+    """A backend's section of the job file. Subclasses add their own options; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="base model, in the backend's own naming")
+
+
+class GenerationParams(BaseModel):
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    seed: int = 0
+
+
+class PreparedData(BaseModel):
+    """Training data written in the backend's own format, ready to upload."""
+
+    train: Path
+    validation: Path | None = None
+    train_examples: int
+    validation_examples: int = 0
+
+
+class UploadedData(BaseModel):
+    """What the provider calls the uploaded files."""
+
+    train_file: str
+    validation_file: str | None = None
+
+
+class Backend(ABC):
+    """A place to fine-tune and query models: a hosted API or the local trainer.
+
+    Subclasses register under the `fto.backends` entry-point group; nothing else in fto names them.
+    """
+
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+    methods: ClassVar[frozenset[str]] = frozenset({"sft"})
+    poll_interval: ClassVar[float] = 30.0  # seconds between status checks while a job runs
+
+    def __init__(self, name: str, options: BackendOptions):
+        self.name = name
+        self.options = options
+
+    def check(self, spec: JobSpec) -> None:
+        """Refuse, before anything is uploaded, a job this backend cannot run."""
+        if spec.method not in self.methods:
+            raise UnsupportedError(
+                f"method {spec.method!r} is not supported (supported: {', '.join(sorted(self.methods))})",
+                backend=self.name,
+            )
+
+    @abstractmethod
+    def prepare(
+        self, spec: JobSpec, train: Sequence[Conversation], validation: Sequence[Conversation], workdir: Path
+    ) -> PreparedData:
+        """Write the examples in this backend's own format under `workdir`."""
+
+    @abstractmethod
+    def upload(self, prepared: PreparedData) -> UploadedData:
+        """Hand the prepared files to the provider."""
+
+    @abstractmethod
+    def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
+        """Start a fine-tuning job; return the provider's job id. `job_id` is ours, for idempotency."""
+
+    @abstractmethod
+    def get(self, provider_job_id: str) -> ProviderJob:
+        """The job's current state, in our terms."""
+
+    @abstractmethod
+    def updates(self, provider_job_id: str, cursor: str | None) -> ProviderUpdates:
+        """Events, metrics and checkpoints newer than `cursor`, and the cursor to pass next time."""
+
+    @abstractmethod
+    def cancel(self, provider_job_id: str) -> None:
+        """Ask the provider to stop the job."""
+
+    @abstractmethod
+    def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> str:
+        """One assistant reply from `model` (base or fine-tuned) to `messages`."""
+
+    def complete_many(
+        self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams
+    ) -> list[str]:
+        """Replies to many prompts; backends that can batch override this."""
+        return [self.complete(model, messages, params) for messages in prompts]

@@ -1,0 +1,162 @@
+"""The local backend: LoRA fine-tuning with transformers + peft in a detached worker process per job.
+
+Importing this package must stay cheap (no torch): the CLI and the poller use it on every call.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
+from backends.local.folder import JobFolder
+from orchestrator.data.openai_chat import write_openai_chat
+from orchestrator.errors import BackendError
+from orchestrator.paths import backend_dir
+from schemas import Conversation, JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates
+
+EMBEDDED_MODEL = "embedded:tiny-llama"
+
+
+class LocalOptions(BackendOptions):
+    model: str = Field(
+        default=EMBEDDED_MODEL,
+        description=f"a local model folder, or {EMBEDDED_MODEL!r}: a tiny Llama built on the spot, no download",
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    threads: int | None = Field(default=None, gt=0, description="CPU threads for torch; default: all cores")
+
+
+class LocalBackend(Backend):
+    Options: ClassVar[type[BackendOptions]] = LocalOptions
+    poll_interval: ClassVar[float] = 0.5  # reading a few files is cheap
+
+    def __init__(self, name: str, options: BackendOptions):
+        super().__init__(name, options)
+        self.root = backend_dir(name)
+        self._generator: Any = None  # loaded lazily: it imports torch
+
+    def prepare(
+        self, spec: JobSpec, train: Sequence[Conversation], validation: Sequence[Conversation], workdir: Path
+    ) -> PreparedData:
+        # The worker reads OpenAI chat JSONL and renders it with the model's own chat template.
+        workdir.mkdir(parents=True, exist_ok=True)
+        train_path = workdir / "train.jsonl"
+        write_openai_chat(train, train_path)
+        validation_path = None
+        if validation:
+            validation_path = workdir / "validation.jsonl"
+            write_openai_chat(validation, validation_path)
+        return PreparedData(
+            train=train_path, validation=validation_path,
+            train_examples=len(train), validation_examples=len(validation),
+        )
+
+    def upload(self, prepared: PreparedData) -> UploadedData:
+        """Copy into a content-addressed file area, so the same data is stored once."""
+        return UploadedData(
+            train_file=str(self._store_file(prepared.train)),
+            validation_file=str(self._store_file(prepared.validation)) if prepared.validation else None,
+        )
+
+    def _store_file(self, path: Path) -> Path:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+        target = self.root / "files" / f"{digest}.jsonl"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        return target
+
+    def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
+        folder = self._folder(job_id)
+        if folder.config.exists():  # submitted before (a retried submit): never start a second worker
+            return job_id
+        folder.path.mkdir(parents=True, exist_ok=True)
+        config = {
+            "spec": spec.model_dump(mode="json"),
+            "options": self.options.model_dump(mode="json"),
+            "train_file": uploaded.train_file,
+            "validation_file": uploaded.validation_file,
+        }
+        tmp = folder.config.with_suffix(".tmp")
+        tmp.write_text(json.dumps(config, indent=1))
+        os.replace(tmp, folder.config)
+        folder.write_status(JobStatus.QUEUED)
+        self._spawn(folder)
+        return job_id
+
+    def _spawn(self, folder: JobFolder) -> None:
+        # Take the worker's lock here and hand it over, so there is no moment when a fresh job looks dead.
+        fd = os.open(folder.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with open(folder.log_file, "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "backends.local.worker", str(folder.path), str(fd)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(fd,),
+                    start_new_session=True,  # survives the fto process that started it (Ctrl-C, kill -9)
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+        finally:
+            os.close(fd)
+        folder.write_status(JobStatus.QUEUED, pid=process.pid)
+
+    def _folder(self, provider_job_id: str) -> JobFolder:
+        return JobFolder(self.root / "jobs" / provider_job_id)
+
+    def get(self, provider_job_id: str) -> ProviderJob:
+        folder = self._folder(provider_job_id)
+        alive = folder.worker_alive()  # before reading status: a worker writes its last status, then exits
+        state = folder.read_status()
+        if not state:
+            raise BackendError(f"no local job folder at {folder.path}", backend=self.name)
+        status = JobStatus(state["status"])
+        error = state.get("error")
+        if not status.terminal and not alive:
+            if folder.cancel_file.exists():
+                status = JobStatus.CANCELLED
+            else:
+                status = JobStatus.FAILED
+                error = f"worker process exited unexpectedly; last lines of {folder.log_file}:\n{folder.log_tail()}"
+            folder.write_status(status, error=error)
+        return ProviderJob(
+            status=status, base_model=state.get("base_model"), fine_tuned_model=state.get("fine_tuned_model"),
+            trained_tokens=state.get("trained_tokens"), error=error,
+        )
+
+    def updates(self, provider_job_id: str, cursor: str | None) -> ProviderUpdates:
+        events, metrics, cursor = self._folder(provider_job_id).read_since(cursor)
+        return ProviderUpdates(events=events, metrics=metrics, cursor=cursor)
+
+    def cancel(self, provider_job_id: str) -> None:
+        folder = self._folder(provider_job_id)
+        folder.cancel_file.touch()
+        pid = folder.read_status().get("pid")
+        if pid and folder.worker_alive():
+            try:
+                os.kill(pid, signal.SIGTERM)  # the worker stops at the next step and records "cancelled"
+            except ProcessLookupError:
+                pass
+
+    def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> str:
+        return self.complete_many(model, [messages], params)[0]
+
+    def complete_many(
+        self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams
+    ) -> list[str]:
+        if self._generator is None:
+            from backends.local.generate import Generator  # torch is imported only when generating
+
+            self._generator = Generator(device=self.options.device)  # type: ignore[attr-defined]
+        return self._generator.generate(model, prompts, params)

@@ -1,0 +1,104 @@
+"""A local job's folder: the worker writes status, events and metrics here; the backend reads them.
+
+This is the local backend's "provider API". It must not import torch: the poller reads it on every tick.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from schemas import JobEvent, JobStatus, Metric
+
+
+class JobFolder:
+    def __init__(self, path: Path):
+        self.path = path
+        self.config = path / "config.json"
+        self.status_file = path / "status.json"
+        self.events_file = path / "events.jsonl"
+        self.metrics_file = path / "metrics.jsonl"
+        self.lock_file = path / "worker.lock"
+        self.log_file = path / "worker.log"
+        self.cancel_file = path / "cancel-requested"
+        self.base_dir = path / "base"
+        self.adapter_dir = path / "adapter"
+
+    # written by the worker -----------------------------------------------------------------------
+
+    def write_status(self, status: JobStatus, **fields: Any) -> None:
+        """Replace status.json atomically, so a reader never sees half a file."""
+        current = self.read_status()
+        current.update(fields, status=status.value, updated_at=_now())
+        tmp = self.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(current))
+        os.replace(tmp, self.status_file)
+
+    def event(self, message: str, level: str = "info", **data: Any) -> None:
+        line = JobEvent(created_at=datetime.now(UTC), level=level, message=message, data=data)  # type: ignore[arg-type]
+        _append(self.events_file, line.model_dump_json())
+
+    def metric(self, metric: Metric) -> None:
+        _append(self.metrics_file, metric.model_dump_json(exclude_none=True))
+
+    # read by the backend -------------------------------------------------------------------------
+
+    def read_status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_file.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def worker_alive(self) -> bool:
+        """The worker holds an exclusive lock on worker.lock for its whole life; the OS drops it on exit."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing also releases the lock if we took it
+        return False
+
+    def read_since(self, cursor: str | None) -> tuple[list[JobEvent], list[Metric], str]:
+        """Complete lines appended after the cursor (byte offsets into events and metrics)."""
+        event_pos, metric_pos = (int(x) for x in cursor.split(":")) if cursor else (0, 0)
+        event_lines, event_pos = _read_lines(self.events_file, event_pos)
+        metric_lines, metric_pos = _read_lines(self.metrics_file, metric_pos)
+        events = [JobEvent.model_validate_json(x) for x in event_lines]
+        metrics = [Metric.model_validate_json(x) for x in metric_lines]
+        return events, metrics, f"{event_pos}:{metric_pos}"
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").strip().splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _append(path: Path, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def _read_lines(path: Path, offset: int) -> tuple[list[str], int]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n") + 1  # a line still being written is left for next time
+    lines = data[:end].decode("utf-8").splitlines()
+    return [x for x in lines if x.strip()], offset + end

@@ -1,0 +1,75 @@
+"""Batched generation from a local model folder or adapter folder, for the eval harness."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from backends.base import GenerationParams
+from schemas import Message
+
+BATCH = 32
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice != "auto":
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load(path: str, device: torch.device) -> tuple[Any, Any]:
+    """A full model folder, or a LoRA adapter folder (its base is named in adapter_config.json)."""
+    folder = Path(path)
+    if (folder / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(folder)
+    elif (folder / "config.json").is_file():
+        model = AutoModelForCausalLM.from_pretrained(folder)
+    else:
+        raise FileNotFoundError(f"not a model or adapter folder: {folder}")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model.to(device).eval(), tokenizer
+
+
+class Generator:
+    """Keeps loaded models, so evaluating many examples loads each model once."""
+
+    def __init__(self, device: str = "auto"):
+        self.device = pick_device(device)
+        self._models: dict[str, tuple[Any, Any]] = {}
+
+    def generate(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[str]:
+        if model not in self._models:
+            self._models[model] = load(model, self.device)
+        net, tokenizer = self._models[model]
+        tokenizer.padding_side = "left"  # generated tokens must follow each prompt directly
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        torch.manual_seed(params.seed)
+        outputs: list[str] = []
+        for k in range(0, len(prompts), BATCH):
+            texts = [
+                tokenizer.apply_chat_template(
+                    [m.model_dump(exclude_none=True, exclude={"weight"}) for m in messages],
+                    tokenize=False, add_generation_prompt=True,
+                )
+                for messages in prompts[k : k + BATCH]
+            ]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            sampling = {"do_sample": True, "temperature": params.temperature} if params.temperature > 0 else {"do_sample": False}
+            with torch.no_grad():
+                out = net.generate(
+                    **batch, max_new_tokens=params.max_new_tokens, pad_token_id=pad_id,
+                    eos_token_id=tokenizer.eos_token_id, **sampling,
+                )
+            width = batch["input_ids"].shape[1]
+            outputs.extend(tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out)
+        return outputs

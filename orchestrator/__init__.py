@@ -1,0 +1,1 @@
+"""The path a job takes: config → data → backend → store → poll → eval → report."""

@@ -1,0 +1,217 @@
+"""`fto`: thin click commands over config → data → backend → store → poll → eval → report.
+
+Nothing here imports torch: training runs in worker processes, and generation imports it only when called.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.errors import FtoError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _Group(click.Group):
+    """Turns our errors into one clear line and an exit code: no traceback for a user's mistake."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FtoError as exc:
+            err_console.print(f"[bold red]error:[/] {_escape(str(exc))}", highlight=False)
+            sys.exit(exc.exit_code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="fto")
+def cli() -> None:
+    """fto: fine-tune the same job on local and hosted backends, and compare the results."""
+
+
+def main() -> None:
+    cli()
+
+
+def _store() -> Any:
+    from orchestrator.store import Store
+
+    return Store()
+
+
+def _submit(job_file: str, backend: str | None) -> Any:
+    from orchestrator.config import load_job
+    from orchestrator.submit import submit
+
+    loaded = load_job(job_file, backend)
+    store = _store()
+    submitted = submit(store, loaded)
+    console.print(
+        f"experiment [bold]{submitted.experiment.id}[/] ({submitted.experiment.name}): "
+        f"{len(submitted.data.train)} train, {len(submitted.data.validation)} validation, "
+        f"{len(submitted.data.eval)} eval examples"
+    )
+    for job in submitted.jobs:
+        line = f"  {job.backend:10} {job.id}  {job.status.value}"
+        console.print(line + (f"  [red]{_escape(job.error)}[/]" if job.error else ""), highlight=False)
+    return store, submitted
+
+
+def _wait(store: Any, job_ids: list[str]) -> list[Any]:
+    from orchestrator.poll import wait
+    from orchestrator.progress import TrainingProgress
+
+    try:
+        with TrainingProgress(store, console) as show:
+            jobs = wait(store, job_ids, on_tick=show)
+    except KeyboardInterrupt:
+        console.print("\nstopped watching; the jobs go on. Pick them up with [bold]fto wait[/]")
+        sys.exit(130)
+    for job in jobs:
+        if job.error:
+            err_console.print(f"[red]{job.backend} {job.id} {job.status.value}:[/] {_escape(job.error)}", highlight=False)
+    return jobs
+
+
+def _evaluate_and_report(store: Any, experiment: Any) -> None:
+    from orchestrator.eval.harness import evaluate
+    from orchestrator.eval.report import comparison, table, write_markdown
+    from orchestrator.progress import EvalProgress
+
+    with EvalProgress(console) as show:
+        evaluate(store, experiment, on_progress=show)
+    console.print(table(comparison(store, experiment)))
+    console.print(f"report: {write_markdown(store, experiment)}")
+
+
+@cli.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--backend", "-b", help="backend(s) to run on, comma-separated; default: every section in the file")
+def run(job_file: str, backend: str | None) -> None:
+    """Submit JOB_FILE, wait for training, evaluate base and fine-tuned models, and report."""
+    store, submitted = _submit(job_file, backend)
+    jobs = _wait(store, [j.id for j in submitted.jobs])
+    if submitted.experiment.spec.eval and any(j.status.value == "succeeded" for j in jobs):
+        _evaluate_and_report(store, submitted.experiment)
+    if not all(j.status.value == "succeeded" for j in jobs):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--backend", "-b", help="backend(s) to submit to, comma-separated; default: every section in the file")
+def submit(job_file: str, backend: str | None) -> None:
+    """Submit JOB_FILE and return at once; follow with `fto wait`."""
+    _, submitted = _submit(job_file, backend)
+    console.print(f"next: fto wait {submitted.experiment.id}")
+    if any(j.error for j in submitted.jobs):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("key", required=False)
+def wait(key: str | None) -> None:
+    """Wait for a job or experiment (default: every unfinished job) to finish."""
+    store = _store()
+    jobs = store.resolve_jobs(key)
+    if not jobs:
+        console.print("no unfinished jobs")
+        return
+    jobs = _wait(store, [j.id for j in jobs])
+    for experiment_id in dict.fromkeys(j.experiment_id for j in jobs):
+        console.print(f"next: fto eval {experiment_id}  (then fto compare {experiment_id})")
+    if not all(j.status.value == "succeeded" for j in jobs):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("key", required=False)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(key: str | None, as_json: bool) -> None:
+    """Show jobs: one job, one experiment, or the most recent ones."""
+    store = _store()
+    jobs = store.resolve_jobs(key) if key else store.jobs()[-20:]
+    if as_json:
+        click.echo(json.dumps([j.model_dump(mode="json") for j in jobs], indent=2))
+        return
+    t = Table()
+    for column in ("job", "experiment", "backend", "status", "step", "loss", "fine-tuned model / error"):
+        t.add_column(column)
+    for job in jobs:
+        metric = store.last_metric(job.id)
+        step = f"{metric.step}/{metric.total_steps}" if metric else ""
+        loss = f"{metric.loss:.4f}" if metric and metric.loss is not None else ""
+        t.add_row(job.id, job.experiment_id, job.backend, job.status.value, step, loss,
+                  _escape(job.fine_tuned_model or job.error or ""))
+    console.print(t)
+
+
+@cli.command()
+@click.argument("key")
+def cancel(key: str) -> None:
+    """Cancel a job, or every unfinished job of an experiment."""
+    from orchestrator.submit import backend_for
+
+    store = _store()
+    for job in store.resolve_jobs(key):
+        if job.status.terminal or job.provider_job_id is None:
+            continue
+        backend_for(store.experiment(job.experiment_id).spec, job.backend).cancel(job.provider_job_id)
+        console.print(f"cancel requested: {job.backend} {job.id}")
+
+
+@cli.command(name="eval")
+@click.argument("experiment", required=False)
+def eval_(experiment: str | None) -> None:
+    """Evaluate the base and fine-tuned models of an experiment (default: the latest) and report."""
+    store = _store()
+    exp = store.experiment(experiment) if experiment else store.latest_experiment()
+    _evaluate_and_report(store, exp)
+
+
+@cli.command()
+@click.argument("experiment", required=False)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def compare(experiment: str | None, as_json: bool) -> None:
+    """Compare every evaluated model of an experiment (default: the latest)."""
+    from orchestrator.eval.report import comparison, table
+
+    store = _store()
+    exp = store.experiment(experiment) if experiment else store.latest_experiment()
+    data = comparison(store, exp)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    elif not data["models"]:
+        console.print(f"experiment {exp.id} has no eval results yet; run `fto eval {exp.id}`")
+    else:
+        console.print(table(data))
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the job file (for editor completion)."""
+    from orchestrator.job_schema import job_file_schema
+
+    click.echo(json.dumps(job_file_schema(), indent=2))
+
+
+@cli.command()
+def backends() -> None:
+    """List the installed backends (entry-point group fto.backends)."""
+    from backends.registry import available
+
+    for name, ep in sorted(available().items()):
+        console.print(f"{name:12} {ep.value}", highlight=False)

@@ -1,0 +1,75 @@
+"""One comparison of every model in an experiment: a rich table in the terminal, markdown on disk, or JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from orchestrator.paths import experiment_dir
+from orchestrator.store import Store
+from schemas import Experiment
+
+
+def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
+    """Everything the report shows, as plain data (this is also `fto compare --json`)."""
+    jobs = {j.id: j for j in store.jobs(experiment.id)}
+    rows: dict[str, dict[str, Any]] = {}
+    scorers: list[str] = []
+    for r in store.scores(experiment.id):
+        if r["scorer"] not in scorers:
+            scorers.append(r["scorer"])
+        row = rows.setdefault(r["target"], {"target": r["target"], "backend": r["backend"], "model": r["model"],
+                                            "job": r["job_id"], "examples": r["examples"], "scores": {}})
+        row["scores"][r["scorer"]] = r["score"]
+    job_rows = []
+    for job in jobs.values():
+        last = store.last_metric(job.id)
+        minutes = (job.finished_at - job.created_at).total_seconds() / 60 if job.finished_at else None
+        job_rows.append({
+            "job": job.id, "backend": job.backend, "status": job.status.value, "base_model": job.base_model,
+            "fine_tuned_model": job.fine_tuned_model, "trained_tokens": job.trained_tokens, "error": job.error,
+            "final_loss": last.loss if last else None, "final_valid_loss": last.valid_loss if last else None,
+            "minutes": round(minutes, 2) if minutes is not None else None,
+        })
+    return {"experiment": experiment.id, "name": experiment.name, "scorers": scorers,
+            "models": list(rows.values()), "jobs": job_rows}
+
+
+def table(data: dict[str, Any]) -> Table:
+    t = Table(title=f"{data['name']} ({data['experiment']})")
+    t.add_column("model")
+    for scorer in data["scorers"]:
+        t.add_column(scorer, justify="right")
+    t.add_column("examples", justify="right")
+    for row in data["models"]:
+        t.add_row(row["target"], *(f"{row['scores'].get(s, float('nan')):.3f}" for s in data["scorers"]), str(row["examples"]))
+    return t
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [f"# {data['name']} — experiment `{data['experiment']}`", "", "## Scores", ""]
+    lines.append("| model | " + " | ".join(data["scorers"]) + " | examples |")
+    lines.append("|---|" + "---:|" * (len(data["scorers"]) + 1))
+    for row in data["models"]:
+        cells = " | ".join(f"{row['scores'].get(s, float('nan')):.3f}" for s in data["scorers"])
+        lines.append(f"| {row['target']} | {cells} | {row['examples']} |")
+    lines += ["", "## Jobs", "", "| job | backend | status | final loss | valid loss | trained tokens | minutes |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    for j in data["jobs"]:
+        lines.append(f"| {j['job']} | {j['backend']} | {j['status']} | {_num(j['final_loss'])} | "
+                     f"{_num(j['final_valid_loss'])} | {j['trained_tokens'] or ''} | {_num(j['minutes'])} |")
+    failed = [j for j in data["jobs"] if j["error"]]
+    if failed:
+        lines += ["", "## Errors", ""] + [f"- `{j['job']}` ({j['backend']}): {j['error']}" for j in failed]
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def write_markdown(store: Store, experiment: Experiment) -> str:
+    path = experiment_dir(experiment.id) / "report.md"
+    path.write_text(markdown(comparison(store, experiment)), encoding="utf-8")
+    return str(path)

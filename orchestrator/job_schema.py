@@ -1,0 +1,23 @@
+"""The job file's JSON Schema, with each installed backend's own options filled in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backends.registry import available, backend_class
+from schemas import JobSpec
+
+
+def job_file_schema() -> dict[str, Any]:
+    schema = JobSpec.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    sections: dict[str, Any] = {}
+    for name in sorted(available()):
+        options = backend_class(name).Options.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(options.pop("$defs", {}))
+        sections[name] = options
+    schema["properties"]["backends"] = {
+        "type": "object", "description": schema["properties"]["backends"].get("description", ""),
+        "properties": sections, "additionalProperties": False,
+    }
+    return schema

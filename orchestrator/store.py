@@ -1,0 +1,243 @@
+"""The durable job store: SQLite in WAL mode under $FTO_HOME, safe for several fto processes at once."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import NotFoundError
+from orchestrator.paths import fto_home
+from orchestrator.secrets import redact
+from schemas import Experiment, Job, JobEvent, JobSpec, JobStatus, Metric, ProviderJob
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, spec_path TEXT, created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL REFERENCES experiments(id), backend TEXT NOT NULL,
+    provider_job_id TEXT, status TEXT NOT NULL, base_model TEXT, fine_tuned_model TEXT,
+    trained_tokens INTEGER, error TEXT, cursor TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_experiment ON jobs(experiment_id);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL, seq INTEGER NOT NULL, created_at TEXT NOT NULL, level TEXT NOT NULL,
+    message TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    job_id TEXT NOT NULL, step INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, step)
+);
+CREATE TABLE IF NOT EXISTS eval_results (
+    experiment_id TEXT NOT NULL, target TEXT NOT NULL, job_id TEXT, backend TEXT NOT NULL, model TEXT NOT NULL,
+    scorer TEXT NOT NULL, score REAL NOT NULL, examples INTEGER NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, target, scorer)
+);
+"""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(5)}"
+
+
+class Store:
+    """Experiments, jobs, their events and metrics, and eval results."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or fto_home() / "fto.db"
+        # autocommit mode: each `with self._tx()` is one explicit transaction
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # experiments ---------------------------------------------------------------------------------
+
+    def create_experiment(self, spec: JobSpec, spec_path: str | None, backends: list[str]) -> tuple[Experiment, list[Job]]:
+        """Record the experiment and one pending job per backend, before any provider is called."""
+        created = now()
+        experiment = Experiment(id=new_id("exp"), name=spec.name, spec=spec, spec_path=spec_path, created_at=created)
+        jobs = [
+            Job(id=new_id("job"), experiment_id=experiment.id, backend=b, created_at=created, updated_at=created)
+            for b in backends
+        ]
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO experiments VALUES (?, ?, ?, ?, ?)",
+                (experiment.id, spec.name, spec.model_dump_json(), spec_path, created.isoformat()),
+            )
+            for job in jobs:
+                db.execute(
+                    "INSERT INTO jobs (id, experiment_id, backend, status, created_at, updated_at) VALUES (?,?,?,?,?,?)",
+                    (job.id, job.experiment_id, job.backend, job.status.value, created.isoformat(), created.isoformat()),
+                )
+        return experiment, jobs
+
+    def experiment(self, key: str) -> Experiment:
+        """By id, or by name (the latest experiment of that name)."""
+        row = self._db.execute(
+            "SELECT * FROM experiments WHERE id = ? OR name = ? ORDER BY created_at DESC LIMIT 1", (key, key)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no experiment {key!r} in {self.path}")
+        return _experiment(row)
+
+    def latest_experiment(self) -> Experiment:
+        row = self._db.execute("SELECT * FROM experiments ORDER BY created_at DESC LIMIT 1").fetchone()
+        if row is None:
+            raise NotFoundError(f"no experiments yet in {self.path}; start one with `fto run JOB.yaml`")
+        return _experiment(row)
+
+    # jobs ----------------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> Job:
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no job {job_id!r} in {self.path}")
+        return _job(row)
+
+    def jobs(self, experiment_id: str | None = None, active_only: bool = False) -> list[Job]:
+        sql, args = "SELECT * FROM jobs", []
+        clauses = []
+        if experiment_id:
+            clauses.append("experiment_id = ?")
+            args.append(experiment_id)
+        if active_only:
+            terminal = [s.value for s in JobStatus if s.terminal]
+            clauses.append(f"status NOT IN ({','.join('?' * len(terminal))})")
+            args.extend(terminal)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return [_job(r) for r in self._db.execute(sql + " ORDER BY created_at, rowid", args)]
+
+    def resolve_jobs(self, key: str | None) -> list[Job]:
+        """A job id, an experiment id or name, or (None) every job that has not finished."""
+        if key is None:
+            return self.jobs(active_only=True)
+        if key.startswith("job-"):
+            return [self.job(key)]
+        return self.jobs(self.experiment(key).id)
+
+    def set_submitted(self, job_id: str, provider_job_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET provider_job_id = ?, status = ?, updated_at = ? WHERE id = ?",
+                (provider_job_id, JobStatus.QUEUED.value, now().isoformat(), job_id),
+            )
+
+    def update_from_provider(self, job_id: str, state: ProviderJob) -> Job:
+        """Record the provider's view; the first terminal status stamps finished_at."""
+        stamp = now().isoformat()
+        with self._tx() as db:
+            db.execute(
+                """UPDATE jobs SET status = ?, base_model = COALESCE(?, base_model),
+                   fine_tuned_model = COALESCE(?, fine_tuned_model), trained_tokens = COALESCE(?, trained_tokens),
+                   error = ?, updated_at = ?,
+                   finished_at = CASE WHEN ? AND finished_at IS NULL THEN ? ELSE finished_at END
+                   WHERE id = ?""",
+                (
+                    state.status.value, state.base_model, state.fine_tuned_model, state.trained_tokens,
+                    redact(state.error) if state.error else None, stamp,
+                    state.status.terminal, stamp, job_id,
+                ),
+            )
+        return self.job(job_id)
+
+    def fail(self, job_id: str, error: str) -> None:
+        self.update_from_provider(job_id, ProviderJob(status=JobStatus.FAILED, error=error))
+
+    # events and metrics --------------------------------------------------------------------------
+
+    def add_updates(self, job_id: str, events: list[JobEvent], metrics: list[Metric], cursor: str | None) -> None:
+        """Append events and metrics and move the cursor in one transaction, so nothing shows twice."""
+        with self._tx() as db:
+            (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?", (job_id,)).fetchone()
+            for i, event in enumerate(events, start=seq + 1):
+                db.execute(
+                    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                    (job_id, i, event.created_at.isoformat(), event.level, redact(event.message),
+                     redact(json.dumps(event.data))),
+                )
+            for metric in metrics:
+                db.execute(
+                    "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
+                    (job_id, metric.step, metric.model_dump_json(exclude_none=True)),
+                )
+            if cursor is not None:
+                db.execute("UPDATE jobs SET cursor = ? WHERE id = ?", (cursor, job_id))
+
+    def cursor(self, job_id: str) -> str | None:
+        row = self._db.execute("SELECT cursor FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row["cursor"] if row else None
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        rows = self._db.execute("SELECT * FROM events WHERE job_id = ? ORDER BY seq", (job_id,))
+        return [
+            JobEvent(created_at=r["created_at"], level=r["level"], message=r["message"], data=json.loads(r["data"]))
+            for r in rows
+        ]
+
+    def metrics(self, job_id: str) -> list[Metric]:
+        rows = self._db.execute("SELECT data FROM metrics WHERE job_id = ? ORDER BY step", (job_id,))
+        return [Metric.model_validate_json(r["data"]) for r in rows]
+
+    def last_metric(self, job_id: str) -> Metric | None:
+        row = self._db.execute(
+            "SELECT data FROM metrics WHERE job_id = ? ORDER BY step DESC LIMIT 1", (job_id,)
+        ).fetchone()
+        return Metric.model_validate_json(row["data"]) if row else None
+
+    # eval results --------------------------------------------------------------------------------
+
+    def save_scores(
+        self, experiment_id: str, target: str, job_id: str | None, backend: str, model: str,
+        scores: dict[str, float], examples: int,
+    ) -> None:
+        with self._tx() as db:
+            for scorer, score in scores.items():
+                db.execute(
+                    "INSERT OR REPLACE INTO eval_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (experiment_id, target, job_id, backend, model, scorer, score, examples, now().isoformat()),
+                )
+
+    def scores(self, experiment_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT * FROM eval_results WHERE experiment_id = ? ORDER BY rowid", (experiment_id,)
+        )
+        return [dict(r) for r in rows]
+
+
+def _experiment(row: sqlite3.Row) -> Experiment:
+    return Experiment(
+        id=row["id"], name=row["name"], spec=JobSpec.model_validate_json(row["spec"]),
+        spec_path=row["spec_path"], created_at=row["created_at"],
+    )
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job.model_validate({k: row[k] for k in row.keys() if k != "cursor"})  # noqa: SIM118

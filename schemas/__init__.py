@@ -1,0 +1,34 @@
+"""Pure data shared by every stage: the job file, job records, canonical dataset records. No I/O."""
+
+from schemas.job import Checkpoint, Experiment, Job, JobEvent, JobStatus, Metric, ProviderJob, ProviderUpdates
+from schemas.job_spec import (
+    BackendSection,
+    DataSpec,
+    EvalSpec,
+    Hyperparameters,
+    JobSpec,
+    LoraSpec,
+)
+from schemas.records import Conversation, Message, PreferencePair, Tool, ToolCall
+
+__all__ = [
+    "BackendSection",
+    "Checkpoint",
+    "Conversation",
+    "DataSpec",
+    "EvalSpec",
+    "Experiment",
+    "Hyperparameters",
+    "Job",
+    "JobEvent",
+    "JobSpec",
+    "JobStatus",
+    "LoraSpec",
+    "Message",
+    "Metric",
+    "PreferencePair",
+    "ProviderJob",
+    "ProviderUpdates",
+    "Tool",
+    "ToolCall",
+]

@@ -1,0 +1,99 @@
+"""Job records as the store keeps them, and what a backend reports about a provider's job."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from schemas.job_spec import JobSpec
+
+
+class JobStatus(StrEnum):
+    """The one status enum every backend maps its provider's statuses into."""
+
+    PENDING = "pending"  # recorded in the store, not yet accepted by the provider
+    VALIDATING = "validating"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Job(BaseModel):
+    id: str
+    experiment_id: str
+    backend: str
+    provider_job_id: str | None = None
+    status: JobStatus = JobStatus.PENDING
+    base_model: str | None = None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+
+class Experiment(BaseModel):
+    """One job file submitted once: one job per chosen backend."""
+
+    id: str
+    name: str
+    spec: JobSpec
+    spec_path: str | None = None
+    created_at: datetime
+
+
+class JobEvent(BaseModel):
+    created_at: datetime
+    level: Literal["info", "warning", "error"] = "info"
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Metric(BaseModel):
+    """Training progress at one step."""
+
+    step: int
+    total_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    valid_loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_second: float | None = None
+    created_at: datetime | None = None
+
+
+class Checkpoint(BaseModel):
+    step: int
+    model: str = Field(description="what complete() accepts to query this checkpoint")
+    metrics: dict[str, float] = Field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+class ProviderJob(BaseModel):
+    """A provider's view of a job, converted at the backend's edge into our terms."""
+
+    status: JobStatus
+    base_model: str | None = None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    error: str | None = None
+
+
+class ProviderUpdates(BaseModel):
+    """What happened to a job since a cursor: new events, metrics and checkpoints, and the next cursor."""
+
+    events: list[JobEvent] = Field(default_factory=list)
+    metrics: list[Metric] = Field(default_factory=list)
+    checkpoints: list[Checkpoint] = Field(default_factory=list)
+    cursor: str | None = None

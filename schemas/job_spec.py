@@ -1,0 +1,104 @@
+"""The common job schema: one file describes data, method, hyperparameters, backends and eval."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Auto = Literal["auto"]
+
+
+class _Strict(BaseModel):
+    # A misspelt key must be an error, never silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(_Strict):
+    train: str = Field(description="training file (paths are relative to the job file)")
+    validation: float | str | None = Field(
+        default=0.1,
+        description="a fraction of train held out (seeded), a file, or null for none",
+    )
+    format: str = Field(default="auto", description="input format, or auto to detect it")
+
+    @field_validator("validation")
+    @classmethod
+    def _fraction_in_range(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, float) and not 0.0 < v < 1.0:
+            raise ValueError("a validation fraction must lie between 0 and 1")
+        return v
+
+
+class LoraSpec(_Strict):
+    r: int = Field(default=16, gt=0)
+    alpha: float = Field(default=32, gt=0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class Hyperparameters(_Strict):
+    epochs: int | Auto = Field(default="auto", description="passes over the training data")
+    batch_size: int | Auto = Field(default="auto", description="examples per optimizer step")
+    learning_rate: float | None = Field(
+        default=None, gt=0, description="absolute learning rate (local training); null picks a default"
+    )
+    learning_rate_multiplier: float | Auto = Field(
+        default="auto", description="multiplier on the provider's base learning rate (hosted training)"
+    )
+    warmup_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)
+    max_seq_length: int | None = Field(default=None, gt=0, description="longer examples are truncated")
+    beta: float | Auto = Field(default="auto", description="DPO: strength of the pull towards the reference")
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+
+    @field_validator("epochs", "batch_size")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v <= 0:
+            raise ValueError("must be a positive integer or 'auto'")
+        return v
+
+    @field_validator("learning_rate_multiplier", "beta")
+    @classmethod
+    def _positive_float(cls, v: float | str) -> float | str:
+        if isinstance(v, float) and v <= 0:
+            raise ValueError("must be positive or 'auto'")
+        return v
+
+
+class BackendSection(BaseModel):
+    """One backend's section: the base model plus options that the backend itself validates."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(default=None, description="base model to fine-tune, in the backend's own naming")
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class EvalSpec(_Strict):
+    data: str = Field(
+        default="validation", description="'validation' for the held-out split, or a file of examples"
+    )
+    scorers: list[str] = Field(default_factory=lambda: ["exact_match", "token_f1"], min_length=1)
+    max_examples: int | None = Field(default=100, gt=0)
+    max_new_tokens: int = Field(default=64, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0)
+    base: bool = Field(default=True, description="also evaluate each backend's base model, for comparison")
+
+
+class JobSpec(_Strict):
+    """A job file: what to train on, how, where, and how to judge the result."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="experiment name")
+    method: Literal["sft", "dpo"] = "sft"
+    data: DataSpec
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    seed: int = 0
+    suffix: str | None = Field(default=None, max_length=64, description="appended to fine-tuned model names")
+    metadata: dict[str, str] = Field(default_factory=dict)
+    backends: dict[str, BackendSection] = Field(
+        default_factory=dict, description="one section per backend: its base model and options"
+    )
+    eval: EvalSpec | None = Field(default_factory=EvalSpec, description="null to skip evaluation")
