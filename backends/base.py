@@ -95,8 +95,6 @@ class Backend(ABC):
     def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> str:
         """One assistant reply from `model` (base or fine-tuned) to `messages`."""
 
-    def complete_many(
-        self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams
-    ) -> list[str]:
+    def complete_many(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[str]:
         """Replies to many prompts; backends that can batch override this."""
         return [self.complete(model, messages, params) for messages in prompts]

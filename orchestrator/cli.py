@@ -15,8 +15,8 @@ from rich.table import Table
 
 from orchestrator.errors import FtoError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # a long path or error stays on one line
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class _Group(click.Group):
@@ -82,19 +82,25 @@ def _wait(store: Any, job_ids: list[str]) -> list[Any]:
         sys.exit(130)
     for job in jobs:
         if job.error:
-            err_console.print(f"[red]{job.backend} {job.id} {job.status.value}:[/] {_escape(job.error)}", highlight=False)
+            err_console.print(
+                f"[red]{job.backend} {job.id} {job.status.value}:[/] {_escape(job.error)}", highlight=False
+            )
     return jobs
 
 
 def _evaluate_and_report(store: Any, experiment: Any) -> None:
     from orchestrator.eval.harness import evaluate
-    from orchestrator.eval.report import comparison, table, write_markdown
+    from orchestrator.eval.report import comparison, table, verdicts, write_markdown
     from orchestrator.progress import EvalProgress
 
     with EvalProgress(console) as show:
         evaluate(store, experiment, on_progress=show)
-    console.print(table(comparison(store, experiment)))
+    data = comparison(store, experiment)
+    console.print(table(data))
+    for line in verdicts(data):
+        console.print(_escape(line), highlight=False)
     console.print(f"report: {write_markdown(store, experiment)}")
+    console.print(f"next: fto compare {experiment.id} --json  ·  fto status {experiment.id}")
 
 
 @cli.command()
@@ -103,6 +109,7 @@ def _evaluate_and_report(store: Any, experiment: Any) -> None:
 def run(job_file: str, backend: str | None) -> None:
     """Submit JOB_FILE, wait for training, evaluate base and fine-tuned models, and report."""
     store, submitted = _submit(job_file, backend)
+    console.print(f"training; if this process stops, the jobs go on: fto wait {submitted.experiment.id}")
     jobs = _wait(store, [j.id for j in submitted.jobs])
     if submitted.experiment.spec.eval and any(j.status.value == "succeeded" for j in jobs):
         _evaluate_and_report(store, submitted.experiment)
@@ -154,8 +161,15 @@ def status(key: str | None, as_json: bool) -> None:
         metric = store.last_metric(job.id)
         step = f"{metric.step}/{metric.total_steps}" if metric else ""
         loss = f"{metric.loss:.4f}" if metric and metric.loss is not None else ""
-        t.add_row(job.id, job.experiment_id, job.backend, job.status.value, step, loss,
-                  _escape(job.fine_tuned_model or job.error or ""))
+        t.add_row(
+            job.id,
+            job.experiment_id,
+            job.backend,
+            job.status.value,
+            step,
+            loss,
+            _escape(job.fine_tuned_model or job.error or ""),
+        )
     console.print(t)
 
 

@@ -38,6 +38,7 @@ def load_job(path: str | Path, backends: str | None = None) -> LoadedJob:
     raw, lines = _parse_yaml(text, shown)
     spec = _validate(raw, lines, shown)
     _check_backend_sections(spec, lines, shown)
+    _check_scorers(spec, lines, shown)
     spec = _resolve_paths(spec, path.parent, lines, shown)
     chosen = _choose_backends(spec, backends, shown)
     return LoadedJob(spec=spec, path=path.resolve(), backends=chosen)
@@ -96,7 +97,7 @@ def _first_error(
 ) -> ConfigError:
     err = exc.errors()[0]
     # Union members add their type name to the location (e.g. 'float'); drop those for display.
-    loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p or p in _TYPE_TAGS))
+    loc: Loc = tuple(p for p in err["loc"] if not ((isinstance(p, str) and "[" in p) or p in _TYPE_TAGS))
     full = (*prefix, *loc)
     message = err["msg"]
     if err["type"] == "extra_forbidden":
@@ -127,9 +128,7 @@ def _fields_at(loc: Loc, model: type[BaseModel]) -> list[str]:
         if part not in current.model_fields:
             return []
         annotation = current.model_fields[part].annotation
-        current = next(
-            (a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)), annotation
-        )
+        current = next((a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)), annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
@@ -158,15 +157,26 @@ def _check_backend_sections(spec: JobSpec, lines: dict[Loc, int], file: str) -> 
             raise _first_error(exc, cls.Options, loc, lines, file) from None
 
 
+def _check_scorers(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
+    from orchestrator.eval.scorers import SCORERS
+
+    for i, name in enumerate(spec.eval.scorers if spec.eval else []):
+        if name not in SCORERS:
+            raise ConfigError(
+                f"unknown scorer {name!r} (known: {', '.join(SCORERS)})",
+                file=file,
+                line=_line_of(("eval", "scorers", i), lines),
+                field=f"eval.scorers[{i}]",
+            )
+
+
 def _resolve_paths(spec: JobSpec, base: Path, lines: dict[Loc, int], file: str) -> JobSpec:
     """Make data paths absolute (relative to the job file) and check that the files exist."""
 
     def resolve(value: str, loc: Loc) -> str:
         candidate = (base / value).expanduser().resolve()
         if not candidate.is_file():
-            raise ConfigError(
-                f"data file not found: {value}", file=file, line=_line_of(loc, lines), field=_field(loc)
-            )
+            raise ConfigError(f"data file not found: {value}", file=file, line=_line_of(loc, lines), field=_field(loc))
         return str(candidate)
 
     data = spec.data.model_copy(update={"train": resolve(spec.data.train, ("data", "train"))})
@@ -177,8 +187,7 @@ def _resolve_paths(spec: JobSpec, base: Path, lines: dict[Loc, int], file: str) 
         update["eval"] = spec.eval.model_copy(update={"data": resolve(spec.eval.data, ("eval", "data"))})
     if spec.eval and spec.eval.data == "validation" and spec.data.validation is None:
         raise ConfigError(
-            "eval uses the validation split, but data.validation is null; set a fraction, a file, "
-            "or eval.data",
+            "eval uses the validation split, but data.validation is null; set a fraction, a file, or eval.data",
             file=file,
             line=_line_of(("eval",), lines),
             field="eval.data",

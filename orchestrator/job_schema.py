@@ -17,7 +17,9 @@ def job_file_schema() -> dict[str, Any]:
         defs.update(options.pop("$defs", {}))
         sections[name] = options
     schema["properties"]["backends"] = {
-        "type": "object", "description": schema["properties"]["backends"].get("description", ""),
-        "properties": sections, "additionalProperties": False,
+        "type": "object",
+        "description": schema["properties"]["backends"].get("description", ""),
+        "properties": sections,
+        "additionalProperties": False,
     }
     return schema

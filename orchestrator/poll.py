@@ -17,7 +17,9 @@ OnTick = Callable[[list[Job]], None]
 def poll_once(store: Store, job: Job, backend: Backend) -> Job:
     """Fetch new events and metrics, then the status, and record both."""
     if job.provider_job_id is None:  # never accepted by the provider: nothing to ask
-        return store.update_from_provider(job.id, ProviderJob(status=JobStatus.FAILED, error=job.error or "never submitted"))
+        return store.update_from_provider(
+            job.id, ProviderJob(status=JobStatus.FAILED, error=job.error or "never submitted")
+        )
     updates = backend.updates(job.provider_job_id, store.cursor(job.id))
     store.add_updates(job.id, updates.events, updates.metrics, updates.cursor)
     state = backend.get(job.provider_job_id)

@@ -78,7 +78,9 @@ class Store:
 
     # experiments ---------------------------------------------------------------------------------
 
-    def create_experiment(self, spec: JobSpec, spec_path: str | None, backends: list[str]) -> tuple[Experiment, list[Job]]:
+    def create_experiment(
+        self, spec: JobSpec, spec_path: str | None, backends: list[str]
+    ) -> tuple[Experiment, list[Job]]:
         """Record the experiment and one pending job per backend, before any provider is called."""
         created = now()
         experiment = Experiment(id=new_id("exp"), name=spec.name, spec=spec, spec_path=spec_path, created_at=created)
@@ -93,8 +95,16 @@ class Store:
             )
             for job in jobs:
                 db.execute(
-                    "INSERT INTO jobs (id, experiment_id, backend, status, created_at, updated_at) VALUES (?,?,?,?,?,?)",
-                    (job.id, job.experiment_id, job.backend, job.status.value, created.isoformat(), created.isoformat()),
+                    "INSERT INTO jobs (id, experiment_id, backend, status, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        job.id,
+                        job.experiment_id,
+                        job.backend,
+                        job.status.value,
+                        created.isoformat(),
+                        created.isoformat(),
+                    ),
                 )
         return experiment, jobs
 
@@ -161,9 +171,15 @@ class Store:
                    finished_at = CASE WHEN ? AND finished_at IS NULL THEN ? ELSE finished_at END
                    WHERE id = ?""",
                 (
-                    state.status.value, state.base_model, state.fine_tuned_model, state.trained_tokens,
-                    redact(state.error) if state.error else None, stamp,
-                    state.status.terminal, stamp, job_id,
+                    state.status.value,
+                    state.base_model,
+                    state.fine_tuned_model,
+                    state.trained_tokens,
+                    redact(state.error) if state.error else None,
+                    stamp,
+                    state.status.terminal,
+                    stamp,
+                    job_id,
                 ),
             )
         return self.job(job_id)
@@ -180,8 +196,14 @@ class Store:
             for i, event in enumerate(events, start=seq + 1):
                 db.execute(
                     "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                    (job_id, i, event.created_at.isoformat(), event.level, redact(event.message),
-                     redact(json.dumps(event.data))),
+                    (
+                        job_id,
+                        i,
+                        event.created_at.isoformat(),
+                        event.level,
+                        redact(event.message),
+                        redact(json.dumps(event.data)),
+                    ),
                 )
             for metric in metrics:
                 db.execute(
@@ -215,8 +237,14 @@ class Store:
     # eval results --------------------------------------------------------------------------------
 
     def save_scores(
-        self, experiment_id: str, target: str, job_id: str | None, backend: str, model: str,
-        scores: dict[str, float], examples: int,
+        self,
+        experiment_id: str,
+        target: str,
+        job_id: str | None,
+        backend: str,
+        model: str,
+        scores: dict[str, float],
+        examples: int,
     ) -> None:
         with self._tx() as db:
             for scorer, score in scores.items():
@@ -226,16 +254,17 @@ class Store:
                 )
 
     def scores(self, experiment_id: str) -> list[dict[str, Any]]:
-        rows = self._db.execute(
-            "SELECT * FROM eval_results WHERE experiment_id = ? ORDER BY rowid", (experiment_id,)
-        )
+        rows = self._db.execute("SELECT * FROM eval_results WHERE experiment_id = ? ORDER BY rowid", (experiment_id,))
         return [dict(r) for r in rows]
 
 
 def _experiment(row: sqlite3.Row) -> Experiment:
     return Experiment(
-        id=row["id"], name=row["name"], spec=JobSpec.model_validate_json(row["spec"]),
-        spec_path=row["spec_path"], created_at=row["created_at"],
+        id=row["id"],
+        name=row["name"],
+        spec=JobSpec.model_validate_json(row["spec"]),
+        spec_path=row["spec_path"],
+        created_at=row["created_at"],
     )
 
 

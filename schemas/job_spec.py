@@ -78,9 +78,7 @@ class BackendSection(BaseModel):
 
 
 class EvalSpec(_Strict):
-    data: str = Field(
-        default="validation", description="'validation' for the held-out split, or a file of examples"
-    )
+    data: str = Field(default="validation", description="'validation' for the held-out split, or a file of examples")
     scorers: list[str] = Field(default_factory=lambda: ["exact_match", "token_f1"], min_length=1)
     max_examples: int | None = Field(default=100, gt=0)
     max_new_tokens: int = Field(default=64, gt=0)

@@ -5,6 +5,7 @@ Importing this package must stay cheap (no torch): the CLI and the poller use it
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -59,8 +60,10 @@ class LocalBackend(Backend):
             validation_path = workdir / "validation.jsonl"
             write_openai_chat(validation, validation_path)
         return PreparedData(
-            train=train_path, validation=validation_path,
-            train_examples=len(train), validation_examples=len(validation),
+            train=train_path,
+            validation=validation_path,
+            train_examples=len(train),
+            validation_examples=len(validation),
         )
 
     def upload(self, prepared: PreparedData) -> UploadedData:
@@ -104,7 +107,10 @@ class LocalBackend(Backend):
             with open(folder.log_file, "ab") as log:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "backends.local.worker", str(folder.path), str(fd)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(fd,),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(fd,),
                     start_new_session=True,  # survives the fto process that started it (Ctrl-C, kill -9)
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
@@ -131,8 +137,11 @@ class LocalBackend(Backend):
                 error = f"worker process exited unexpectedly; last lines of {folder.log_file}:\n{folder.log_tail()}"
             folder.write_status(status, error=error)
         return ProviderJob(
-            status=status, base_model=state.get("base_model"), fine_tuned_model=state.get("fine_tuned_model"),
-            trained_tokens=state.get("trained_tokens"), error=error,
+            status=status,
+            base_model=state.get("base_model"),
+            fine_tuned_model=state.get("fine_tuned_model"),
+            trained_tokens=state.get("trained_tokens"),
+            error=error,
         )
 
     def updates(self, provider_job_id: str, cursor: str | None) -> ProviderUpdates:
@@ -144,17 +153,13 @@ class LocalBackend(Backend):
         folder.cancel_file.touch()
         pid = folder.read_status().get("pid")
         if pid and folder.worker_alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)  # the worker stops at the next step and records "cancelled"
-            except ProcessLookupError:
-                pass
 
     def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> str:
         return self.complete_many(model, [messages], params)[0]
 
-    def complete_many(
-        self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams
-    ) -> list[str]:
+    def complete_many(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[str]:
         if self._generator is None:
             from backends.local.generate import Generator  # torch is imported only when generating
 

@@ -19,9 +19,7 @@ class Encoded:
 
 
 def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(
-        messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
-    )
+    return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt)
 
 
 def encode(tokenizer: Any, conversation: dict[str, Any], max_length: int) -> Encoded:
@@ -39,7 +37,9 @@ def encode(tokenizer: Any, conversation: dict[str, Any], max_length: int) -> Enc
         start = len(_render(tokenizer, messages[:i], tools, generation_prompt=True))
         end = len(_render(tokenizer, messages[: i + 1], tools, generation_prompt=False))
         spans.append((start, end))
-    batch = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_length)
+    batch = tokenizer(
+        text, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_length
+    )
     ids, offsets = batch["input_ids"], batch["offset_mapping"]
     labels = [
         token if any(s <= begin < e for s, e in spans) else IGNORE

@@ -20,8 +20,14 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 # Small enough to train in seconds on 2 CPU cores, big enough to learn a simple task.
-SIZE = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 4, "max_position_embeddings": 512}
+SIZE = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 512,
+}
 VOCAB_SIZE = 1024
 TRAINED_IN_FULL = ["embed_tokens", "lm_head"]  # peft modules_to_save
 
@@ -46,8 +52,12 @@ def build(conversations: Iterable[dict[str, Any]], seed: int, out_dir: Path) -> 
     texts = [m.get("content") or "" for c in conversations for m in c["messages"]]
     tokenizer = build_tokenizer(texts)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False, **SIZE,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+        **SIZE,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

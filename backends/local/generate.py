@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from backends.base import GenerationParams
 from schemas import Message
+
+# The eval shares the user's terminal with our own progress bars: keep transformers' quiet.
+hf_logging.set_verbosity_error()
+hf_logging.disable_progress_bar()
+warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
 BATCH = 32
 
@@ -59,16 +66,24 @@ class Generator:
             texts = [
                 tokenizer.apply_chat_template(
                     [m.model_dump(exclude_none=True, exclude={"weight"}) for m in messages],
-                    tokenize=False, add_generation_prompt=True,
+                    tokenize=False,
+                    add_generation_prompt=True,
                 )
                 for messages in prompts[k : k + BATCH]
             ]
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            sampling = {"do_sample": True, "temperature": params.temperature} if params.temperature > 0 else {"do_sample": False}
+            sampling = (
+                {"do_sample": True, "temperature": params.temperature}
+                if params.temperature > 0
+                else {"do_sample": False}
+            )
             with torch.no_grad():
                 out = net.generate(
-                    **batch, max_new_tokens=params.max_new_tokens, pad_token_id=pad_id,
-                    eos_token_id=tokenizer.eos_token_id, **sampling,
+                    **batch,
+                    max_new_tokens=params.max_new_tokens,
+                    pad_token_id=pad_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                    **sampling,
                 )
             width = batch["input_ids"].shape[1]
             outputs.extend(tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out)

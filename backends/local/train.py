@@ -56,7 +56,9 @@ def token_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, examples: Sequence[Encoded], s: TrainSettings, device: torch.device) -> float:
+def validation_loss(
+    model: torch.nn.Module, examples: Sequence[Encoded], s: TrainSettings, device: torch.device
+) -> float:
     model.eval()
     total, count = 0.0, 0
     for batch in batches(examples, s.batch_size, rng=None):
@@ -109,8 +111,11 @@ def train(
             step += 1
             tokens = sum(len(e.input_ids) for e in batch)
             metric = Metric(
-                step=step, total_steps=total, epoch=round(epoch + (i + 1) / steps_per_epoch, 4),
-                loss=round(float(loss), 6), learning_rate=lr,
+                step=step,
+                total_steps=total,
+                epoch=round(epoch + (i + 1) / steps_per_epoch, 4),
+                loss=round(float(loss), 6),
+                learning_rate=lr,
                 tokens_per_second=round(tokens / (time.perf_counter() - started), 1),
             )
             if i == steps_per_epoch - 1 and validation_set:

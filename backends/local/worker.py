@@ -74,15 +74,20 @@ def run(folder: JobFolder) -> None:
 
     torch.manual_seed(spec.seed)
     lora = LoraConfig(
-        r=hp.lora.r, lora_alpha=hp.lora.alpha, lora_dropout=hp.lora.dropout, target_modules=hp.lora.target_modules,
-        modules_to_save=embedded.TRAINED_IN_FULL if is_embedded else None, task_type="CAUSAL_LM",
+        r=hp.lora.r,
+        lora_alpha=hp.lora.alpha,
+        lora_dropout=hp.lora.dropout,
+        target_modules=hp.lora.target_modules,
+        modules_to_save=embedded.TRAINED_IN_FULL if is_embedded else None,
+        task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
     settings = TrainSettings(
         epochs=AUTO_EPOCHS if hp.epochs == "auto" else hp.epochs,
         batch_size=AUTO_BATCH_SIZE if hp.batch_size == "auto" else hp.batch_size,
         learning_rate=hp.learning_rate or AUTO_LR["embedded" if is_embedded else "pretrained"],
-        warmup_ratio=hp.warmup_ratio, seed=spec.seed,
+        warmup_ratio=hp.warmup_ratio,
+        seed=spec.seed,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
     )
     trained_tokens = sum(e.trained_tokens for e in train_set) * settings.epochs
@@ -90,12 +95,20 @@ def run(folder: JobFolder) -> None:
     folder.event(
         f"training {len(train_set)} examples for {settings.epochs} epochs on {device.type}; "
         f"{trainable:,} trainable parameters",
-        examples=len(train_set), epochs=settings.epochs, device=device.type, trainable_parameters=trainable,
+        examples=len(train_set),
+        epochs=settings.epochs,
+        device=device.type,
+        trainable_parameters=trainable,
     )
     folder.write_status(JobStatus.RUNNING)
     finished = train(
-        model, train_set, validation_set, settings, device,
-        on_metric=folder.metric, should_stop=lambda: _Stop.requested or folder.cancel_file.exists(),
+        model,
+        train_set,
+        validation_set,
+        settings,
+        device,
+        on_metric=folder.metric,
+        should_stop=lambda: _Stop.requested or folder.cancel_file.exists(),
     )
     if not finished:
         folder.event("cancelled", level="warning")

@@ -16,12 +16,18 @@ CLASSES = {
     "insect": "ant bee beetle butterfly moth wasp mosquito grasshopper cricket ladybug dragonfly termite",
 }
 SENTENCES = [
-    "I saw a {a} near the {p} this morning.", "My neighbour keeps a {a} in the {p}.", "There is a {a} by the {p}.",
-    "A {a} was sleeping in the {p}.", "Look, a {a}!", "We found a small {a} under the {p}.",
-    "The children drew a {a}.", "Have you ever seen a {a} at the {p}?", "The {a} moved slowly across the {p}.",
+    "I saw a {a} near the {p} this morning.",
+    "My neighbour keeps a {a} in the {p}.",
+    "There is a {a} by the {p}.",
+    "A {a} was sleeping in the {p}.",
+    "Look, a {a}!",
+    "We found a small {a} under the {p}.",
+    "The children drew a {a}.",
+    "Have you ever seen a {a} at the {p}?",
+    "The {a} moved slowly across the {p}.",
     "Someone photographed a {a} near the {p}.",
 ]
-PLACES = "river garden barn forest lake house field beach park road".split()
+PLACES = ["river", "garden", "barn", "forest", "lake", "house", "field", "beach", "park", "road"]
 SYSTEM = "Answer with the animal's class: bird, mammal, fish, reptile or insect."
 
 

@@ -14,7 +14,7 @@ from orchestrator.errors import DataError
 def _open(path: Path) -> BinaryIO:
     with open(path, "rb") as probe:
         magic = probe.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
 def iter_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -39,7 +39,10 @@ def iter_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 hint = " (is this a JSON array rather than JSONL?)" if number == 1 and text.lstrip()[:1] == "[" else ""
-                raise DataError(f"invalid JSON: {exc.msg} at column {exc.colno}{hint}", file=shown, line=number) from None
+                raise DataError(
+                    f"invalid JSON: {exc.msg} at column {exc.colno}{hint}", file=shown, line=number
+                ) from None
             if not isinstance(obj, dict):
-                raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=shown, line=number)
+                hint = " (is this a JSON array rather than JSONL?)" if isinstance(obj, list) else ""
+                raise DataError(f"expected a JSON object, got {type(obj).__name__}{hint}", file=shown, line=number)
             yield number, obj

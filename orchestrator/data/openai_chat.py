@@ -63,7 +63,11 @@ def _to_message(raw: Any, index: int) -> Message:
             if not isinstance(fn, dict) or "name" not in fn:
                 raise _FieldError("expected {'function': {'name', 'arguments'}}", f"{field}.tool_calls[{j}]")
             args = fn.get("arguments", "{}")
-            calls.append(ToolCall(id=call.get("id"), name=fn["name"], arguments=args if isinstance(args, str) else json.dumps(args)))
+            calls.append(
+                ToolCall(
+                    id=call.get("id"), name=fn["name"], arguments=args if isinstance(args, str) else json.dumps(args)
+                )
+            )
     try:
         return Message(
             role=raw.get("role"),
@@ -108,9 +112,7 @@ def to_openai_chat(conversation: Conversation) -> dict[str, Any]:
         messages.append(out)
     line: dict[str, Any] = {"messages": messages}
     if conversation.tools:
-        line["tools"] = [
-            {"type": "function", "function": t.model_dump(exclude_none=True)} for t in conversation.tools
-        ]
+        line["tools"] = [{"type": "function", "function": t.model_dump(exclude_none=True)} for t in conversation.tools]
     if conversation.parallel_tool_calls is not None:
         line["parallel_tool_calls"] = conversation.parallel_tool_calls
     return line

@@ -43,7 +43,9 @@ def targets(store: Store, experiment: Experiment) -> list[Target]:
     return found
 
 
-def evaluate(store: Store, experiment: Experiment, on_progress: OnProgress | None = None) -> dict[str, dict[str, float]]:
+def evaluate(
+    store: Store, experiment: Experiment, on_progress: OnProgress | None = None
+) -> dict[str, dict[str, float]]:
     """Scores per target label; per-example outputs go to the experiment's eval/ folder."""
     spec = experiment.spec
     if spec.eval is None:
@@ -55,7 +57,9 @@ def evaluate(store: Store, experiment: Experiment, on_progress: OnProgress | Non
     pairs = [e.prompt_and_reference() for e in examples]
     prompts = [p for p, _ in pairs]
     references = [r.content or "" for _, r in pairs]
-    params = GenerationParams(max_new_tokens=spec.eval.max_new_tokens, temperature=spec.eval.temperature, seed=spec.seed)
+    params = GenerationParams(
+        max_new_tokens=spec.eval.max_new_tokens, temperature=spec.eval.temperature, seed=spec.seed
+    )
     backends: dict[str, Backend] = {}
     results: dict[str, dict[str, float]] = {}
     (folder / "eval").mkdir(exist_ok=True)
@@ -66,9 +70,14 @@ def evaluate(store: Store, experiment: Experiment, on_progress: OnProgress | Non
             outputs.extend(backend.complete_many(target.model, prompts[k : k + CHUNK], params))
             if on_progress:
                 on_progress(target.label, len(outputs), len(prompts))
-        per_example = [{name: SCORERS[name](out, ref) for name in spec.eval.scorers} for out, ref in zip(outputs, references, strict=True)]
+        per_example = [
+            {name: SCORERS[name](out, ref) for name in spec.eval.scorers}
+            for out, ref in zip(outputs, references, strict=True)
+        ]
         scores = {name: fmean(s[name] for s in per_example) for name in spec.eval.scorers}
-        store.save_scores(experiment.id, target.label, target.job_id, target.backend, target.model, scores, len(outputs))
+        store.save_scores(
+            experiment.id, target.label, target.job_id, target.backend, target.model, scores, len(outputs)
+        )
         with open(folder / "eval" / f"{target.label.replace('/', '.')}.jsonl", "w", encoding="utf-8") as f:
             for example, out, ref, s in zip(examples, outputs, references, per_example, strict=True):
                 f.write(json.dumps({"line": example.source_line, "output": out, "reference": ref, "scores": s}) + "\n")

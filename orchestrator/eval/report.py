@@ -19,21 +19,43 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
     for r in store.scores(experiment.id):
         if r["scorer"] not in scorers:
             scorers.append(r["scorer"])
-        row = rows.setdefault(r["target"], {"target": r["target"], "backend": r["backend"], "model": r["model"],
-                                            "job": r["job_id"], "examples": r["examples"], "scores": {}})
+        row = rows.setdefault(
+            r["target"],
+            {
+                "target": r["target"],
+                "backend": r["backend"],
+                "model": r["model"],
+                "job": r["job_id"],
+                "examples": r["examples"],
+                "scores": {},
+            },
+        )
         row["scores"][r["scorer"]] = r["score"]
     job_rows = []
     for job in jobs.values():
         last = store.last_metric(job.id)
         minutes = (job.finished_at - job.created_at).total_seconds() / 60 if job.finished_at else None
-        job_rows.append({
-            "job": job.id, "backend": job.backend, "status": job.status.value, "base_model": job.base_model,
-            "fine_tuned_model": job.fine_tuned_model, "trained_tokens": job.trained_tokens, "error": job.error,
-            "final_loss": last.loss if last else None, "final_valid_loss": last.valid_loss if last else None,
-            "minutes": round(minutes, 2) if minutes is not None else None,
-        })
-    return {"experiment": experiment.id, "name": experiment.name, "scorers": scorers,
-            "models": list(rows.values()), "jobs": job_rows}
+        job_rows.append(
+            {
+                "job": job.id,
+                "backend": job.backend,
+                "status": job.status.value,
+                "base_model": job.base_model,
+                "fine_tuned_model": job.fine_tuned_model,
+                "trained_tokens": job.trained_tokens,
+                "error": job.error,
+                "final_loss": last.loss if last else None,
+                "final_valid_loss": last.valid_loss if last else None,
+                "minutes": round(minutes, 2) if minutes is not None else None,
+            }
+        )
+    return {
+        "experiment": experiment.id,
+        "name": experiment.name,
+        "scorers": scorers,
+        "models": list(rows.values()),
+        "jobs": job_rows,
+    }
 
 
 def table(data: dict[str, Any]) -> Table:
@@ -43,7 +65,9 @@ def table(data: dict[str, Any]) -> Table:
         t.add_column(scorer, justify="right")
     t.add_column("examples", justify="right")
     for row in data["models"]:
-        t.add_row(row["target"], *(f"{row['scores'].get(s, float('nan')):.3f}" for s in data["scorers"]), str(row["examples"]))
+        t.add_row(
+            row["target"], *(f"{row['scores'].get(s, float('nan')):.3f}" for s in data["scorers"]), str(row["examples"])
+        )
     return t
 
 
@@ -54,11 +78,18 @@ def markdown(data: dict[str, Any]) -> str:
     for row in data["models"]:
         cells = " | ".join(f"{row['scores'].get(s, float('nan')):.3f}" for s in data["scorers"])
         lines.append(f"| {row['target']} | {cells} | {row['examples']} |")
-    lines += ["", "## Jobs", "", "| job | backend | status | final loss | valid loss | trained tokens | minutes |",
-              "|---|---|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Jobs",
+        "",
+        "| job | backend | status | final loss | valid loss | trained tokens | minutes |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for j in data["jobs"]:
-        lines.append(f"| {j['job']} | {j['backend']} | {j['status']} | {_num(j['final_loss'])} | "
-                     f"{_num(j['final_valid_loss'])} | {j['trained_tokens'] or ''} | {_num(j['minutes'])} |")
+        lines.append(
+            f"| {j['job']} | {j['backend']} | {j['status']} | {_num(j['final_loss'])} | "
+            f"{_num(j['final_valid_loss'])} | {j['trained_tokens'] or ''} | {_num(j['minutes'])} |"
+        )
     failed = [j for j in data["jobs"] if j["error"]]
     if failed:
         lines += ["", "## Errors", ""] + [f"- `{j['job']}` ({j['backend']}): {j['error']}" for j in failed]
@@ -73,3 +104,22 @@ def write_markdown(store: Store, experiment: Experiment) -> str:
     path = experiment_dir(experiment.id) / "report.md"
     path.write_text(markdown(comparison(store, experiment)), encoding="utf-8")
     return str(path)
+
+
+def verdicts(data: dict[str, Any]) -> list[str]:
+    """One line per backend: the fine-tuned model against its base, on the first scorer."""
+    if not data["scorers"]:
+        return []
+    scorer = data["scorers"][0]
+    by_target = {row["target"]: row for row in data["models"]}
+    lines = []
+    for job in data["jobs"]:
+        tuned, base = by_target.get(f"{job['backend']}/fine-tuned"), by_target.get(f"{job['backend']}/base")
+        if not tuned:
+            continue
+        line = f"{job['backend']}: fine-tuned {scorer} {tuned['scores'][scorer]:.3f}"
+        if base:
+            delta = tuned["scores"][scorer] - base["scores"][scorer]
+            line += f" vs base {base['scores'][scorer]:.3f} ({delta:+.3f})"
+        lines.append(line + f" on {tuned['examples']} held-out examples; model: {job['fine_tuned_model']}")
+    return lines

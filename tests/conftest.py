@@ -1,0 +1,56 @@
+"""Shared fixtures: an isolated FTO_HOME per test, the shared public datasets, job files in tmp."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+QUICKSTART = REPO / "examples" / "quickstart.yaml"
+ANIMALS = REPO / "examples" / "data" / "animals.jsonl"
+FTO = [sys.executable, "-m", "orchestrator"]
+
+
+@pytest.fixture(autouse=True)
+def fto_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "fto-home"
+    monkeypatch.setenv("FTO_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def write_job(tmp_path: Path):
+    """Write a job file built from the quickstart, with overrides merged in (None deletes a key)."""
+
+    def write(overrides: dict | None = None, text: str | None = None, name: str = "job.yaml") -> Path:
+        path = tmp_path / name
+        if text is None:
+            spec = yaml.safe_load(QUICKSTART.read_text())
+            spec["data"]["train"] = str(ANIMALS)
+            _merge(spec, overrides or {})
+            text = yaml.safe_dump(spec, sort_keys=False)
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def _merge(into: dict, overrides: dict) -> None:
+    for key, value in overrides.items():
+        if value is None:
+            into.pop(key, None)
+        elif isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def run_fto(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, as a user runs it."""
+    return subprocess.run([*FTO, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
