@@ -10,7 +10,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import UnsupportedError
-from schemas import Conversation, JobSpec, Message, ProviderJob, ProviderUpdates
+from schemas import JobSpec, Message, ProviderJob, ProviderUpdates, Record
 
 
 class BackendOptions(BaseModel):
@@ -67,7 +67,7 @@ class Backend(ABC):
 
     @abstractmethod
     def prepare(
-        self, spec: JobSpec, train: Sequence[Conversation], validation: Sequence[Conversation], workdir: Path
+        self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
         """Write the examples in this backend's own format under `workdir`."""
 

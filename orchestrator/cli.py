@@ -46,6 +46,11 @@ def main() -> None:
     cli()
 
 
+from orchestrator.data_cli import data  # noqa: E402  (the group is defined before its subcommands attach)
+
+cli.add_command(data)
+
+
 def _store() -> Any:
     from orchestrator.store import Store
 

@@ -9,7 +9,7 @@ from schemas.job_spec import (
     JobSpec,
     LoraSpec,
 )
-from schemas.records import Conversation, Message, PreferencePair, Tool, ToolCall
+from schemas.records import Conversation, Message, PreferencePair, Record, Tool, ToolCall
 
 __all__ = [
     "BackendSection",
@@ -27,6 +27,7 @@ __all__ = [
     "Message",
     "Metric",
     "PreferencePair",
+    "Record",
     "ProviderJob",
     "ProviderUpdates",
     "Tool",

@@ -20,7 +20,10 @@ class DataSpec(_Strict):
         default=0.1,
         description="a fraction of train held out (seeded), a file, or null for none",
     )
-    format: str = Field(default="auto", description="input format, or auto to detect it")
+    format: str = Field(default="auto", description="input format (see `fto data formats`), or auto to detect it")
+    mapping: dict[str, Any] | None = Field(
+        default=None, description="custom column names: a LLaMA-Factory dataset_info.json entry"
+    )
 
     @field_validator("validation")
     @classmethod

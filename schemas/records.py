@@ -34,6 +34,7 @@ class Message(BaseModel):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    reasoning: str | None = Field(default=None, description="the model's visible reasoning before its answer")
     weight: Literal[0, 1] | None = Field(
         default=None, description="1 trains on this assistant turn, 0 skips it; None means the default (1)"
     )
@@ -47,6 +48,8 @@ class Conversation(BaseModel):
     messages: list[Message]
     tools: list[Tool] | None = None
     parallel_tool_calls: bool | None = None
+    label: bool | None = Field(default=None, description="KTO: whether the last assistant turn is desirable")
+    metadata: dict[str, Any] | None = Field(default=None, description="what the source format needs to round-trip")
     source_line: int | None = Field(default=None, description="line of the input file this came from")
 
     def prompt_and_reference(self) -> tuple[list[Message], Message]:
@@ -66,4 +69,8 @@ class PreferencePair(BaseModel):
     chosen: list[Message]
     rejected: list[Message]
     tools: list[Tool] | None = None
+    metadata: dict[str, Any] | None = None
     source_line: int | None = None
+
+
+Record = Conversation | PreferencePair

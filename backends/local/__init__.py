@@ -22,10 +22,10 @@ from pydantic import Field
 
 from backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from backends.local.folder import JobFolder
-from orchestrator.data.openai_chat import write_openai_chat
+from orchestrator.data.write import write_records
 from orchestrator.errors import BackendError
 from orchestrator.paths import backend_dir
-from schemas import Conversation, JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates
+from schemas import JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates, Record
 
 EMBEDDED_MODEL = "embedded:tiny-llama"
 
@@ -49,16 +49,16 @@ class LocalBackend(Backend):
         self._generator: Any = None  # loaded lazily: it imports torch
 
     def prepare(
-        self, spec: JobSpec, train: Sequence[Conversation], validation: Sequence[Conversation], workdir: Path
+        self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
         # The worker reads OpenAI chat JSONL and renders it with the model's own chat template.
         workdir.mkdir(parents=True, exist_ok=True)
         train_path = workdir / "train.jsonl"
-        write_openai_chat(train, train_path)
+        write_records(train, train_path, "openai_chat")
         validation_path = None
         if validation:
             validation_path = workdir / "validation.jsonl"
-            write_openai_chat(validation, validation_path)
+            write_records(validation, validation_path, "openai_chat")
         return PreparedData(
             train=train_path,
             validation=validation_path,

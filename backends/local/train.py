@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from backends.local.chat import IGNORE, Encoded
+from orchestrator.data.tokenized import IGNORE, Encoded
 from schemas import Metric
 
 

@@ -42,7 +42,7 @@ def run(folder: JobFolder) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from backends.local import EMBEDDED_MODEL, embedded
-    from backends.local.chat import encode
+    from orchestrator.data.tokenized import encode
     from backends.local.generate import pick_device
     from backends.local.train import TrainSettings, train
 

@@ -5,33 +5,36 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from orchestrator.data.openai_chat import read_openai_chat
+from orchestrator.data.read import read_records
+from orchestrator.data.validate import require_valid, validate_file
 from orchestrator.errors import DataError
-from schemas import Conversation, JobSpec
-
-READERS = {"openai_chat": read_openai_chat}
+from schemas import Conversation, JobSpec, PreferencePair, Record
 
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    train: list[Conversation]
-    validation: list[Conversation]
+    train: list[Record]
+    validation: list[Record]
     eval: list[Conversation]
 
 
-def read_dataset(path: str, fmt: str = "auto") -> list[Conversation]:
-    if fmt == "auto":
-        fmt = "openai_chat"  # the only format so far; detection grows with the readers
-    if fmt not in READERS:
-        raise DataError(f"unknown format {fmt!r} (known: {', '.join(READERS)})", field="data.format")
-    rows = list(READERS[fmt](path))
+def read_dataset(path: str, fmt: str = "auto", mapping: dict[str, Any] | None = None, method: str = "sft") -> list[Record]:
+    """All records of a file, checked to suit the method (conversations for SFT, pairs for DPO)."""
+    require_valid(validate_file(path, None, fmt, mapping))
+    rows = list(read_records(path, fmt, mapping))
     if not rows:
         raise DataError("no examples in file", file=path)
+    wanted = PreferencePair if method == "dpo" else Conversation
+    for row in rows:
+        if not isinstance(row, wanted):
+            holds = "preference pairs" if isinstance(row, PreferencePair) else "single conversations"
+            raise DataError(f"this file holds {holds}, which method {method!r} cannot train on", file=path, line=row.source_line)
     return rows
 
 
-def seeded_split(rows: list[Conversation], fraction: float, seed: int) -> tuple[list[Conversation], list[Conversation]]:
+def seeded_split(rows: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
     """Hold out `fraction` of rows (at least one, and at least one left to train on)."""
     if len(rows) < 2:
         raise DataError(f"{len(rows)} example(s): too few to hold out a validation split")
@@ -45,20 +48,29 @@ def seeded_split(rows: list[Conversation], fraction: float, seed: int) -> tuple[
 
 
 def load_splits(spec: JobSpec) -> DatasetSplits:
-    rows = read_dataset(spec.data.train, spec.data.format)
+    data = spec.data
+    rows = read_dataset(data.train, data.format, data.mapping, spec.method)
     validation_spec = spec.data.validation
     if isinstance(validation_spec, float):
         train, validation = seeded_split(rows, validation_spec, spec.seed)
     elif isinstance(validation_spec, str):
-        train, validation = rows, read_dataset(validation_spec, spec.data.format)
+        train, validation = rows, read_dataset(validation_spec, data.format, data.mapping, spec.method)
     else:
         train, validation = rows, []
     eval_rows: list[Conversation] = []
     if spec.eval:
-        eval_rows = validation if spec.eval.data == "validation" else read_dataset(spec.eval.data, spec.data.format)
+        source = validation if spec.eval.data == "validation" else read_dataset(spec.eval.data)
+        eval_rows = [_as_eval_example(r) for r in source]
         if spec.eval.max_examples:
             eval_rows = eval_rows[: spec.eval.max_examples]
     return DatasetSplits(train=train, validation=validation, eval=eval_rows)
+
+
+def _as_eval_example(record: Record) -> Conversation:
+    """Eval asks for a reply to a prompt; a preference pair's chosen reply is the reference."""
+    if isinstance(record, PreferencePair):
+        return Conversation(messages=[*record.prompt, *record.chosen], tools=record.tools, source_line=record.source_line)
+    return record
 
 
 def save_conversations(rows: list[Conversation], path: Path) -> None:

@@ -125,7 +125,7 @@ def tokenizer():
 
 
 def test_loss_mask_covers_exactly_the_assistant_turns_with_weight_one(tokenizer):
-    from backends.local.chat import IGNORE, encode
+    from orchestrator.data.tokenized import IGNORE, encode
 
     conversation = {
         "messages": [

@@ -1,0 +1,44 @@
+"""Amazon Bedrock's Claude fine-tuning JSONL: {"system"?, "messages": [alternating user/assistant, text only]}."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from orchestrator.data.formats.base import Format, RecordError, Warn, build_message, not_supported, require_list
+from schemas import Conversation, Message, Record
+
+
+class BedrockClaude(Format):
+    name: ClassVar[str] = "bedrock_claude"
+    description: ClassVar[str] = "Amazon Bedrock Claude fine-tuning JSONL (system + alternating messages)"
+    kinds: ClassVar[frozenset[str]] = frozenset({"sft"})
+
+    def detect(self, obj: dict[str, Any]) -> bool:
+        return isinstance(obj.get("system"), str) and isinstance(obj.get("messages"), list) and set(obj) <= {"system", "messages"}
+
+    def parse(self, obj: dict[str, Any], warn: Warn) -> Record:
+        messages: list[Message] = []
+        if "system" in obj:
+            if not isinstance(obj["system"], str):
+                raise RecordError("invalid_field", "system", "expected a string")
+            messages.append(Message(role="system", content=obj["system"]))
+        for i, m in enumerate(require_list(obj, "messages")):
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+                raise RecordError("unrecognized_role", f"messages[{i}].role", "Bedrock messages are user or assistant")
+            messages.append(build_message({"role": m["role"], "content": m.get("content")}, f"messages[{i}]"))
+        return Conversation(messages=messages)
+
+    def dump(self, record: Record) -> dict[str, Any]:
+        if not isinstance(record, Conversation):
+            raise not_supported(self.name, "preference pairs (Bedrock fine-tunes Claude with SFT only)")
+        if record.tools or any(m.tool_calls or m.role == "tool" for m in record.messages):
+            raise not_supported(self.name, "tools or tool calls")
+        messages = list(record.messages)
+        out: dict[str, Any] = {}
+        if messages and messages[0].role == "system":
+            out["system"] = messages.pop(0).content or ""
+        roles = [m.role for m in messages]
+        if not roles or roles != ["user", "assistant"] * (len(roles) // 2):
+            raise not_supported(self.name, "turns other than user/assistant alternating, starting with user")
+        out["messages"] = [{"role": m.role, "content": m.content or ""} for m in messages]
+        return out

@@ -1,0 +1,117 @@
+"""OpenAI chat fine-tuning JSONL: {"messages": [...], "tools": [...], "parallel_tool_calls": …} per line.
+
+Also KTO-style files (a boolean `label` beside the messages).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from orchestrator.data.formats.base import (
+    Format,
+    RecordError,
+    Warn,
+    build_message,
+    not_supported,
+    parse_tools,
+    require_list,
+    tools_json,
+)
+from schemas import Conversation, Message, Record, ToolCall
+
+MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "weight", "function_call", "reasoning"}
+TOP_KEYS = {"messages", "tools", "parallel_tool_calls", "functions", "label"}
+
+
+def parse_messages(raw: list[Any], warn: Warn, field: str = "messages") -> list[Message]:
+    return [parse_message(m, f"{field}[{i}]", warn) for i, m in enumerate(raw)]
+
+
+def parse_message(raw: Any, field: str, warn: Warn) -> Message:
+    if not isinstance(raw, dict):
+        raise RecordError("data_type", field, "expected a message object")
+    if "role" not in raw:
+        raise RecordError("message_missing_key", f"{field}.role", "message has no role")
+    unknown = set(raw) - MESSAGE_KEYS
+    if unknown:
+        warn("message_unrecognized_key", f"{field}.{sorted(unknown)[0]}", f"unrecognised key(s) ignored: {sorted(unknown)}")
+    content = raw.get("content")
+    if isinstance(content, list):  # typed content parts: the text ones
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    calls = None
+    if raw.get("tool_calls"):
+        if not isinstance(raw["tool_calls"], list):
+            raise RecordError("invalid_tool_call", f"{field}.tool_calls", "expected a list of tool calls")
+        calls = [_tool_call(c, f"{field}.tool_calls[{j}]") for j, c in enumerate(raw["tool_calls"])]
+    elif isinstance(raw.get("function_call"), dict):  # the legacy single-call form
+        calls = [_tool_call({"function": raw["function_call"]}, f"{field}.function_call")]
+    data = {k: raw[k] for k in ("role", "name", "tool_call_id", "weight", "reasoning") if raw.get(k) is not None}
+    if raw.get("role") == "function":  # legacy name of the tool role
+        data["role"] = "tool"
+    return build_message({**data, "content": content, "tool_calls": calls}, field)
+
+
+def _tool_call(raw: Any, field: str) -> ToolCall:
+    fn = raw.get("function") if isinstance(raw, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise RecordError("invalid_tool_call", field, "expected {'function': {'name', 'arguments'}}")
+    args = fn.get("arguments", "{}")
+    return ToolCall(id=raw.get("id"), name=fn["name"], arguments=args if isinstance(args, str) else json.dumps(args))
+
+
+def dump_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    out = []
+    for m in messages:
+        item: dict[str, Any] = {"role": m.role}
+        if m.content is not None or not m.tool_calls:
+            item["content"] = m.content or ""
+        if m.name:
+            item["name"] = m.name
+        if m.tool_calls:
+            item["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in m.tool_calls
+            ]
+        if m.tool_call_id:
+            item["tool_call_id"] = m.tool_call_id
+        if m.weight is not None:
+            item["weight"] = m.weight
+        out.append(item)
+    return out
+
+
+class OpenAIChat(Format):
+    name: ClassVar[str] = "openai_chat"
+    description: ClassVar[str] = "OpenAI chat JSONL (messages, tools, tool_calls, weight; KTO label)"
+    kinds: ClassVar[frozenset[str]] = frozenset({"sft"})
+
+    def detect(self, obj: dict[str, Any]) -> bool:
+        return isinstance(obj.get("messages"), list)
+
+    def parse(self, obj: dict[str, Any], warn: Warn) -> Record:
+        if "messages" not in obj:
+            raise RecordError("missing_messages_list", "messages", "no messages list")
+        messages = parse_messages(require_list(obj, "messages"), warn)
+        unknown = set(obj) - TOP_KEYS
+        if unknown:
+            warn("unrecognized_key", sorted(unknown)[0], f"key(s) not used for training: {sorted(unknown)}")
+        label = obj.get("label")
+        if label is not None and not isinstance(label, bool):
+            raise RecordError("invalid_field", "label", "a KTO label must be true or false")
+        return Conversation(
+            messages=messages, tools=parse_tools(obj.get("tools")), parallel_tool_calls=obj.get("parallel_tool_calls"),
+            label=label,
+        )
+
+    def dump(self, record: Record) -> dict[str, Any]:
+        if not isinstance(record, Conversation):
+            raise not_supported(self.name, "preference pairs (use openai_preference)")
+        line: dict[str, Any] = {"messages": dump_messages(record.messages)}
+        if record.tools:
+            line["tools"] = tools_json(record.tools)
+        if record.parallel_tool_calls is not None:
+            line["parallel_tool_calls"] = record.parallel_tool_calls
+        if record.label is not None:
+            line["label"] = record.label
+        return line

@@ -1,0 +1,174 @@
+"""Objects out of a dataset file, each with its line: JSONL, a JSON array, or one JSON object; gzip or not.
+
+Streams JSONL in constant memory. Problems are yielded, not raised, so a validator can go on past them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from orchestrator.errors import DataError
+
+GZIP_MAGIC = b"\x1f\x8b"
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One object of the file, or why there is none at this line."""
+
+    line: int
+    obj: dict[str, Any] | None
+    error: str | None = None
+    code: str | None = None
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    try:
+        with open(path, "rb") as probe:
+            magic = probe.read(2)
+        return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")  # noqa: SIM115
+    except IsADirectoryError:
+        raise DataError("is a folder, not a file", file=str(path)) from None
+    except FileNotFoundError:
+        raise DataError("file not found", file=str(path)) from None
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+
+
+def _first_char(handle: IO[bytes]) -> bytes:
+    head = handle.read(4096)
+    if head.startswith(BOM):
+        head = head[3:]
+    stripped = head.lstrip()
+    return stripped[:1]
+
+
+def iter_items(path: str | Path) -> Iterator[Item]:
+    """Yield an Item per record: JSONL line by line, or the elements of a top-level JSON array."""
+    path = Path(path)
+    with open_binary(path) as handle:
+        try:
+            first = _first_char(handle)
+        except (OSError, EOFError) as exc:  # a corrupt gzip stream
+            yield Item(1, None, f"cannot read: {exc}", "unreadable")
+            return
+    if first == b"[":
+        yield from _array_items(path)
+    else:
+        yield from _jsonl_items(path)
+
+
+def _jsonl_items(path: Path) -> Iterator[Item]:
+    with open_binary(path) as handle:
+        try:
+            for number, raw in enumerate(handle, start=1):
+                if number == 1 and raw.startswith(BOM):
+                    raw = raw[3:]
+                if not raw.strip():
+                    continue
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    if number == 1 and raw.lstrip()[:1] == b"{":
+                        whole = _single_object(path)
+                        if whole is not None:  # one pretty-printed object, not JSONL
+                            yield Item(1, whole)
+                            return
+                    yield _explain(raw, number)
+                    continue
+                if isinstance(obj, dict):
+                    yield Item(number, obj)
+                else:
+                    hint = " (is this a JSON array rather than JSONL?)" if isinstance(obj, list) else ""
+                    yield Item(number, None, f"expected a JSON object, got {_kind(obj)}{hint}", "not_an_object")
+        except (OSError, EOFError) as exc:
+            yield Item(0, None, f"cannot read: {exc}", "unreadable")
+
+
+def _explain(raw: bytes, number: int) -> Item:
+    """The slow path for a bad line: say precisely what is wrong with it."""
+    if b"\x00" in raw:
+        return Item(number, None, "binary data, not text (is this the right file?)", "binary")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Item(number, None, f"invalid UTF-8 at byte {exc.start}", "invalid_utf8")
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        truncated = " (truncated line?)" if exc.pos >= len(text.rstrip()) else ""
+        return Item(number, None, f"invalid JSON: {exc.msg} at column {exc.colno}{truncated}", "invalid_json")
+    return Item(number, None, "invalid JSON", "invalid_json")  # orjson is stricter (e.g. NaN, lone surrogates)
+
+
+def _single_object(path: Path) -> dict[str, Any] | None:
+    with open_binary(path) as handle:
+        data = handle.read()
+    try:
+        obj = orjson.loads(data[3:] if data.startswith(BOM) else data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _array_items(path: Path) -> Iterator[Item]:
+    """Elements of a top-level JSON array with their line numbers (the array is read whole)."""
+    with open_binary(path) as handle:
+        data = handle.read()
+    if data.startswith(BOM):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield Item(data.count(b"\n", 0, exc.start) + 1, None, f"invalid UTF-8 at byte {exc.start}", "invalid_utf8")
+        return
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    line, counted = 1, 0
+    while True:
+        pos = _skip_space(text, pos)
+        if pos < len(text) and text[pos] == "]":
+            if text[pos + 1 :].strip():
+                yield Item(_line_at(text, pos + 1), None, "unexpected data after the JSON array", "invalid_json")
+            return
+        line += text.count("\n", counted, pos)
+        counted = pos
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            yield Item(exc.lineno, None, f"invalid JSON: {exc.msg} at column {exc.colno}", "invalid_json")
+            return
+        if isinstance(obj, dict):
+            yield Item(line, obj)
+        else:
+            yield Item(line, None, f"expected a JSON object, got {_kind(obj)}", "not_an_object")
+        pos = _skip_space(text, pos)
+        if pos < len(text) and text[pos] == ",":
+            pos += 1
+        elif pos >= len(text) or text[pos] != "]":
+            yield Item(_line_at(text, pos), None, "invalid JSON: expected ',' or ']' (truncated file?)", "invalid_json")
+            return
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _line_at(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def _kind(obj: Any) -> str:
+    return {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(
+        type(obj), "a number" if isinstance(obj, int | float) else type(obj).__name__
+    )

@@ -1,0 +1,104 @@
+"""Records → token ids and labels through a model's own chat template, with an assistant-only loss mask.
+
+This is the local backend's training format (`fto data convert --to local`). The template is rendered by the
+tokenizer itself (`apply_chat_template`), so the text is exactly what the model's authors intended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from orchestrator.data.formats.openai_chat import dump_messages
+from orchestrator.errors import DataError
+from schemas import Conversation, Record
+
+IGNORE = -100  # label of tokens the loss skips
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE)
+
+
+def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, text: str) -> list[tuple[int, int]]:
+    """Character spans of the assistant turns (weight 1) in the rendered `text`.
+
+    Many stock templates lack `{% generation %}` markers, so the spans come from rendering each prefix of the
+    chat: a turn starts where the prompt for it ends and stops where the chat through it ends.
+    """
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant" or message.get("weight", 1) == 0:
+            continue
+        before = _render(tokenizer, messages[:i], tools, generation_prompt=True) if i else ""
+        through = _render(tokenizer, messages[: i + 1], tools, generation_prompt=False)
+        if not (text.startswith(before) and text.startswith(through.rstrip())):
+            # A template that renders a prefix differently (e.g. it drops past reasoning): find the content.
+            start = text.find(message.get("content") or "", spans[-1][1] if spans else 0)
+            if start < 0:
+                raise DataError(f"cannot locate assistant turn {i} in the rendered chat template")
+            spans.append((start, start + len(message.get("content") or "")))
+            continue
+        spans.append((len(before), len(through.rstrip()) if through.rstrip() else len(through)))
+    return spans
+
+
+def encode(tokenizer: Any, conversation: dict[str, Any], max_length: int) -> Encoded:
+    """Tokenize one OpenAI-chat-shaped conversation; labels cover its weight-1 assistant turns, nothing else."""
+    messages, tools = conversation["messages"], conversation.get("tools")
+    text = _render(tokenizer, messages, tools, generation_prompt=False)
+    spans = assistant_spans(tokenizer, messages, tools, text)
+    batch = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_length)
+    ids, offsets = batch["input_ids"], batch["offset_mapping"]
+    labels = [
+        token if any(s <= begin < e for s, e in spans) else IGNORE
+        for token, (begin, _) in zip(ids, offsets, strict=True)
+    ]
+    return Encoded(input_ids=ids, labels=labels)
+
+
+def as_chat(record: Record) -> dict[str, Any]:
+    if not isinstance(record, Conversation):
+        raise DataError("the local format holds SFT conversations; preference pairs are trained with method: dpo")
+    chat: dict[str, Any] = {"messages": dump_messages(record.messages)}
+    if record.tools:
+        chat["tools"] = [{"type": "function", "function": t.model_dump(exclude_none=True)} for t in record.tools]
+    return chat
+
+
+def write_tokenized(records: Iterable[Record], output: str | Path, model: str, max_length: int) -> tuple[int, int]:
+    """One {"input_ids", "labels"} line per example; examples left with no trained token are skipped."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise DataError("writing the local format needs the local extra: pip install 'fto[local]'") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot load a tokenizer from {model}: {exc}") from None
+    if not tokenizer.chat_template:
+        raise DataError(f"the tokenizer in {model} has no chat template")
+    written = skipped = 0
+    with open(output, "wb") as out:
+        for record in records:
+            encoded = encode(tokenizer, as_chat(record), max_length)
+            if not encoded.trained_tokens:
+                skipped += 1
+                continue
+            out.write(orjson.dumps({"input_ids": encoded.input_ids, "labels": encoded.labels}) + b"\n")
+            written += 1
+    return written, skipped

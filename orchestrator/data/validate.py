@@ -1,0 +1,214 @@
+"""Validate a dataset for a target in one streaming pass: every problem as a finding with code, line and field.
+
+The checks are those of OpenAI's cookbook data-prep notebook (same codes), plus what providers enforce.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from orchestrator.data import providers
+from orchestrator.data.formats import RecordError
+from orchestrator.data.read import resolve_format
+from orchestrator.data.source import iter_items
+from orchestrator.errors import DataError
+from schemas import Conversation, Message, PreferencePair, Record
+
+Level = Literal["error", "warning"]
+Measure = Callable[[Record], tuple[int, int]]  # record → (total tokens, assistant tokens)
+Observe = Callable[[Record, int, int], None]
+
+# Rules a target enforces strictly (an error there, a warning elsewhere).
+STRICT = {
+    "anthropic": {"first_turn_not_user", "system_not_first", "consecutive_roles", "last_turn_not_assistant", "too_many_tokens"},
+    "openai": set(),
+    "local": set(),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    level: Level
+    message: str
+    file: str
+    line: int | None
+    field: str | None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field + ': ' if self.field else ''}{self.message} [{self.code}]"
+
+
+@dataclass
+class Report:
+    file: str
+    format: str
+    target: str | None
+    examples: int = 0
+    shown: list[Finding] = field(default_factory=list)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (level, code) → count
+
+    @property
+    def errors(self) -> int:
+        return sum(n for (level, _), n in self.counts.items() if level == "error")
+
+    @property
+    def warnings(self) -> int:
+        return sum(n for (level, _), n in self.counts.items() if level == "warning")
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "format": self.format, "target": self.target, "examples": self.examples,
+            "ok": self.ok, "errors": self.errors, "warnings": self.warnings,
+            "counts": [{"level": level, "code": code, "count": n} for (level, code), n in sorted(self.counts.items())],
+            "findings": [asdict(f) for f in self.shown],
+        }
+
+
+class _Collector:
+    def __init__(self, report: Report, target: str | None, max_shown: int):
+        self.report, self.strict, self.max_shown = report, STRICT.get(target or "", set()), max_shown
+        self.line: int | None = None
+
+    def __call__(self, code: str, field: str | None, message: str, level: Level = "warning") -> None:
+        if level == "warning" and code in self.strict:
+            level = "error"
+        self.report.counts[(level, code)] += 1
+        if len(self.report.shown) < self.max_shown:
+            self.report.shown.append(Finding(code, level, message, self.report.file, self.line, field))
+
+    def error(self, code: str, field: str | None, message: str) -> None:
+        self(code, field, message, "error")
+
+
+def validate_file(
+    path: str | Path, target: str | None = None, fmt: str = "auto", mapping: dict[str, Any] | None = None,
+    measure: Measure | None = None, token_limit: int | None = None, observe: Observe | None = None,
+    max_shown: int = 20,
+) -> Report:
+    shown = str(path)
+    reader = resolve_format(path, fmt, mapping)
+    report = Report(file=shown, format=reader.name, target=target)
+    emit = _Collector(report, target, max_shown)
+    for item in iter_items(path):
+        emit.line = item.line or None
+        if item.obj is None:
+            emit.error(item.code or "invalid_json", None, item.error or "unreadable")
+            continue
+        try:
+            record = reader.parse(item.obj, emit)
+        except RecordError as exc:
+            emit.error(exc.code, exc.field, exc.message)
+            continue
+        report.examples += 1
+        if isinstance(record, Conversation):
+            _check_conversation(record, target, emit)
+        else:
+            _check_pair(record, target, emit)
+        if measure is not None:
+            total, assistant = measure(record)
+            if token_limit and total > token_limit:
+                emit("too_many_tokens", None, f"{total:,} tokens, over the limit of {token_limit:,} (it would be truncated)")
+            if observe:
+                observe(record, total, assistant)
+    emit.line = None
+    _check_file(Path(path), report, target, emit)
+    return report
+
+
+def _check_file(path: Path, report: Report, target: str | None, emit: _Collector) -> None:
+    if report.examples == 0 and report.errors == 0:
+        emit.error("empty_file", None, "no examples in file")
+    if target is None:
+        return
+    rules = providers.provider(target)
+    if report.examples < rules.get("min_examples", 0):
+        emit.error("too_few_examples", None, f"{report.examples} examples; {target} needs at least {rules['min_examples']}")
+    if report.examples > rules.get("max_examples", report.examples):
+        emit.error("too_many_examples", None, f"{report.examples} examples; {target} takes at most {rules['max_examples']}")
+    limit = rules.get("file_size_limit_bytes")
+    size = path.stat().st_size
+    if limit and size > limit:
+        emit.error("file_too_large", None, f"{size:,} bytes; the limit is {limit:,} ({rules.get('file_size_note', '')})")
+
+
+def _check_conversation(c: Conversation, target: str | None, emit: _Collector) -> None:
+    messages = c.messages
+    _check_messages(messages, c, "messages", emit)
+    if not any(m.role == "assistant" for m in messages):
+        emit.error("example_missing_assistant_message", "messages", "no assistant message to learn from")
+    elif all(m.weight == 0 for m in messages if m.role == "assistant"):
+        emit.error("no_trainable_turn", "messages", "every assistant message has weight 0: nothing to learn")
+    roles = [m.role for m in messages]
+    turns = [r for r in roles if r != "system"]
+    if "system" in roles and roles.index("system") != 0 or roles.count("system") > 1:
+        emit("system_not_first", "messages", "a system message after the first turn")
+    if turns and turns[0] != "user":
+        emit("first_turn_not_user", "messages[0].role", f"the conversation starts with {turns[0]!r}, not 'user'")
+    if turns and turns[-1] != "assistant":
+        emit("last_turn_not_assistant", "messages", "the last turn is not the assistant's: it is not trained on")
+    for i in range(1, len(messages)):
+        if messages[i].role == messages[i - 1].role and messages[i].role in ("user", "assistant"):
+            if not (messages[i].role == "assistant" and (messages[i].tool_calls or messages[i - 1].tool_calls)):
+                emit("consecutive_roles", f"messages[{i}].role", f"two {messages[i].role!r} messages in a row")
+    if target == "anthropic":
+        if c.tools or any(m.tool_calls or m.role == "tool" for m in messages):
+            emit.error("tools_unsupported", "tools", "Bedrock Claude fine-tuning takes text turns only, no tools")
+    if c.label is not None and target in ("openai", "anthropic"):
+        emit("label_ignored", "label", f"{target} does not train on KTO labels; the label is ignored")
+
+
+def _check_messages(messages: list[Message], c: Conversation | PreferencePair, field: str, emit: _Collector) -> None:
+    declared = {t.name for t in c.tools or []}
+    called: set[str] = set()
+    for i, m in enumerate(messages):
+        where = f"{field}[{i}]"
+        if m.tool_calls:
+            for j, call in enumerate(m.tool_calls):
+                if call.id:
+                    called.add(call.id)
+                try:
+                    json.loads(call.arguments)
+                except json.JSONDecodeError as exc:
+                    emit.error("tool_call_bad_arguments", f"{where}.tool_calls[{j}].arguments", f"not valid JSON: {exc.msg}")
+                if declared and call.name not in declared:
+                    emit.error("tool_call_undeclared", f"{where}.tool_calls[{j}].name", f"calls {call.name!r}, which tools does not declare")
+        elif not (m.content or "").strip():
+            emit.error("missing_content", f"{where}.content", f"empty {m.role} message")
+        if m.role == "tool" and m.tool_call_id and called and m.tool_call_id not in called:
+            emit("tool_result_without_call", f"{where}.tool_call_id", f"answers {m.tool_call_id!r}, which no earlier call made")
+
+
+def _check_pair(p: PreferencePair, target: str | None, emit: _Collector) -> None:
+    if not p.prompt:
+        emit.error("missing_prompt", "prompt", "a preference pair needs a prompt")
+    for name, turns in (("chosen", p.chosen), ("rejected", p.rejected)):
+        _check_messages(turns, p, name, emit)
+        if not turns or turns[-1].role != "assistant":
+            emit.error("example_missing_assistant_message", name, f"{name} does not end with an assistant message")
+    _check_messages(p.prompt, p, "prompt", emit)
+    if p.chosen == p.rejected:
+        emit("identical_pair", "rejected", "chosen and rejected are the same: nothing to learn")
+    if target == "anthropic":
+        emit.error("preference_unsupported", None, "Bedrock fine-tunes Claude with SFT only; preference pairs are refused")
+
+
+def require_valid(report: Report) -> None:
+    """Raise the first error as a DataError (for paths that must stop on bad data)."""
+    first = next((f for f in report.shown if f.level == "error"), None)
+    if first is not None:
+        more = report.errors - 1
+        suffix = f" (and {more} more error{'s' if more > 1 else ''}; see `fto data validate`)" if more else ""
+        raise DataError(first.message + f" [{first.code}]" + suffix, file=first.file, line=first.line, field=first.field)
+    if not report.ok:
+        raise DataError(f"{report.errors} errors; see `fto data validate {report.file}`", file=report.file)
