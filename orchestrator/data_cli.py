@@ -13,9 +13,15 @@ from rich.table import Table
 
 console = Console(soft_wrap=True)
 
-_format = click.option("--format", "fmt", default="auto", show_default=True, help="input format (see `fto data formats`)")
-_mapping = click.option("--mapping", help="custom columns: a dataset_info.json entry as FILE or FILE:NAME (LLaMA-Factory)")
-_target = click.option("--for", "target", type=click.Choice(["openai", "anthropic", "local"]), help="check against this target")
+_format = click.option(
+    "--format", "fmt", default="auto", show_default=True, help="input format (see `fto data formats`)"
+)
+_mapping = click.option(
+    "--mapping", help="custom columns: a dataset_info.json entry as FILE or FILE:NAME (LLaMA-Factory)"
+)
+_target = click.option(
+    "--for", "target", type=click.Choice(["openai", "anthropic", "local"]), help="check against this target"
+)
 
 
 def _load_mapping(spec: str | None) -> dict[str, Any] | None:
@@ -52,8 +58,16 @@ def formats() -> None:
 @_mapping
 @click.option("--show", default=20, show_default=True, help="how many findings to list")
 @click.option("--json", "as_json", is_flag=True)
-def validate(file: str, target: str | None, model: str | None, tokens: bool, fmt: str, mapping: str | None,
-             show: int, as_json: bool) -> None:
+def validate(
+    file: str,
+    target: str | None,
+    model: str | None,
+    tokens: bool,
+    fmt: str,
+    mapping: str | None,
+    show: int,
+    as_json: bool,
+) -> None:
     """Check FILE line by line; exits 1 when it has errors."""
     from orchestrator.data import providers
     from orchestrator.data.stats import measure
@@ -65,7 +79,9 @@ def validate(file: str, target: str | None, model: str | None, tokens: bool, fmt
         model, info = providers.model_info(target, model)
         counter = counter_for(target, model, info)
         measure_fn, limit = (lambda r: measure(r, counter)), (info or {}).get("max_tokens_per_example")
-    report = validate_file(file, target, fmt, _load_mapping(mapping), measure=measure_fn, token_limit=limit, max_shown=show)
+    report = validate_file(
+        file, target, fmt, _load_mapping(mapping), measure=measure_fn, token_limit=limit, max_shown=show
+    )
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -75,22 +91,34 @@ def validate(file: str, target: str | None, model: str | None, tokens: bool, fmt
         for (level, code), n in sorted(report.counts.items()):
             console.print(f"  {n:>7} × {code} ({level})", highlight=False)
         verdict = "[green]ok[/]" if report.ok else "[red]invalid[/]"
-        console.print(f"{verdict}: {report.examples} examples ({report.format}), {report.errors} errors, "
-                      f"{report.warnings} warnings" + (f" for {target}" if target else ""))
+        console.print(
+            f"{verdict}: {report.examples} examples ({report.format}), {report.errors} errors, "
+            f"{report.warnings} warnings" + (f" for {target}" if target else "")
+        )
     sys.exit(0 if report.ok else 1)
 
 
 @data.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--for", "target", type=click.Choice(["openai", "anthropic", "local"]), default="openai", show_default=True)
+@click.option(
+    "--for", "target", type=click.Choice(["openai", "anthropic", "local"]), default="openai", show_default=True
+)
 @click.option("--model", help="target model; default: the target's default model")
 @click.option("--tokenizer", help="count with this model folder's tokenizer instead")
 @click.option("--epochs", type=int, help="epochs to price; default: what the provider picks for 'auto'")
 @_format
 @_mapping
 @click.option("--json", "as_json", is_flag=True)
-def stats(file: str, target: str, model: str | None, tokenizer: str | None, epochs: int | None, fmt: str,
-          mapping: str | None, as_json: bool) -> None:
+def stats(
+    file: str,
+    target: str,
+    model: str | None,
+    tokenizer: str | None,
+    epochs: int | None,
+    fmt: str,
+    mapping: str | None,
+    as_json: bool,
+) -> None:
     """Examples, messages and tokens per example, and the estimated training cost."""
     from orchestrator.data.stats import dataset_stats
 
@@ -98,20 +126,35 @@ def stats(file: str, target: str, model: str | None, tokenizer: str | None, epoc
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    console.print(f"{result['file']}: {result['examples']} examples ({result['format']}) for {target} {result['model']}")
-    console.print(f"tokenizer: {result['tokenizer']}" + ("" if result["tokens_exact"] else "  [yellow](counts are estimates)[/]"))
-    console.print(f"missing a system message: {result['missing_system']}, missing a user message: {result['missing_user']}")
+    console.print(
+        f"{result['file']}: {result['examples']} examples ({result['format']}) for {target} {result['model']}"
+    )
+    console.print(
+        f"tokenizer: {result['tokenizer']}" + ("" if result["tokens_exact"] else "  [yellow](counts are estimates)[/]")
+    )
+    console.print(
+        f"missing a system message: {result['missing_system']}, missing a user message: {result['missing_user']}"
+    )
     t = Table("per example", "min", "max", "mean", "median", "p10", "p90")
     for key in ("messages_per_example", "total_tokens_per_example", "assistant_tokens_per_example"):
         d = result[key] or {}
-        t.add_row(key.replace("_per_example", "").replace("_", " "), *(str(d.get(k, "")) for k in ("min", "max", "mean", "median", "p10", "p90")))
+        t.add_row(
+            key.replace("_per_example", "").replace("_", " "),
+            *(str(d.get(k, "")) for k in ("min", "max", "mean", "median", "p10", "p90")),
+        )
     console.print(t)
     if result["token_limit"]:
-        console.print(f"{result['over_limit']} examples over the {result['token_limit']:,}-token limit (truncated in training)")
-    console.print(f"billing tokens: {result['billing_tokens']:,} × {result['epochs']} epochs = {result['charged_tokens']:,} charged")
+        console.print(
+            f"{result['over_limit']} examples over the {result['token_limit']:,}-token limit (truncated in training)"
+        )
+    billing, epochs, charged = result["billing_tokens"], result["epochs"], result["charged_tokens"]
+    console.print(f"billing tokens: {billing:,} × {epochs} epochs = {charged:,} charged")
     if result["estimated_cost_usd"] is not None:
-        console.print(f"estimated cost: ${result['estimated_cost_usd']:,.2f} at ${result['usd_per_1m_training_tokens']}/1M tokens "
-                      "(prices: orchestrator/data/providers.json, or $FTO_HOME/providers.json)")
+        console.print(
+            f"estimated cost: ${result['estimated_cost_usd']:,.2f} "
+            f"at ${result['usd_per_1m_training_tokens']}/1M tokens "
+            "(prices: orchestrator/data/providers.json, or $FTO_HOME/providers.json)"
+        )
     else:
         console.print(f"no price for {result['model']} in the price table; add it to $FTO_HOME/providers.json")
 
@@ -123,16 +166,29 @@ def stats(file: str, target: str, model: str | None, tokenizer: str | None, epoc
 @click.option("--model", help="--to local: the model folder whose tokenizer and chat template to use")
 @click.option("--max-length", default=4096, show_default=True, help="--to local: truncate longer examples")
 @click.option("--skip-unwritable", is_flag=True, help="skip examples the target cannot hold instead of failing")
+@click.option("--skip-invalid", is_flag=True, help="skip examples with errors (counted) instead of failing")
 @_format
 @_mapping
-def convert(file: str, to: str, output: str, model: str | None, max_length: int, skip_unwritable: bool, fmt: str,
-            mapping: str | None) -> None:
+def convert(
+    file: str,
+    to: str,
+    output: str,
+    model: str | None,
+    max_length: int,
+    skip_unwritable: bool,
+    skip_invalid: bool,
+    fmt: str,
+    mapping: str | None,
+) -> None:
     """Convert FILE to another format (checked first: bad input writes nothing)."""
     from orchestrator.data.read import read_records
-    from orchestrator.data.validate import require_valid, validate_file
+    from orchestrator.data.validate import require_valid, valid_records, validate_file
 
-    require_valid(validate_file(file, None, fmt, _load_mapping(mapping)))
-    records = read_records(file, fmt, _load_mapping(mapping))
+    if skip_invalid:
+        report, records = valid_records(file, fmt, _load_mapping(mapping))
+    else:
+        require_valid(validate_file(file, None, fmt, _load_mapping(mapping)))
+        report, records = None, read_records(file, fmt, _load_mapping(mapping))
     if to == "local":
         if not model:
             raise click.UsageError("--to local needs --model (a model folder with a tokenizer and chat template)")
@@ -143,7 +199,11 @@ def convert(file: str, to: str, output: str, model: str | None, max_length: int,
         from orchestrator.data.write import write_records
 
         written, skipped = _write(write_records, records, output, to, skip_unwritable, file)
-    console.print(f"wrote {written} examples to {output} ({to})" + (f"; skipped {skipped} it cannot hold" if skipped else ""))
+    console.print(
+        f"wrote {written} examples to {output} ({to})" + (f"; skipped {skipped} it cannot hold" if skipped else "")
+    )
+    if report is not None and report.errors:
+        console.print(f"skipped examples with {report.errors} errors; see `fto data validate {file}`")
 
 
 def _write(write_records: Any, records: Any, output: str, to: str, skip: bool, source: str) -> tuple[int, int]:
@@ -153,8 +213,9 @@ def _write(write_records: Any, records: Any, output: str, to: str, skip: bool, s
         return write_records(records, output, to, skip_unwritable=skip)
     except DataError as exc:
         Path(output).unlink(missing_ok=True)  # never leave half a file behind
-        raise DataError(f"{exc.message} (use --skip-unwritable to leave such examples out)", file=source, line=exc.line,
-                        field=exc.field) from None
+        raise DataError(
+            f"{exc.message} (--skip-unwritable leaves such examples out)", file=source, line=exc.line, field=exc.field
+        ) from None
 
 
 @data.command()
@@ -165,7 +226,9 @@ def _write(write_records: Any, records: Any, output: str, to: str, skip: bool, s
 @click.option("--to", "to", help="output format; default: the input's")
 @_format
 @_mapping
-def split(file: str, fraction: float, seed: int, output_dir: str, to: str | None, fmt: str, mapping: str | None) -> None:
+def split(
+    file: str, fraction: float, seed: int, output_dir: str, to: str | None, fmt: str, mapping: str | None
+) -> None:
     """Split FILE into train.jsonl and validation.jsonl (seeded: the same seed gives the same split)."""
     from orchestrator.data.load import seeded_split
     from orchestrator.data.read import read_records, resolve_format

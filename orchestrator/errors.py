@@ -14,11 +14,20 @@ class InputError(FtoError):
 
     exit_code = 2
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, field: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        code: str | None = None,
+    ):
         self.message = message
         self.file = file
         self.line = line
         self.field = field
+        self.code = code  # a short name for the kind of problem, as validation reports list them
         super().__init__(str(self))
 
     def __str__(self) -> str:

@@ -27,9 +27,9 @@ __all__ = [
     "Message",
     "Metric",
     "PreferencePair",
-    "Record",
     "ProviderJob",
     "ProviderUpdates",
+    "Record",
     "Tool",
     "ToolCall",
 ]

@@ -42,9 +42,9 @@ def run(folder: JobFolder) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from backends.local import EMBEDDED_MODEL, embedded
-    from orchestrator.data.tokenized import encode
     from backends.local.generate import pick_device
     from backends.local.train import TrainSettings, train
+    from orchestrator.data.tokenized import encode
 
     if options.get("threads"):
         torch.set_num_threads(options["threads"])

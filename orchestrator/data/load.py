@@ -20,7 +20,9 @@ class DatasetSplits:
     eval: list[Conversation]
 
 
-def read_dataset(path: str, fmt: str = "auto", mapping: dict[str, Any] | None = None, method: str = "sft") -> list[Record]:
+def read_dataset(
+    path: str, fmt: str = "auto", mapping: dict[str, Any] | None = None, method: str = "sft"
+) -> list[Record]:
     """All records of a file, checked to suit the method (conversations for SFT, pairs for DPO)."""
     require_valid(validate_file(path, None, fmt, mapping))
     rows = list(read_records(path, fmt, mapping))
@@ -30,7 +32,9 @@ def read_dataset(path: str, fmt: str = "auto", mapping: dict[str, Any] | None = 
     for row in rows:
         if not isinstance(row, wanted):
             holds = "preference pairs" if isinstance(row, PreferencePair) else "single conversations"
-            raise DataError(f"this file holds {holds}, which method {method!r} cannot train on", file=path, line=row.source_line)
+            raise DataError(
+                f"this file holds {holds}, which method {method!r} cannot train on", file=path, line=row.source_line
+            )
     return rows
 
 
@@ -69,7 +73,9 @@ def load_splits(spec: JobSpec) -> DatasetSplits:
 def _as_eval_example(record: Record) -> Conversation:
     """Eval asks for a reply to a prompt; a preference pair's chosen reply is the reference."""
     if isinstance(record, PreferencePair):
-        return Conversation(messages=[*record.prompt, *record.chosen], tools=record.tools, source_line=record.source_line)
+        return Conversation(
+            messages=[*record.prompt, *record.chosen], tools=record.tools, source_line=record.source_line
+        )
     return record
 
 

@@ -37,8 +37,10 @@ def resolve_format(path: str | Path, fmt: str = "auto", mapping: dict[str, Any] 
     for item in iter_items(path):
         if item.obj is not None:
             return detect(item.obj, str(path), item.line)
-        raise DataError(item.error or "unreadable", file=str(path), line=item.line)
-    raise DataError("no examples in file (it is empty)", file=str(path))
+        if item.warning:
+            continue
+        raise DataError(item.error or "unreadable", file=str(path), line=item.line, code=item.code)
+    raise DataError("no examples in file (it is empty)", file=str(path), code="empty_file")
 
 
 def read_records(path: str | Path, fmt: str = "auto", mapping: dict[str, Any] | None = None) -> Iterator[Record]:
@@ -50,6 +52,8 @@ def read_records(path: str | Path, fmt: str = "auto", mapping: dict[str, Any] | 
         pass  # warnings are for `fto data validate`; reading for training keeps going
 
     for item in iter_items(path):
+        if item.warning:
+            continue
         if item.obj is None:
             raise DataError(item.error or "unreadable", file=shown, line=item.line)
         try:

@@ -28,13 +28,14 @@ class Item:
     obj: dict[str, Any] | None
     error: str | None = None
     code: str | None = None
+    warning: bool = False  # harmless for fto (a BOM, a blank line), but worth telling: some providers refuse it
 
 
 def open_binary(path: Path) -> IO[bytes]:
     try:
         with open(path, "rb") as probe:
             magic = probe.read(2)
-        return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")  # noqa: SIM115
+        return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
     except IsADirectoryError:
         raise DataError("is a folder, not a file", file=str(path)) from None
     except FileNotFoundError:
@@ -43,12 +44,12 @@ def open_binary(path: Path) -> IO[bytes]:
         raise DataError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
 
 
-def _first_char(handle: IO[bytes]) -> bytes:
+def _sniff(handle: IO[bytes]) -> tuple[bytes, bool]:
+    """The first non-space byte, and whether the start of the file looks binary (NUL bytes never occur in JSON)."""
     head = handle.read(4096)
     if head.startswith(BOM):
         head = head[3:]
-    stripped = head.lstrip()
-    return stripped[:1]
+    return head.lstrip()[:1], b"\x00" in head
 
 
 def iter_items(path: str | Path) -> Iterator[Item]:
@@ -56,10 +57,13 @@ def iter_items(path: str | Path) -> Iterator[Item]:
     path = Path(path)
     with open_binary(path) as handle:
         try:
-            first = _first_char(handle)
+            first, binary = _sniff(handle)
         except (OSError, EOFError) as exc:  # a corrupt gzip stream
             yield Item(1, None, f"cannot read: {exc}", "unreadable")
             return
+    if binary:
+        yield Item(1, None, "binary data, not text (is this the right file?)", "binary")
+        return
     if first == b"[":
         yield from _array_items(path)
     else:
@@ -72,7 +76,9 @@ def _jsonl_items(path: Path) -> Iterator[Item]:
             for number, raw in enumerate(handle, start=1):
                 if number == 1 and raw.startswith(BOM):
                     raw = raw[3:]
+                    yield Item(1, None, "the file starts with a UTF-8 byte-order mark", "bom", warning=True)
                 if not raw.strip():
+                    yield Item(number, None, "blank line", "blank_line", warning=True)
                     continue
                 try:
                     obj = orjson.loads(raw)
@@ -95,8 +101,6 @@ def _jsonl_items(path: Path) -> Iterator[Item]:
 
 def _explain(raw: bytes, number: int) -> Item:
     """The slow path for a bad line: say precisely what is wrong with it."""
-    if b"\x00" in raw:
-        return Item(number, None, "binary data, not text (is this the right file?)", "binary")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

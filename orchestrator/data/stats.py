@@ -53,8 +53,12 @@ def distribution(values: array) -> dict[str, float] | None:
     ordered = sorted(values)
     deciles = statistics.quantiles(ordered, n=10, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 9
     return {
-        "min": ordered[0], "max": ordered[-1], "mean": round(statistics.fmean(ordered), 2),
-        "median": statistics.median(ordered), "p10": deciles[0], "p90": deciles[-1],
+        "min": ordered[0],
+        "max": ordered[-1],
+        "mean": round(statistics.fmean(ordered), 2),
+        "median": statistics.median(ordered),
+        "p10": deciles[0],
+        "p90": deciles[-1],
     }
 
 
@@ -71,8 +75,13 @@ def default_epochs(examples: int, rule: dict[str, int]) -> int:
 
 
 def dataset_stats(
-    path: str | Path, target: str = "openai", model: str | None = None, tokenizer: str | None = None,
-    fmt: str = "auto", mapping: dict[str, Any] | None = None, epochs: int | None = None,
+    path: str | Path,
+    target: str = "openai",
+    model: str | None = None,
+    tokenizer: str | None = None,
+    fmt: str = "auto",
+    mapping: dict[str, Any] | None = None,
+    epochs: int | None = None,
 ) -> dict[str, Any]:
     rules = providers.provider(target)
     model, info = providers.model_info(target, model)
@@ -90,20 +99,31 @@ def dataset_stats(
             if not any(m.role == role for m in messages):
                 missing[role] += 1
 
-    report = validate_file(path, target, fmt, mapping, measure=lambda r: measure(r, counter), token_limit=limit, observe=observe)
+    report = validate_file(
+        path, target, fmt, mapping, measure=lambda r: measure(r, counter), token_limit=limit, observe=observe
+    )
     billing = sum(min(limit, t) for t in totals) if limit else sum(totals)
     n_epochs = epochs or default_epochs(len(totals), rules.get("epochs", {}))
     price = (info or {}).get("training_usd_per_1m")
     return {
-        "file": str(path), "format": report.format, "target": target, "model": model,
-        "model_known": info is not None, "tokenizer": counter.name, "tokens_exact": counter.exact,
+        "file": str(path),
+        "format": report.format,
+        "target": target,
+        "model": model,
+        "model_known": info is not None,
+        "tokenizer": counter.name,
+        "tokens_exact": counter.exact,
         "examples": report.examples,
-        "missing_system": missing["system"], "missing_user": missing["user"],
+        "missing_system": missing["system"],
+        "missing_user": missing["user"],
         "messages_per_example": distribution(n_messages),
         "total_tokens_per_example": distribution(totals),
         "assistant_tokens_per_example": distribution(answers),
-        "token_limit": limit, "over_limit": sum(1 for t in totals if limit and t > limit),
-        "billing_tokens": billing, "epochs": n_epochs, "charged_tokens": billing * n_epochs,
+        "token_limit": limit,
+        "over_limit": sum(1 for t in totals if limit and t > limit),
+        "billing_tokens": billing,
+        "epochs": n_epochs,
+        "charged_tokens": billing * n_epochs,
         "usd_per_1m_training_tokens": price,
         "estimated_cost_usd": round(billing * n_epochs * price / 1e6, 4) if price is not None else None,
         "validation": {"errors": report.errors, "warnings": report.warnings},

@@ -62,7 +62,9 @@ def encode(tokenizer: Any, conversation: dict[str, Any], max_length: int) -> Enc
     messages, tools = conversation["messages"], conversation.get("tools")
     text = _render(tokenizer, messages, tools, generation_prompt=False)
     spans = assistant_spans(tokenizer, messages, tools, text)
-    batch = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_length)
+    batch = tokenizer(
+        text, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_length
+    )
     ids, offsets = batch["input_ids"], batch["offset_mapping"]
     labels = [
         token if any(s <= begin < e for s, e in spans) else IGNORE

@@ -76,16 +76,26 @@ def counter_for(target: str, model: str, info: dict[str, Any] | None, tokenizer:
         try:
             from transformers import AutoTokenizer
         except ImportError:
-            raise DataError("counting with a model's own tokenizer needs the local extra: pip install 'fto[local]'") from None
+            raise DataError(
+                "counting with a model's own tokenizer needs the local extra: pip install 'fto[local]'"
+            ) from None
         try:
             return HFCounter(name=f"{tokenizer} (model tokenizer)", tokenizer=AutoTokenizer.from_pretrained(tokenizer))
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot load a tokenizer from {tokenizer}: {exc}") from None
     encoding = (info or {}).get("encoding") or _openai_encoding(model)
     exact = target == "openai"
-    label = encoding if exact else f"{encoding} (estimate: {'Claude' if target == 'anthropic' else model}'s tokenizer is not available)"
+    label = (
+        encoding
+        if exact
+        else f"{encoding} (estimate: {'Claude' if target == 'anthropic' else model}'s tokenizer is not available)"
+    )
     return TiktokenCounter(name=label, exact=exact, encoding=tiktoken_encoding(encoding))
 
 
 def _openai_encoding(model: str) -> str:
-    return "cl100k_base" if model.startswith(("gpt-3.5", "gpt-4-", "gpt-4")) and not model.startswith(("gpt-4o", "gpt-4.1")) else "o200k_base"
+    return (
+        "cl100k_base"
+        if model.startswith(("gpt-3.5", "gpt-4-", "gpt-4")) and not model.startswith(("gpt-4o", "gpt-4.1"))
+        else "o200k_base"
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,13 @@ Observe = Callable[[Record, int, int], None]
 
 # Rules a target enforces strictly (an error there, a warning elsewhere).
 STRICT = {
-    "anthropic": {"first_turn_not_user", "system_not_first", "consecutive_roles", "last_turn_not_assistant", "too_many_tokens"},
+    "anthropic": {
+        "first_turn_not_user",
+        "system_not_first",
+        "consecutive_roles",
+        "last_turn_not_assistant",
+        "too_many_tokens",
+    },
     "openai": set(),
     "local": set(),
 }
@@ -68,8 +74,13 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "file": self.file, "format": self.format, "target": self.target, "examples": self.examples,
-            "ok": self.ok, "errors": self.errors, "warnings": self.warnings,
+            "file": self.file,
+            "format": self.format,
+            "target": self.target,
+            "examples": self.examples,
+            "ok": self.ok,
+            "errors": self.errors,
+            "warnings": self.warnings,
             "counts": [{"level": level, "code": code, "count": n} for (level, code), n in sorted(self.counts.items())],
             "findings": [asdict(f) for f in self.shown],
         }
@@ -92,24 +103,64 @@ class _Collector:
 
 
 def validate_file(
-    path: str | Path, target: str | None = None, fmt: str = "auto", mapping: dict[str, Any] | None = None,
-    measure: Measure | None = None, token_limit: int | None = None, observe: Observe | None = None,
+    path: str | Path,
+    target: str | None = None,
+    fmt: str = "auto",
+    mapping: dict[str, Any] | None = None,
+    measure: Measure | None = None,
+    token_limit: int | None = None,
+    observe: Observe | None = None,
     max_shown: int = 20,
 ) -> Report:
-    shown = str(path)
-    reader = resolve_format(path, fmt, mapping)
-    report = Report(file=shown, format=reader.name, target=target)
+    report = Report(file=str(path), format="unknown", target=target)
+    for _ in _scan(path, report, target, fmt, mapping, measure, token_limit, observe, max_shown):
+        pass
+    return report
+
+
+def valid_records(
+    path: str | Path, fmt: str = "auto", mapping: dict[str, Any] | None = None
+) -> tuple[Report, Iterator[Record]]:
+    """The records without errors (for `convert --skip-invalid`); the report fills in as they are read."""
+    report = Report(file=str(path), format="unknown", target=None)
+    scan = _scan(path, report, None, fmt, mapping, None, None, None, 20)
+    return report, (record for record, clean in scan if clean)
+
+
+def _scan(
+    path: str | Path,
+    report: Report,
+    target: str | None,
+    fmt: str,
+    mapping: dict[str, Any] | None,
+    measure: Measure | None,
+    token_limit: int | None,
+    observe: Observe | None,
+    max_shown: int,
+) -> Iterator[tuple[Record, bool]]:
+    """One pass: yields each record and whether it passed, while findings collect in `report`."""
     emit = _Collector(report, target, max_shown)
+    try:
+        reader = resolve_format(path, fmt, mapping)
+    except DataError as exc:
+        if exc.code is None:  # not a problem of the file's content (a missing file, a bad mapping)
+            raise
+        emit.line = exc.line
+        emit.error(exc.code, exc.field, exc.message)
+        return
+    report.format = reader.name
     for item in iter_items(path):
         emit.line = item.line or None
         if item.obj is None:
-            emit.error(item.code or "invalid_json", None, item.error or "unreadable")
+            (emit if item.warning else emit.error)(item.code or "invalid_json", None, item.error or "unreadable")
             continue
+        errors_before = report.errors
         try:
             record = reader.parse(item.obj, emit)
         except RecordError as exc:
             emit.error(exc.code, exc.field, exc.message)
             continue
+        record.source_line = item.line
         report.examples += 1
         if isinstance(record, Conversation):
             _check_conversation(record, target, emit)
@@ -118,12 +169,16 @@ def validate_file(
         if measure is not None:
             total, assistant = measure(record)
             if token_limit and total > token_limit:
-                emit("too_many_tokens", None, f"{total:,} tokens, over the limit of {token_limit:,} (it would be truncated)")
+                emit(
+                    "too_many_tokens",
+                    None,
+                    f"{total:,} tokens, over the limit of {token_limit:,} (it would be truncated)",
+                )
             if observe:
                 observe(record, total, assistant)
+        yield record, report.errors == errors_before
     emit.line = None
     _check_file(Path(path), report, target, emit)
-    return report
 
 
 def _check_file(path: Path, report: Report, target: str | None, emit: _Collector) -> None:
@@ -133,13 +188,19 @@ def _check_file(path: Path, report: Report, target: str | None, emit: _Collector
         return
     rules = providers.provider(target)
     if report.examples < rules.get("min_examples", 0):
-        emit.error("too_few_examples", None, f"{report.examples} examples; {target} needs at least {rules['min_examples']}")
+        emit.error(
+            "too_few_examples", None, f"{report.examples} examples; {target} needs at least {rules['min_examples']}"
+        )
     if report.examples > rules.get("max_examples", report.examples):
-        emit.error("too_many_examples", None, f"{report.examples} examples; {target} takes at most {rules['max_examples']}")
+        emit.error(
+            "too_many_examples", None, f"{report.examples} examples; {target} takes at most {rules['max_examples']}"
+        )
     limit = rules.get("file_size_limit_bytes")
     size = path.stat().st_size
     if limit and size > limit:
-        emit.error("file_too_large", None, f"{size:,} bytes; the limit is {limit:,} ({rules.get('file_size_note', '')})")
+        emit.error(
+            "file_too_large", None, f"{size:,} bytes; the limit is {limit:,} ({rules.get('file_size_note', '')})"
+        )
 
 
 def _check_conversation(c: Conversation, target: str | None, emit: _Collector) -> None:
@@ -151,19 +212,19 @@ def _check_conversation(c: Conversation, target: str | None, emit: _Collector) -
         emit.error("no_trainable_turn", "messages", "every assistant message has weight 0: nothing to learn")
     roles = [m.role for m in messages]
     turns = [r for r in roles if r != "system"]
-    if "system" in roles and roles.index("system") != 0 or roles.count("system") > 1:
+    if ("system" in roles and roles.index("system") != 0) or roles.count("system") > 1:
         emit("system_not_first", "messages", "a system message after the first turn")
     if turns and turns[0] != "user":
         emit("first_turn_not_user", "messages[0].role", f"the conversation starts with {turns[0]!r}, not 'user'")
     if turns and turns[-1] != "assistant":
         emit("last_turn_not_assistant", "messages", "the last turn is not the assistant's: it is not trained on")
     for i in range(1, len(messages)):
-        if messages[i].role == messages[i - 1].role and messages[i].role in ("user", "assistant"):
-            if not (messages[i].role == "assistant" and (messages[i].tool_calls or messages[i - 1].tool_calls)):
-                emit("consecutive_roles", f"messages[{i}].role", f"two {messages[i].role!r} messages in a row")
-    if target == "anthropic":
-        if c.tools or any(m.tool_calls or m.role == "tool" for m in messages):
-            emit.error("tools_unsupported", "tools", "Bedrock Claude fine-tuning takes text turns only, no tools")
+        same = messages[i].role == messages[i - 1].role and messages[i].role in ("user", "assistant")
+        calling = messages[i].tool_calls or messages[i - 1].tool_calls  # a reply after a call is a new turn
+        if same and not calling:
+            emit("consecutive_roles", f"messages[{i}].role", f"two {messages[i].role!r} messages in a row")
+    if target == "anthropic" and (c.tools or any(m.tool_calls or m.role == "tool" for m in messages)):
+        emit.error("tools_unsupported", "tools", "Bedrock Claude fine-tuning takes text turns only, no tools")
     if c.label is not None and target in ("openai", "anthropic"):
         emit("label_ignored", "label", f"{target} does not train on KTO labels; the label is ignored")
 
@@ -180,13 +241,23 @@ def _check_messages(messages: list[Message], c: Conversation | PreferencePair, f
                 try:
                     json.loads(call.arguments)
                 except json.JSONDecodeError as exc:
-                    emit.error("tool_call_bad_arguments", f"{where}.tool_calls[{j}].arguments", f"not valid JSON: {exc.msg}")
+                    emit.error(
+                        "tool_call_bad_arguments", f"{where}.tool_calls[{j}].arguments", f"not valid JSON: {exc.msg}"
+                    )
                 if declared and call.name not in declared:
-                    emit.error("tool_call_undeclared", f"{where}.tool_calls[{j}].name", f"calls {call.name!r}, which tools does not declare")
+                    emit.error(
+                        "tool_call_undeclared",
+                        f"{where}.tool_calls[{j}].name",
+                        f"calls {call.name!r}, which tools does not declare",
+                    )
         elif not (m.content or "").strip():
             emit.error("missing_content", f"{where}.content", f"empty {m.role} message")
         if m.role == "tool" and m.tool_call_id and called and m.tool_call_id not in called:
-            emit("tool_result_without_call", f"{where}.tool_call_id", f"answers {m.tool_call_id!r}, which no earlier call made")
+            emit(
+                "tool_result_without_call",
+                f"{where}.tool_call_id",
+                f"answers {m.tool_call_id!r}, which no earlier call made",
+            )
 
 
 def _check_pair(p: PreferencePair, target: str | None, emit: _Collector) -> None:
@@ -200,7 +271,9 @@ def _check_pair(p: PreferencePair, target: str | None, emit: _Collector) -> None
     if p.chosen == p.rejected:
         emit("identical_pair", "rejected", "chosen and rejected are the same: nothing to learn")
     if target == "anthropic":
-        emit.error("preference_unsupported", None, "Bedrock fine-tunes Claude with SFT only; preference pairs are refused")
+        emit.error(
+            "preference_unsupported", None, "Bedrock fine-tunes Claude with SFT only; preference pairs are refused"
+        )
 
 
 def require_valid(report: Report) -> None:
@@ -209,6 +282,8 @@ def require_valid(report: Report) -> None:
     if first is not None:
         more = report.errors - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''}; see `fto data validate`)" if more else ""
-        raise DataError(first.message + f" [{first.code}]" + suffix, file=first.file, line=first.line, field=first.field)
+        raise DataError(
+            first.message + f" [{first.code}]" + suffix, file=first.file, line=first.line, field=first.field
+        )
     if not report.ok:
         raise DataError(f"{report.errors} errors; see `fto data validate {report.file}`", file=report.file)

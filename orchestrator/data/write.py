@@ -12,7 +12,9 @@ from orchestrator.errors import DataError
 from schemas import Record
 
 
-def write_records(records: Iterable[Record], path: str | Path, fmt: Format | str, skip_unwritable: bool = False) -> tuple[int, int]:
+def write_records(
+    records: Iterable[Record], path: str | Path, fmt: Format | str, skip_unwritable: bool = False
+) -> tuple[int, int]:
     """Returns (written, skipped). A record the format cannot hold is an error naming its source line,
     unless `skip_unwritable`."""
     fmt = get_format(fmt) if isinstance(fmt, str) else fmt

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from orchestrator.data.formats.alpaca import Alpaca
 from orchestrator.data.formats.base import Format, RecordError, Warn
@@ -20,8 +20,15 @@ from orchestrator.errors import DataError
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        OpenAIPreference(), LlamaFactoryV1(), BedrockClaude(), OpenAIChat(), ShareGPT(), Alpaca(), HHRLHF(),
-        Questions(), PromptCompletion(),
+        OpenAIPreference(),
+        LlamaFactoryV1(),
+        BedrockClaude(),
+        OpenAIChat(),
+        ShareGPT(),
+        Alpaca(),
+        HHRLHF(),
+        Questions(),
+        PromptCompletion(),
     )
 }
 
@@ -39,11 +46,19 @@ def detect(obj: dict[str, Any], file: str | None = None, line: int | None = None
         if fmt.detect(obj):
             return fmt
     if "input_ids" in obj:
-        raise DataError("pre-tokenized data (input_ids) is not a format fto reads; give it the text", file=file, line=line)
+        raise DataError(
+            "pre-tokenized data (input_ids) is not a format fto reads; give it the text",
+            file=file,
+            line=line,
+            code="unknown_format",
+        )
     keys = ", ".join(sorted(obj)[:8])
     raise DataError(
         f"cannot tell the format from the keys ({keys}); name it with `format:` / --format, or describe the columns "
-        "with a LLaMA-Factory dataset_info entry (`mapping:` / --mapping)", file=file, line=line,
+        "with a LLaMA-Factory dataset_info entry (`mapping:` / --mapping)",
+        file=file,
+        line=line,
+        code="unknown_format",
     )
 
 
@@ -63,7 +78,13 @@ def with_mapping(entry: dict[str, Any]) -> Format:
 class RenamedAlpaca(Alpaca):
     """Alpaca under LLaMA-Factory's column names (prompt, query, response, system, history)."""
 
-    STANDARD = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
+    STANDARD: ClassVar[dict[str, str]] = {
+        "prompt": "instruction",
+        "query": "input",
+        "response": "output",
+        "system": "system",
+        "history": "history",
+    }
 
     def __init__(self, columns: dict[str, str]):
         unknown = set(columns) - set(self.STANDARD)

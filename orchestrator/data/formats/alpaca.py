@@ -46,7 +46,12 @@ class Alpaca(Format):
         if messages and messages[0].role == "system":
             out["system"] = messages.pop(0).content or ""
         roles = [m.role for m in messages]
-        if roles != ["user", "assistant"] * (len(roles) // 2) or not roles or record.tools or any(m.tool_calls for m in messages):
+        if (
+            roles != ["user", "assistant"] * (len(roles) // 2)
+            or not roles
+            or record.tools
+            or any(m.tool_calls for m in messages)
+        ):
             raise not_supported(self.name, "anything but alternating user/assistant turns without tools")
         *history, user, answer = messages
         text = user.content or ""

@@ -75,11 +75,15 @@ def parse_tools(raw: Any, field: str = "tools") -> list[Tool] | None:
             raise RecordError("invalid_tools", field, f"tools is not valid JSON: {exc.msg}") from None
     if not isinstance(raw, list):
         raise RecordError("invalid_tools", field, "expected a list of tools")
+    if not raw:
+        return None
     tools = []
     for i, item in enumerate(raw):
         fn = item.get("function", item) if isinstance(item, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise RecordError("invalid_tools", f"{field}[{i}]", "expected {'type': 'function', 'function': {'name', …}}")
+            raise RecordError(
+                "invalid_tools", f"{field}[{i}]", "expected {'type': 'function', 'function': {'name', …}}"
+            )
         params = fn.get("parameters") or {}
         tools.append(Tool(name=fn["name"], description=fn.get("description"), parameters=params))
     return tools
@@ -132,12 +136,13 @@ def require_str(obj: dict[str, Any], key: str, field: str | None = None) -> str:
     return value
 
 
-def split_preference(chosen: list[Message], rejected: list[Message], field: str) -> tuple[list[Message], list[Message], list[Message]]:
+def split_preference(
+    chosen: list[Message], rejected: list[Message], field: str
+) -> tuple[list[Message], list[Message], list[Message]]:
     """Two full conversations → (shared prompt, chosen continuation, rejected continuation)."""
     n = 0
     while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
         n += 1
-    if n == 0 or chosen[n - 1].role == "assistant" and n == len(chosen):
+    if n == 0 or (chosen[n - 1].role == "assistant" and n == len(chosen)):
         raise RecordError("no_shared_prompt", field, "chosen and rejected share no prompt")
     return chosen[:n], chosen[n:], rejected[n:]
-

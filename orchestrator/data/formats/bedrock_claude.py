@@ -14,7 +14,11 @@ class BedrockClaude(Format):
     kinds: ClassVar[frozenset[str]] = frozenset({"sft"})
 
     def detect(self, obj: dict[str, Any]) -> bool:
-        return isinstance(obj.get("system"), str) and isinstance(obj.get("messages"), list) and set(obj) <= {"system", "messages"}
+        return (
+            isinstance(obj.get("system"), str)
+            and isinstance(obj.get("messages"), list)
+            and set(obj) <= {"system", "messages"}
+        )
 
     def parse(self, obj: dict[str, Any], warn: Warn) -> Record:
         messages: list[Message] = []

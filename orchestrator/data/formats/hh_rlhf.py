@@ -44,8 +44,12 @@ class HHRLHF(Format):
             # Seen in the published data: the two transcripts diverge before the last turn. The pair still
             # trains on the chosen prompt, but say so.
             warn("prefix_mismatch", "rejected", "chosen and rejected differ before their last Assistant turn")
-        return PreferencePair(prompt=prompt, chosen=chosen[-1:], rejected=rejected[-1:],
-                              metadata={"rejected_prompt": transcript(rejected[:-1])} if rejected[:-1] != prompt else None)
+        return PreferencePair(
+            prompt=prompt,
+            chosen=chosen[-1:],
+            rejected=rejected[-1:],
+            metadata={"rejected_prompt": transcript(rejected[:-1])} if rejected[:-1] != prompt else None,
+        )
 
     def dump(self, record: Record) -> dict[str, Any]:
         if not isinstance(record, PreferencePair):

@@ -23,7 +23,9 @@ from schemas import Conversation, Message, PreferencePair, Record, Tool
 
 def _is_typed(messages: Any) -> bool:
     return (
-        isinstance(messages, list) and bool(messages) and isinstance(messages[0], dict)
+        isinstance(messages, list)
+        and bool(messages)
+        and isinstance(messages[0], dict)
         and isinstance(messages[0].get("content"), list)
         and all(isinstance(p, dict) and "value" in p for p in messages[0]["content"])
     )
@@ -37,7 +39,10 @@ def parse_typed(raw: list[Any], field: str) -> list[Message]:
             raise RecordError("data_type", f, "expected {'role', 'content': [typed parts]}")
         text, reasoning, calls = [], [], []
         for j, part in enumerate(m["content"]):
-            kind, value = part.get("type") if isinstance(part, dict) else None, part.get("value") if isinstance(part, dict) else None
+            kind, value = (
+                part.get("type") if isinstance(part, dict) else None,
+                part.get("value") if isinstance(part, dict) else None,
+            )
             if kind == "text" and isinstance(value, str):
                 text.append(value)
             elif kind == "reasoning" and isinstance(value, str):
@@ -79,7 +84,9 @@ def dump_typed(messages: list[Message]) -> list[dict[str, Any]]:
 def _tools_text(tools: list[Tool] | None) -> str | None:
     if not tools:
         return None
-    return json.dumps([{"type": "function", "function": t.model_dump(exclude_none=True)} for t in tools], ensure_ascii=False)
+    return json.dumps(
+        [{"type": "function", "function": t.model_dump(exclude_none=True)} for t in tools], ensure_ascii=False
+    )
 
 
 class LlamaFactoryV1(Format):

@@ -35,10 +35,16 @@ def parse_message(raw: Any, field: str, warn: Warn) -> Message:
         raise RecordError("message_missing_key", f"{field}.role", "message has no role")
     unknown = set(raw) - MESSAGE_KEYS
     if unknown:
-        warn("message_unrecognized_key", f"{field}.{sorted(unknown)[0]}", f"unrecognised key(s) ignored: {sorted(unknown)}")
+        warn(
+            "message_unrecognized_key",
+            f"{field}.{sorted(unknown)[0]}",
+            f"unrecognised key(s) ignored: {sorted(unknown)}",
+        )
     content = raw.get("content")
-    if isinstance(content, list):  # typed content parts: the text ones
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    if isinstance(content, list):  # typed content parts
+        if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
+            raise RecordError("invalid_field", f"{field}.content", "content parts must be {'type': 'text', 'text': …}")
+        content = "".join(p["text"] for p in content)
     calls = None
     if raw.get("tool_calls"):
         if not isinstance(raw["tool_calls"], list):
@@ -100,7 +106,9 @@ class OpenAIChat(Format):
         if label is not None and not isinstance(label, bool):
             raise RecordError("invalid_field", "label", "a KTO label must be true or false")
         return Conversation(
-            messages=messages, tools=parse_tools(obj.get("tools")), parallel_tool_calls=obj.get("parallel_tool_calls"),
+            messages=messages,
+            tools=parse_tools(obj.get("tools")),
+            parallel_tool_calls=obj.get("parallel_tool_calls"),
             label=label,
         )
 

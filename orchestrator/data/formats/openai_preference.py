@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, parse_tools, require_list, tools_json
+from orchestrator.data.formats.base import (
+    Format,
+    RecordError,
+    Warn,
+    not_supported,
+    parse_tools,
+    require_list,
+    tools_json,
+)
 from orchestrator.data.formats.openai_chat import dump_messages, parse_messages
 from schemas import PreferencePair, Record
 

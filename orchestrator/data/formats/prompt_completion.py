@@ -8,7 +8,13 @@ from typing import Any, ClassVar
 from orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_str
 from schemas import Conversation, Message, Record
 
-PAIRS = [("prompt", "completion"), ("question", "answer"), ("prompt", "response"), ("text", "category"), ("text", "label")]
+PAIRS = [
+    ("prompt", "completion"),
+    ("question", "answer"),
+    ("prompt", "response"),
+    ("text", "category"),
+    ("text", "label"),
+]
 
 
 class PromptCompletion(Format):
@@ -28,8 +34,10 @@ class PromptCompletion(Format):
         if keys != PAIRS[0]:
             metadata["keys"] = list(keys)
         return Conversation(
-            messages=[Message(role="user", content=require_str(obj, prompt)),
-                      Message(role="assistant", content=require_str(obj, completion))],
+            messages=[
+                Message(role="user", content=require_str(obj, prompt)),
+                Message(role="assistant", content=require_str(obj, completion)),
+            ],
             metadata=metadata or None,
         )
 

@@ -59,8 +59,11 @@ class ShareGPT(Format):
     def __init__(self, mapping: Mapping | None = None):
         self.m = mapping or Mapping()
         self.roles = {
-            self.m.user_tag: "user", self.m.assistant_tag: "assistant", self.m.system_tag: "system",
-            self.m.function_tag: "function_call", self.m.observation_tag: "tool",
+            self.m.user_tag: "user",
+            self.m.assistant_tag: "assistant",
+            self.m.system_tag: "system",
+            self.m.function_tag: "function_call",
+            self.m.observation_tag: "tool",
         }
 
     def detect(self, obj: dict[str, Any]) -> bool:
@@ -88,8 +91,11 @@ class ShareGPT(Format):
             raise RecordError("data_type", field, "expected a turn object")
         tag = turn.get(self.m.role_tag)
         if tag not in self.roles:
-            raise RecordError("unrecognized_role", f"{field}.{self.m.role_tag}",
-                              f"unknown role {tag!r} (expected one of {sorted(self.roles)})")
+            raise RecordError(
+                "unrecognized_role",
+                f"{field}.{self.m.role_tag}",
+                f"unknown role {tag!r} (expected one of {sorted(self.roles)})",
+            )
         content = turn.get(self.m.content_tag)
         if not isinstance(content, str):
             raise RecordError("missing_content", f"{field}.{self.m.content_tag}", "expected a string")
@@ -113,12 +119,18 @@ class ShareGPT(Format):
         if m.tool_calls:
             if m.content:
                 raise not_supported(self.name, "an assistant turn with both text and tool calls")
-            return [{self.m.role_tag: self.m.function_tag, self.m.content_tag: tool_call_to_json(c)} for c in m.tool_calls]
+            return [
+                {self.m.role_tag: self.m.function_tag, self.m.content_tag: tool_call_to_json(c)} for c in m.tool_calls
+            ]
         return [self._turn(m)]
 
     def _turn(self, m: Message) -> dict[str, str]:
-        tag = {"user": self.m.user_tag, "assistant": self.m.assistant_tag, "system": self.m.system_tag,
-               "tool": self.m.observation_tag}[m.role]
+        tag = {
+            "user": self.m.user_tag,
+            "assistant": self.m.assistant_tag,
+            "system": self.m.system_tag,
+            "tool": self.m.observation_tag,
+        }[m.role]
         return {self.m.role_tag: tag, self.m.content_tag: m.content or ""}
 
 
@@ -126,6 +138,8 @@ def _extra(obj: dict[str, Any], m: Mapping) -> dict[str, Any] | None:
     """Keys such as FastChat's `id` ride along, so a ShareGPT file round-trips."""
     known = {m.messages, m.system, m.tools, m.chosen, m.rejected, m.kto_tag}
     extra = {k: v for k, v in obj.items() if k not in known}
+    if obj.get(m.tools) in ("[]", "", []):  # an empty tools column, kept as it was written
+        extra[m.tools] = obj[m.tools]
     return extra or None
 
 
@@ -133,7 +147,5 @@ def _with_tools(out: dict[str, Any], tools: list[Tool] | None, m: Mapping) -> di
     if tools:
         import json
 
-        out[m.tools] = json.dumps(
-            [t.model_dump(exclude_none=True) for t in tools], ensure_ascii=False
-        )
+        out[m.tools] = json.dumps([t.model_dump(exclude_none=True) for t in tools], ensure_ascii=False)
     return out
