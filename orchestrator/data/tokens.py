@@ -34,8 +34,16 @@ class TiktokenCounter:
     exact: bool
     encoding: Any
 
+    def __post_init__(self) -> None:
+        self._short: dict[str, int] = {}  # roles and names repeat on every message
+
     def count(self, text: str) -> int:
-        return len(self.encoding.encode(text, disallowed_special=()))
+        if len(text) < 24:
+            n = self._short.get(text)
+            if n is None:
+                n = self._short[text] = len(self.encoding.encode_ordinary(text))
+            return n
+        return len(self.encoding.encode_ordinary(text))
 
 
 @dataclass

@@ -59,10 +59,7 @@ class Report:
     examples: int = 0
     shown: list[Finding] = field(default_factory=list)
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (level, code) → count
-
-    @property
-    def errors(self) -> int:
-        return sum(n for (level, _), n in self.counts.items() if level == "error")
+    errors: int = 0
 
     @property
     def warnings(self) -> int:
@@ -95,6 +92,7 @@ class _Collector:
         if level == "warning" and code in self.strict:
             level = "error"
         self.report.counts[(level, code)] += 1
+        self.report.errors += level == "error"
         if len(self.report.shown) < self.max_shown:
             self.report.shown.append(Finding(code, level, message, self.report.file, self.line, field))
 
@@ -206,33 +204,36 @@ def _check_file(path: Path, report: Report, target: str | None, emit: _Collector
 def _check_conversation(c: Conversation, target: str | None, emit: _Collector) -> None:
     messages = c.messages
     _check_messages(messages, c, "messages", emit)
-    if not any(m.role == "assistant" for m in messages):
+    roles = [m.role for m in messages]
+    turns = [r for r in roles if r != "system"]
+    if "assistant" not in roles:
         emit.error("example_missing_assistant_message", "messages", "no assistant message to learn from")
     elif all(m.weight == 0 for m in messages if m.role == "assistant"):
         emit.error("no_trainable_turn", "messages", "every assistant message has weight 0: nothing to learn")
-    roles = [m.role for m in messages]
-    turns = [r for r in roles if r != "system"]
-    if ("system" in roles and roles.index("system") != 0) or roles.count("system") > 1:
+    if len(turns) < len(roles) - 1 or (len(turns) < len(roles) and roles[0] != "system"):
         emit("system_not_first", "messages", "a system message after the first turn")
     if turns and turns[0] != "user":
         emit("first_turn_not_user", "messages[0].role", f"the conversation starts with {turns[0]!r}, not 'user'")
     if turns and turns[-1] != "assistant":
         emit("last_turn_not_assistant", "messages", "the last turn is not the assistant's: it is not trained on")
-    for i in range(1, len(messages)):
-        same = messages[i].role == messages[i - 1].role and messages[i].role in ("user", "assistant")
-        calling = messages[i].tool_calls or messages[i - 1].tool_calls  # a reply after a call is a new turn
-        if same and not calling:
-            emit("consecutive_roles", f"messages[{i}].role", f"two {messages[i].role!r} messages in a row")
-    if target == "anthropic" and (c.tools or any(m.tool_calls or m.role == "tool" for m in messages)):
+    for i in range(1, len(roles)):
+        if roles[i] == roles[i - 1] and roles[i] in ("user", "assistant"):
+            if not (messages[i].tool_calls or messages[i - 1].tool_calls):  # a reply after a call is a new turn
+                emit("consecutive_roles", f"messages[{i}].role", f"two {roles[i]!r} messages in a row")
+    if target == "anthropic" and (c.tools or "tool" in roles or any(m.tool_calls for m in messages)):
         emit.error("tools_unsupported", "tools", "Bedrock Claude fine-tuning takes text turns only, no tools")
     if c.label is not None and target in ("openai", "anthropic"):
         emit("label_ignored", "label", f"{target} does not train on KTO labels; the label is ignored")
 
 
 def _check_messages(messages: list[Message], c: Conversation | PreferencePair, field: str, emit: _Collector) -> None:
-    declared = {t.name for t in c.tools or []}
+    declared = {t.name for t in c.tools} if c.tools else set()
     called: set[str] = set()
     for i, m in enumerate(messages):
+        if not m.tool_calls and m.role != "tool":
+            if not m.content or m.content.isspace():
+                emit.error("missing_content", f"{field}[{i}].content", f"empty {m.role} message")
+            continue  # the common case: a plain text turn
         where = f"{field}[{i}]"
         if m.tool_calls:
             for j, call in enumerate(m.tool_calls):
@@ -250,7 +251,7 @@ def _check_messages(messages: list[Message], c: Conversation | PreferencePair, f
                         f"{where}.tool_calls[{j}].name",
                         f"calls {call.name!r}, which tools does not declare",
                     )
-        elif not (m.content or "").strip():
+        elif not m.content or m.content.isspace():
             emit.error("missing_content", f"{where}.content", f"empty {m.role} message")
         if m.role == "tool" and m.tool_call_id and called and m.tool_call_id not in called:
             emit(

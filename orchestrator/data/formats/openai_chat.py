@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+from pydantic import TypeAdapter, ValidationError
+
 from orchestrator.data.formats.base import (
     Format,
     RecordError,
     Warn,
-    build_message,
     not_supported,
     parse_tools,
     require_list,
@@ -24,23 +25,35 @@ MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "weight
 TOP_KEYS = {"messages", "tools", "parallel_tool_calls", "functions", "label"}
 
 
+_MESSAGES = TypeAdapter(list[Message])
+_PLAIN_KEYS = frozenset({"role", "content", "name", "tool_call_id", "weight"})
+
+
 def parse_messages(raw: list[Any], warn: Warn, field: str = "messages") -> list[Message]:
-    return [parse_message(m, f"{field}[{i}]", warn) for i, m in enumerate(raw)]
+    """OpenAI-style message objects → Messages, validated in one pass (this is the validator's hot path)."""
+    dicts = [_normalize(m, f"{field}[{i}]", warn) for i, m in enumerate(raw)]
+    try:
+        return _MESSAGES.validate_python(dicts)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        index, *rest = err["loc"]
+        key = ".".join(str(p) for p in rest)
+        got = dicts[int(index)].get(str(rest[0])) if rest else None
+        code = "unrecognized_role" if key == "role" else "invalid_field"
+        raise RecordError(code, f"{field}[{index}].{key}", f"{err['msg']} (got {got!r:.60})") from None
 
 
-def parse_message(raw: Any, field: str, warn: Warn) -> Message:
-    if not isinstance(raw, dict):
+def _normalize(raw: Any, field: str, warn: Warn) -> dict[str, Any]:
+    if type(raw) is not dict:
         raise RecordError("data_type", field, "expected a message object")
     if "role" not in raw:
         raise RecordError("message_missing_key", f"{field}.role", "message has no role")
-    unknown = set(raw) - MESSAGE_KEYS
-    if unknown:
-        warn(
-            "message_unrecognized_key",
-            f"{field}.{sorted(unknown)[0]}",
-            f"unrecognised key(s) ignored: {sorted(unknown)}",
-        )
     content = raw.get("content")
+    if raw.keys() <= _PLAIN_KEYS and (type(content) is str or content is None) and raw["role"] != "function":
+        return raw  # the common case: nothing to translate
+    unknown = raw.keys() - MESSAGE_KEYS
+    if unknown:
+        warn("message_unrecognized_key", f"{field}.{min(unknown)}", f"unrecognised key(s) ignored: {sorted(unknown)}")
     if isinstance(content, list):  # typed content parts
         if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
             raise RecordError("invalid_field", f"{field}.content", "content parts must be {'type': 'text', 'text': …}")
@@ -55,7 +68,7 @@ def parse_message(raw: Any, field: str, warn: Warn) -> Message:
     data = {k: raw[k] for k in ("role", "name", "tool_call_id", "weight", "reasoning") if raw.get(k) is not None}
     if raw.get("role") == "function":  # legacy name of the tool role
         data["role"] = "tool"
-    return build_message({**data, "content": content, "tool_calls": calls}, field)
+    return {**data, "content": content, "tool_calls": calls}
 
 
 def _tool_call(raw: Any, field: str) -> ToolCall:
@@ -99,7 +112,7 @@ class OpenAIChat(Format):
         if "messages" not in obj:
             raise RecordError("missing_messages_list", "messages", "no messages list")
         messages = parse_messages(require_list(obj, "messages"), warn)
-        unknown = set(obj) - TOP_KEYS
+        unknown = obj.keys() - TOP_KEYS
         if unknown:
             warn("unrecognized_key", sorted(unknown)[0], f"key(s) not used for training: {sorted(unknown)}")
         label = obj.get("label")
