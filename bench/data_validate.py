@@ -33,14 +33,22 @@ def generate(path: Path, size_mb: int) -> Path:
     written = 0
     with open(path, "w") as f:
         while written < target:
+
             def text(n: int) -> str:
                 return " ".join(rng.choice(WORDS) for _ in range(n))
 
-            line = json.dumps({"messages": [
-                {"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": text(rng.randint(10, 120))},
-                {"role": "assistant", "content": text(rng.randint(20, 250))},
-            ]}) + "\n"
+            line = (
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "system", "content": "You are a helpful assistant."},
+                            {"role": "user", "content": text(rng.randint(10, 120))},
+                            {"role": "assistant", "content": text(rng.randint(20, 250))},
+                        ]
+                    }
+                )
+                + "\n"
+            )
             f.write(line)
             written += len(line)
     return path
@@ -67,8 +75,10 @@ def cookbook_validate(path: str, count_tokens: bool = False) -> None:
     with open(path) as f:
         dataset = [json.loads(line) for line in f]
     if dataset and "question" in dataset[0]:  # GSM8K: the chat shape the notebook expects
-        dataset = [{"messages": [{"role": "user", "content": ex["question"]}, {"role": "assistant", "content": ex["answer"]}]}
-                   for ex in dataset]
+        dataset = [
+            {"messages": [{"role": "user", "content": ex["question"]}, {"role": "assistant", "content": ex["answer"]}]}
+            for ex in dataset
+        ]
     errors: dict[str, int] = defaultdict(int)
     for ex in dataset:
         if not isinstance(ex, dict):
@@ -112,13 +122,25 @@ def cookbook_stats(path: str) -> None:
 def measure(mode: str, path: Path) -> dict:
     """Run one mode in a fresh process on one core: wall time and its peak RSS."""
     pin = ["taskset", "-c", "0"] if sys.platform == "linux" else []
-    out = subprocess.run([*pin, sys.executable, __file__, "--child", mode, str(path)], capture_output=True, text=True,
-                         check=True, cwd=REPO)
+    out = subprocess.run(
+        [*pin, sys.executable, __file__, "--child", mode, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
     child = json.loads(out.stdout.strip().splitlines()[-1])
     seconds = child["seconds"]
     mb = path.stat().st_size / 2**20
-    return {"mode": mode, "file": path.name, "mb": round(mb, 1), "seconds": round(seconds, 2),
-            "mb_per_s": round(mb / seconds, 1), "peak_rss_mb": child["peak_rss_mb"], **child["result"]}
+    return {
+        "mode": mode,
+        "file": path.name,
+        "mb": round(mb, 1),
+        "seconds": round(seconds, 2),
+        "mb_per_s": round(mb / seconds, 1),
+        "peak_rss_mb": child["peak_rss_mb"],
+        **child["result"],
+    }
 
 
 def child(mode: str, path: str) -> None:
@@ -160,8 +182,10 @@ def main() -> None:
     print("\n| file | MB | mode | MB/s | peak RSS MB | speed vs cookbook |\n|---|---:|---|---:|---:|---:|")
     for r in rows:
         ratio = r.get("ratio_fto_vs_cookbook")
-        print(f"| {r['file']} | {r['mb']} | {r['mode']} | {r['mb_per_s']} | {r['peak_rss_mb']} | "
-              f"{'' if ratio is None else f'fto {ratio}× faster'} |")
+        print(
+            f"| {r['file']} | {r['mb']} | {r['mode']} | {r['mb_per_s']} | {r['peak_rss_mb']} | "
+            f"{'' if ratio is None else f'fto {ratio}× faster'} |"
+        )
 
 
 if __name__ == "__main__":

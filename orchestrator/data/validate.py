@@ -32,7 +32,7 @@ STRICT = {
         "last_turn_not_assistant",
         "too_many_tokens",
     },
-    "openai": set(),
+    "openai": {"message_unrecognized_key"},
     "local": set(),
 }
 

@@ -39,7 +39,7 @@ def parse_messages(raw: list[Any], warn: Warn, field: str = "messages") -> list[
         index, *rest = err["loc"]
         key = ".".join(str(p) for p in rest)
         got = dicts[int(index)].get(str(rest[0])) if rest else None
-        code = "unrecognized_role" if key == "role" else "invalid_field"
+        code = {"role": "unrecognized_role", "weight": "invalid_weight"}.get(key, "invalid_field")
         raise RecordError(code, f"{field}[{index}].{key}", f"{err['msg']} (got {got!r:.60})") from None
 
 
