@@ -217,9 +217,9 @@ def _check_conversation(c: Conversation, target: str | None, emit: _Collector) -
     if turns and turns[-1] != "assistant":
         emit("last_turn_not_assistant", "messages", "the last turn is not the assistant's: it is not trained on")
     for i in range(1, len(roles)):
-        if roles[i] == roles[i - 1] and roles[i] in ("user", "assistant"):
-            if not (messages[i].tool_calls or messages[i - 1].tool_calls):  # a reply after a call is a new turn
-                emit("consecutive_roles", f"messages[{i}].role", f"two {roles[i]!r} messages in a row")
+        repeated = roles[i] == roles[i - 1] and roles[i] in ("user", "assistant")
+        if repeated and not (messages[i].tool_calls or messages[i - 1].tool_calls):  # a reply after a call is new
+            emit("consecutive_roles", f"messages[{i}].role", f"two {roles[i]!r} messages in a row")
     if target == "anthropic" and (c.tools or "tool" in roles or any(m.tool_calls for m in messages)):
         emit.error("tools_unsupported", "tools", "Bedrock Claude fine-tuning takes text turns only, no tools")
     if c.label is not None and target in ("openai", "anthropic"):
