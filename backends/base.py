@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,12 @@ class Backend(ABC):
 
     Options: ClassVar[type[BackendOptions]] = BackendOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft"})
-    poll_interval: ClassVar[float] = 30.0  # seconds between status checks while a job runs
+    # Polling: quick while a job changes, backing off to the slow interval while it does not.
+    min_poll_interval: ClassVar[float] = 5.0
+    max_poll_interval: ClassVar[float] = 60.0
+    # What the provider tolerates from one fto process.
+    max_concurrency: ClassVar[int] = 8
+    max_requests_per_second: ClassVar[float] = 5.0
 
     def __init__(self, name: str, options: BackendOptions):
         self.name = name
@@ -79,6 +85,15 @@ class Backend(ABC):
     def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
         """Start a fine-tuning job; return the provider's job id. `job_id` is ours, for idempotency."""
 
+    def find(self, job_id: str) -> str | None:
+        """The provider's id for the job we submitted under our `job_id`, if it has one.
+
+        After a crash between sending a create request and storing its answer, this is how fto learns whether the
+        job exists, so it never submits twice. Backends whose provider keeps our id (metadata, suffix, client
+        token) implement it; the default cannot tell, and fto then refuses to resubmit.
+        """
+        raise NotImplementedError
+
     @abstractmethod
     def get(self, provider_job_id: str) -> ProviderJob:
         """The job's current state, in our terms."""
@@ -86,6 +101,24 @@ class Backend(ABC):
     @abstractmethod
     def updates(self, provider_job_id: str, cursor: str | None) -> ProviderUpdates:
         """Events, metrics and checkpoints newer than `cursor`, and the cursor to pass next time."""
+
+    def poll(self, provider_job_id: str, cursor: str | None) -> tuple[ProviderJob, ProviderUpdates]:
+        """State and news in one go; providers that answer both in one request override this."""
+        updates = self.updates(provider_job_id, cursor)
+        state = self.get(provider_job_id)
+        if state.status.terminal:  # catch what was written just before the end
+            late = self.updates(provider_job_id, updates.cursor)
+            updates = ProviderUpdates(
+                events=updates.events + late.events,
+                metrics=updates.metrics + late.metrics,
+                checkpoints=updates.checkpoints + late.checkpoints,
+                cursor=late.cursor or updates.cursor,
+            )
+        return state, updates
+
+    async def apoll(self, provider_job_id: str, cursor: str | None) -> tuple[ProviderJob, ProviderUpdates]:
+        """The poller's entry point; SDK-based backends run in a worker thread, native async ones override."""
+        return await asyncio.to_thread(self.poll, provider_job_id, cursor)
 
     @abstractmethod
     def cancel(self, provider_job_id: str) -> None:

@@ -35,9 +35,9 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def create(name: str, section: BackendSection | None) -> Backend:
-    """A backend configured from its section of a (validated) job file."""
-    cls = backend_class(name)
-    data = section.model_dump(exclude_none=True) if section else {}
+    """A backend configured from its section of a (validated) job file; `name` is the section's name."""
+    cls = backend_class(section.type if section and section.type else name)
+    data = section.backend_options() if section else {}
     try:
         options = cls.Options.model_validate(data)
     except ValidationError as exc:  # config.py validates with line numbers first; this is a safety net

@@ -76,20 +76,22 @@ def _submit(job_file: str, backend: str | None) -> Any:
 
 
 def _wait(store: Any, job_ids: list[str]) -> list[Any]:
+    from orchestrator.notify import notify_finished
     from orchestrator.poll import wait
-    from orchestrator.progress import TrainingProgress
+    from orchestrator.progress import JobsView
 
     try:
-        with TrainingProgress(store, console) as show:
+        with JobsView(store, console) as show:
             jobs = wait(store, job_ids, on_tick=show)
     except KeyboardInterrupt:
         console.print("\nstopped watching; the jobs go on. Pick them up with [bold]fto wait[/]")
         sys.exit(130)
     for job in jobs:
         if job.error:
-            err_console.print(
-                f"[red]{job.backend} {job.id} {job.status.value}:[/] {_escape(job.error)}", highlight=False
-            )
+            message = f"[red]{job.backend} {job.id} {job.status.value}:[/] {_escape(job.error)}"
+            err_console.print(message, highlight=False)
+    for problem in notify_finished(store, [j.experiment_id for j in jobs]):
+        err_console.print(f"[yellow]warning:[/] {_escape(problem)}", highlight=False)
     return jobs
 
 
@@ -145,37 +147,115 @@ def wait(key: str | None) -> None:
     jobs = _wait(store, [j.id for j in jobs])
     for experiment_id in dict.fromkeys(j.experiment_id for j in jobs):
         console.print(f"next: fto eval {experiment_id}  (then fto compare {experiment_id})")
-    if not all(j.status.value == "succeeded" for j in jobs):
-        sys.exit(1)
+    sys.exit(_exit_code(jobs))
 
 
 @cli.command()
 @click.argument("key", required=False)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(key: str | None, as_json: bool) -> None:
-    """Show jobs: one job, one experiment, or the most recent ones."""
+    """Show jobs, grouped by experiment: one job, one experiment, or the most recent ones.
+
+    Exits 0 when every job shown has succeeded, 1 when one failed or was cancelled, 2 while some still run.
+    """
     store = _store()
-    jobs = store.resolve_jobs(key) if key else store.jobs()[-20:]
+    jobs = sorted(store.resolve_jobs(key) if key else store.jobs()[-50:], key=lambda j: (j.experiment_id, j.created_at))
     if as_json:
         click.echo(json.dumps([j.model_dump(mode="json") for j in jobs], indent=2))
-        return
-    t = Table()
-    for column in ("job", "experiment", "backend", "status", "step", "loss", "fine-tuned model / error"):
-        t.add_column(column)
-    for job in jobs:
-        metric = store.last_metric(job.id)
-        step = f"{metric.step}/{metric.total_steps}" if metric else ""
-        loss = f"{metric.loss:.4f}" if metric and metric.loss is not None else ""
-        t.add_row(
-            job.id,
-            job.experiment_id,
-            job.backend,
-            job.status.value,
-            step,
-            loss,
-            _escape(job.fine_tuned_model or job.error or ""),
-        )
+    else:
+        t = Table()
+        for column in ("experiment", "job", "backend", "status", "step", "loss", "fine-tuned model / error"):
+            t.add_column(column)
+        for i, job in enumerate(jobs):
+            metric = store.last_metric(job.id)
+            step = f"{metric.step}/{metric.total_steps}" if metric and metric.total_steps else ""
+            loss = f"{metric.loss:.4f}" if metric and metric.loss is not None else ""
+            first = i == 0 or jobs[i - 1].experiment_id != job.experiment_id
+            last = i + 1 == len(jobs) or jobs[i + 1].experiment_id != job.experiment_id
+            detail = _escape(job.fine_tuned_model or job.error or "")
+            t.add_row(
+                job.experiment_id if first else "",
+                job.id,
+                job.backend,
+                job.status.value,
+                step,
+                loss,
+                detail,
+                end_section=last,
+            )
+        console.print(t)
+    sys.exit(_exit_code(jobs))
+
+
+def _exit_code(jobs: list[Any]) -> int:
+    if any(not j.status.terminal for j in jobs):
+        return 2
+    return 0 if all(j.status.value == "succeeded" for j in jobs) else 1
+
+
+@cli.command(name="ls")
+def ls() -> None:
+    """List recent experiments with their jobs' states."""
+    from collections import Counter
+
+    store = _store()
+    t = Table("experiment", "name", "created", "jobs")
+    for experiment in store.experiments():
+        counts = Counter(j.status.value for j in store.jobs(experiment.id))
+        created = experiment.created_at.strftime("%Y-%m-%d %H:%M")
+        t.add_row(experiment.id, experiment.name, created, ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     console.print(t)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="keep printing new events until the job ends")
+def logs(job_id: str, follow: bool) -> None:
+    """Print a job's events (and follow them with -f until it ends)."""
+    import asyncio
+
+    from orchestrator.poll import Poller
+
+    store = _store()
+    job = store.job(job_id)
+    shown = 0
+
+    def show(_: Any = None) -> None:
+        nonlocal shown
+        events = store.events(job_id)
+        for event in events[shown:]:
+            style = {"error": "red", "warning": "yellow"}.get(event.level, "default")
+            stamp = event.created_at.strftime("%H:%M:%S")
+            console.print(f"{stamp} [{style}]{_escape(event.message)}[/]", highlight=False)
+        shown = len(events)
+
+    show()
+    if follow and not job.status.terminal:
+        try:
+            asyncio.run(Poller(store, on_tick=show).run([job_id]))
+        except KeyboardInterrupt:
+            sys.exit(130)
+        final = store.job(job_id)
+        console.print(final.status.value + (f": {_escape(final.error)}" if final.error else ""))
+        sys.exit(_exit_code([final]))
+
+
+@cli.group()
+def sim() -> None:
+    """The simulated provider (backend `sim`), for demos and load tests."""
+
+
+@sim.command(name="serve")
+@click.option("--port", default=8765, show_default=True)
+@click.option("--duration", default=3.0, show_default=True, help="seconds a job takes")
+@click.option("--fail-rate", default=0.0, show_default=True, help="fraction of requests answered 429/500/late")
+@click.option("--job-failure-rate", default=0.0, show_default=True, help="fraction of jobs that fail")
+def sim_serve(port: int, duration: float, fail_rate: float, job_failure_rate: float) -> None:
+    """Serve the simulated provider on 127.0.0.1 (jobs with `--backend sim` go there)."""
+    from backends.sim.server import SimProvider, serve
+
+    console.print(f"sim provider on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    serve("127.0.0.1", port, SimProvider(duration=duration, fail_rate=fail_rate, job_failure_rate=job_failure_rate))
 
 
 @cli.command()

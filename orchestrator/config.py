@@ -147,12 +147,13 @@ def _check_backend_sections(spec: JobSpec, lines: dict[Loc, int], file: str) -> 
                     line=_line_of((*loc, key), lines),
                     field=_field((*loc, key)),
                 )
+        where = (*loc, "type") if section.type else loc
         try:
-            cls = registry.backend_class(name)
+            cls = registry.backend_class(section.type or name)
         except ConfigError as exc:
-            raise ConfigError(exc.message, file=file, line=_line_of(loc, lines), field=_field(loc)) from None
+            raise ConfigError(exc.message, file=file, line=_line_of(where, lines), field=_field(where)) from None
         try:
-            cls.Options.model_validate(section.model_dump(exclude_none=True))
+            cls.Options.model_validate(section.backend_options())
         except ValidationError as exc:
             raise _first_error(exc, cls.Options, loc, lines, file) from None
 

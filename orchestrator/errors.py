@@ -53,10 +53,19 @@ class NotFoundError(FtoError):
 class BackendError(FtoError):
     """A provider or worker refused or failed; `retryable` says whether trying again can help."""
 
-    def __init__(self, message: str, *, backend: str, status_code: int | None = None, retryable: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str,
+        status_code: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ):
         self.backend = backend
         self.status_code = status_code
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds the provider asked us to wait (Retry-After)
         super().__init__(f"{backend}: {message}")
 
 

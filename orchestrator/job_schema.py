@@ -15,11 +15,17 @@ def job_file_schema() -> dict[str, Any]:
     for name in sorted(available()):
         options = backend_class(name).Options.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(options.pop("$defs", {}))
+        options["properties"]["type"] = {"const": name, "description": "the backend (optional under its own name)"}
         sections[name] = options
     schema["properties"]["backends"] = {
         "type": "object",
         "description": schema["properties"]["backends"].get("description", ""),
         "properties": sections,
-        "additionalProperties": False,
+        # Any other name is a section of a named backend type (e.g. a second openai model).
+        "additionalProperties": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"enum": sorted(sections)}},
+        },
     }
     return schema

@@ -1,60 +1,80 @@
-"""Live progress in the terminal: training steps per job, generation per eval target."""
+"""Live views in the terminal: a table of jobs while they train, a bar per model while it is evaluated."""
 
 from __future__ import annotations
 
-from rich.console import Console
+from collections import Counter
+from datetime import UTC, datetime
+
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
 from orchestrator.store import Store
 from schemas import Job
 
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
+MAX_ROWS = 25  # beyond this, the unfinished jobs are listed first and the rest counted
 
 
-class TrainingProgress:
-    """One bar per job, moved by the metrics the poller has stored."""
+def eta(store: Store, job: Job) -> str:
+    """Time left, from the pace of the steps seen so far."""
+    first, last = store.first_metric(job.id), store.last_metric(job.id)
+    if not (first and last and last.total_steps and first.created_at and last.created_at) or last.step <= first.step:
+        return ""
+    per_step = (last.created_at - first.created_at).total_seconds() / (last.step - first.step)
+    seconds = per_step * (last.total_steps - last.step)
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s" if seconds >= 60 else f"{seconds:.0f}s"
+
+
+class JobsView:
+    """A live table of jobs: status, progress, loss and time left; called by the poller on each tick."""
 
     def __init__(self, store: Store, console: Console):
         self.store = store
-        self.progress = _progress(console)
-        self.tasks: dict[str, TaskID] = {}
+        self.live = Live(console=console, refresh_per_second=4, transient=False)
 
-    def __enter__(self) -> TrainingProgress:
-        self.progress.start()
+    def __enter__(self) -> JobsView:
+        self.live.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        self.live.stop()
+        self.live.console.line()
 
     def __call__(self, jobs: list[Job]) -> None:
-        for job in jobs:
-            if job.id not in self.tasks:
-                self.tasks[job.id] = self.progress.add_task(f"{job.backend} {job.id}", total=None, info="")
+        self.live.update(self.render(jobs))
+
+    def render(self, jobs: list[Job]) -> Group:
+        table = Table(expand=False)
+        for column in ("job", "backend", "status", "progress", "loss", "ETA"):
+            table.add_column(column, justify="right" if column in ("progress", "loss", "ETA") else "left")
+        shown = sorted(jobs, key=lambda j: (j.status.terminal, j.created_at))[:MAX_ROWS]
+        for job in shown:
             metric = self.store.last_metric(job.id)
-            info = job.status.value
-            if metric and metric.loss is not None:
-                info += f"  loss {metric.loss:.4f}"
-            if metric and metric.valid_loss is not None:
-                info += f"  valid {metric.valid_loss:.4f}"
-            total = metric.total_steps if metric else None
-            done = metric.step if metric else 0
-            if job.status.terminal and total:
-                done = total if job.status.value == "succeeded" else done
-            self.progress.update(self.tasks[job.id], total=total, completed=done, info=info)
+            progress = f"{metric.step}/{metric.total_steps}" if metric and metric.total_steps else ""
+            loss = f"{metric.loss:.4f}" if metric and metric.loss is not None else ""
+            style = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(job.status.value, "")
+            table.add_row(
+                job.id,
+                job.backend,
+                Text(job.status.value, style=style),
+                progress,
+                loss,
+                "" if job.status.terminal else eta(self.store, job),
+            )
+        counts = Counter(j.status.value for j in jobs)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        more = f" (showing {len(shown)} of {len(jobs)})" if len(jobs) > len(shown) else ""
+        clock = datetime.now(UTC).strftime("%H:%M:%S")
+        return Group(table, Text(f"{clock}  {summary}{more}"))
 
 
 class EvalProgress:
     def __init__(self, console: Console):
-        self.progress = _progress(console)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        )
         self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> EvalProgress:
@@ -66,5 +86,5 @@ class EvalProgress:
 
     def __call__(self, target: str, done: int, total: int) -> None:
         if target not in self.tasks:
-            self.tasks[target] = self.progress.add_task(f"eval {target}", total=total, info="")
+            self.tasks[target] = self.progress.add_task(f"eval {target}", total=total)
         self.progress.update(self.tasks[target], completed=done)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,7 +25,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL REFERENCES experiments(id), backend TEXT NOT NULL,
     provider_job_id TEXT, status TEXT NOT NULL, base_model TEXT, fine_tuned_model TEXT,
     trained_tokens INTEGER, error TEXT, cursor TEXT,
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT,
+    submit_started_at TEXT, lease_owner TEXT, lease_until REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_experiment ON jobs(experiment_id);
 CREATE TABLE IF NOT EXISTS events (
@@ -33,6 +35,13 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS metrics (
     job_id TEXT NOT NULL, step INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, step)
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    backend TEXT NOT NULL, digest TEXT NOT NULL, uploaded TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (backend, digest)
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    experiment_id TEXT PRIMARY KEY, sent_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS eval_results (
     experiment_id TEXT NOT NULL, target TEXT NOT NULL, job_id TEXT, backend TEXT NOT NULL, model TEXT NOT NULL,
@@ -62,6 +71,14 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a store was created (stores are never rebuilt: they hold users' jobs)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in (("submit_started_at", "TEXT"), ("lease_owner", "TEXT"), ("lease_until", "REAL")):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -153,6 +170,61 @@ class Store:
             return [self.job(key)]
         return self.jobs(self.experiment(key).id)
 
+    def mark_submitting(self, job_id: str) -> None:
+        """Record that a create request is about to be sent: after a crash, the provider must be asked first."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET submit_started_at = ? WHERE id = ?", (now().isoformat(), job_id))
+
+    def submit_started(self, job_id: str) -> bool:
+        row = self._db.execute("SELECT submit_started_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row[0])
+
+    def unsubmitted(self, experiment_id: str | None = None) -> list[Job]:
+        """Jobs recorded but never acknowledged by their provider (a crash mid-submit, or never reached)."""
+        sql = "SELECT * FROM jobs WHERE provider_job_id IS NULL AND status = ?"
+        args: list[Any] = [JobStatus.PENDING.value]
+        if experiment_id:
+            sql += " AND experiment_id = ?"
+            args.append(experiment_id)
+        return [_job(r) for r in self._db.execute(sql, args)]
+
+    def acquire_lease(self, job_id: str, owner: str, seconds: float) -> bool:
+        """Take (or renew) the right to poll a job, so two fto processes never poll the same one."""
+        clock = time.time()
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id = ? AND "
+                "(lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+                (owner, clock + seconds, job_id, owner, clock),
+            )
+        return cursor.rowcount == 1
+
+    def release_leases(self, owner: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (owner,))
+
+    def uploaded(self, backend: str, digest: str) -> str | None:
+        row = self._db.execute(
+            "SELECT uploaded FROM uploads WHERE backend = ? AND digest = ?", (backend, digest)
+        ).fetchone()
+        return row[0] if row else None
+
+    def save_upload(self, backend: str, digest: str, uploaded: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)", (backend, digest, uploaded, now().isoformat())
+            )
+
+    def claim_notification(self, experiment_id: str) -> bool:
+        """True once per experiment: whoever claims it sends the 'finished' notification."""
+        with self._tx() as db:
+            cursor = db.execute("INSERT OR IGNORE INTO notifications VALUES (?, ?)", (experiment_id, now().isoformat()))
+        return cursor.rowcount == 1
+
+    def experiments(self, limit: int = 20) -> list[Experiment]:
+        rows = self._db.execute("SELECT * FROM experiments ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [_experiment(r) for r in rows]
+
     def set_submitted(self, job_id: str, provider_job_id: str) -> None:
         with self._tx() as db:
             db.execute(
@@ -205,7 +277,10 @@ class Store:
                         redact(json.dumps(event.data)),
                     ),
                 )
+            seen = now()
             for metric in metrics:
+                if metric.created_at is None:  # when we learnt of it: enough to estimate the time left
+                    metric = metric.model_copy(update={"created_at": seen})
                 db.execute(
                     "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
                     (job_id, metric.step, metric.model_dump_json(exclude_none=True)),
@@ -227,6 +302,10 @@ class Store:
     def metrics(self, job_id: str) -> list[Metric]:
         rows = self._db.execute("SELECT data FROM metrics WHERE job_id = ? ORDER BY step", (job_id,))
         return [Metric.model_validate_json(r["data"]) for r in rows]
+
+    def first_metric(self, job_id: str) -> Metric | None:
+        row = self._db.execute("SELECT data FROM metrics WHERE job_id = ? ORDER BY step LIMIT 1", (job_id,)).fetchone()
+        return Metric.model_validate_json(row["data"]) if row else None
 
     def last_metric(self, job_id: str) -> Metric | None:
         row = self._db.execute(
@@ -268,5 +347,8 @@ def _experiment(row: sqlite3.Row) -> Experiment:
     )
 
 
+_NOT_IN_JOB = {"cursor", "submit_started_at", "lease_owner", "lease_until"}
+
+
 def _job(row: sqlite3.Row) -> Job:
-    return Job.model_validate({k: row[k] for k in row.keys() if k != "cursor"})  # noqa: SIM118
+    return Job.model_validate({k: row[k] for k in row.keys() if k not in _NOT_IN_JOB})  # noqa: SIM118

@@ -1,14 +1,23 @@
-"""An experiment → one job per backend: check everything first, record the intent, then call providers."""
+"""An experiment → one job per backend: check everything first, record the intent, then call providers.
+
+Crash-safe: a job is in the store before its provider hears of it, and the store notes when a create request is
+about to go out. If fto dies before the provider's answer is stored, `reconcile` asks the provider (by our job id,
+which the backend passes as an idempotency key) before ever sending the request again.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from backends import registry
-from backends.base import Backend
+from backends.base import Backend, UploadedData
 from orchestrator.config import LoadedJob
 from orchestrator.data.load import DatasetSplits, load_splits, save_conversations
-from orchestrator.errors import FtoError
+from orchestrator.errors import BackendError, FtoError
 from orchestrator.paths import experiment_dir
 from orchestrator.secrets import redact
 from orchestrator.store import Store
@@ -41,17 +50,97 @@ def submit(store: Store, loaded: LoadedJob) -> Submitted:
     folder = experiment_dir(experiment.id)
     save_conversations(data.eval, folder / "eval.jsonl")
     (folder / "job.yaml").write_text(loaded.path.read_text())
-
     for job, backend in zip(jobs, backends, strict=True):
-        try:
-            prepared = backend.prepare(spec, data.train, data.validation, folder / job.backend)
-            uploaded = backend.upload(prepared)
-            provider_job_id = backend.submit(spec, uploaded, job.id)
-        except FtoError as exc:
-            store.fail(job.id, str(exc))
-            continue
-        except Exception as exc:  # one backend's failure must not stop the others; it is recorded, not hidden
-            store.fail(job.id, redact(f"{type(exc).__name__}: {exc}"))
-            continue
-        store.set_submitted(job.id, provider_job_id)
+        submit_job(store, experiment, job, backend, data)
     return Submitted(experiment=experiment, jobs=store.jobs(experiment.id), data=data)
+
+
+def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend, data: DatasetSplits) -> None:
+    """Prepare, upload (or reuse an upload of the same content), and create the job exactly once."""
+    try:
+        prepared = backend.prepare(
+            experiment.spec, data.train, data.validation, experiment_dir(experiment.id) / job.backend
+        )
+        digest = _digest(prepared.train, prepared.validation)
+        known = store.uploaded(job.backend, digest)
+        if known:
+            uploaded = UploadedData.model_validate_json(known)
+        else:
+            uploaded = _retrying(lambda: backend.upload(prepared))
+            store.save_upload(job.backend, digest, uploaded.model_dump_json())
+        provider_job_id = _create(store, job, backend, experiment.spec, uploaded)
+    except FtoError as exc:
+        store.fail(job.id, str(exc))
+        return
+    except Exception as exc:  # one backend's failure must not stop the others; it is recorded, not hidden
+        store.fail(job.id, redact(f"{type(exc).__name__}: {exc}"))
+        return
+    store.set_submitted(job.id, provider_job_id)
+
+
+def _create(store: Store, job: Job, backend: Backend, spec: JobSpec, uploaded: UploadedData) -> str:
+    """Send the create request; on a retry, or after a crash, first ask whether the provider already has it."""
+
+    def attempt() -> str:
+        if store.submit_started(job.id):
+            found = _find(backend, job.id)
+            if found:
+                return found
+        store.mark_submitting(job.id)
+        return backend.submit(spec, uploaded, job.id)
+
+    return _retrying(attempt)
+
+
+def _find(backend: Backend, job_id: str) -> str | None:
+    try:
+        return backend.find(job_id)
+    except NotImplementedError:
+        raise BackendError(
+            f"a create request for {job_id} may have reached the provider, and this backend cannot look jobs up "
+            "by fto's id; check the provider's console before resubmitting",
+            backend=backend.name,
+        ) from None
+
+
+def _retrying(fn):  # type: ignore[no-untyped-def]
+    """Retry transient provider errors (429, 5xx, timeouts) with backoff, honouring Retry-After."""
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = getattr(exc, "retry_after", None)
+        return asked if asked is not None else wait_exponential_jitter(initial=0.2, max=10)(state)
+
+    for attempt in Retrying(
+        retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
+        wait=wait,
+        stop=stop_after_attempt(8),
+        reraise=True,
+    ):
+        with attempt:
+            return fn()
+    raise AssertionError("unreachable")
+
+
+def _digest(*paths: Path | None) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.read_bytes() if path else b"-")
+    return h.hexdigest()
+
+
+def reconcile(store: Store, experiment_id: str | None = None) -> list[Job]:
+    """Finish submitting jobs that a crash left without a provider id; never creates one twice."""
+    done = []
+    for job in store.unsubmitted(experiment_id):
+        experiment = store.experiment(job.experiment_id)
+        backend = backend_for(experiment.spec, job.backend)
+        if store.submit_started(job.id):
+            found = _find(backend, job.id)
+            if found:
+                store.set_submitted(job.id, found)
+                done.append(store.job(job.id))
+                continue
+        submit_job(store, experiment, job, backend, load_splits(experiment.spec))
+        done.append(store.job(job.id))
+    return done

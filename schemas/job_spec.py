@@ -75,9 +75,16 @@ class BackendSection(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = Field(default=None, description="base model to fine-tune, in the backend's own naming")
+    type: str | None = Field(
+        default=None, description="the backend, when the section's name is not one (e.g. two openai sections)"
+    )
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    def backend_options(self) -> dict[str, Any]:
+        """What the backend's own Options model validates: everything but `type`."""
+        return self.model_dump(exclude_none=True, exclude={"type"})
 
 
 class EvalSpec(_Strict):
@@ -87,6 +94,14 @@ class EvalSpec(_Strict):
     max_new_tokens: int = Field(default=64, gt=0)
     temperature: float = Field(default=0.0, ge=0.0)
     base: bool = Field(default=True, description="also evaluate each backend's base model, for comparison")
+
+
+class NotifySpec(_Strict):
+    """Called once when every job of the experiment has ended."""
+
+    webhook: str | None = Field(default=None, pattern=r"^https?://", description="URL to POST a JSON summary to")
+    webhook_env: str | None = Field(default=None, description="environment variable holding the URL (for secret URLs)")
+    command: str | None = Field(default=None, description="shell command; FTO_EXPERIMENT and FTO_STATUS are set")
 
 
 class JobSpec(_Strict):
@@ -103,3 +118,4 @@ class JobSpec(_Strict):
         default_factory=dict, description="one section per backend: its base model and options"
     )
     eval: EvalSpec | None = Field(default_factory=EvalSpec, description="null to skip evaluation")
+    notify: NotifySpec | None = Field(default=None, description="a webhook or command to call when all jobs end")

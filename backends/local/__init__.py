@@ -41,7 +41,10 @@ class LocalOptions(BackendOptions):
 
 class LocalBackend(Backend):
     Options: ClassVar[type[BackendOptions]] = LocalOptions
-    poll_interval: ClassVar[float] = 0.5  # reading a few files is cheap
+    min_poll_interval: ClassVar[float] = 0.5  # reading a few files is cheap
+    max_poll_interval: ClassVar[float] = 2.0
+    max_concurrency: ClassVar[int] = 16
+    max_requests_per_second: ClassVar[float] = 200.0
 
     def __init__(self, name: str, options: BackendOptions):
         super().__init__(name, options)
@@ -120,6 +123,9 @@ class LocalBackend(Backend):
 
     def _folder(self, provider_job_id: str) -> JobFolder:
         return JobFolder(self.root / "jobs" / provider_job_id)
+
+    def find(self, job_id: str) -> str | None:
+        return job_id if self._folder(job_id).config.exists() else None
 
     def get(self, provider_job_id: str) -> ProviderJob:
         folder = self._folder(provider_job_id)

@@ -26,7 +26,7 @@ class ParrotBackend(Backend):
     """A provider whose jobs finish at once and whose tuned model always answers the same word."""
 
     Options = ParrotOptions
-    poll_interval = 0.01
+    min_poll_interval = 0.01
 
     def prepare(self, spec, train, validation, workdir):
         workdir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,210 @@
+"""A simulated fine-tuning provider on 127.0.0.1: jobs advance on a clock; a set fraction of requests fail.
+
+    python -m backends.sim.server --port 8765 --duration 5 --fail-rate 0.05
+
+Used for demos (`fto sim serve`) and for load and fault tests of the job layer. Like real providers, it does not
+deduplicate job creation (a client that retries a create blindly gets two jobs), it answers 429 with a
+Retry-After, 500s, and requests that take longer than the client will wait (a timed-out create still creates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = dict[str, Any]
+
+
+@dataclass
+class SimJob:
+    id: str
+    key: str | None
+    created: float
+    duration: float
+    fails: bool
+    cancelled_at: float | None = None
+    steps: int = 10
+
+
+@dataclass
+class SimProvider:
+    """The provider's state and rules. An ASGI app: `uvicorn.run(SimProvider(...))`."""
+
+    duration: float = 3.0  # seconds from create to the end of a job
+    queued_fraction: float = 0.3  # of the duration spent queued before running
+    fail_rate: float = 0.0  # fraction of requests answered with 429, 500 or a stall
+    job_failure_rate: float = 0.0  # fraction of jobs that end failed
+    stall: float = 2.0  # seconds a stalled request takes (longer than clients wait)
+    seed: int = 0
+    jobs: dict[str, SimJob] = field(default_factory=dict)
+    files: set[str] = field(default_factory=set)
+    requests: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    # the rules ----------------------------------------------------------------------------------------
+
+    def state(self, job: SimJob, now: float) -> dict[str, Any]:
+        elapsed = now - job.created
+        start = job.duration * self.queued_fraction
+        run = job.duration - start
+        events: list[dict[str, Any]] = [{"at": job.created, "level": "info", "message": "job queued"}]
+        metrics: list[dict[str, Any]] = []
+        status = "queued"
+        if job.cancelled_at is not None and job.cancelled_at - job.created < job.duration:
+            elapsed = job.cancelled_at - job.created
+        if elapsed >= start:
+            status = "running"
+            events.append({"at": job.created + start, "level": "info", "message": "training started"})
+            done = min(job.steps, int((elapsed - start) / run * job.steps))
+            metrics = [{"step": s, "total_steps": job.steps, "loss": round(2.0 / s, 4)} for s in range(1, done + 1)]
+        result: dict[str, Any] = {"id": job.id, "status": status, "fine_tuned_model": None, "error": None}
+        if job.cancelled_at is not None and status != "succeeded" and elapsed < job.duration:
+            result["status"] = "cancelled"
+            events.append({"at": job.cancelled_at, "level": "warning", "message": "job cancelled"})
+        elif elapsed >= job.duration:
+            if job.fails:
+                result.update(status="failed", error="simulated training failure")
+                events.append({"at": job.created + job.duration, "level": "error", "message": "job failed"})
+            else:
+                result.update(status="succeeded", fine_tuned_model=f"sim-tuned:{job.id}", trained_tokens=1000)
+                events.append({"at": job.created + job.duration, "level": "info", "message": "job succeeded"})
+        result["events"], result["metrics"] = events, metrics
+        return result
+
+    # HTTP ---------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        method, path = scope["method"], scope["path"]
+        query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+        route = f"{method} {_route(path)}"
+        fault = None
+        if route != "GET /v1/stats" and self.fail_rate and self.rng.random() < self.fail_rate:
+            fault = self.rng.choice(("429", "500", "stall"))
+            self.requests[f"{route} {fault}"] += 1
+            if fault == "429":
+                return await _send(send, 429, {"error": {"message": "rate limited"}}, {"retry-after": "0.2"})
+            if fault == "500":
+                return await _send(send, 500, {"error": {"message": "internal error"}})
+        else:
+            self.requests[route] += 1
+        status, payload = self.handle(method, path, query, body)
+        if fault == "stall":  # carried out, but the answer comes after the client has given up
+            await asyncio.sleep(self.stall)
+        await _send(send, status, payload)
+
+    def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
+        now = time.time()  # wall clock, so other processes can compare times
+        parts = path.strip("/").split("/")
+        if path == "/v1/stats":
+            keys = Counter(job.key for job in self.jobs.values())
+            return 200, {
+                "requests": dict(self.requests),
+                "jobs": len(self.jobs),
+                "duplicates": {k: n for k, n in keys.items() if n > 1},
+            }
+        if path == "/v1/files" and method == "POST":
+            file_id = "file-" + hashlib.sha256(body).hexdigest()[:16]
+            self.files.add(file_id)
+            return 200, {"id": file_id, "bytes": len(body)}
+        if path == "/v1/jobs" and method == "POST":
+            request = json.loads(body or b"{}")
+            if request.get("training_file") not in self.files:
+                return 400, {"error": {"message": f"unknown training_file {request.get('training_file')!r}"}}
+            job = SimJob(
+                id=f"simjob-{len(self.jobs) + 1}",
+                key=(request.get("metadata") or {}).get("fto_job_id"),
+                created=now,
+                duration=float(request.get("duration") or self.duration),
+                fails=self.rng.random() < self.job_failure_rate,
+            )
+            self.jobs[job.id] = job
+            return 200, {"id": job.id, "status": "queued"}
+        if path == "/v1/jobs" and method == "GET":
+            key = query.get("fto_job_id")
+            return 200, {"data": [{"id": j.id} for j in self.jobs.values() if key is None or j.key == key]}
+        if len(parts) >= 3 and parts[:2] == ["v1", "jobs"]:
+            job = self.jobs.get(parts[2])
+            if job is None:
+                return 404, {"error": {"message": f"no job {parts[2]!r}"}}
+            if len(parts) == 4 and parts[3] == "cancel" and method == "POST":
+                job.cancelled_at = job.cancelled_at or now
+                return 200, {"id": job.id, "status": "cancelled"}
+            state = self.state(job, now)
+            after = int(query.get("after_event", 0)), int(query.get("after_metric", 0))
+            state["events"], state["metrics"] = state["events"][after[0] :], state["metrics"][after[1] :]
+            return 200, state
+        if path == "/v1/chat/completions" and method == "POST":
+            request = json.loads(body or b"{}")
+            last = next(
+                (m.get("content") for m in reversed(request.get("messages", [])) if m.get("role") == "user"), ""
+            )
+            return 200, {"choices": [{"message": {"role": "assistant", "content": f"echo: {last}"}}]}
+        return 404, {"error": {"message": f"no route {method} {path}"}}
+
+
+def _route(path: str) -> str:
+    parts = path.strip("/").split("/")
+    if len(parts) >= 3 and parts[:2] == ["v1", "jobs"]:
+        return "/v1/jobs/{id}" + ("/cancel" if len(parts) == 4 else "")
+    return path
+
+
+async def _send(send: Any, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps(payload).encode()
+    raw = [(b"content-type", b"application/json"), *((k.encode(), v.encode()) for k, v in (headers or {}).items())]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve(host: str, port: int, provider: SimProvider) -> None:
+    import uvicorn
+
+    uvicorn.run(provider, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--job-failure-rate", type=float, default=0.0)
+    parser.add_argument("--stall", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    serve(
+        args.host,
+        args.port,
+        SimProvider(
+            duration=args.duration,
+            fail_rate=args.fail_rate,
+            job_failure_rate=args.job_failure_rate,
+            stall=args.stall,
+            seed=args.seed,
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
