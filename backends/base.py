@@ -63,6 +63,11 @@ class Backend(ABC):
         self.name = name
         self.options = options
 
+    @property
+    def provider_key(self) -> str:
+        """Which provider (and account) requests go to: limits on concurrency and rate apply per key."""
+        return type(self).__qualname__
+
     def check(self, spec: JobSpec) -> None:
         """Refuse, before anything is uploaded, a job this backend cannot run."""
         if spec.method not in self.methods:

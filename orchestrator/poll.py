@@ -34,14 +34,10 @@ class RateLimiter:
 
     def __init__(self, rate: float, burst: int):
         self.rate, self.capacity, self.tokens, self.stamp = rate, float(burst), float(burst), time.monotonic()
-        self.paused_until = 0.0  # a provider's Retry-After applies to every request to it
 
     async def acquire(self) -> None:
         while True:
             now = time.monotonic()
-            if now < self.paused_until:
-                await asyncio.sleep(self.paused_until - now)
-                continue
             self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
             self.stamp = now
             if self.tokens >= 1:
@@ -51,11 +47,18 @@ class RateLimiter:
 
 
 @dataclass
-class _Provider:
-    backend: Backend
+class _Limits:
+    """What one provider tolerates, shared by every job sent to it."""
+
     limiter: RateLimiter
     slots: asyncio.Semaphore
     requests: int = 0
+
+
+@dataclass
+class _Provider:
+    backend: Backend
+    limits: _Limits
 
 
 @dataclass(order=True)
@@ -66,8 +69,12 @@ class _Due:
 
 @dataclass
 class _Watch:
+    """What the poller keeps in memory about a job it holds the lease of."""
+
     interval: float
     signature: tuple[object, ...] = ()
+    lease_until: float = 0.0  # renewed in the store only when close to running out
+    cursor: str | None = None
 
 
 class Poller:
@@ -75,22 +82,31 @@ class Poller:
         self.store = store
         self.owner = f"{uuid.uuid4().hex[:12]}"
         self.on_tick, self.tick_every = on_tick, tick_every
-        self.providers: dict[str, _Provider] = {}
+        self.backends: dict[str, Backend] = {}  # by backend section: jobs with the same section share one
+        self.by_job: dict[str, _Provider] = {}
+        self.provider_job_ids: dict[str, str] = {}
+        self.limits: dict[str, _Limits] = {}  # by provider
         self.rng = random.Random()
 
     def provider(self, job: Job) -> _Provider:
-        key = f"{job.experiment_id}/{job.backend}"
-        if key not in self.providers:
-            backend = backend_for(self.store.experiment(job.experiment_id).spec, job.backend)
-            burst = max(1, int(backend.max_requests_per_second))
-            self.providers[key] = _Provider(
-                backend, RateLimiter(backend.max_requests_per_second, burst), asyncio.Semaphore(backend.max_concurrency)
-            )
-        return self.providers[key]
+        if job.id not in self.by_job:
+            spec = self.store.experiment(job.experiment_id).spec
+            section = spec.backends.get(job.backend)
+            key = f"{job.backend} {section.model_dump_json() if section else ''}"
+            if key not in self.backends:
+                self.backends[key] = backend_for(spec, job.backend)
+            backend = self.backends[key]
+            if backend.provider_key not in self.limits:
+                burst = max(1, int(backend.max_requests_per_second))
+                self.limits[backend.provider_key] = _Limits(
+                    RateLimiter(backend.max_requests_per_second, burst), asyncio.Semaphore(backend.max_concurrency)
+                )
+            self.by_job[job.id] = _Provider(backend, self.limits[backend.provider_key])
+        return self.by_job[job.id]
 
     @property
     def requests(self) -> int:
-        return sum(p.requests for p in self.providers.values())
+        return sum(limits.requests for limits in self.limits.values())
 
     async def run(self, job_ids: list[str], timeout: float | None = None) -> list[Job]:
         """Poll until every job is terminal (or `timeout` passes); returns the jobs as last seen."""
@@ -98,7 +114,7 @@ class Poller:
         deadline = None if timeout is None else time.monotonic() + timeout
         queue: list[_Due] = []
         watches: dict[str, _Watch] = {}
-        for job in (self.store.job(i) for i in job_ids):
+        for job in self.store.jobs_by_id(job_ids):
             if not job.status.terminal:
                 watches[job.id] = _Watch(self.provider(job).backend.min_poll_interval)
                 heapq.heappush(queue, _Due(time.monotonic(), job.id))
@@ -113,7 +129,7 @@ class Poller:
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
                 if self.on_tick and now >= next_tick:
-                    self.on_tick([self.store.job(i) for i in job_ids])
+                    self.on_tick(self.store.jobs_by_id(job_ids))
                     next_tick = now + self.tick_every
                 if deadline is not None and now > deadline:
                     break
@@ -123,41 +139,44 @@ class Poller:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
-            for provider in self.providers.values():
-                close = getattr(provider.backend, "aclose", None)
+            for backend in self.backends.values():
+                close = getattr(backend, "aclose", None)
                 if close:
                     await close()
             self.store.release_leases(self.owner)
-        jobs = [self.store.job(i) for i in job_ids]
+        jobs = self.store.jobs_by_id(job_ids)
         if self.on_tick:
             self.on_tick(jobs)
         return jobs
 
     async def _poll(self, job_id: str, watches: dict[str, _Watch], queue: list[_Due]) -> None:
-        job = self.store.job(job_id)
-        if job.status.terminal:
-            return
-        provider = self.provider(job)
         watch = watches[job_id]
-        if job.provider_job_id is None or not self.store.acquire_lease(job_id, self.owner, LEASE_SECONDS):
-            # Not ours to poll now (another fto process holds it, or it awaits submission): look again later.
-            heapq.heappush(queue, _Due(time.monotonic() + provider.backend.max_poll_interval, job_id))
-            return
+        now = time.monotonic()
+        if watch.lease_until - now < LEASE_SECONDS / 3:
+            job = self.store.job(job_id)  # fresh: another process may have ended it
+            if job.status.terminal:
+                return
+            provider = self.provider(job)
+            if job.provider_job_id is None or not self.store.acquire_lease(job_id, self.owner, LEASE_SECONDS):
+                # Not ours to poll now (another fto process holds it, or it awaits submission): look later.
+                heapq.heappush(queue, _Due(now + provider.backend.max_poll_interval, job_id))
+                return
+            watch.lease_until, watch.cursor = now + LEASE_SECONDS, self.store.cursor(job_id)
+            self.provider_job_ids[job_id] = job.provider_job_id
+        provider = self.by_job[job_id]
         try:
-            state, updates = await self._ask(provider, job.provider_job_id, self.store.cursor(job_id))
-        except BackendError as exc:  # not retryable, or retries exhausted: the job cannot be followed
+            state, updates = await self._ask(provider, self.provider_job_ids[job_id], watch.cursor)
+        except (BackendError, FtoError) as exc:  # not retryable, or retries exhausted: the job cannot be followed
             self.store.update_from_provider(job_id, ProviderJob(status=JobStatus.FAILED, error=str(exc)))
             return
-        except FtoError as exc:
-            self.store.update_from_provider(job_id, ProviderJob(status=JobStatus.FAILED, error=str(exc)))
-            return
-        self.store.add_updates(job_id, updates.events, updates.metrics, updates.cursor)
-        self.store.update_from_provider(job_id, state)
+        signature = (state.status, state.fine_tuned_model, state.error)
+        changed = signature != watch.signature or bool(updates.events or updates.metrics or updates.checkpoints)
+        if changed:  # nothing to write when nothing happened
+            self.store.record_poll(job_id, state, updates)
+            watch.cursor = updates.cursor or watch.cursor
+        watch.signature = signature
         if state.status.terminal:
             return
-        signature = (state.status, len(updates.events), len(updates.metrics))
-        changed = signature != watch.signature or bool(updates.events or updates.metrics)
-        watch.signature = signature
         backend = provider.backend
         watch.interval = (
             backend.min_poll_interval if changed else min(watch.interval * BACKOFF, backend.max_poll_interval)
@@ -169,10 +188,9 @@ class Poller:
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             asked = getattr(exc, "retry_after", None)
-            if asked is not None:
-                provider.limiter.paused_until = max(provider.limiter.paused_until, time.monotonic() + asked)
+            if asked is not None:  # the provider said when to come back
                 return asked
-            return wait_exponential_jitter(initial=0.2, max=10)(state)
+            return wait_exponential_jitter(initial=0.2, max=10, jitter=0.2)(state)
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
@@ -181,9 +199,9 @@ class Poller:
             reraise=True,
         ):
             with attempt:
-                async with provider.slots:
-                    await provider.limiter.acquire()
-                    provider.requests += 1
+                async with provider.limits.slots:
+                    await provider.limits.limiter.acquire()
+                    provider.limits.requests += 1
                     return await provider.backend.apoll(provider_job_id, cursor)
         raise AssertionError("unreachable")
 

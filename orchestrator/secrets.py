@@ -14,9 +14,22 @@ def looks_like_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+_cache: tuple[frozenset[tuple[str, str]], list[str]] = (frozenset(), [])
+
+
+def _secret_values() -> list[str]:
+    """Values of secret-named environment variables (recomputed only when the environment changes)."""
+    global _cache
+    items = frozenset(os.environ.items())
+    if items != _cache[0]:
+        values = [v for k, v in items if len(v) >= 8 and looks_like_secret_name(k)]
+        _cache = (items, sorted(values, key=len, reverse=True))
+    return _cache[1]
+
+
 def redact(text: str) -> str:
     """Mask every secret-looking environment value and key-shaped string in `text`."""
-    for name, value in os.environ.items():
-        if len(value) >= 8 and looks_like_secret_name(name) and value in text:
+    for value in _secret_values():
+        if value in text:
             text = text.replace(value, "***")
     return _KEY_SHAPES.sub("***", text)

@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.errors import NotFoundError
 from orchestrator.paths import fto_home
 from orchestrator.secrets import redact
-from schemas import Experiment, Job, JobEvent, JobSpec, JobStatus, Metric, ProviderJob
+from schemas import Experiment, Job, JobEvent, JobSpec, JobStatus, Metric, ProviderJob, ProviderUpdates
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -148,6 +148,14 @@ class Store:
             raise NotFoundError(f"no job {job_id!r} in {self.path}")
         return _job(row)
 
+    def jobs_by_id(self, job_ids: list[str]) -> list[Job]:
+        found: dict[str, Job] = {}
+        for k in range(0, len(job_ids), 500):  # SQLite caps the parameters of one statement
+            chunk = job_ids[k : k + 500]
+            rows = self._db.execute(f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((r["id"], _job(r)) for r in rows)
+        return [found[i] for i in job_ids]
+
     def jobs(self, experiment_id: str | None = None, active_only: bool = False) -> list[Job]:
         sql, args = "SELECT * FROM jobs", []
         clauses = []
@@ -234,27 +242,36 @@ class Store:
 
     def update_from_provider(self, job_id: str, state: ProviderJob) -> Job:
         """Record the provider's view; the first terminal status stamps finished_at."""
-        stamp = now().isoformat()
         with self._tx() as db:
-            db.execute(
-                """UPDATE jobs SET status = ?, base_model = COALESCE(?, base_model),
-                   fine_tuned_model = COALESCE(?, fine_tuned_model), trained_tokens = COALESCE(?, trained_tokens),
-                   error = ?, updated_at = ?,
-                   finished_at = CASE WHEN ? AND finished_at IS NULL THEN ? ELSE finished_at END
-                   WHERE id = ?""",
-                (
-                    state.status.value,
-                    state.base_model,
-                    state.fine_tuned_model,
-                    state.trained_tokens,
-                    redact(state.error) if state.error else None,
-                    stamp,
-                    state.status.terminal,
-                    stamp,
-                    job_id,
-                ),
-            )
+            self._update_state(db, job_id, state)
         return self.job(job_id)
+
+    def record_poll(self, job_id: str, state: ProviderJob, updates: ProviderUpdates) -> None:
+        """One poll's news (events, metrics, cursor) and the job's state, in one transaction."""
+        with self._tx() as db:
+            self._append(db, job_id, updates.events, updates.metrics, updates.cursor)
+            self._update_state(db, job_id, state)
+
+    def _update_state(self, db: sqlite3.Connection, job_id: str, state: ProviderJob) -> None:
+        stamp = now().isoformat()
+        db.execute(
+            """UPDATE jobs SET status = ?, base_model = COALESCE(?, base_model),
+               fine_tuned_model = COALESCE(?, fine_tuned_model), trained_tokens = COALESCE(?, trained_tokens),
+               error = ?, updated_at = ?,
+               finished_at = CASE WHEN ? AND finished_at IS NULL THEN ? ELSE finished_at END
+               WHERE id = ?""",
+            (
+                state.status.value,
+                state.base_model,
+                state.fine_tuned_model,
+                state.trained_tokens,
+                redact(state.error) if state.error else None,
+                stamp,
+                state.status.terminal,
+                stamp,
+                job_id,
+            ),
+        )
 
     def fail(self, job_id: str, error: str) -> None:
         self.update_from_provider(job_id, ProviderJob(status=JobStatus.FAILED, error=error))
@@ -264,29 +281,35 @@ class Store:
     def add_updates(self, job_id: str, events: list[JobEvent], metrics: list[Metric], cursor: str | None) -> None:
         """Append events and metrics and move the cursor in one transaction, so nothing shows twice."""
         with self._tx() as db:
+            self._append(db, job_id, events, metrics, cursor)
+
+    def _append(
+        self, db: sqlite3.Connection, job_id: str, events: list[JobEvent], metrics: list[Metric], cursor: str | None
+    ) -> None:
+        if events:
             (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?", (job_id,)).fetchone()
-            for i, event in enumerate(events, start=seq + 1):
-                db.execute(
-                    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        job_id,
-                        i,
-                        event.created_at.isoformat(),
-                        event.level,
-                        redact(event.message),
-                        redact(json.dumps(event.data)),
-                    ),
-                )
-            seen = now()
-            for metric in metrics:
-                if metric.created_at is None:  # when we learnt of it: enough to estimate the time left
-                    metric = metric.model_copy(update={"created_at": seen})
-                db.execute(
-                    "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
-                    (job_id, metric.step, metric.model_dump_json(exclude_none=True)),
-                )
-            if cursor is not None:
-                db.execute("UPDATE jobs SET cursor = ? WHERE id = ?", (cursor, job_id))
+        for i, event in enumerate(events, start=seq + 1 if events else 1):
+            db.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    i,
+                    event.created_at.isoformat(),
+                    event.level,
+                    redact(event.message),
+                    redact(json.dumps(event.data)),
+                ),
+            )
+        seen = now()
+        for metric in metrics:
+            if metric.created_at is None:  # when we learnt of it: enough to estimate the time left
+                metric = metric.model_copy(update={"created_at": seen})
+            db.execute(
+                "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
+                (job_id, metric.step, metric.model_dump_json(exclude_none=True)),
+            )
+        if cursor is not None:
+            db.execute("UPDATE jobs SET cursor = ? WHERE id = ?", (cursor, job_id))
 
     def cursor(self, job_id: str) -> str | None:
         row = self._db.execute("SELECT cursor FROM jobs WHERE id = ?", (job_id,)).fetchone()

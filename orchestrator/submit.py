@@ -109,7 +109,7 @@ def _retrying(fn):  # type: ignore[no-untyped-def]
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         asked = getattr(exc, "retry_after", None)
-        return asked if asked is not None else wait_exponential_jitter(initial=0.2, max=10)(state)
+        return asked if asked is not None else wait_exponential_jitter(initial=0.2, max=10, jitter=0.2)(state)
 
     for attempt in Retrying(
         retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),

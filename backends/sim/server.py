@@ -122,6 +122,7 @@ class SimProvider:
                 "requests": dict(self.requests),
                 "jobs": len(self.jobs),
                 "duplicates": {k: n for k, n in keys.items() if n > 1},
+                "ends": {j.key: j.created + j.duration for j in self.jobs.values() if j.cancelled_at is None},
             }
         if path == "/v1/files" and method == "POST":
             file_id = "file-" + hashlib.sha256(body).hexdigest()[:16]
