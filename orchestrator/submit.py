@@ -62,12 +62,12 @@ def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend,
             experiment.spec, data.train, data.validation, experiment_dir(experiment.id) / job.backend
         )
         digest = _digest(prepared.train, prepared.validation)
-        known = store.uploaded(job.backend, digest)
+        known = store.uploaded(backend.provider_key, digest)  # per provider: sections may share one
         if known:
             uploaded = UploadedData.model_validate_json(known)
         else:
             uploaded = _retrying(lambda: backend.upload(prepared))
-            store.save_upload(job.backend, digest, uploaded.model_dump_json())
+            store.save_upload(backend.provider_key, digest, uploaded.model_dump_json())
         provider_job_id = _create(store, job, backend, experiment.spec, uploaded)
     except FtoError as exc:
         store.fail(job.id, str(exc))

@@ -1,0 +1,97 @@
+"""Polling at scale: 10,000 simulated jobs watched by one fto process.
+
+    python bench/poll_scale.py              # JOBS=10000 DURATION=30 INTERVAL=1 (min) / 5 (max)
+
+Prints requests/s, the poller's CPU seconds per 1,000 jobs per minute, and the lag between a job ending at the
+provider and the store recording it (p50, p99, max). The provider is the sim server in its own process, on
+127.0.0.1, failing 1% of requests (429/500/stalls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ["FTO_HOME"] = tempfile.mkdtemp(prefix="fto-bench-")
+
+from orchestrator.poll import Poller  # noqa: E402
+from orchestrator.store import Store  # noqa: E402
+from tests.backends.sim.conftest import SimServer  # noqa: E402
+from tests.backends.sim.test_load import submit_many  # noqa: E402
+from schemas import JobSpec  # noqa: E402
+
+JOBS = int(os.environ.get("JOBS", "10000"))
+DURATION = float(os.environ.get("DURATION", "30"))
+MIN_INTERVAL, MAX_INTERVAL = float(os.environ.get("INTERVAL", "1")), float(os.environ.get("MAX_INTERVAL", "5"))
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    server = SimServer(duration=DURATION, fail_rate=0.01, stall=1.0)
+    try:
+        spec = JobSpec.model_validate(
+            {
+                "name": "scale",
+                "data": {"train": str(REPO / "examples" / "data" / "animals.jsonl"), "validation": None},
+                "backends": {
+                    "sim": {
+                        "url": server.url,
+                        "min_poll_interval": MIN_INTERVAL,
+                        "max_poll_interval": MAX_INTERVAL,
+                        "timeout": 0.5,
+                        "max_concurrency": 32,
+                    }
+                },
+                "eval": None,
+            }
+        )
+        started = time.time()
+        ids = submit_many(spec, JOBS, workers=32)
+        submitted = time.time()
+        print(f"submitted {JOBS} jobs in {submitted - started:.1f}s", flush=True)
+        store = Store()
+        cpu_before, wall_before = cpu(), time.time()
+        poller = Poller(store)
+        jobs = asyncio.run(poller.run(ids))
+        wall, cpu_used = time.time() - wall_before, cpu() - cpu_before
+        stats = server.stats()
+    finally:
+        server.stop()
+    ends = stats["ends"]
+    lags = sorted(j.finished_at.timestamp() - ends[j.id] for j in jobs if j.finished_at and j.id in ends)
+    answered = sum(n for route, n in stats["requests"].items() if route.startswith("GET /v1/jobs/{id}"))
+    result = {
+        "jobs": JOBS,
+        "ended": sum(j.status.terminal for j in jobs),
+        "duplicates": len(stats["duplicates"]),
+        "poll_seconds": round(wall, 1),
+        "requests": answered,
+        "requests_per_s": round(answered / wall, 1),
+        "cpu_seconds": round(cpu_used, 1),
+        "cpu_s_per_1000_jobs_per_minute": round(cpu_used / (JOBS / 1000) / (wall / 60), 2),
+        "lag_p50_s": round(statistics.median(lags), 2),
+        "lag_p99_s": round(lags[int(len(lags) * 0.99) - 1], 2),
+        "lag_max_s": round(lags[-1], 2),
+        "intervals_s": [MIN_INTERVAL, MAX_INTERVAL],
+        "job_duration_s": DURATION,
+    }
+    print(json.dumps(result, indent=1))
+    shutil.rmtree(os.environ["FTO_HOME"], ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
