@@ -26,9 +26,9 @@ os.environ["FTO_HOME"] = tempfile.mkdtemp(prefix="fto-bench-")
 
 from orchestrator.poll import Poller  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
+from schemas import JobSpec  # noqa: E402
 from tests.backends.sim.conftest import SimServer  # noqa: E402
 from tests.backends.sim.test_load import submit_many  # noqa: E402
-from schemas import JobSpec  # noqa: E402
 
 JOBS = int(os.environ.get("JOBS", "10000"))
 DURATION = float(os.environ.get("DURATION", "30"))

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from typing import ClassVar
 
 import yaml
 
@@ -136,9 +137,9 @@ def test_logs_follow_prints_events_until_the_end(sim_server, tmp_path):
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
-    received: list = []
+    received: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         _Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(204)
         self.end_headers()
