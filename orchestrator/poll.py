@@ -21,12 +21,13 @@ from backends.base import Backend
 from orchestrator.errors import BackendError, FtoError
 from orchestrator.store import Store
 from orchestrator.submit import backend_for, reconcile
-from schemas import Job, JobStatus, ProviderJob
+from schemas import Job, JobStatus, ProviderJob, ProviderUpdates
 
 OnTick = Callable[[list[Job]], None]
 LEASE_SECONDS = 30.0
 BACKOFF = 1.5  # interval growth per unchanged poll
 JITTER = 0.1  # ± fraction, so thousands of jobs do not poll in lockstep
+FLUSH_AT = 500  # answers buffered before a write, at the latest every tick
 
 
 class RateLimiter:
@@ -87,6 +88,14 @@ class Poller:
         self.provider_job_ids: dict[str, str] = {}
         self.limits: dict[str, _Limits] = {}  # by provider
         self.rng = random.Random()
+        # Answers are written in batches (one transaction each): the store keeps pace with thousands of jobs.
+        # The cursor moves in the same transaction, so a crash before a flush only means asking again.
+        self.unwritten: list[tuple[str, ProviderJob, ProviderUpdates]] = []
+
+    def flush(self) -> None:
+        if self.unwritten:
+            batch, self.unwritten = self.unwritten, []
+            self.store.record_polls(batch)
 
     def provider(self, job: Job) -> _Provider:
         if job.id not in self.by_job:
@@ -128,8 +137,11 @@ class Poller:
                     task = asyncio.create_task(self._poll(due.job_id, watches, queue))
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
+                if now >= next_tick or len(self.unwritten) >= FLUSH_AT:
+                    self.flush()
                 if self.on_tick and now >= next_tick:
                     self.on_tick(self.store.jobs_by_id(job_ids))
+                if now >= next_tick:
                     next_tick = now + self.tick_every
                 if deadline is not None and now > deadline:
                     break
@@ -139,6 +151,7 @@ class Poller:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
+            self.flush()
             for backend in self.backends.values():
                 close = getattr(backend, "aclose", None)
                 if close:
@@ -167,12 +180,12 @@ class Poller:
         try:
             state, updates = await self._ask(provider, self.provider_job_ids[job_id], watch.cursor)
         except (BackendError, FtoError) as exc:  # not retryable, or retries exhausted: the job cannot be followed
-            self.store.update_from_provider(job_id, ProviderJob(status=JobStatus.FAILED, error=str(exc)))
+            self.unwritten.append((job_id, ProviderJob(status=JobStatus.FAILED, error=str(exc)), ProviderUpdates()))
             return
         signature = (state.status, state.fine_tuned_model, state.error)
         changed = signature != watch.signature or bool(updates.events or updates.metrics or updates.checkpoints)
         if changed:  # nothing to write when nothing happened
-            self.store.record_poll(job_id, state, updates)
+            self.unwritten.append((job_id, state, updates))
             watch.cursor = updates.cursor or watch.cursor
         watch.signature = signature
         if state.status.terminal:

@@ -14,17 +14,17 @@ def looks_like_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
-_cache: tuple[frozenset[tuple[str, str]], list[str]] = (frozenset(), [])
+_names: list[str] = []
+_seen_size = -1
 
 
 def _secret_values() -> list[str]:
-    """Values of secret-named environment variables (recomputed only when the environment changes)."""
-    global _cache
-    items = frozenset(os.environ.items())
-    if items != _cache[0]:
-        values = [v for k, v in items if len(v) >= 8 and looks_like_secret_name(k)]
-        _cache = (items, sorted(values, key=len, reverse=True))
-    return _cache[1]
+    """Values of secret-named environment variables, longest first (names rescanned when the env grows)."""
+    global _names, _seen_size
+    if len(os.environ) != _seen_size:
+        _names, _seen_size = [k for k in os.environ if looks_like_secret_name(k)], len(os.environ)
+    values = (os.environ.get(name, "") for name in _names)
+    return sorted((v for v in values if len(v) >= 8), key=len, reverse=True)
 
 
 def redact(text: str) -> str:

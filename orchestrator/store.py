@@ -246,11 +246,12 @@ class Store:
             self._update_state(db, job_id, state)
         return self.job(job_id)
 
-    def record_poll(self, job_id: str, state: ProviderJob, updates: ProviderUpdates) -> None:
-        """One poll's news (events, metrics, cursor) and the job's state, in one transaction."""
+    def record_polls(self, polls: list[tuple[str, ProviderJob, ProviderUpdates]]) -> None:
+        """Polls' news (events, metrics, cursor) and the jobs' states, in one transaction."""
         with self._tx() as db:
-            self._append(db, job_id, updates.events, updates.metrics, updates.cursor)
-            self._update_state(db, job_id, state)
+            for job_id, state, updates in polls:
+                self._append(db, job_id, updates.events, updates.metrics, updates.cursor)
+                self._update_state(db, job_id, state)
 
     def _update_state(self, db: sqlite3.Connection, job_id: str, state: ProviderJob) -> None:
         stamp = now().isoformat()
@@ -287,26 +288,28 @@ class Store:
         self, db: sqlite3.Connection, job_id: str, events: list[JobEvent], metrics: list[Metric], cursor: str | None
     ) -> None:
         if events:
-            (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?", (job_id,)).fetchone()
-        for i, event in enumerate(events, start=seq + 1 if events else 1):
-            db.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    job_id,
-                    i,
-                    event.created_at.isoformat(),
-                    event.level,
-                    redact(event.message),
-                    redact(json.dumps(event.data)),
-                ),
+            db.executemany(
+                "INSERT INTO events VALUES "
+                "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?), ?, ?, ?, ?)",
+                [
+                    (job_id, job_id, e.created_at.isoformat(), e.level, redact(e.message), redact(json.dumps(e.data)))
+                    for e in events
+                ],
             )
-        seen = now()
-        for metric in metrics:
-            if metric.created_at is None:  # when we learnt of it: enough to estimate the time left
-                metric = metric.model_copy(update={"created_at": seen})
-            db.execute(
+        if metrics:
+            seen = now()  # when we learnt of a metric: enough to estimate the time left
+            db.executemany(
                 "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
-                (job_id, metric.step, metric.model_dump_json(exclude_none=True)),
+                [
+                    (
+                        job_id,
+                        m.step,
+                        (m if m.created_at else m.model_copy(update={"created_at": seen})).model_dump_json(
+                            exclude_none=True
+                        ),
+                    )
+                    for m in metrics
+                ],
             )
         if cursor is not None:
             db.execute("UPDATE jobs SET cursor = ? WHERE id = ?", (cursor, job_id))

@@ -134,13 +134,16 @@ def reconcile(store: Store, experiment_id: str | None = None) -> list[Job]:
     done = []
     for job in store.unsubmitted(experiment_id):
         experiment = store.experiment(job.experiment_id)
-        backend = backend_for(experiment.spec, job.backend)
-        if store.submit_started(job.id):
-            found = _find(backend, job.id)
-            if found:
-                store.set_submitted(job.id, found)
-                done.append(store.job(job.id))
-                continue
-        submit_job(store, experiment, job, backend, load_splits(experiment.spec))
+        try:
+            backend = backend_for(experiment.spec, job.backend)
+            found = _find(backend, job.id) if store.submit_started(job.id) else None
+        except FtoError as exc:  # cannot tell whether the provider has it: do not risk a second job
+            store.fail(job.id, str(exc))
+            done.append(store.job(job.id))
+            continue
+        if found:
+            store.set_submitted(job.id, found)
+        else:
+            submit_job(store, experiment, job, backend, load_splits(experiment.spec))
         done.append(store.job(job.id))
     return done
