@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     submit_started_at TEXT, lease_owner TEXT, lease_until REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_experiment ON jobs(experiment_id);
+CREATE INDEX IF NOT EXISTS experiments_by_name ON experiments(name, created_at);
+CREATE INDEX IF NOT EXISTS experiments_by_time ON experiments(created_at);
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL, seq INTEGER NOT NULL, created_at TEXT NOT NULL, level TEXT NOT NULL,
     message TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, seq)
@@ -127,9 +129,12 @@ class Store:
 
     def experiment(self, key: str) -> Experiment:
         """By id, or by name (the latest experiment of that name)."""
-        row = self._db.execute(
-            "SELECT * FROM experiments WHERE id = ? OR name = ? ORDER BY created_at DESC LIMIT 1", (key, key)
-        ).fetchone()
+        row = (
+            self._db.execute("SELECT * FROM experiments WHERE id = ?", (key,)).fetchone()
+            or self._db.execute(
+                "SELECT * FROM experiments WHERE name = ? ORDER BY created_at DESC LIMIT 1", (key,)
+            ).fetchone()
+        )
         if row is None:
             raise NotFoundError(f"no experiment {key!r} in {self.path}")
         return _experiment(row)
