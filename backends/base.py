@@ -129,6 +129,10 @@ class Backend(ABC):
     def cancel(self, provider_job_id: str) -> None:
         """Ask the provider to stop the job."""
 
+    def resume(self, provider_job_id: str) -> None:
+        """Continue a paused, cancelled or crashed job where it stopped, where the provider can."""
+        raise UnsupportedError("resuming jobs is not supported", backend=self.name)
+
     @abstractmethod
     def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> str:
         """One assistant reply from `model` (base or fine-tuned) to `messages`."""

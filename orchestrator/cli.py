@@ -272,6 +272,24 @@ def cancel(key: str) -> None:
         console.print(f"cancel requested: {job.backend} {job.id}")
 
 
+@cli.command()
+@click.argument("job_id")
+@click.option("--no-wait", is_flag=True, help="return once the job is running again")
+def resume(job_id: str, no_wait: bool) -> None:
+    """Continue a cancelled, paused or crashed job from its last checkpoint."""
+    from orchestrator.submit import backend_for
+
+    store = _store()
+    job = store.job(job_id)
+    if job.provider_job_id is None:
+        raise FtoError(f"job {job_id} was never submitted; `fto wait {job_id}` finishes submitting it")
+    backend_for(store.experiment(job.experiment_id).spec, job.backend).resume(job.provider_job_id)
+    store.reopen(job_id)
+    console.print(f"resumed {job.backend} {job_id}")
+    if not no_wait:
+        sys.exit(_exit_code(_wait(store, [job_id])))
+
+
 @cli.command(name="eval")
 @click.argument("experiment", required=False)
 def eval_(experiment: str | None) -> None:

@@ -279,6 +279,14 @@ class Store:
             ),
         )
 
+    def reopen(self, job_id: str) -> None:
+        """A resumed job is unfinished again."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, error = NULL, finished_at = NULL, updated_at = ? WHERE id = ?",
+                (JobStatus.QUEUED.value, now().isoformat(), job_id),
+            )
+
     def fail(self, job_id: str, error: str) -> None:
         self.update_from_provider(job_id, ProviderJob(status=JobStatus.FAILED, error=error))
 

@@ -69,7 +69,10 @@ class Metric(BaseModel):
     loss: float | None = None
     valid_loss: float | None = None
     learning_rate: float | None = None
+    grad_norm: float | None = None
     tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+    reward_accuracy: float | None = Field(default=None, description="DPO: pairs whose chosen reply wins")
     created_at: datetime | None = None
 
 

@@ -23,7 +23,7 @@ from pydantic import Field
 from backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from backends.local.folder import JobFolder
 from orchestrator.data.write import write_records
-from orchestrator.errors import BackendError
+from orchestrator.errors import BackendError, UnsupportedError
 from orchestrator.paths import backend_dir
 from schemas import JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates, Record
 
@@ -33,14 +33,25 @@ EMBEDDED_MODEL = "embedded:tiny-llama"
 class LocalOptions(BackendOptions):
     model: str = Field(
         default=EMBEDDED_MODEL,
-        description=f"a local model folder, or {EMBEDDED_MODEL!r}: a tiny Llama built on the spot, no download",
+        description=f"a model folder, a model in the Hugging Face cache, or {EMBEDDED_MODEL!r} (built on the spot)",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     threads: int | None = Field(default=None, gt=0, description="CPU threads for torch; default: all cores")
+    tuning: Literal["lora", "qlora", "full"] = Field(
+        default="lora", description="qlora needs a CUDA GPU and bitsandbytes"
+    )
+    packing: bool = Field(default=True, description="pad-free packed batches (exact: no attention across examples)")
+    batch_tokens: int = Field(default=4096, gt=0, description="tokens per micro-batch; steps accumulate micro-batches")
+    schedule: Literal["cosine", "linear"] = "cosine"
+    checkpoint_every: int = Field(default=50, ge=0, description="steps between checkpoints (0: only at the end)")
+    early_stopping_patience: int | None = Field(default=None, gt=0, description="epochs without a better valid loss")
+    merge: bool = Field(default=False, description="also save the merged model in the transformers layout")
+    processes: int = Field(default=1, gt=0, description="train with this many processes (torchrun, DDP)")
 
 
 class LocalBackend(Backend):
     Options: ClassVar[type[BackendOptions]] = LocalOptions
+    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
     min_poll_interval: ClassVar[float] = 0.5  # reading a few files is cheap
     max_poll_interval: ClassVar[float] = 2.0
     max_concurrency: ClassVar[int] = 16
@@ -51,17 +62,27 @@ class LocalBackend(Backend):
         self.root = backend_dir(name)
         self._generator: Any = None  # loaded lazily: it imports torch
 
+    def check(self, spec: JobSpec) -> None:
+        super().check(spec)
+        if spec.method == "dpo" and self.options.tuning == "full":  # type: ignore[attr-defined]
+            raise UnsupportedError(
+                "DPO needs the base model as its reference; with tuning: full that is a second copy in memory. "
+                "Use tuning: lora (the reference is the base with the adapter switched off)",
+                backend=self.name,
+            )
+
     def prepare(
         self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
-        # The worker reads OpenAI chat JSONL and renders it with the model's own chat template.
+        # The worker reads OpenAI's JSONL formats and renders them with the model's own chat template.
+        fmt = "openai_preference" if spec.method == "dpo" else "openai_chat"
         workdir.mkdir(parents=True, exist_ok=True)
         train_path = workdir / "train.jsonl"
-        write_records(train, train_path, "openai_chat")
+        write_records(train, train_path, fmt)
         validation_path = None
         if validation:
             validation_path = workdir / "validation.jsonl"
-            write_records(validation, validation_path, "openai_chat")
+            write_records(validation, validation_path, fmt)
         return PreparedData(
             train=train_path,
             validation=validation_path,
@@ -102,14 +123,26 @@ class LocalBackend(Backend):
         self._spawn(folder)
         return job_id
 
-    def _spawn(self, folder: JobFolder) -> None:
+    def _spawn(self, folder: JobFolder, resume: bool = False) -> None:
         # Take the worker's lock here and hand it over, so there is no moment when a fresh job looks dead.
         fd = os.open(folder.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        processes = self.options.processes  # type: ignore[attr-defined]
+        launcher = [sys.executable]
+        if processes > 1:
+            launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+        command = [
+            *launcher,
+            "-m",
+            "backends.local.worker",
+            str(folder.path),
+            str(fd),
+            *(["--resume"] if resume else []),
+        ]
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             with open(folder.log_file, "ab") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "backends.local.worker", str(folder.path), str(fd)],
+                    command,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -126,6 +159,15 @@ class LocalBackend(Backend):
 
     def find(self, job_id: str) -> str | None:
         return job_id if self._folder(job_id).config.exists() else None
+
+    def resume(self, provider_job_id: str) -> None:
+        """Start a worker that continues from the job's last checkpoint."""
+        folder = self._folder(provider_job_id)
+        if folder.worker_alive():
+            raise BackendError("the job is still running", backend=self.name)
+        folder.cancel_file.unlink(missing_ok=True)
+        folder.write_status(JobStatus.QUEUED, error=None)
+        self._spawn(folder, resume=True)
 
     def get(self, provider_job_id: str) -> ProviderJob:
         folder = self._folder(provider_job_id)

@@ -6,6 +6,7 @@ weights, which LoRA alone cannot steer far: its embeddings and output head are t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ def build(conversations: Iterable[dict[str, Any]], seed: int, out_dir: Path) -> 
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    os.replace(staging, out_dir)  # all at once: other processes wait for the folder, then find it complete
     return out_dir

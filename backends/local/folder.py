@@ -27,6 +27,9 @@ class JobFolder:
         self.cancel_file = path / "cancel-requested"
         self.base_dir = path / "base"
         self.adapter_dir = path / "adapter"
+        self.model_dir = path / "model"  # full fine-tuning
+        self.merged_dir = path / "merged"
+        self.checkpoints_dir = path / "checkpoints"
 
     # written by the worker -----------------------------------------------------------------------
 

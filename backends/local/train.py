@@ -1,4 +1,9 @@
-"""The local SFT loop: plain PyTorch over small pieces (batching, loss, schedule), not a framework."""
+"""The local training loop: plain PyTorch over small pieces (packing, loss, schedule, checkpoint), not a framework.
+
+One optimizer step takes `batch_size` examples, split into micro-batches of at most `batch_tokens` tokens and
+accumulated; the loss is normalised by the step's trained tokens, so packing and micro-batching change nothing
+but speed. Under torchrun, each process takes its share of every step and gradients are summed across them.
+"""
 
 from __future__ import annotations
 
@@ -6,119 +11,279 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 
-from orchestrator.data.tokenized import IGNORE, Encoded
+from backends.local.packing import Row, group, packed_row, padded_rows, token_logprobs
+from orchestrator.data.tokenized import Encoded
 from schemas import Metric
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     epochs: int
-    batch_size: int
+    batch_size: int  # examples (or pairs) per optimizer step
     learning_rate: float
     warmup_ratio: float
     seed: int
     pad_token_id: int
+    batch_tokens: int = 4096  # tokens per micro-batch
+    packing: bool = True
+    schedule: Literal["cosine", "linear"] = "cosine"
     max_grad_norm: float = 1.0
+    early_stopping_patience: int | None = None  # epochs without a better validation loss
+    checkpoint_every: int = 0  # steps; 0: only at the end
+    method: Literal["sft", "dpo"] = "sft"
+    beta: float = 0.1  # DPO
 
 
-def batches(examples: Sequence[Encoded], size: int, rng: random.Random | None) -> list[list[Encoded]]:
-    order = list(range(len(examples)))
-    if rng is not None:
-        rng.shuffle(order)
-    return [[examples[i] for i in order[k : k + size]] for k in range(0, len(order), size)]
+@dataclass
+class Position:
+    """Where training stands: enough, with the saved state, to continue exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    best_valid: float = math.inf
+    stale_epochs: int = 0
+    history: list[float] = field(default_factory=list)
 
 
-def collate(batch: Sequence[Encoded], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    width = max(len(e.input_ids) for e in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, e in enumerate(batch):
-        n = len(e.input_ids)
-        ids[row, :n] = torch.tensor(e.input_ids)
-        labels[row, :n] = torch.tensor(e.labels)
-        mask[row, :n] = 1
-    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+Example = Encoded | tuple[Encoded, Encoded]  # SFT example, or DPO (chosen, rejected)
 
 
-def token_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Sum of next-token losses over labelled tokens, and their count (so batches can be averaged exactly)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    targets = batch["labels"][:, 1:]
-    loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
-    )
-    return loss, int((targets != IGNORE).sum())
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
 
 
-@torch.no_grad()
-def validation_loss(
-    model: torch.nn.Module, examples: Sequence[Encoded], s: TrainSettings, device: torch.device
-) -> float:
-    model.eval()
-    total, count = 0.0, 0
-    for batch in batches(examples, s.batch_size, rng=None):
-        loss, n = token_loss(model, collate(batch, s.pad_token_id, device))
-        total, count = total + float(loss), count + n
-    model.train()
-    return total / max(count, 1)
-
-
-def schedule(step: int, total: int, warmup: int) -> float:
-    """Linear warmup, then cosine decay to zero."""
+def schedule(step: int, total: int, warmup: int, kind: str) -> float:
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 0.5 * (1.0 + math.cos(math.pi * progress)) if kind == "cosine" else max(0.0, 1.0 - progress)
 
 
-def train(
-    model: torch.nn.Module,
-    train_set: Sequence[Encoded],
-    validation_set: Sequence[Encoded],
-    s: TrainSettings,
-    device: torch.device,
-    on_metric: Callable[[Metric], None],
-    should_stop: Callable[[], bool],
-) -> bool:
-    """Run the loop; returns False if `should_stop` interrupted it."""
-    rng = random.Random(s.seed)
-    steps_per_epoch = math.ceil(len(train_set) / s.batch_size)
-    total = steps_per_epoch * s.epochs
-    warmup = int(total * s.warmup_ratio)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: schedule(i, total, warmup))
-    model.train()
-    step = 0
-    for epoch in range(s.epochs):
-        for i, batch in enumerate(batches(train_set, s.batch_size, rng)):
-            if should_stop():
-                return False
-            started = time.perf_counter()
-            loss_sum, count = token_loss(model, collate(batch, s.pad_token_id, device))
-            loss = loss_sum / max(count, 1)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            tokens = sum(len(e.input_ids) for e in batch)
-            metric = Metric(
-                step=step,
-                total_steps=total,
-                epoch=round(epoch + (i + 1) / steps_per_epoch, 4),
-                loss=round(float(loss), 6),
-                learning_rate=lr,
-                tokens_per_second=round(tokens / (time.perf_counter() - started), 1),
-            )
-            if i == steps_per_epoch - 1 and validation_set:
-                metric.valid_loss = round(validation_loss(model, validation_set, s, device), 6)
-            on_metric(metric)
-    return True
+def _rank() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_sum(value: torch.Tensor) -> torch.Tensor:
+    if _rank()[1] > 1:
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
+
+
+def _sequences(examples: Sequence[Example]) -> list[Encoded]:
+    return [s for e in examples for s in (e if isinstance(e, tuple) else (e,))]
+
+
+def _rows(examples: Sequence[Example], s: TrainSettings, device: torch.device) -> list[tuple[list[Example], Row]]:
+    """Micro-batches within the token budget; a DPO pair always stays in one micro-batch."""
+    lengths = [sum(len(x.input_ids) for x in _sequences([e])) for e in examples]
+    out = []
+    for idx in group(lengths, s.batch_tokens):
+        part = [examples[i] for i in idx]
+        seqs = _sequences(part)
+        row = packed_row(seqs, device) if s.packing else padded_rows(seqs, s.pad_token_id, device)
+        out.append((part, row))
+    return out
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        train_set: Sequence[Example],
+        validation_set: Sequence[Example],
+        s: TrainSettings,
+        device: torch.device,
+        reference: Callable[[], Any] | None = None,
+    ):
+        self.model, self.train_set, self.validation_set, self.s, self.device = (
+            model,
+            train_set,
+            validation_set,
+            s,
+            device,
+        )
+        self.reference = reference  # DPO: a context in which the model is its reference (adapter disabled)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.steps_per_epoch = math.ceil(len(train_set) / s.batch_size)
+        self.total_steps = self.steps_per_epoch * s.epochs
+        self.optimizer = torch.optim.AdamW(self.params, lr=s.learning_rate, weight_decay=0.0)
+        warmup = int(self.total_steps * s.warmup_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda i: schedule(i, self.total_steps, warmup, s.schedule)
+        )
+        self.position = Position()
+
+    # losses --------------------------------------------------------------------------------------------
+
+    def _sft_step(self, examples: Sequence[Encoded], denominator: float) -> tuple[float, int]:
+        loss_sum, tokens = 0.0, 0
+        for _, row in _rows(examples, self.s, self.device):
+            logp, _, _ = token_logprobs(self.model, row)
+            loss = -logp.sum()
+            (loss / denominator).backward()
+            loss_sum, tokens = loss_sum + float(loss.detach()), tokens + row.tokens
+        return loss_sum, tokens
+
+    def _pair_logps(self, row: Row, n: int) -> torch.Tensor:
+        logp, segment, _ = token_logprobs(self.model, row)
+        return torch.zeros(n, device=self.device).index_add(0, segment, logp)
+
+    def _dpo_step(self, pairs: Sequence[tuple[Encoded, Encoded]], denominator: float) -> tuple[float, int, float]:
+        loss_sum, tokens, correct = 0.0, 0, 0.0
+        for part, row in _rows(pairs, self.s, self.device):
+            n = 2 * len(part)
+            policy = self._pair_logps(row, n)
+            with torch.no_grad(), self.reference():
+                ref = self._pair_logps(row, n)
+            margin = (policy[0::2] - ref[0::2]) - (policy[1::2] - ref[1::2])
+            loss = -torch.nn.functional.logsigmoid(self.s.beta * margin).sum()
+            (loss / denominator).backward()
+            loss_sum, tokens = loss_sum + float(loss.detach()), tokens + row.tokens
+            correct += float((margin > 0).sum())
+        return loss_sum, tokens, correct
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        self.model.eval()
+        total = torch.zeros(2)
+        rank, world = _rank()
+        mine = self.validation_set[rank::world]
+        for k in range(0, len(mine), self.s.batch_size):
+            part = mine[k : k + self.s.batch_size]
+            if self.s.method == "dpo":
+                for chunk, row in _rows(part, self.s, self.device):
+                    n = 2 * len(chunk)
+                    policy = self._pair_logps(row, n)
+                    with self.reference():
+                        ref = self._pair_logps(row, n)
+                    margin = (policy[0::2] - ref[0::2]) - (policy[1::2] - ref[1::2])
+                    total += torch.tensor(
+                        [float(-torch.nn.functional.logsigmoid(self.s.beta * margin).sum()), len(chunk)]
+                    )
+            else:
+                for _, row in _rows(part, self.s, self.device):
+                    logp, _, _ = token_logprobs(self.model, row)
+                    total += torch.tensor([float(-logp.sum()), float(logp.numel())])
+        total = _all_sum(total)
+        self.model.train()
+        return float(total[0] / max(float(total[1]), 1.0))
+
+    # the loop ------------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        on_metric: Callable[[Metric], None],
+        should_stop: Callable[[], bool],
+        on_checkpoint: Callable[[], None],
+        on_event: Callable[[str], None],
+    ) -> str:
+        """Train to the end; returns how it ended: 'finished', 'stopped' (cancelled) or 'early-stopped'."""
+        s, pos = self.s, self.position
+        rank, world = _rank()
+        self.model.train()
+        started_at, started_step = time.perf_counter(), pos.step
+        while pos.epoch < s.epochs:
+            order = epoch_order(len(self.train_set), s.seed, pos.epoch)
+            while pos.step_in_epoch < self.steps_per_epoch:
+                if should_stop():
+                    return "stopped"
+                begun = time.perf_counter()
+                chunk = order[pos.step_in_epoch * s.batch_size : (pos.step_in_epoch + 1) * s.batch_size]
+                mine = [self.train_set[i] for i in chunk[rank::world]]
+                if s.method == "dpo":
+                    denominator = float(len(chunk))
+                    loss_sum, tokens, correct = self._dpo_step(mine, denominator)  # type: ignore[arg-type]
+                else:
+                    denominator = float(
+                        _all_sum(
+                            torch.tensor(
+                                float(sum(e.trained_tokens for e in mine))  # type: ignore[union-attr]
+                            )
+                        )
+                    )
+                    loss_sum, tokens = self._sft_step(mine, denominator)  # type: ignore[arg-type]
+                    correct = 0.0
+                if world > 1:
+                    for p in self.params:
+                        if p.grad is not None:
+                            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                totals = _all_sum(torch.tensor([loss_sum, float(tokens), correct]))
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm))
+                lr = self.scheduler.get_last_lr()[0]
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                pos.step += 1
+                pos.step_in_epoch += 1
+                loss = float(totals[0]) / denominator
+                pos.history.append(loss)
+                elapsed = time.perf_counter() - started_at
+                per_step = elapsed / max(1, pos.step - started_step)
+                metric = Metric(
+                    step=pos.step,
+                    total_steps=self.total_steps,
+                    epoch=round(pos.epoch + pos.step_in_epoch / self.steps_per_epoch, 4),
+                    loss=round(loss, 6),
+                    learning_rate=lr,
+                    grad_norm=round(grad_norm, 6),
+                    tokens_per_second=round(float(totals[1]) / (time.perf_counter() - begun), 1),
+                    eta_seconds=round(per_step * (self.total_steps - pos.step), 1),
+                )
+                if s.method == "dpo":
+                    metric.reward_accuracy = round(float(totals[2]) / denominator, 4)
+                last_of_epoch = pos.step_in_epoch == self.steps_per_epoch
+                if last_of_epoch and self.validation_set:
+                    metric.valid_loss = round(self.validation_loss(), 6)
+                if rank == 0:
+                    on_metric(metric)
+                if last_of_epoch:
+                    pos.epoch += 1
+                    pos.step_in_epoch = 0
+                    if metric.valid_loss is not None and s.early_stopping_patience:
+                        if metric.valid_loss < pos.best_valid - 1e-6:
+                            pos.best_valid, pos.stale_epochs = metric.valid_loss, 0
+                        else:
+                            pos.stale_epochs += 1
+                        if pos.stale_epochs >= s.early_stopping_patience:
+                            on_event(
+                                f"early stopping after epoch {pos.epoch}: validation loss has not improved for "
+                                f"{pos.stale_epochs} epochs (best {pos.best_valid:.4f})"
+                            )
+                            return "early-stopped"
+                if s.checkpoint_every and pos.step % s.checkpoint_every == 0 and rank == 0:
+                    on_checkpoint()
+                if last_of_epoch:
+                    break  # the next epoch, in a new order
+        return "finished"
+
+    # state, for checkpoints ----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "trainable": {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "position": self.position.__dict__.copy(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in state["trainable"].items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.position = Position(**state["position"])

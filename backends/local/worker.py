@@ -1,10 +1,12 @@
-"""The local job's worker process: `python -m backends.local.worker JOB_FOLDER LOCK_FD`.
+"""The local job's worker process: `python -m backends.local.worker JOB_FOLDER LOCK_FD [--resume]`.
 
-Runs detached from the fto process that started it and reports only through the job folder.
+Runs detached from the fto process that started it and reports only through the job folder. Under torchrun
+(`processes: N`), every process trains its share and rank 0 alone writes to the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,8 +18,8 @@ from typing import Any
 from backends.local.folder import JobFolder
 from schemas import JobSpec, JobStatus
 
-AUTO_EPOCHS, AUTO_BATCH_SIZE = 3, 8
-AUTO_LR = {"embedded": 3e-3, "pretrained": 2e-4}  # a random-init model needs a far bigger step
+AUTO_EPOCHS, AUTO_BATCH_SIZE, AUTO_BETA = 3, 8, 0.1
+AUTO_LR = {"embedded": 3e-3, "lora": 2e-4, "full": 2e-5}  # a random-init model needs a far bigger step
 
 
 class _Stop:
@@ -31,108 +33,253 @@ def _read_jsonl(path: str | None) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def run(folder: JobFolder) -> None:
-    config = json.loads(folder.config.read_text())
-    spec = JobSpec.model_validate(config["spec"])
-    options = config["options"]
-    folder.write_status(JobStatus.VALIDATING)
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
-    import torch  # heavy imports after the status write, so a watcher sees the job start at once
-    from peft import LoraConfig, get_peft_model
+
+def _load_model(folder: JobFolder, options: dict[str, Any], spec: JobSpec, rows: list[dict[str, Any]], resume: bool):
+    """The base model and tokenizer: built (embedded), or loaded from a folder or the Hugging Face cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from backends.local import EMBEDDED_MODEL, embedded
-    from backends.local.generate import pick_device
-    from backends.local.train import TrainSettings, train
+
+    if options["model"] == EMBEDDED_MODEL:
+        if not (resume or (folder.base_dir / "config.json").exists()) and _is_rank_zero():
+            folder.event("building the embedded tiny Llama and training its tokenizer on the job's data")
+            texts = [m for r in rows for m in (r["messages"] if "messages" in r else _pair_messages(r))]
+            embedded.build([{"messages": texts}], spec.seed, folder.base_dir)
+        _wait_for(folder.base_dir / "config.json")
+        base: str | Path = folder.base_dir
+    else:
+        raw = options["model"]
+        base = Path(raw).expanduser()
+        if base.exists() and not (base / "config.json").is_file():
+            raise ValueError(f"model folder has no config.json: {base}")
+        if not base.exists():
+            if raw.startswith(("/", ".", "~")) or raw.count("/") != 1:
+                raise ValueError(f"model folder not found: {raw}")
+            base = raw  # a hub name: only what the Hugging Face cache already holds, never a download
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if options["tuning"] == "qlora":
+        kwargs["quantization_config"] = _qlora_config()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, **{"local_files_only": True})
+        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot load model {options['model']!r}: not a folder with config.json and weights, "
+            f"nor in the Hugging Face cache ({exc})"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"{options['model']!r} is not a causal language model transformers can load: {exc}") from None
+    return model, tokenizer, str(base), options["model"] == EMBEDDED_MODEL
+
+
+def _pair_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*row["input"]["messages"], *row["preferred_output"], *row["non_preferred_output"]]
+
+
+def _wait_for(path: Path) -> None:
+    import time
+
+    for _ in range(600):
+        if path.exists():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{path} did not appear")
+
+
+def _qlora_config() -> Any:
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("QLoRA needs a CUDA GPU and the bitsandbytes package; use tuning: lora on this machine")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def _encode(tokenizer: Any, rows: list[dict[str, Any]], method: str, max_length: int) -> list[Any]:
     from orchestrator.data.tokenized import encode
 
+    if method == "sft":
+        return [encode(tokenizer, row, max_length) for row in rows]
+    pairs = []
+    for row in rows:
+        prompt = [{**m, "weight": 0} if m["role"] == "assistant" else m for m in row["input"]["messages"]]
+        tools = row["input"].get("tools")
+        chosen = encode(tokenizer, {"messages": prompt + row["preferred_output"], "tools": tools}, max_length)
+        rejected = encode(tokenizer, {"messages": prompt + row["non_preferred_output"], "tools": tools}, max_length)
+        pairs.append((chosen, rejected))
+    return pairs
+
+
+def _trained(example: Any) -> bool:
+    parts = example if isinstance(example, tuple) else (example,)
+    return all(p.trained_tokens for p in parts)
+
+
+def run(folder: JobFolder, resume: bool) -> None:
+    config = json.loads(folder.config.read_text())
+    spec = JobSpec.model_validate(config["spec"])
+    options = config["options"]
+    rank_zero = _is_rank_zero()
+    if rank_zero:
+        folder.write_status(JobStatus.VALIDATING)
+
+    import torch  # heavy imports after the status write, so a watcher sees the job start at once
+    import torch.distributed as dist
+    from transformers.utils import logging as hf_logging
+
+    from backends.local import checkpoint
+    from backends.local.generate import pick_device
+    from backends.local.train import Trainer, TrainSettings
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("gloo")
     if options.get("threads"):
         torch.set_num_threads(options["threads"])
     device = pick_device(options["device"])
     train_rows = _read_jsonl(config["train_file"])
     validation_rows = _read_jsonl(config["validation_file"])
 
-    is_embedded = options["model"] == EMBEDDED_MODEL
-    if is_embedded:
-        folder.event("building the embedded tiny Llama and training its tokenizer on the job's data")
-        base_path = embedded.build(train_rows, spec.seed, folder.base_dir)
-    else:
-        base_path = Path(options["model"]).expanduser()
-        if not (base_path / "config.json").is_file():
-            raise ValueError(f"model folder not found or has no config.json: {base_path}")
-    folder.write_status(JobStatus.VALIDATING, base_model=str(base_path))
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
-    model = AutoModelForCausalLM.from_pretrained(base_path).to(device)
+    model, tokenizer, base_path, is_embedded = _load_model(folder, options, spec, train_rows, resume)
+    if rank_zero:
+        folder.write_status(JobStatus.VALIDATING, base_model=base_path)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported() and options["tuning"] != "qlora":
+        model = model.to(torch.bfloat16)
+    model = model.to(device) if options["tuning"] != "qlora" else model
 
     hp = spec.hyperparameters
-    max_length = hp.max_seq_length or min(getattr(model.config, "max_position_embeddings", 2048), 2048)
-    train_set = [encode(tokenizer, row, max_length) for row in train_rows]
-    validation_set = [encode(tokenizer, row, max_length) for row in validation_rows]
-    train_set = [e for e in train_set if e.trained_tokens]
+    max_length = hp.max_seq_length or min(getattr(model.config, "max_position_embeddings", 2048), 4096)
+    train_set = [e for e in _encode(tokenizer, train_rows, spec.method, max_length) if _trained(e)]
+    validation_set = [e for e in _encode(tokenizer, validation_rows, spec.method, max_length) if _trained(e)]
     if not train_set:
-        raise ValueError("no example has assistant tokens left to train on (after truncation)")
+        raise ValueError(
+            "no example has assistant tokens left to train on (after truncation to "
+            f"{max_length} tokens); raise hyperparameters.max_seq_length or check the data"
+        )
 
     torch.manual_seed(spec.seed)
-    lora = LoraConfig(
-        r=hp.lora.r,
-        lora_alpha=hp.lora.alpha,
-        lora_dropout=hp.lora.dropout,
-        target_modules=hp.lora.target_modules,
-        modules_to_save=embedded.TRAINED_IN_FULL if is_embedded else None,
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
+    reference: Any = None
+    if options["tuning"] in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model
+
+        from backends.local import embedded
+
+        lora = LoraConfig(
+            r=hp.lora.r,
+            lora_alpha=hp.lora.alpha,
+            lora_dropout=hp.lora.dropout,
+            target_modules=hp.lora.target_modules,
+            modules_to_save=embedded.TRAINED_IN_FULL if is_embedded else None,
+            task_type="CAUSAL_LM",
+        )
+        try:
+            model = get_peft_model(model, lora)
+        except ValueError as exc:
+            raise ValueError(f"LoRA target modules {hp.lora.target_modules!r} do not fit this model: {exc}") from None
+        reference = model.disable_adapter  # DPO's reference: the same weights with the adapter off
+    elif spec.method == "dpo":
+        raise ValueError("DPO with full fine-tuning would need a second copy of the model; use tuning: lora")
+
+    auto_lr = AUTO_LR["embedded" if is_embedded else ("full" if options["tuning"] == "full" else "lora")]
     settings = TrainSettings(
         epochs=AUTO_EPOCHS if hp.epochs == "auto" else hp.epochs,
         batch_size=AUTO_BATCH_SIZE if hp.batch_size == "auto" else hp.batch_size,
-        learning_rate=hp.learning_rate or AUTO_LR["embedded" if is_embedded else "pretrained"],
+        learning_rate=hp.learning_rate or auto_lr,
         warmup_ratio=hp.warmup_ratio,
         seed=spec.seed,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        batch_tokens=options["batch_tokens"],
+        packing=options["packing"],
+        schedule=options["schedule"],
+        early_stopping_patience=options.get("early_stopping_patience"),
+        checkpoint_every=options["checkpoint_every"],
+        method=spec.method,
+        beta=AUTO_BETA if hp.beta == "auto" else hp.beta,
     )
-    trained_tokens = sum(e.trained_tokens for e in train_set) * settings.epochs
+    trainer = Trainer(model, train_set, validation_set, settings, device, reference)
+    saved = checkpoint.latest(folder.checkpoints_dir) if resume else None
+    if saved is not None:
+        trainer.load_state(checkpoint.load(saved))
+        if rank_zero:
+            folder.event(f"resumed from {saved.name} (step {trainer.position.step} of {trainer.total_steps})")
+    elif resume and rank_zero:
+        folder.event("no checkpoint to resume from: starting over", level="warning")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    folder.event(
-        f"training {len(train_set)} examples for {settings.epochs} epochs on {device.type}; "
-        f"{trainable:,} trainable parameters",
-        examples=len(train_set),
-        epochs=settings.epochs,
-        device=device.type,
-        trainable_parameters=trainable,
-    )
-    folder.write_status(JobStatus.RUNNING)
-    finished = train(
-        model,
-        train_set,
-        validation_set,
-        settings,
-        device,
+    if rank_zero:
+        kind = "preference pairs" if spec.method == "dpo" else "examples"
+        folder.event(
+            f"training {len(train_set)} {kind} for {settings.epochs} epochs on {device.type} "
+            f"({options['tuning']}, {'packed' if settings.packing else 'padded'}); {trainable:,} trainable parameters",
+            examples=len(train_set),
+            epochs=settings.epochs,
+            device=device.type,
+            trainable_parameters=trainable,
+        )
+        folder.write_status(JobStatus.RUNNING)
+
+    def save_checkpoint() -> None:
+        path = checkpoint.save(folder.checkpoints_dir, trainer.position.step, trainer.state())
+        folder.event(f"checkpoint {path.name}", step=trainer.position.step)
+
+    outcome = trainer.run(
         on_metric=folder.metric,
         should_stop=lambda: _Stop.requested or folder.cancel_file.exists(),
+        on_checkpoint=save_checkpoint,
+        on_event=folder.event,
     )
-    if not finished:
-        folder.event("cancelled", level="warning")
+    if not rank_zero:
+        return
+    save_checkpoint()  # the last one: `fto resume` continues from here after a cancel
+    if outcome == "stopped":
+        folder.event("cancelled; the last checkpoint is kept", level="warning")
         folder.write_status(JobStatus.CANCELLED)
         return
-    model.save_pretrained(folder.adapter_dir)
-    tokenizer.save_pretrained(folder.adapter_dir)
-    folder.event(f"saved the adapter to {folder.adapter_dir}")
-    folder.write_status(JobStatus.SUCCEEDED, fine_tuned_model=str(folder.adapter_dir), trained_tokens=trained_tokens)
+    output = folder.adapter_dir if options["tuning"] != "full" else folder.model_dir
+    model.save_pretrained(output)
+    tokenizer.save_pretrained(output)
+    folder.event(f"saved the {'adapter' if options['tuning'] != 'full' else 'model'} to {output}")
+    if options.get("merge") and options["tuning"] != "full":
+        merged = model.merge_and_unload()
+        merged.save_pretrained(folder.merged_dir)
+        tokenizer.save_pretrained(folder.merged_dir)
+        folder.event(f"saved the merged model (transformers layout) to {folder.merged_dir}")
+    trained_tokens = (
+        sum(sum(p.trained_tokens for p in (e if isinstance(e, tuple) else (e,))) for e in train_set) * settings.epochs
+    )
+    folder.write_status(JobStatus.SUCCEEDED, fine_tuned_model=str(output), trained_tokens=trained_tokens)
 
 
 def main() -> None:
     folder = JobFolder(Path(sys.argv[1]))
     lock_fd = int(sys.argv[2])  # held until this process exits: the backend's sign of life  # noqa: F841
+    resume = "--resume" in sys.argv[3:]
     signal.signal(signal.SIGTERM, lambda *_: setattr(_Stop, "requested", True))
-    folder.write_status(JobStatus.QUEUED, pid=os.getpid())
+    if _is_rank_zero() and "LOCAL_RANK" not in os.environ:  # under torchrun the backend recorded the launcher's pid
+        folder.write_status(JobStatus.QUEUED, pid=os.getpid())
     try:
-        run(folder)
+        run(folder, resume)
     except BaseException as exc:  # the job must end as failed with its reason, never stay "running"
         traceback.print_exc()
-        message = f"{type(exc).__name__}: {exc}"
-        folder.event(message, level="error")
-        folder.write_status(JobStatus.FAILED, error=message)
+        if _is_rank_zero():
+            message = f"{type(exc).__name__}: {exc}"
+            if "out of memory" in str(exc).lower():
+                message += " (lower hyperparameters.batch_size or the local backend's batch_tokens)"
+            folder.event(message, level="error")
+            folder.write_status(JobStatus.FAILED, error=message)
         sys.exit(1)
+    finally:
+        with contextlib.suppress(Exception):
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 if __name__ == "__main__":

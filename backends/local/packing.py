@@ -1,0 +1,77 @@
+"""Pad-free batches: examples laid end to end in one row, each attending only to itself.
+
+Position ids restart at 0 for every example; transformers turns them into a block-diagonal causal mask (with no
+attention mask and no cache), so a packed row computes exactly what the examples would alone, with no padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from orchestrator.data.tokenized import IGNORE, Encoded
+
+
+@dataclass(frozen=True)
+class Row:
+    """Model inputs for one micro-batch, and which example each token belongs to."""
+
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    segments: torch.Tensor  # example index (within the micro-batch) of each token
+    tokens: int  # non-padding tokens
+
+
+def group(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Consecutive indices grouped so each group holds at most `budget` tokens (a longer example goes alone)."""
+    groups: list[list[int]] = []
+    used = budget + 1
+    for i, n in enumerate(lengths):
+        if used + n > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(i)
+        used += n
+    return groups
+
+
+def packed_row(examples: Sequence[Encoded], device: torch.device) -> Row:
+    ids, labels, positions, segments = [], [], [], []
+    for k, e in enumerate(examples):
+        ids += e.input_ids
+        labels += [IGNORE, *e.labels[1:]]  # an example's first token is never predicted from the one before
+        positions += range(len(e.input_ids))
+        segments += [k] * len(e.input_ids)
+    as_tensor = lambda x: torch.tensor([x], device=device)  # noqa: E731
+    inputs = {"input_ids": as_tensor(ids), "position_ids": as_tensor(positions), "use_cache": False}
+    return Row(inputs, as_tensor(labels), as_tensor(segments), len(ids))
+
+
+def padded_rows(examples: Sequence[Encoded], pad_id: int, device: torch.device) -> Row:
+    """The classic layout (padding to the longest example), for comparison and for models that cannot pack."""
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    segments = torch.full((len(examples), width), -1, dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[row, :n], labels[row, :n], mask[row, :n], segments[row, :n] = (
+            torch.tensor(e.input_ids),
+            torch.tensor(e.labels),
+            1,
+            row,
+        )
+    inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "use_cache": False}
+    return Row(inputs, labels.to(device), segments.to(device), sum(len(e.input_ids) for e in examples))
+
+
+def token_logprobs(model: torch.nn.Module, row: Row) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-probabilities of each labelled next token, with their example index: (logp, segment, mask)."""
+    logits = model(**row.inputs).logits[:, :-1].float()
+    targets = row.labels[:, 1:]
+    mask = targets != IGNORE
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logp[mask], row.segments[:, 1:][mask], mask

@@ -1,0 +1,116 @@
+"""The training loop's pieces, in process, on the embedded tiny Llama: exact packing, reproducibility."""
+
+import copy
+
+import pytest
+import torch
+
+from backends.local.embedded import build_tokenizer
+from backends.local.packing import packed_row, padded_rows, token_logprobs
+from backends.local.train import Trainer, TrainSettings
+from orchestrator.data.load import read_dataset
+from orchestrator.data.tokenized import encode
+from tests.conftest import ANIMALS
+
+ROWS = read_dataset(str(ANIMALS))[:64]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(m.content or "" for r in ROWS for m in r.messages)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    examples = [encode(tokenizer, r.model_dump(exclude_none=True), 256) for r in ROWS]
+    return model, tokenizer, examples
+
+
+def _loss_and_grads(model, row):
+    model.zero_grad()
+    logp, _, _ = token_logprobs(model, row)
+    loss = -logp.sum() / logp.numel()
+    loss.backward()
+    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_packed_loss_and_gradients_equal_the_padded_ones(setup):
+    model, tokenizer, examples = setup
+    batch = examples[:16]
+    assert len({len(e.input_ids) for e in batch}) > 1  # variable lengths: padding would be real
+    packed_loss, packed_grads = _loss_and_grads(model, packed_row(batch, torch.device("cpu")))
+    padded_loss, padded_grads = _loss_and_grads(model, padded_rows(batch, tokenizer.pad_token_id, torch.device("cpu")))
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-5)
+    for name, grad in packed_grads.items():
+        assert torch.allclose(grad, padded_grads[name], atol=1e-6, rtol=1e-4), name
+    single = [token_logprobs(model, packed_row([e], torch.device("cpu")))[0] for e in batch]
+    assert packed_loss == pytest.approx(float(-torch.cat(single).sum() / sum(s.numel() for s in single)), rel=1e-5)
+
+
+def _train(model, examples, **overrides):
+    settings = TrainSettings(
+        **{
+            "epochs": 2,
+            "batch_size": 8,
+            "learning_rate": 1e-3,
+            "warmup_ratio": 0.1,
+            "seed": 3,
+            "pad_token_id": 1,
+            "batch_tokens": 256,
+            **overrides,
+        }
+    )
+    trainer = Trainer(copy.deepcopy(model), examples, examples[:8], settings, torch.device("cpu"))
+    metrics = []
+    trainer.run(on_metric=metrics.append, should_stop=lambda: False, on_checkpoint=lambda: None, on_event=print)
+    return trainer, metrics
+
+
+def test_the_same_seed_gives_the_same_loss_curve_and_packing_changes_nothing_but_speed(setup):
+    model, _, examples = setup
+    _, first = _train(model, examples)
+    _, again = _train(model, examples)
+    _, padded = _train(model, examples, packing=False)
+    _, micro = _train(model, examples, batch_tokens=64)  # several micro-batches per step, accumulated
+    losses = [m.loss for m in first]
+    assert losses == [m.loss for m in again]
+    assert losses == pytest.approx([m.loss for m in padded], rel=1e-4)
+    assert losses == pytest.approx([m.loss for m in micro], rel=1e-4)
+    assert len(losses) == 16 and first[-1].valid_loss is not None and first[7].valid_loss is not None
+
+
+def test_a_restored_state_continues_on_the_same_curve(setup):
+    model, _, examples = setup
+    full, curve = _train(model, examples)
+    settings = full.s
+    trainer = Trainer(copy.deepcopy(model), examples, examples[:8], settings, torch.device("cpu"))
+    seen = []
+    stop_after = 5
+    trainer.run(
+        on_metric=seen.append, should_stop=lambda: len(seen) >= stop_after, on_checkpoint=lambda: None, on_event=print
+    )
+    state = copy.deepcopy(trainer.state())
+    resumed = Trainer(copy.deepcopy(model), examples, examples[:8], settings, torch.device("cpu"))
+    resumed.load_state(state)
+    rest = []
+    resumed.run(on_metric=rest.append, should_stop=lambda: False, on_checkpoint=lambda: None, on_event=print)
+    assert [m.step for m in seen + rest] == list(range(1, 17))
+    assert [m.loss for m in seen + rest] == pytest.approx([m.loss for m in curve], rel=1e-6)
+
+
+def test_cosine_and_linear_schedules_warm_up_then_decay(setup):
+    model, _, examples = setup
+    for kind in ("cosine", "linear"):
+        _, metrics = _train(model, examples, schedule=kind, warmup_ratio=0.25)
+        rates = [m.learning_rate for m in metrics]
+        assert rates[0] < rates[1] and rates[-1] < rates[2] / 5, (kind, rates)
