@@ -70,8 +70,16 @@ def padded_rows(examples: Sequence[Encoded], pad_id: int, device: torch.device) 
 
 def token_logprobs(model: torch.nn.Module, row: Row) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probabilities of each labelled next token, with their example index: (logp, segment, mask)."""
-    logits = model(**row.inputs).logits[:, :-1].float()
     targets = row.labels[:, 1:]
     mask = targets != IGNORE
+    if targets.shape[0] == 1:
+        # One packed row: project only the positions whose next token is trained on (the output layer over the
+        # whole vocabulary is the costliest matrix product at small model sizes).
+        keep = mask[0].nonzero().squeeze(-1)
+        logits = model(**row.inputs, logits_to_keep=keep).logits[0].float()
+        wanted = targets[0, keep]
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, wanted.unsqueeze(-1)).squeeze(-1)
+        return logp, row.segments[0, 1:][keep], mask
+    logits = model(**row.inputs).logits[:, :-1].float()
     logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return logp[mask], row.segments[:, 1:][mask], mask

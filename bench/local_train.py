@@ -1,0 +1,168 @@
+"""Local training throughput: fto's trainer vs TRL's SFTTrainer + PEFT, side by side, on the same workload.
+
+    pip install trl datasets            # the peer (not a dependency of fto)
+    python bench/local_train.py         # N=512 examples; THREADS=2; REPEATS=3 (medians are reported)
+
+The workload is TRL's as we measure it (../shared/bench/trl_sft_reference.py): a tiny Llama (hidden 256, 4
+layers) from a config, a BPE tokenizer trained on the data, variable-length chat examples, LoRA r=16 on all linear
+layers, batch 16, assistant-only loss, 1 epoch, lr 2e-4 with TRL's default linear schedule. Each run is its own
+process (peak RSS is its own). Prints non-padding tokens/s, peak RSS and the mean training loss, and the ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TRL_REFERENCE = REPO.parent / "shared" / "bench" / "trl_sft_reference.py"
+N = int(os.environ.get("N", "512"))
+THREADS = os.environ.get("THREADS", "2")
+REPEATS = int(os.environ.get("REPEATS", "3"))
+WORDS = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon "
+    "phi chi psi omega"
+).split()  # noqa: SIM905
+
+
+def example(rng: random.Random) -> dict:
+    """The reference's examples: reverse a word list of 2 to 55 words."""
+    n = rng.choice([2, 3, 5, 8, 13, 21, 34, 55])
+    ws = [rng.choice(WORDS) for _ in range(n)]
+    return {
+        "messages": [
+            {"role": "system", "content": "You reverse word lists."},
+            {"role": "user", "content": "Reverse: " + " ".join(ws)},
+            {"role": "assistant", "content": " ".join(reversed(ws))},
+        ]
+    }
+
+
+def fto_run() -> dict:
+    """fto's trainer on the reference's data, tokenizer, model and LoRA settings."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    sys.path.insert(0, str(REPO))
+    from backends.local.train import Trainer, TrainSettings
+    from orchestrator.data.tokenized import encode
+
+    random.seed(0)
+    torch.manual_seed(0)
+    torch.set_num_threads(int(THREADS))
+    rng = random.Random(0)
+    data = [example(rng) for _ in range(N)]
+    corpus = [m["content"] for ex in data for m in ex["messages"]]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<unk>", "<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+    tok.train_from_iterator(
+        corpus + ["<|system|> <|user|> <|assistant|> <|end|>"],
+        trainers.BpeTrainer(
+            vocab_size=2048, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="<|end|>"
+    )
+    hf_tok.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>"
+        "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}<|end|>{% endgeneration %}"
+        "{% else %}{{ m['content'] }}<|end|>{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    cfg = LlamaConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=256,
+        intermediate_size=256 * 8 // 3,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        pad_token_id=hf_tok.pad_token_id,
+        bos_token_id=hf_tok.bos_token_id,
+        eos_token_id=hf_tok.eos_token_id,
+    )
+    model = get_peft_model(
+        LlamaForCausalLM(cfg),
+        LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    examples = [encode(hf_tok, ex, 512) for ex in data]
+    real_tokens = sum(len(e.input_ids) for e in examples)
+    settings = TrainSettings(
+        epochs=1,
+        batch_size=16,
+        learning_rate=2e-4,
+        warmup_ratio=0.0,
+        seed=0,
+        pad_token_id=hf_tok.pad_token_id,
+        batch_tokens=16 * 512,
+        packing=True,
+        schedule="linear",
+    )
+    trainer = Trainer(model, examples, [], settings, torch.device("cpu"))
+    t0 = time.perf_counter()
+    trainer.run(on_metric=lambda m: None, should_stop=lambda: False, on_checkpoint=lambda: None, on_event=print)
+    seconds = time.perf_counter() - t0
+    losses = trainer.position.history
+    return {
+        "mode": "fto",
+        "examples": N,
+        "real_tokens": real_tokens,
+        "train_s": round(seconds, 2),
+        "tok_per_s": round(real_tokens / seconds, 1),
+        "final_loss": round(sum(losses) / len(losses), 4),
+    }
+
+
+def measure(mode: str) -> dict:
+    env = {**os.environ, "N": str(N), "THREADS": THREADS, "MODE": mode}
+    if mode == "fto":
+        command = [sys.executable, __file__, "--child"]
+    else:
+        command = [sys.executable, str(TRL_REFERENCE)]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    modes = ("fto", "trl", "trl_padfree", "trl_packing")
+    runs: dict[str, list[dict]] = {mode: [] for mode in modes}
+    for _ in range(REPEATS):  # interleaved, so a slow moment of the machine hits every mode alike
+        for mode in modes:
+            runs[mode].append(measure(mode))
+            print(json.dumps(runs[mode][-1]), flush=True)
+    rows = {mode: sorted(r, key=lambda x: x["tok_per_s"])[len(r) // 2] for mode, r in runs.items()}  # medians
+    ours = rows["fto"]
+    best_peer = max((rows[m] for m in ("trl_padfree", "trl_packing")), key=lambda r: r["tok_per_s"])
+    print("\n| run | tokens/s | peak RSS MB | mean train loss | fto speed ÷ this |\n|---|---:|---:|---:|---:|")
+    for mode, row in rows.items():
+        ratio = "" if mode == "fto" else f"{ours['tok_per_s'] / row['tok_per_s']:.2f}×"
+        print(f"| {mode} | {row['tok_per_s']:,} | {row['peak_rss_mb']} | {row['final_loss']} | {ratio} |")
+    print(
+        f"\nfto vs TRL default (padded): {ours['tok_per_s'] / rows['trl']['tok_per_s']:.2f}× (goal ≥ 2×); "
+        f"vs TRL's best ({best_peer['mode']}): {ours['tok_per_s'] / best_peer['tok_per_s']:.2f}× (goal ≥ 1.3×); "
+        f"loss {ours['final_loss']} vs {rows['trl']['final_loss']} "
+        f"({(ours['final_loss'] / rows['trl']['final_loss'] - 1) * 100:+.1f}%)"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--child"]:
+        result = fto_run()
+        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(json.dumps(result))
+    else:
+        main()
