@@ -25,10 +25,32 @@ TRL_REFERENCE = REPO.parent / "shared" / "bench" / "trl_sft_reference.py"
 N = int(os.environ.get("N", "512"))
 THREADS = os.environ.get("THREADS", "2")
 REPEATS = int(os.environ.get("REPEATS", "3"))
-WORDS = (
-    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon "
-    "phi chi psi omega"
-).split()  # noqa: SIM905
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "omicron",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
+]
 
 
 def example(rng: random.Random) -> dict:
@@ -66,7 +88,7 @@ def fto_run() -> dict:
     tok.decoder = decoders.ByteLevel()
     special = ["<unk>", "<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
     tok.train_from_iterator(
-        corpus + ["<|system|> <|user|> <|assistant|> <|end|>"],
+        [*corpus, "<|system|> <|user|> <|assistant|> <|end|>"],
         trainers.BpeTrainer(
             vocab_size=2048, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
         ),
@@ -126,10 +148,7 @@ def fto_run() -> dict:
 
 def measure(mode: str) -> dict:
     env = {**os.environ, "N": str(N), "THREADS": THREADS, "MODE": mode}
-    if mode == "fto":
-        command = [sys.executable, __file__, "--child"]
-    else:
-        command = [sys.executable, str(TRL_REFERENCE)]
+    command = [sys.executable, __file__, "--child"] if mode == "fto" else [sys.executable, str(TRL_REFERENCE)]
     out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     if out.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
