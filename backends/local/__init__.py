@@ -42,11 +42,15 @@ class LocalOptions(BackendOptions):
     )
     packing: bool = Field(default=True, description="pad-free packed batches (exact: no attention across examples)")
     batch_tokens: int = Field(default=4096, gt=0, description="tokens per micro-batch; steps accumulate micro-batches")
+    step_tokens: int | None = Field(
+        default=None, gt=0, description="tokens per optimizer step (instead of hyperparameters.batch_size examples)"
+    )
     schedule: Literal["cosine", "linear"] = "cosine"
     checkpoint_every: int = Field(default=50, ge=0, description="steps between checkpoints (0: only at the end)")
     early_stopping_patience: int | None = Field(default=None, gt=0, description="epochs without a better valid loss")
     merge: bool = Field(default=False, description="also save the merged model in the transformers layout")
     processes: int = Field(default=1, gt=0, description="train with this many processes (torchrun, DDP)")
+    shard: bool = Field(default=False, description="with processes > 1: FSDP, for models that do not fit one device")
 
 
 class LocalBackend(Backend):

@@ -38,6 +38,7 @@ class TrainSettings:
     checkpoint_every: int = 0  # steps; 0: only at the end
     method: Literal["sft", "dpo"] = "sft"
     beta: float = 0.1  # DPO
+    step_tokens: int | None = None  # if set, a step is this many tokens of examples, not batch_size examples
 
 
 @dataclass
@@ -61,6 +62,21 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
+def epoch_steps(order: list[int], lengths: Sequence[int], s: TrainSettings) -> list[list[int]]:
+    """An epoch's optimizer steps: `batch_size` examples each, or as many as fit in `step_tokens` tokens."""
+    if not s.step_tokens:
+        return [order[k : k + s.batch_size] for k in range(0, len(order), s.batch_size)]
+    steps: list[list[int]] = [[]]
+    used = 0
+    for i in order:
+        if steps[-1] and used + lengths[i] > s.step_tokens:
+            steps.append([])
+            used = 0
+        steps[-1].append(i)
+        used += lengths[i]
+    return steps
+
+
 def schedule(step: int, total: int, warmup: int, kind: str) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -78,6 +94,15 @@ def _all_sum(value: torch.Tensor) -> torch.Tensor:
     if _rank()[1] > 1:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value
+
+
+def _any(flag: bool) -> bool:
+    """True on every process if it is true on one (so all stop at the same step, never waiting on each other)."""
+    if _rank()[1] == 1:
+        return flag
+    value = torch.tensor(float(flag))
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value)
 
 
 def _sequences(examples: Sequence[Example]) -> list[Encoded]:
@@ -105,6 +130,7 @@ class Trainer:
         s: TrainSettings,
         device: torch.device,
         reference: Callable[[], Any] | None = None,
+        sharded: bool = False,
     ):
         self.model, self.train_set, self.validation_set, self.s, self.device = (
             model,
@@ -114,9 +140,14 @@ class Trainer:
             device,
         )
         self.reference = reference  # DPO: a context in which the model is its reference (adapter disabled)
+        self.sharded = sharded  # FSDP: the model reduces gradients across processes itself
+        # FSDP averages gradients over processes, where our loss (divided by the global token count) wants sums.
+        self.grad_scale = float(_rank()[1]) if sharded else 1.0
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.steps_per_epoch = math.ceil(len(train_set) / s.batch_size)
-        self.total_steps = self.steps_per_epoch * s.epochs
+        lengths = [sum(len(x.input_ids) for x in _sequences([e])) for e in train_set]
+        # Every epoch's steps are known up front (the order depends only on the seed), so the schedule is exact.
+        self.plan = [epoch_steps(epoch_order(len(train_set), s.seed, e), lengths, s) for e in range(s.epochs)]
+        self.total_steps = sum(len(steps) for steps in self.plan)
         self.optimizer = torch.optim.AdamW(self.params, lr=s.learning_rate, weight_decay=0.0)
         warmup = int(self.total_steps * s.warmup_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -131,7 +162,7 @@ class Trainer:
         for _, row in _rows(examples, self.s, self.device):
             logp, _, _ = token_logprobs(self.model, row)
             loss = -logp.sum()
-            (loss / denominator).backward()
+            (loss * self.grad_scale / denominator).backward()
             loss_sum, tokens = loss_sum + float(loss.detach()), tokens + row.tokens
         return loss_sum, tokens
 
@@ -148,7 +179,7 @@ class Trainer:
                 ref = self._pair_logps(row, n)
             margin = (policy[0::2] - ref[0::2]) - (policy[1::2] - ref[1::2])
             loss = -torch.nn.functional.logsigmoid(self.s.beta * margin).sum()
-            (loss / denominator).backward()
+            (loss * self.grad_scale / denominator).backward()
             loss_sum, tokens = loss_sum + float(loss.detach()), tokens + row.tokens
             correct += float((margin > 0).sum())
         return loss_sum, tokens, correct
@@ -194,12 +225,12 @@ class Trainer:
         self.model.train()
         started_at, started_step = time.perf_counter(), pos.step
         while pos.epoch < s.epochs:
-            order = epoch_order(len(self.train_set), s.seed, pos.epoch)
-            while pos.step_in_epoch < self.steps_per_epoch:
-                if should_stop():
+            steps = self.plan[pos.epoch]
+            while pos.step_in_epoch < len(steps):
+                if _any(should_stop()):
                     return "stopped"
                 begun = time.perf_counter()
-                chunk = order[pos.step_in_epoch * s.batch_size : (pos.step_in_epoch + 1) * s.batch_size]
+                chunk = steps[pos.step_in_epoch]
                 mine = [self.train_set[i] for i in chunk[rank::world]]
                 if s.method == "dpo":
                     denominator = float(len(chunk))
@@ -214,12 +245,13 @@ class Trainer:
                     )
                     loss_sum, tokens = self._sft_step(mine, denominator)  # type: ignore[arg-type]
                     correct = 0.0
-                if world > 1:
+                if world > 1 and not self.sharded:
                     for p in self.params:
                         if p.grad is not None:
                             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
                 totals = _all_sum(torch.tensor([loss_sum, float(tokens), correct]))
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm))
+                norm = torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm)
+                grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
                 lr = self.scheduler.get_last_lr()[0]
                 self.optimizer.step()
                 self.scheduler.step()
@@ -233,7 +265,7 @@ class Trainer:
                 metric = Metric(
                     step=pos.step,
                     total_steps=self.total_steps,
-                    epoch=round(pos.epoch + pos.step_in_epoch / self.steps_per_epoch, 4),
+                    epoch=round(pos.epoch + pos.step_in_epoch / len(steps), 4),
                     loss=round(loss, 6),
                     learning_rate=lr,
                     grad_norm=round(grad_norm, 6),
@@ -242,7 +274,7 @@ class Trainer:
                 )
                 if s.method == "dpo":
                     metric.reward_accuracy = round(float(totals[2]) / denominator, 4)
-                last_of_epoch = pos.step_in_epoch == self.steps_per_epoch
+                last_of_epoch = pos.step_in_epoch == len(steps)
                 if last_of_epoch and self.validation_set:
                     metric.valid_loss = round(self.validation_loss(), 6)
                 if rank == 0:
@@ -261,7 +293,7 @@ class Trainer:
                                 f"{pos.stale_epochs} epochs (best {pos.best_valid:.4f})"
                             )
                             return "early-stopped"
-                if s.checkpoint_every and pos.step % s.checkpoint_every == 0 and rank == 0:
+                if s.checkpoint_every and pos.step % s.checkpoint_every == 0 and rank == 0 and not self.sharded:
                     on_checkpoint()
                 if last_of_epoch:
                     break  # the next epoch, in a new order

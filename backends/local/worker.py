@@ -203,7 +203,13 @@ def run(folder: JobFolder, resume: bool) -> None:
         method=spec.method,
         beta=AUTO_BETA if hp.beta == "auto" else hp.beta,
     )
-    trainer = Trainer(model, train_set, validation_set, settings, device, reference)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    sharded = bool(options.get("shard")) and world > 1
+    if sharded:
+        if resume:
+            raise ValueError("resuming a sharded (FSDP) run is not supported; resume with shard: false")
+        _shard(model)
+    trainer = Trainer(model, train_set, validation_set, settings, device, reference, sharded=sharded)
     saved = checkpoint.latest(folder.checkpoints_dir) if resume else None
     if saved is not None:
         trainer.load_state(checkpoint.load(saved))
@@ -234,18 +240,20 @@ def run(folder: JobFolder, resume: bool) -> None:
         on_checkpoint=save_checkpoint,
         on_event=folder.event,
     )
+    full_state = _gather(model) if sharded else None  # every process takes part; rank 0 writes
     if not rank_zero:
         return
-    save_checkpoint()  # the last one: `fto resume` continues from here after a cancel
+    if not sharded:
+        save_checkpoint()  # the last one: `fto resume` continues from here after a cancel
     if outcome == "stopped":
         folder.event("cancelled; the last checkpoint is kept", level="warning")
         folder.write_status(JobStatus.CANCELLED)
         return
     output = folder.adapter_dir if options["tuning"] != "full" else folder.model_dir
-    model.save_pretrained(output)
+    model.save_pretrained(output, **({"state_dict": full_state} if full_state is not None else {}))
     tokenizer.save_pretrained(output)
     folder.event(f"saved the {'adapter' if options['tuning'] != 'full' else 'model'} to {output}")
-    if options.get("merge") and options["tuning"] != "full":
+    if options.get("merge") and options["tuning"] != "full" and not sharded:
         merged = model.merge_and_unload()
         merged.save_pretrained(folder.merged_dir)
         tokenizer.save_pretrained(folder.merged_dir)
@@ -254,6 +262,25 @@ def run(folder: JobFolder, resume: bool) -> None:
         sum(sum(p.trained_tokens for p in (e if isinstance(e, tuple) else (e,))) for e in train_set) * settings.epochs
     )
     folder.write_status(JobStatus.SUCCEEDED, fine_tuned_model=str(output), trained_tokens=trained_tokens)
+
+
+def _shard(model: Any) -> None:
+    """FSDP: each decoder layer's weights (and the rest) split across the processes, for models too big for one."""
+    import torch
+    from torch.distributed.fsdp import fully_shard
+
+    layers = next(
+        m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == model.config.num_hidden_layers
+    )
+    for layer in layers:
+        fully_shard(layer)
+    fully_shard(model)
+
+
+def _gather(model: Any) -> dict[str, Any]:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def main() -> None:

@@ -181,3 +181,20 @@ def test_two_processes_on_gloo_train_like_one_at_the_same_global_batch(tmp_path)
     assert _losses(two, two_id) == pytest.approx(_losses(one, one_id), rel=1e-4)
     valid = lambda b, j: [m.valid_loss for m in b.updates(j, None).metrics if m.valid_loss]  # noqa: E731
     assert valid(two, two_id) == pytest.approx(valid(one, one_id), rel=1e-4)
+
+
+def test_sharded_training_fsdp_on_two_processes_matches_one_and_saves_a_usable_adapter(tmp_path):
+    from backends.base import GenerationParams
+
+    train = ROWS[:96]
+    one, one_id = _start(tmp_path, _spec(epochs=2, processes=1), train, [], "job-single")
+    fsdp, fsdp_id = _start(tmp_path, _spec(epochs=2, processes=2, shard=True), train, [], "job-fsdp")
+    assert _wait(one, one_id).status == JobStatus.SUCCEEDED
+    state = _wait(fsdp, fsdp_id)
+    assert state.status == JobStatus.SUCCEEDED, state.error
+    assert _losses(fsdp, fsdp_id) == pytest.approx(_losses(one, one_id), rel=1e-4)
+    prompt = [ROWS[100].prompt_and_reference()[0]]
+    params = GenerationParams(max_new_tokens=4)
+    assert fsdp.complete_many(state.fine_tuned_model, prompt, params) == one.complete_many(
+        one.get(one_id).fine_tuned_model, prompt, params
+    )

@@ -116,3 +116,13 @@ def test_cosine_and_linear_schedules_warm_up_then_decay(setup):
         _, metrics = _train(model, examples, schedule=kind, warmup_ratio=0.25)
         rates = [m.learning_rate for m in metrics]
         assert rates[0] < rates[1] and rates[-1] < rates[2] / 5, (kind, rates)
+
+
+def test_a_step_can_be_a_number_of_tokens_instead_of_examples(setup):
+    model, _, examples = setup
+    trainer, metrics = _train(model, examples, step_tokens=600, epochs=1)
+    steps = trainer.plan[0]
+    sizes = [sum(len(examples[i].input_ids) for i in step) for step in steps]
+    assert all(size <= 600 for size in sizes[:-1]) and all(size + 60 > 600 for size in sizes[:-1])
+    assert sorted(i for step in steps for i in step) == list(range(len(examples)))
+    assert len(metrics) == len(steps) == trainer.total_steps
