@@ -63,12 +63,12 @@ def _load_model(folder: JobFolder, options: dict[str, Any], spec: JobSpec, rows:
     if options["tuning"] == "qlora":
         kwargs["quantization_config"] = _qlora_config()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base, **{"local_files_only": True})
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
     except OSError as exc:
         raise ValueError(
-            f"cannot load model {options['model']!r}: not a folder with config.json and weights, "
-            f"nor in the Hugging Face cache ({exc})"
+            f"cannot load model {options['model']!r}: not in the Hugging Face cache, and fto never downloads "
+            f"(put the model in the cache or give its folder) ({str(exc).splitlines()[0]})"
         ) from None
     except ValueError as exc:
         raise ValueError(f"{options['model']!r} is not a causal language model transformers can load: {exc}") from None

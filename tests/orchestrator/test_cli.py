@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import FTO, QUICKSTART, REPO, run_fto
+from tests.conftest import FTO, QUICKSTART, REPO, SHARED_DATA, run_fto
 
 
 def test_help_is_fast_and_imports_no_training_stack():
@@ -28,6 +28,20 @@ def test_help_is_fast_and_imports_no_training_stack():
         subprocess.run([fto, "--help"], check=True, capture_output=True)
         timings.append(time.perf_counter() - started)
     assert sorted(timings)[1] < 0.5, timings
+
+
+def test_non_training_commands_never_import_the_training_stack(tmp_path):
+    toy = SHARED_DATA / "openai-cookbook" / "toy_chat_fine_tuning.jsonl"
+    probe = (
+        "import sys; from click.testing import CliRunner; from orchestrator.cli import cli; r = CliRunner();"
+        f"r.invoke(cli, ['data', 'validate', '{toy}', '--for', 'openai']);"
+        f"assert r.invoke(cli, ['data', 'stats', '{toy}', '--json']).exit_code == 0;"
+        f"assert r.invoke(cli, ['data', 'convert', '{toy}', '--to', 'sharegpt', '-o', '{tmp_path}/o.json']).exit_code == 0;"
+        "assert r.invoke(cli, ['ls']).exit_code == 0; r.invoke(cli, ['status']);"
+        "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr
 
 
 def test_schema_is_json_schema_of_the_job_file_with_backend_options():
