@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
@@ -138,5 +139,6 @@ class Backend(ABC):
         """One assistant reply from `model` (base or fine-tuned) to `messages`."""
 
     def complete_many(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[str]:
-        """Replies to many prompts; backends that can batch override this."""
-        return [self.complete(model, messages, params) for messages in prompts]
+        """Replies to many prompts, `max_concurrency` at a time; backends that can batch override this."""
+        with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(prompts)))) as pool:
+            return list(pool.map(lambda messages: self.complete(model, messages, params), prompts))

@@ -106,6 +106,9 @@ def _evaluate_and_report(store: Any, experiment: Any) -> None:
     console.print(table(data))
     for line in verdicts(data):
         console.print(_escape(line), highlight=False)
+    for paired in data["comparisons"]:
+        if paired["scorer"] == data["scorers"][0]:
+            console.print(_escape(paired["text"]), highlight=False)
     console.print(f"report: {write_markdown(store, experiment)}")
     console.print(f"next: fto compare {experiment.id} --json  ·  fto status {experiment.id}")
 

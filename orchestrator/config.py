@@ -159,16 +159,18 @@ def _check_backend_sections(spec: JobSpec, lines: dict[Loc, int], file: str) -> 
 
 
 def _check_scorers(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
-    from orchestrator.eval.scorers import SCORERS
+    from orchestrator.eval import scorers
 
     for i, name in enumerate(spec.eval.scorers if spec.eval else []):
-        if name not in SCORERS:
+        try:
+            scorers.get(name)
+        except ConfigError as exc:
             raise ConfigError(
-                f"unknown scorer {name!r} (known: {', '.join(SCORERS)})",
+                exc.message,
                 file=file,
                 line=_line_of(("eval", "scorers", i), lines),
                 field=f"eval.scorers[{i}]",
-            )
+            ) from None
 
 
 def _resolve_paths(spec: JobSpec, base: Path, lines: dict[Loc, int], file: str) -> JobSpec:

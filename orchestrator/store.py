@@ -45,9 +45,13 @@ CREATE TABLE IF NOT EXISTS uploads (
 CREATE TABLE IF NOT EXISTS notifications (
     experiment_id TEXT PRIMARY KEY, sent_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS generations (
+    key TEXT PRIMARY KEY, output TEXT NOT NULL, created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS eval_results (
     experiment_id TEXT NOT NULL, target TEXT NOT NULL, job_id TEXT, backend TEXT NOT NULL, model TEXT NOT NULL,
     scorer TEXT NOT NULL, score REAL NOT NULL, examples INTEGER NOT NULL, created_at TEXT NOT NULL,
+    low REAL, high REAL,
     PRIMARY KEY (experiment_id, target, scorer)
 );
 """
@@ -81,6 +85,10 @@ class Store:
         for column, kind in (("submit_started_at", "TEXT"), ("lease_owner", "TEXT"), ("lease_until", "REAL")):
             if column not in have:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        scored = {row[1] for row in self._db.execute("PRAGMA table_info(eval_results)")}
+        for column in ("low", "high"):
+            if column not in scored:
+                self._db.execute(f"ALTER TABLE eval_results ADD COLUMN {column} REAL")
 
     def close(self) -> None:
         self._db.close()
@@ -361,15 +369,44 @@ class Store:
         job_id: str | None,
         backend: str,
         model: str,
-        scores: dict[str, float],
+        scores: dict[str, tuple[float, float, float]],
         examples: int,
     ) -> None:
+        """Scores per scorer as (score, interval low, interval high)."""
         with self._tx() as db:
-            for scorer, score in scores.items():
+            for scorer, (score, low, high) in scores.items():
                 db.execute(
-                    "INSERT OR REPLACE INTO eval_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (experiment_id, target, job_id, backend, model, scorer, score, examples, now().isoformat()),
+                    "INSERT OR REPLACE INTO eval_results (experiment_id, target, job_id, backend, model, scorer, score,"
+                    " examples, created_at, low, high) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        experiment_id,
+                        target,
+                        job_id,
+                        backend,
+                        model,
+                        scorer,
+                        score,
+                        examples,
+                        now().isoformat(),
+                        low,
+                        high,
+                    ),
                 )
+
+    def cached_generations(self, keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for k in range(0, len(keys), 500):
+            chunk = keys[k : k + 500]
+            rows = self._db.execute(
+                f"SELECT key, output FROM generations WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            )
+            found.update((r[0], r[1]) for r in rows)
+        return found
+
+    def save_generations(self, items: list[tuple[str, str]]) -> None:
+        stamp = now().isoformat()
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?)", [(k, o, stamp) for k, o in items])
 
     def scores(self, experiment_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT * FROM eval_results WHERE experiment_id = ? ORDER BY rowid", (experiment_id,))

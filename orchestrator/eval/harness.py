@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import fmean
@@ -10,11 +12,13 @@ from statistics import fmean
 from backends.base import Backend, GenerationParams
 from orchestrator.data.load import load_conversations
 from orchestrator.errors import FtoError
-from orchestrator.eval.scorers import SCORERS
+from orchestrator.eval.scorers import Scorer, normalize
+from orchestrator.eval.scorers import get as get_scorer
+from orchestrator.eval.stats import bootstrap_interval
 from orchestrator.paths import experiment_dir
 from orchestrator.store import Store
 from orchestrator.submit import backend_for
-from schemas import Experiment, JobStatus
+from schemas import Experiment, JobStatus, Message
 
 CHUNK = 16  # examples per generation call: the progress bar moves at this grain
 
@@ -43,6 +47,51 @@ def targets(store: Store, experiment: Experiment) -> list[Target]:
     return found
 
 
+def generation_key(target: Target, messages: list[Message], params: GenerationParams) -> str:
+    """What a generation depends on: the same key means the same answer can be reused."""
+    payload = [target.backend, target.model, [m.model_dump(exclude_none=True) for m in messages], params.model_dump()]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def generate(
+    store: Store,
+    backend: Backend,
+    target: Target,
+    prompts: list[list[Message]],
+    params: GenerationParams,
+    on_progress: OnProgress | None = None,
+) -> list[str]:
+    """Outputs for every prompt; cached ones are reused, new ones are stored chunk by chunk, so an interrupted
+    eval resumes where it stopped and a re-run costs nothing."""
+    keys = [generation_key(target, p, params) for p in prompts]
+    cached = store.cached_generations(keys)
+    missing = [i for i, k in enumerate(keys) if k not in cached]
+    done = len(prompts) - len(missing)
+    if on_progress:
+        on_progress(target.label, done, len(prompts))
+    for k in range(0, len(missing), CHUNK):
+        chunk = missing[k : k + CHUNK]
+        outputs = backend.complete_many(target.model, [prompts[i] for i in chunk], params)
+        store.save_generations([(keys[i], out) for i, out in zip(chunk, outputs, strict=True)])
+        cached.update((keys[i], out) for i, out in zip(chunk, outputs, strict=True))
+        done += len(chunk)
+        if on_progress:
+            on_progress(target.label, done, len(prompts))
+    return [cached[k] for k in keys]
+
+
+def _aggregate(
+    scorer: Scorer, values: list[float], labels: list[tuple[str, str]], seed: int
+) -> tuple[float, float, float]:
+    if scorer.aggregate is None:
+        low, high = bootstrap_interval(values, seed)
+        return fmean(values), low, high
+    rng = random.Random(seed)
+    n = len(labels)
+    resampled = sorted(scorer.aggregate([labels[rng.randrange(n)] for _ in range(n)]) for _ in range(500))
+    return scorer.aggregate(labels), resampled[12], resampled[487]
+
+
 def evaluate(
     store: Store, experiment: Experiment, on_progress: OnProgress | None = None
 ) -> dict[str, dict[str, float]]:
@@ -54,9 +103,10 @@ def evaluate(
     examples = load_conversations(folder / "eval.jsonl")
     if not examples:
         raise FtoError(f"experiment {experiment.id} has no eval examples")
+    scorers = [get_scorer(name) for name in spec.eval.scorers]
     pairs = [e.prompt_and_reference() for e in examples]
-    prompts = [p for p, _ in pairs]
-    references = [r.content or "" for _, r in pairs]
+    prompts = [list(p) for p, _ in pairs]
+    references = [r for _, r in pairs]
     params = GenerationParams(
         max_new_tokens=spec.eval.max_new_tokens, temperature=spec.eval.temperature, seed=spec.seed
     )
@@ -65,21 +115,19 @@ def evaluate(
     (folder / "eval").mkdir(exist_ok=True)
     for target in targets(store, experiment):
         backend = backends.setdefault(target.backend, backend_for(spec, target.backend))
-        outputs: list[str] = []
-        for k in range(0, len(prompts), CHUNK):
-            outputs.extend(backend.complete_many(target.model, prompts[k : k + CHUNK], params))
-            if on_progress:
-                on_progress(target.label, len(outputs), len(prompts))
+        outputs = generate(store, backend, target, prompts, params, on_progress)
         per_example = [
-            {name: SCORERS[name](out, ref) for name in spec.eval.scorers}
-            for out, ref in zip(outputs, references, strict=True)
+            {s.name: float(s.score(out, ref, example)) for s in scorers}
+            for out, ref, example in zip(outputs, references, examples, strict=True)
         ]
-        scores = {name: fmean(s[name] for s in per_example) for name in spec.eval.scorers}
+        labels = [(normalize(out), normalize(ref.content or "")) for out, ref in zip(outputs, references, strict=True)]
+        scores = {s.name: _aggregate(s, [p[s.name] for p in per_example], labels, spec.seed) for s in scorers}
         store.save_scores(
             experiment.id, target.label, target.job_id, target.backend, target.model, scores, len(outputs)
         )
         with open(folder / "eval" / f"{target.label.replace('/', '.')}.jsonl", "w", encoding="utf-8") as f:
-            for example, out, ref, s in zip(examples, outputs, references, per_example, strict=True):
-                f.write(json.dumps({"line": example.source_line, "output": out, "reference": ref, "scores": s}) + "\n")
-        results[target.label] = scores
+            for example, out, ref, sc in zip(examples, outputs, references, per_example, strict=True):
+                row = {"line": example.source_line, "output": out, "reference": ref.content, "scores": sc}
+                f.write(json.dumps(row) + "\n")
+        results[target.label] = {name: value[0] for name, value in scores.items()}
     return results

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.table import Table
 
+from orchestrator.eval.stats import paired_comparison
 from orchestrator.paths import experiment_dir
 from orchestrator.store import Store
 from schemas import Experiment
@@ -28,9 +30,11 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
                 "job": r["job_id"],
                 "examples": r["examples"],
                 "scores": {},
+                "intervals": {},
             },
         )
         row["scores"][r["scorer"]] = r["score"]
+        row["intervals"][r["scorer"]] = [r["low"], r["high"]]
     job_rows = []
     for job in jobs.values():
         last = store.last_metric(job.id)
@@ -55,19 +59,59 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         "scorers": scorers,
         "models": list(rows.values()),
         "jobs": job_rows,
+        "comparisons": comparisons(experiment, list(rows), scorers),
     }
 
 
+def _per_example(experiment: Experiment, target: str, scorer: str) -> list[float] | None:
+    path = experiment_dir(experiment.id) / "eval" / f"{target.replace('/', '.')}.jsonl"
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line)["scores"].get(scorer, float("nan")) for line in f if line.strip()]
+
+
+def comparisons(experiment: Experiment, targets: list[str], scorers: list[str]) -> list[dict[str, Any]]:
+    """Each fine-tuned model against its base, on the same examples, per scorer: is the difference real?"""
+    found = []
+    for tuned in (t for t in targets if t.endswith("/fine-tuned")):
+        base = tuned.removesuffix("/fine-tuned") + "/base"
+        if base not in targets:
+            continue
+        for scorer in scorers:
+            a, b = _per_example(experiment, base, scorer), _per_example(experiment, tuned, scorer)
+            if not a or not b or len(a) != len(b):
+                continue
+            result = paired_comparison(a, b, seed=experiment.spec.seed)
+            found.append(
+                {
+                    "a": base,
+                    "b": tuned,
+                    "scorer": scorer,
+                    "difference": result.difference,
+                    "interval": list(result.interval),
+                    "p_value": result.p_value,
+                    "significant": result.significant,
+                    "text": result.describe(base, tuned),
+                }
+            )
+    return found
+
+
+def _cell(row: dict[str, Any], scorer: str) -> str:
+    score = row["scores"].get(scorer, float("nan"))
+    low, high = row.get("intervals", {}).get(scorer) or (None, None)
+    return f"{score:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
+
+
 def table(data: dict[str, Any]) -> Table:
-    t = Table(title=f"{data['name']} ({data['experiment']})")
+    t = Table(title=f"{data['name']} ({data['experiment']}) — scores with 95% bootstrap intervals")
     t.add_column("model")
     for scorer in data["scorers"]:
         t.add_column(scorer, justify="right")
     t.add_column("examples", justify="right")
     for row in data["models"]:
-        t.add_row(
-            row["target"], *(f"{row['scores'].get(s, float('nan')):.3f}" for s in data["scorers"]), str(row["examples"])
-        )
+        t.add_row(row["target"], *(_cell(row, s) for s in data["scorers"]), str(row["examples"]))
     return t
 
 
@@ -76,7 +120,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines.append("| model | " + " | ".join(data["scorers"]) + " | examples |")
     lines.append("|---|" + "---:|" * (len(data["scorers"]) + 1))
     for row in data["models"]:
-        cells = " | ".join(f"{row['scores'].get(s, float('nan')):.3f}" for s in data["scorers"])
+        cells = " | ".join(_cell(row, s) for s in data["scorers"])
         lines.append(f"| {row['target']} | {cells} | {row['examples']} |")
     lines += [
         "",
@@ -90,6 +134,9 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {j['job']} | {j['backend']} | {j['status']} | {_num(j['final_loss'])} | "
             f"{_num(j['final_valid_loss'])} | {j['trained_tokens'] or ''} | {_num(j['minutes'])} |"
         )
+    if data.get("comparisons"):
+        lines += ["", "## Fine-tuned vs base (paired bootstrap on the same examples)", ""]
+        lines += [f"- {c['text']} [{c['scorer']}]" for c in data["comparisons"]]
     failed = [j for j in data["jobs"] if j["error"]]
     if failed:
         lines += ["", "## Errors", ""] + [f"- `{j['job']}` ({j['backend']}): {j['error']}" for j in failed]

@@ -1,15 +1,29 @@
-"""Scorers: (prediction, reference) → a score in [0, 1]."""
+"""Scorers: how well an output matches its reference, one number per example in [0, 1].
+
+A scorer sees the output, the reference reply and the example; corpus-level metrics (macro-F1) aggregate the
+examples' (prediction, reference) labels instead of averaging. Other packages add scorers through the
+`fto.scorers` entry-point group, and a job file may name any `module:function`.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
 import string
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
 
-Scorer = Callable[[str, str], float]
+from orchestrator.errors import ConfigError
+from schemas import Message
+
+ScoreFn = Callable[[str, Message, Any], float]  # output, reference message, example → score
 
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
 def normalize(text: str) -> str:
@@ -17,13 +31,17 @@ def normalize(text: str) -> str:
     return " ".join(_PUNCT.sub(" ", text.lower()).split())
 
 
-def exact_match(prediction: str, reference: str) -> float:
-    return float(prediction.strip() == reference.strip())
+def exact_match(output: str, reference: Message, example: Any = None) -> float:
+    return float(output.strip() == (reference.content or "").strip())
 
 
-def token_f1(prediction: str, reference: str) -> float:
+def normalized_match(output: str, reference: Message, example: Any = None) -> float:
+    return float(normalize(output) == normalize(reference.content or ""))
+
+
+def token_f1(output: str, reference: Message, example: Any = None) -> float:
     """Harmonic mean of token precision and recall after normalising; two empty strings match."""
-    pred, ref = normalize(prediction).split(), normalize(reference).split()
+    pred, ref = normalize(output).split(), normalize(reference.content or "").split()
     if not pred or not ref:
         return float(pred == ref)
     common = sum((Counter(pred) & Counter(ref)).values())
@@ -33,4 +51,132 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-SCORERS: dict[str, Scorer] = {"exact_match": exact_match, "token_f1": token_f1}
+def rouge_l(output: str, reference: Message, example: Any = None) -> float:
+    """ROUGE-L F-measure: the longest common subsequence of normalised tokens."""
+    pred, ref = normalize(output).split(), normalize(reference.content or "").split()
+    if not pred or not ref:
+        return float(pred == ref)
+    previous = [0] * (len(ref) + 1)
+    for p in pred:
+        current = [0]
+        for j, r in enumerate(ref, start=1):
+            current.append(previous[j - 1] + 1 if p == r else max(previous[j], current[-1]))
+        previous = current
+    lcs = previous[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(pred), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def final_number(text: str) -> float | None:
+    """The answer a math solution ends on: after GSM8K's '#### ', else the last number in the text."""
+    tail = text.split("####")[-1] if "####" in text else text
+    found = _NUMBER.findall(tail)
+    if not found:
+        return None
+    try:
+        return float(found[-1 if "####" not in text else 0].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def numeric_match(output: str, reference: Message, example: Any = None) -> float:
+    got, want = final_number(output), final_number(reference.content or "")
+    return float(got is not None and want is not None and abs(got - want) < 1e-6)
+
+
+def json_valid(output: str, reference: Message, example: Any = None) -> float:
+    try:
+        json.loads(output)
+    except (json.JSONDecodeError, ValueError):
+        return 0.0
+    return 1.0
+
+
+def json_match(output: str, reference: Message, example: Any = None) -> float:
+    """The output parses to the same JSON value as the reference (key order and spacing aside)."""
+    try:
+        return float(json.loads(output) == json.loads(reference.content or ""))
+    except (json.JSONDecodeError, ValueError):
+        return 0.0
+
+
+def tool_call_match(output: str, reference: Message, example: Any = None) -> float:
+    """1 when the output calls the reference's tool with the same arguments, 0.5 for the right tool only.
+
+    The output is the call as JSON ({"name", "arguments"}), as fto's backends return tool calls.
+    """
+    if not reference.tool_calls:
+        return float(not output.strip().startswith("{"))
+    want = reference.tool_calls[0]
+    try:
+        got = json.loads(output)
+    except (json.JSONDecodeError, ValueError):
+        return 0.0
+    if isinstance(got, list):
+        got = got[0] if got else {}
+    if not isinstance(got, dict) or got.get("name") != want.name:
+        return 0.0
+    args = got.get("arguments")
+    args = json.loads(args) if isinstance(args, str) and args.strip().startswith("{") else args
+    return 1.0 if args == json.loads(want.arguments or "{}") else 0.5
+
+
+def macro_f1(labels: Sequence[tuple[str, str]]) -> float:
+    """Classification macro-F1 over (predicted, reference) labels: every class counts alike."""
+    classes = {ref for _, ref in labels} | {pred for pred, _ in labels}
+    scores = []
+    for c in {ref for _, ref in labels}:
+        tp = sum(1 for p, r in labels if p == c and r == c)
+        fp = sum(1 for p, r in labels if p == c and r != c)
+        fn = sum(1 for p, r in labels if p != c and r == c)
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return sum(scores) / len(scores) if scores and classes else 0.0
+
+
+@dataclass(frozen=True)
+class Scorer:
+    name: str
+    score: ScoreFn
+    aggregate: Callable[[Sequence[tuple[str, str]]], float] | None = None  # corpus-level, from labels
+
+
+BUILT_IN: dict[str, Scorer] = {
+    s.name: s
+    for s in (
+        Scorer("exact_match", exact_match),
+        Scorer("normalized_match", normalized_match),
+        Scorer("token_f1", token_f1),
+        Scorer("rouge_l", rouge_l),
+        Scorer("numeric_match", numeric_match),
+        Scorer("accuracy", normalized_match),
+        Scorer("macro_f1", normalized_match, aggregate=macro_f1),
+        Scorer("json_valid", json_valid),
+        Scorer("json_match", json_match),
+        Scorer("tool_call_match", tool_call_match),
+    )
+}
+SCORERS = BUILT_IN  # names known without importing plugins (for validation messages)
+
+
+def known() -> list[str]:
+    return sorted(BUILT_IN) + sorted(ep.name for ep in entry_points(group="fto.scorers"))
+
+
+def get(name: str) -> Scorer:
+    """A built-in scorer, one registered under `fto.scorers`, or a `module:function` path."""
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    plugins = {ep.name: ep for ep in entry_points(group="fto.scorers")}
+    if name in plugins:
+        return Scorer(name, plugins[name].load())
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            return Scorer(name, getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"cannot load scorer {name!r}: {exc}", field="eval.scorers") from None
+    raise ConfigError(
+        f"unknown scorer {name!r} (known: {', '.join(known())}, or module:function)", field="eval.scorers"
+    )

@@ -1,0 +1,58 @@
+"""The eval harness over real HTTP: generations cached and resumed, custom scorers, intervals and comparisons."""
+
+import json
+import os
+import sqlite3
+
+import yaml
+
+from orchestrator.store import Store
+from tests.conftest import ANIMALS, run_fto
+
+
+def _job(tmp_path, url: str, scorers: list[str]) -> str:
+    spec = {
+        "name": "ev",
+        "data": {"train": str(ANIMALS), "validation": 0.1},
+        "backends": {"sim": {"url": url, "duration": 0.5, "min_poll_interval": 0.2, "max_poll_interval": 0.4}},
+        "eval": {"max_examples": 30, "max_new_tokens": 8, "scorers": scorers},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def test_generations_are_cached_so_a_rerun_is_free_and_an_interrupted_eval_resumes(sim_server, tmp_path, monkeypatch):
+    (tmp_path / "my_scorers.py").write_text(
+        "def mentions_echo(output, reference, example):\n    return float('echo' in output)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    server = sim_server()
+    result = run_fto("run", _job(tmp_path, server.url, ["exact_match", "my_scorers:mentions_echo", "rouge_l"]))
+    assert result.returncode == 0, result.stderr
+    calls = server.stats()["requests"]["POST /v1/chat/completions"]
+    assert calls == 60  # 30 examples, base and fine-tuned
+
+    assert run_fto("eval").returncode == 0
+    assert server.stats()["requests"]["POST /v1/chat/completions"] == calls  # all from the cache
+
+    store = Store()
+    with sqlite3.connect(store.path) as db:  # as if the eval had been interrupted after 50 generations
+        db.execute("DELETE FROM generations WHERE rowid IN (SELECT rowid FROM generations LIMIT 10)")
+    assert run_fto("eval").returncode == 0
+    assert server.stats()["requests"]["POST /v1/chat/completions"] == calls + 10
+
+    report = json.loads(run_fto("compare", "--json").stdout)
+    scores = {m["target"]: m["scores"] for m in report["models"]}
+    assert scores["sim/fine-tuned"]["my_scorers:mentions_echo"] == 1.0  # the sim echoes the prompt
+    for model in report["models"]:
+        for scorer, (low, high) in model["intervals"].items():
+            assert low <= model["scores"][scorer] <= high
+    assert {c["scorer"] for c in report["comparisons"]} == {"exact_match", "my_scorers:mentions_echo", "rouge_l"}
+    assert all(not c["significant"] for c in report["comparisons"])  # the sim's two models answer alike
+
+
+def test_an_unknown_scorer_in_the_job_file_names_its_line(sim_server, tmp_path):
+    server = sim_server()
+    result = run_fto("submit", _job(tmp_path, server.url, ["exact_match", "bleu"]))
+    assert result.returncode == 2 and "eval.scorers[1]: unknown scorer 'bleu'" in result.stderr
