@@ -97,7 +97,7 @@ def _wait(store: Any, job_ids: list[str]) -> list[Any]:
 
 def _evaluate_and_report(store: Any, experiment: Any) -> None:
     from orchestrator.eval.harness import evaluate
-    from orchestrator.eval.report import comparison, table, verdicts, write_markdown
+    from orchestrator.eval.report import comparison, table, verdicts, write_reports
     from orchestrator.progress import EvalProgress
 
     with EvalProgress(console) as show:
@@ -109,7 +109,8 @@ def _evaluate_and_report(store: Any, experiment: Any) -> None:
     for paired in data["comparisons"]:
         if paired["scorer"] == data["scorers"][0]:
             console.print(_escape(paired["text"]), highlight=False)
-    console.print(f"report: {write_markdown(store, experiment)}")
+    markdown_path, html_path = write_reports(store, experiment)
+    console.print(f"report: {html_path}  (markdown: {markdown_path})")
     console.print(f"next: fto compare {experiment.id} --json  ·  fto status {experiment.id}")
 
 

@@ -43,6 +43,7 @@ class SimProvider:
     fail_rate: float = 0.0  # fraction of requests answered with 429, 500 or a stall
     job_failure_rate: float = 0.0  # fraction of jobs that end failed
     stall: float = 2.0  # seconds a stalled request takes (longer than clients wait)
+    latency: float = 0.0  # seconds each chat completion takes, as a model's answer would
     seed: int = 0
     jobs: dict[str, SimJob] = field(default_factory=dict)
     files: set[str] = field(default_factory=set)
@@ -111,6 +112,8 @@ class SimProvider:
         status, payload = self.handle(method, path, query, body)
         if fault == "stall":  # carried out, but the answer comes after the client has given up
             await asyncio.sleep(self.stall)
+        elif self.latency and route == "POST /v1/chat/completions":
+            await asyncio.sleep(self.latency)
         await _send(send, status, payload)
 
     def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
@@ -193,6 +196,7 @@ def main() -> None:
     parser.add_argument("--job-failure-rate", type=float, default=0.0)
     parser.add_argument("--stall", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
     args = parser.parse_args()
     serve(
         args.host,
@@ -203,6 +207,7 @@ def main() -> None:
             job_failure_rate=args.job_failure_rate,
             stall=args.stall,
             seed=args.seed,
+            latency=args.latency,
         ),
     )
 

@@ -69,8 +69,9 @@ def generate(
     done = len(prompts) - len(missing)
     if on_progress:
         on_progress(target.label, done, len(prompts))
-    for k in range(0, len(missing), CHUNK):
-        chunk = missing[k : k + CHUNK]
+    size = max(CHUNK, 4 * backend.max_concurrency)  # enough to keep every concurrent slot busy
+    for k in range(0, len(missing), size):
+        chunk = missing[k : k + size]
         outputs = backend.complete_many(target.model, [prompts[i] for i in chunk], params)
         store.save_generations([(keys[i], out) for i, out in zip(chunk, outputs, strict=True)])
         cached.update((keys[i], out) for i, out in zip(chunk, outputs, strict=True))

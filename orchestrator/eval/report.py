@@ -147,10 +147,15 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
 
 
-def write_markdown(store: Store, experiment: Experiment) -> str:
-    path = experiment_dir(experiment.id) / "report.md"
-    path.write_text(markdown(comparison(store, experiment)), encoding="utf-8")
-    return str(path)
+def write_reports(store: Store, experiment: Experiment) -> tuple[str, str]:
+    """report.md (for a pull request) and report.html (self-contained, with charts) in the experiment folder."""
+    from orchestrator.eval.html import render
+
+    data = comparison(store, experiment)
+    folder = experiment_dir(experiment.id)
+    (folder / "report.md").write_text(markdown(data), encoding="utf-8")
+    (folder / "report.html").write_text(render(store, experiment, data), encoding="utf-8")
+    return str(folder / "report.md"), str(folder / "report.html")
 
 
 def verdicts(data: dict[str, Any]) -> list[str]:
