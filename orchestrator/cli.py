@@ -95,13 +95,13 @@ def _wait(store: Any, job_ids: list[str]) -> list[Any]:
     return jobs
 
 
-def _evaluate_and_report(store: Any, experiment: Any) -> None:
+def _evaluate_and_report(store: Any, experiment: Any, extra: list[Any] | None = None, only_extra: bool = False) -> None:
     from orchestrator.eval.harness import evaluate
     from orchestrator.eval.report import comparison, table, verdicts, write_reports
     from orchestrator.progress import EvalProgress
 
     with EvalProgress(console) as show:
-        evaluate(store, experiment, on_progress=show)
+        evaluate(store, experiment, on_progress=show, extra=extra, only_extra=only_extra)
     data = comparison(store, experiment)
     console.print(table(data))
     for line in verdicts(data):
@@ -296,11 +296,71 @@ def resume(job_id: str, no_wait: bool) -> None:
 
 @cli.command(name="eval")
 @click.argument("experiment", required=False)
-def eval_(experiment: str | None) -> None:
-    """Evaluate the base and fine-tuned models of an experiment (default: the latest) and report."""
+@click.option(
+    "--target",
+    "-t",
+    "target_specs",
+    multiple=True,
+    help="also evaluate: job:ID, an experiment, or BACKEND:MODEL (e.g. local:/models/x, sim:sim-base)",
+)
+@click.option("--data", "data_file", type=click.Path(dir_okay=False), help="an eval set (any format) instead")
+@click.option("--scorer", "scorer_names", multiple=True, help="scorers for --data (default exact_match, token_f1)")
+@click.option("--max-examples", type=int, default=100, show_default=True, help="with --data")
+def eval_(
+    experiment: str | None,
+    target_specs: tuple[str, ...],
+    data_file: str | None,
+    scorer_names: tuple[str, ...],
+    max_examples: int,
+) -> None:
+    """Evaluate models on the same examples and report.
+
+    By default: the base and fine-tuned models of an experiment (default: the latest) on its held-out examples,
+    plus any --target. With --data FILE: only the --target models, on that file (an experiment of its own).
+    """
+    from orchestrator.eval.harness import parse_target
+
     store = _store()
-    exp = store.experiment(experiment) if experiment else store.latest_experiment()
-    _evaluate_and_report(store, exp)
+    if data_file:
+        if not target_specs:
+            raise FtoError("--data needs at least one --target to evaluate")
+        exp = _eval_only_experiment(store, data_file, list(scorer_names), max_examples)
+        only_extra = True
+    else:
+        exp = store.experiment(experiment) if experiment else store.latest_experiment()
+        only_extra = False
+    extra = [t for spec in target_specs for t in parse_target(store, spec, exp.spec)]
+    _evaluate_and_report(store, exp, extra, only_extra)
+
+
+def _eval_only_experiment(store: Any, data_file: str, scorer_names: list[str], max_examples: int) -> Any:
+    """An experiment with no jobs: the eval set of one file, for comparing models that already exist."""
+    from pathlib import Path
+
+    from orchestrator.data.load import load_splits, save_conversations
+    from orchestrator.paths import experiment_dir
+    from schemas import JobSpec
+
+    path = Path(data_file).resolve()
+    spec = JobSpec.model_validate(
+        {
+            "name": f"eval-{path.stem}"[:60],
+            "data": {"train": str(path), "validation": None},
+            "eval": {
+                "data": str(path),
+                "max_examples": max_examples,
+                **({"scorers": scorer_names} if scorer_names else {}),
+            },
+        }
+    )
+    from orchestrator.eval import scorers
+
+    for name in spec.eval.scorers if spec.eval else []:
+        scorers.get(name)
+    data = load_splits(spec)
+    experiment, _ = store.create_experiment(spec, None, [])
+    save_conversations(data.eval, experiment_dir(experiment.id) / "eval.jsonl")
+    return experiment
 
 
 @cli.command()

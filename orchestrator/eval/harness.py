@@ -5,20 +5,21 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import fmean
 
+from backends import registry
 from backends.base import Backend, GenerationParams
 from orchestrator.data.load import load_conversations
-from orchestrator.errors import FtoError
+from orchestrator.errors import FtoError, NotFoundError
 from orchestrator.eval.scorers import Scorer, normalize
 from orchestrator.eval.scorers import get as get_scorer
 from orchestrator.eval.stats import bootstrap_interval
 from orchestrator.paths import experiment_dir
 from orchestrator.store import Store
-from orchestrator.submit import backend_for
-from schemas import Experiment, JobStatus, Message
+from schemas import BackendSection, Experiment, JobSpec, JobStatus, Message
 
 CHUNK = 16  # examples per generation call: the progress bar moves at this grain
 
@@ -29,22 +30,49 @@ OnProgress = Callable[[str, int, int], None]  # target, done, total
 class Target:
     """A model to evaluate, addressed the same way whatever the backend."""
 
-    label: str  # e.g. "local/base", "local/fine-tuned"
-    backend: str
+    label: str  # e.g. "local/base", "local/fine-tuned", "openai/gpt-4o-mini"
+    backend: str  # a backend section's name (or a registered backend's)
     model: str
     job_id: str | None
+    section: BackendSection | None = None  # the backend's options, from the job file it came from
+
+    def make_backend(self) -> Backend:
+        return registry.create(self.backend, self.section)
 
 
 def targets(store: Store, experiment: Experiment) -> list[Target]:
+    """Every succeeded job of an experiment: its fine-tuned model, and its base unless eval.base is off."""
     spec_eval = experiment.spec.eval
     found: list[Target] = []
     for job in store.jobs(experiment.id):
         if job.status != JobStatus.SUCCEEDED or not job.fine_tuned_model:
             continue
-        if spec_eval and spec_eval.base and job.base_model:
-            found.append(Target(f"{job.backend}/base", job.backend, job.base_model, job.id))
-        found.append(Target(f"{job.backend}/fine-tuned", job.backend, job.fine_tuned_model, job.id))
+        section = store.experiment(job.experiment_id).spec.backends.get(job.backend)
+        if (spec_eval is None or spec_eval.base) and job.base_model:
+            found.append(Target(f"{job.backend}/base", job.backend, job.base_model, job.id, section))
+        found.append(Target(f"{job.backend}/fine-tuned", job.backend, job.fine_tuned_model, job.id, section))
     return found
+
+
+def parse_target(store: Store, text: str, spec: JobSpec | None) -> list[Target]:
+    """`job:ID`, an experiment id or name, or `BACKEND:MODEL` (e.g. `local:/models/qwen`, `openai:gpt-4o-mini`)."""
+    kind, _, rest = text.partition(":")
+    if kind == "job" and rest:
+        job = store.job(rest)
+        if job.status != JobStatus.SUCCEEDED or not job.fine_tuned_model:
+            raise FtoError(f"job {rest} has no fine-tuned model (it is {job.status.value})")
+        section = store.experiment(job.experiment_id).spec.backends.get(job.backend)
+        return [Target(f"{job.backend}/{job.id}", job.backend, job.fine_tuned_model, job.id, section)]
+    if rest and (kind in registry.available() or (spec and kind in spec.backends)):
+        section = spec.backends.get(kind) if spec else None
+        return [Target(f"{kind}/{rest}", kind, rest, None, section)]
+    try:
+        return targets(store, store.experiment(text))
+    except NotFoundError:
+        raise FtoError(
+            f"unknown target {text!r}: use job:ID, an experiment, or BACKEND:MODEL with a backend among "
+            f"{', '.join(sorted(registry.available()))}"
+        ) from None
 
 
 def generation_key(target: Target, messages: list[Message], params: GenerationParams) -> str:
@@ -94,9 +122,16 @@ def _aggregate(
 
 
 def evaluate(
-    store: Store, experiment: Experiment, on_progress: OnProgress | None = None
+    store: Store,
+    experiment: Experiment,
+    on_progress: OnProgress | None = None,
+    extra: list[Target] | None = None,
+    only_extra: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """Scores per target label; per-example outputs go to the experiment's eval/ folder."""
+    """Scores per target label; per-example outputs go to the experiment's eval/ folder.
+
+    The targets are the experiment's models and any `extra` ones (or only those), all on the same examples.
+    """
     spec = experiment.spec
     if spec.eval is None:
         raise FtoError(f"experiment {experiment.id} has no eval section")
@@ -114,9 +149,18 @@ def evaluate(
     backends: dict[str, Backend] = {}
     results: dict[str, dict[str, float]] = {}
     (folder / "eval").mkdir(exist_ok=True)
-    for target in targets(store, experiment):
-        backend = backends.setdefault(target.backend, backend_for(spec, target.backend))
+    chosen = ([] if only_extra else targets(store, experiment)) + list(extra or [])
+    timing: dict[str, float] = {}
+    if not chosen:
+        raise FtoError(f"experiment {experiment.id} has no model to evaluate yet (no succeeded job, no --target)")
+    for target in chosen:
+        key = f"{target.backend} {target.section.model_dump_json() if target.section else ''}"
+        if key not in backends:
+            backends[key] = target.make_backend()
+        backend = backends[key]
+        started = time.perf_counter()
         outputs = generate(store, backend, target, prompts, params, on_progress)
+        seconds = time.perf_counter() - started
         per_example = [
             {s.name: float(s.score(out, ref, example)) for s in scorers}
             for out, ref, example in zip(outputs, references, examples, strict=True)
@@ -131,4 +175,6 @@ def evaluate(
                 row = {"line": example.source_line, "output": out, "reference": ref.content, "scores": sc}
                 f.write(json.dumps(row) + "\n")
         results[target.label] = {name: value[0] for name, value in scores.items()}
+        timing[target.label] = round(seconds, 3)
+    (folder / "eval" / "timing.json").write_text(json.dumps(timing))  # seconds of generation per model (0: cached)
     return results

@@ -56,3 +56,30 @@ def test_an_unknown_scorer_in_the_job_file_names_its_line(sim_server, tmp_path):
     server = sim_server()
     result = run_fto("submit", _job(tmp_path, server.url, ["exact_match", "bleu"]))
     assert result.returncode == 2 and "eval.scorers[1]: unknown scorer 'bleu'" in result.stderr
+
+
+def test_any_models_on_any_eval_file_addressed_the_same_way(sim_server, tmp_path, monkeypatch):
+    from tests.conftest import SHARED_DATA
+
+    server = sim_server()
+    monkeypatch.setenv("FTO_SIM_URL", server.url)
+    gsm8k = SHARED_DATA / "gsm8k" / "test.jsonl"
+    result = run_fto("eval", "--data", str(gsm8k), "--target", "sim:sim-base", "--target", "sim:sim-large",
+                     "--scorer", "numeric_match", "--scorer", "rouge_l", "--max-examples", "20")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(run_fto("compare", "--json").stdout)
+    assert report["name"] == "eval-test" and report["scorers"] == ["numeric_match", "rouge_l"]
+    assert [m["target"] for m in report["models"]] == ["sim/sim-base", "sim/sim-large"]
+    assert all(m["examples"] == 20 for m in report["models"])
+    assert server.stats()["requests"]["POST /v1/chat/completions"] == 40
+
+    # a fine-tuned job joins an experiment's comparison as job:ID
+    assert run_fto("run", _job(tmp_path, server.url, ["exact_match"])).returncode == 0
+    (job,) = [j for j in Store().jobs() if j.backend == "sim"]
+    extra = run_fto("eval", job.experiment_id, "--target", f"job:{job.id}", "--target", "sim:sim-large")
+    assert extra.returncode == 0, extra.stderr
+    targets = [m["target"] for m in json.loads(run_fto("compare", job.experiment_id, "--json").stdout)["models"]]
+    assert set(targets) == {"sim/base", "sim/fine-tuned", f"sim/{job.id}", "sim/sim-large"}
+
+    bad = run_fto("eval", "--data", str(gsm8k), "--target", "nowhere:model")
+    assert bad.returncode == 1 and "unknown target 'nowhere:model'" in bad.stderr
