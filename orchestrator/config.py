@@ -162,6 +162,13 @@ def _check_scorers(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
     from orchestrator.eval import scorers
 
     for i, name in enumerate(spec.eval.scorers if spec.eval else []):
+        if name == "judge" and spec.eval and spec.eval.judge is None:
+            raise ConfigError(
+                "the judge scorer needs an eval.judge section (provider, model)",
+                file=file,
+                line=_line_of(("eval", "scorers", i), lines),
+                field=f"eval.scorers[{i}]",
+            )
         try:
             scorers.get(name)
         except ConfigError as exc:

@@ -7,6 +7,7 @@ from schemas.job_spec import (
     EvalSpec,
     Hyperparameters,
     JobSpec,
+    JudgeSpec,
     LoraSpec,
 )
 from schemas.records import Conversation, Message, PreferencePair, Record, Tool, ToolCall
@@ -23,6 +24,7 @@ __all__ = [
     "JobEvent",
     "JobSpec",
     "JobStatus",
+    "JudgeSpec",
     "LoraSpec",
     "Message",
     "Metric",

@@ -87,6 +87,21 @@ class BackendSection(BaseModel):
         return self.model_dump(exclude_none=True, exclude={"type"})
 
 
+class JudgeSpec(_Strict):
+    """An LLM that grades answers (the `judge` scorer) and picks the better of two (pairwise win rates)."""
+
+    provider: Literal["openai", "anthropic"] = "openai"
+    model: str = Field(description="the judge model, e.g. gpt-4o-mini or claude-sonnet-4-5")
+    base_url: str | None = Field(default=None, description="an OpenAI- or Anthropic-compatible endpoint")
+    rubric: str = Field(
+        default="Rate how well the answer responds to the question, for correctness and helpfulness, "
+        "using the reference answer when one is given.",
+        description="what the judge scores on",
+    )
+    pairwise: bool = Field(default=True, description="also compare each fine-tuned model with its base, per example")
+    max_concurrency: int = Field(default=8, gt=0)
+
+
 class EvalSpec(_Strict):
     data: str = Field(default="validation", description="'validation' for the held-out split, or a file of examples")
     scorers: list[str] = Field(default_factory=lambda: ["exact_match", "token_f1"], min_length=1)
@@ -94,6 +109,7 @@ class EvalSpec(_Strict):
     max_new_tokens: int = Field(default=64, gt=0)
     temperature: float = Field(default=0.0, ge=0.0)
     base: bool = Field(default=True, description="also evaluate each backend's base model, for comparison")
+    judge: JudgeSpec | None = Field(default=None, description="an LLM judge; its key comes from the environment")
 
 
 class NotifySpec(_Strict):

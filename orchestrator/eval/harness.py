@@ -8,12 +8,14 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import fmean
 
 from backends import registry
 from backends.base import Backend, GenerationParams
 from orchestrator.data.load import load_conversations
 from orchestrator.errors import FtoError, NotFoundError
+from orchestrator.eval.judge import Judge, question_text
 from orchestrator.eval.scorers import Scorer, normalize
 from orchestrator.eval.scorers import get as get_scorer
 from orchestrator.eval.stats import bootstrap_interval
@@ -151,6 +153,8 @@ def evaluate(
     (folder / "eval").mkdir(exist_ok=True)
     chosen = ([] if only_extra else targets(store, experiment)) + list(extra or [])
     timing: dict[str, float] = {}
+    outputs_by_label: dict[str, list[str]] = {}
+    judge = Judge(spec.eval.judge, store) if spec.eval.judge else None
     if not chosen:
         raise FtoError(f"experiment {experiment.id} has no model to evaluate yet (no succeeded job, no --target)")
     for target in chosen:
@@ -161,10 +165,22 @@ def evaluate(
         started = time.perf_counter()
         outputs = generate(store, backend, target, prompts, params, on_progress)
         seconds = time.perf_counter() - started
+        outputs_by_label[target.label] = outputs
         per_example = [
-            {s.name: float(s.score(out, ref, example)) for s in scorers}
+            {s.name: float(s.score(out, ref, example)) for s in scorers if s.name != "judge"}
             for out, ref, example in zip(outputs, references, examples, strict=True)
         ]
+        if judge and "judge" in spec.eval.scorers:
+            rated = judge.rate(
+                [
+                    (question_text(p), r.content or "", out)
+                    for p, r, out in zip(prompts, references, outputs, strict=True)
+                ]
+            )
+            for row, (score, _, _) in zip(per_example, rated, strict=True):
+                row["judge"] = score
+            _keep_verdicts(folder, target.label, "rate", rated)
+        per_example = [{s.name: row[s.name] for s in scorers} for row in per_example]
         labels = [(normalize(out), normalize(ref.content or "")) for out, ref in zip(outputs, references, strict=True)]
         scores = {s.name: _aggregate(s, [p[s.name] for p in per_example], labels, spec.seed) for s in scorers}
         store.save_scores(
@@ -177,4 +193,46 @@ def evaluate(
         results[target.label] = {name: value[0] for name, value in scores.items()}
         timing[target.label] = round(seconds, 3)
     (folder / "eval" / "timing.json").write_text(json.dumps(timing))  # seconds of generation per model (0: cached)
+    if judge and spec.eval.judge and spec.eval.judge.pairwise:
+        _pairwise(store, experiment, judge, prompts, references, outputs_by_label, chosen)
     return results
+
+
+def _keep_verdicts(folder: Path, label: str, kind: str, verdicts: list[tuple[float, str, str]]) -> None:
+    with open(folder / "eval" / f"judge-{kind}.{label.replace('/', '.')}.jsonl", "w", encoding="utf-8") as f:
+        for score, prompt, raw in verdicts:
+            f.write(json.dumps({"score": score, "prompt": prompt, "verdict": raw}) + "\n")
+
+
+def _pairwise(
+    store: Store,
+    experiment: Experiment,
+    judge: Judge,
+    prompts: list[list[Message]],
+    references: list[Message],
+    outputs: dict[str, list[str]],
+    chosen: list[Target],
+) -> None:
+    """For each fine-tuned model with its base among the targets: how often the judge prefers the fine-tuned."""
+    folder = experiment_dir(experiment.id)
+    for target in chosen:
+        base = target.label.removesuffix("/fine-tuned") + "/base"
+        if not target.label.endswith("/fine-tuned") or base not in outputs:
+            continue
+        items = [
+            (question_text(p), r.content or "", a, b)
+            for p, r, a, b in zip(prompts, references, outputs[base], outputs[target.label], strict=True)
+        ]
+        verdicts = judge.compare(items)
+        _keep_verdicts(folder, target.label, "pairwise", verdicts)
+        wins = [v for v, _, _ in verdicts]
+        low, high = bootstrap_interval(wins, experiment.spec.seed)
+        store.save_scores(
+            experiment.id,
+            target.label,
+            target.job_id,
+            target.backend,
+            target.model,
+            {"judge_win_rate_vs_base": (fmean(wins), low, high)},
+            len(wins),
+        )

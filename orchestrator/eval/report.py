@@ -99,8 +99,10 @@ def comparisons(experiment: Experiment, targets: list[str], scorers: list[str]) 
 
 
 def _cell(row: dict[str, Any], scorer: str) -> str:
-    score = row["scores"].get(scorer, float("nan"))
+    score = row["scores"].get(scorer)
     low, high = row.get("intervals", {}).get(scorer) or (None, None)
+    if score is None or score != score:
+        return ""
     return f"{score:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
 
 

@@ -155,6 +155,7 @@ BUILT_IN: dict[str, Scorer] = {
         Scorer("json_valid", json_valid),
         Scorer("json_match", json_match),
         Scorer("tool_call_match", tool_call_match),
+        Scorer("judge", lambda output, reference, example: float("nan")),  # the harness asks eval.judge instead
     )
 }
 SCORERS = BUILT_IN  # names known without importing plugins (for validation messages)

@@ -3,7 +3,9 @@
 import json
 import os
 import sqlite3
+from pathlib import Path
 
+import pytest
 import yaml
 
 from orchestrator.store import Store
@@ -64,8 +66,21 @@ def test_any_models_on_any_eval_file_addressed_the_same_way(sim_server, tmp_path
     server = sim_server()
     monkeypatch.setenv("FTO_SIM_URL", server.url)
     gsm8k = SHARED_DATA / "gsm8k" / "test.jsonl"
-    result = run_fto("eval", "--data", str(gsm8k), "--target", "sim:sim-base", "--target", "sim:sim-large",
-                     "--scorer", "numeric_match", "--scorer", "rouge_l", "--max-examples", "20")
+    result = run_fto(
+        "eval",
+        "--data",
+        str(gsm8k),
+        "--target",
+        "sim:sim-base",
+        "--target",
+        "sim:sim-large",
+        "--scorer",
+        "numeric_match",
+        "--scorer",
+        "rouge_l",
+        "--max-examples",
+        "20",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(run_fto("compare", "--json").stdout)
     assert report["name"] == "eval-test" and report["scorers"] == ["numeric_match", "rouge_l"]
@@ -83,3 +98,43 @@ def test_any_models_on_any_eval_file_addressed_the_same_way(sim_server, tmp_path
 
     bad = run_fto("eval", "--data", str(gsm8k), "--target", "nowhere:model")
     assert bad.returncode == 1 and "unknown target 'nowhere:model'" in bad.stderr
+
+
+def test_a_judge_scores_every_model_and_compares_fine_tuned_with_base(sim_server, tmp_path, monkeypatch):
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from tests.orchestrator.eval.test_judge import _JudgeServer
+
+    judge = ThreadingHTTPServer(("127.0.0.1", 0), _JudgeServer)
+    threading.Thread(target=judge.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-secret")
+    server = sim_server()
+    path = _job(tmp_path, server.url, ["exact_match", "judge"])
+    spec = yaml.safe_load(Path(path).read_text())
+    spec["eval"]["judge"] = {
+        "provider": "openai",
+        "model": "judge-1",
+        "base_url": f"http://127.0.0.1:{judge.server_port}/v1",
+    }
+    Path(path).write_text(yaml.safe_dump(spec))
+    try:
+        result = run_fto("run", path)
+    finally:
+        judge.shutdown()
+    assert result.returncode == 0, result.stderr
+    report = json.loads(run_fto("compare", "--json").stdout)
+    scores = {m["target"]: m["scores"] for m in report["models"]}
+    folder = Store().path.parent / "experiments" / report["experiment"] / "eval"
+    outputs = [json.loads(x) for x in (folder / "sim.base.jsonl").read_text().splitlines()]
+    right = sum(o["reference"] in o["output"] for o in outputs)  # the sim echoes the question ("catfish" has "fish")
+    assert scores["sim/base"]["judge"] == pytest.approx((right * 8 / 9 + (30 - right) / 9) / 30)
+    assert scores["sim/fine-tuned"]["judge_win_rate_vs_base"] == pytest.approx(0.5)  # the same answers: ties
+    kept = [json.loads(x) for x in (folder / "judge-rate.sim.base.jsonl").read_text().splitlines()]
+    assert len(kept) == 30 and "Rating: [[2]]" in kept[0]["verdict"] and "[Question]" in kept[0]["prompt"]
+    assert (folder / "judge-pairwise.sim.fine-tuned.jsonl").exists()
+
+
+def test_the_judge_scorer_needs_a_judge(sim_server, tmp_path):
+    result = run_fto("submit", _job(tmp_path, sim_server().url, ["judge"]))
+    assert result.returncode == 2 and "the judge scorer needs an eval.judge section" in result.stderr
