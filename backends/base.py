@@ -134,6 +134,13 @@ class Backend(ABC):
         """Continue a paused, cancelled or crashed job where it stopped, where the provider can."""
         raise UnsupportedError("resuming jobs is not supported", backend=self.name)
 
+    def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
+        """Per conversation, the model's mean token loss on its last assistant turn (for perplexity).
+
+        Only backends with access to the model's probabilities can answer; others refuse.
+        """
+        raise UnsupportedError("this backend cannot score the likelihood of a reference answer", backend=self.name)
+
     @abstractmethod
     def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> str:
         """One assistant reply from `model` (base or fine-tuned) to `messages`."""

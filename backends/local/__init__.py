@@ -208,12 +208,18 @@ class LocalBackend(Backend):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)  # the worker stops at the next step and records "cancelled"
 
+    def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
+        return self._generation().reference_losses(model, conversations)
+
     def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> str:
         return self.complete_many(model, [messages], params)[0]
 
     def complete_many(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[str]:
+        return self._generation().generate(model, prompts, params)
+
+    def _generation(self) -> Any:
         if self._generator is None:
             from backends.local.generate import Generator  # torch is imported only when generating
 
             self._generator = Generator(device=self.options.device)  # type: ignore[attr-defined]
-        return self._generator.generate(model, prompts, params)
+        return self._generator

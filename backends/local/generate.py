@@ -88,3 +88,25 @@ class Generator:
             width = batch["input_ids"].shape[1]
             outputs.extend(tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out)
         return outputs
+
+    def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
+        """Mean negative log-likelihood of each conversation's last assistant turn, teacher-forced."""
+        from backends.local.packing import packed_row, token_logprobs
+        from orchestrator.data.formats.openai_chat import dump_messages
+        from orchestrator.data.tokenized import encode
+
+        if model not in self._models:
+            self._models[model] = load(model, self.device)
+        net, tokenizer = self._models[model]
+        losses = []
+        with torch.no_grad():
+            for messages in conversations:
+                *before, last = list(messages)
+                chat = [{**m, "weight": 0} if m["role"] == "assistant" else m for m in dump_messages(before)]
+                encoded = encode(tokenizer, {"messages": [*chat, *dump_messages([last])]}, 4096)
+                if not encoded.trained_tokens:
+                    losses.append(float("nan"))
+                    continue
+                logp, _, _ = token_logprobs(net, packed_row([encoded], self.device))
+                losses.append(float(-logp.mean()))
+        return losses

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
+from typing import Any
 
 from backends import registry
 from backends.base import Backend, GenerationParams
 from orchestrator.data.load import load_conversations
-from orchestrator.errors import FtoError, NotFoundError
+from orchestrator.errors import FtoError, NotFoundError, UnsupportedError
 from orchestrator.eval.judge import Judge, question_text
 from orchestrator.eval.scorers import Scorer, normalize
 from orchestrator.eval.scorers import get as get_scorer
@@ -180,9 +182,15 @@ def evaluate(
             for row, (score, _, _) in zip(per_example, rated, strict=True):
                 row["judge"] = score
             _keep_verdicts(folder, target.label, "rate", rated)
+        wanted = {"valid_loss", "perplexity"} & set(spec.eval.scorers)
+        if wanted:
+            losses = _reference_losses(backend, target, examples)
+            for row, loss in zip(per_example, losses, strict=True):
+                row["valid_loss"], row["perplexity"] = loss, math.exp(min(loss, 50.0))
         per_example = [{s.name: row[s.name] for s in scorers} for row in per_example]
         labels = [(normalize(out), normalize(ref.content or "")) for out, ref in zip(outputs, references, strict=True)]
         scores = {s.name: _aggregate(s, [p[s.name] for p in per_example], labels, spec.seed) for s in scorers}
+        scores = {name: value for name, value in scores.items() if not math.isnan(value[0])}  # unsupported here
         store.save_scores(
             experiment.id, target.label, target.job_id, target.backend, target.model, scores, len(outputs)
         )
@@ -196,6 +204,17 @@ def evaluate(
     if judge and spec.eval.judge and spec.eval.judge.pairwise:
         _pairwise(store, experiment, judge, prompts, references, outputs_by_label, chosen)
     return results
+
+
+def _reference_losses(backend: Backend, target: Target, examples: list[Any]) -> list[float]:
+    try:
+        return backend.reference_losses(target.model, [e.messages[: _last_assistant(e) + 1] for e in examples])
+    except UnsupportedError:
+        return [float("nan")] * len(examples)  # shown as empty: this backend cannot tell
+
+
+def _last_assistant(example: Any) -> int:
+    return max(i for i, m in enumerate(example.messages) if m.role == "assistant")
 
 
 def _keep_verdicts(folder: Path, label: str, kind: str, verdicts: list[tuple[float, str, str]]) -> None:

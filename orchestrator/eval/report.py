@@ -80,7 +80,7 @@ def comparisons(experiment: Experiment, targets: list[str], scorers: list[str]) 
             continue
         for scorer in scorers:
             a, b = _per_example(experiment, base, scorer), _per_example(experiment, tuned, scorer)
-            if not a or not b or len(a) != len(b):
+            if not a or not b or len(a) != len(b) or any(x != x for x in a + b):  # NaN: not scored here
                 continue
             result = paired_comparison(a, b, seed=experiment.spec.seed)
             found.append(
@@ -106,14 +106,24 @@ def _cell(row: dict[str, Any], scorer: str) -> str:
     return f"{score:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
 
 
+def _short_cell(row: dict[str, Any], scorer: str) -> str:
+    """Compact, for an 80-column terminal: the score ± half its interval."""
+    score = row["scores"].get(scorer)
+    low, high = row.get("intervals", {}).get(scorer) or (None, None)
+    if score is None or score != score:
+        return ""
+    digits = 3 if abs(score) < 10 else 1
+    return f"{score:.{digits}f}" + (f" ±{(high - low) / 2:.{digits}f}" if low is not None and high is not None else "")
+
+
 def table(data: dict[str, Any]) -> Table:
-    t = Table(title=f"{data['name']} ({data['experiment']}) — scores with 95% bootstrap intervals")
-    t.add_column("model")
+    t = Table(title=f"{data['name']} ({data['experiment']}): score ± half its 95% interval")
+    t.add_column("model", no_wrap=True)
     for scorer in data["scorers"]:
         t.add_column(scorer, justify="right")
     t.add_column("examples", justify="right")
     for row in data["models"]:
-        t.add_row(row["target"], *(_cell(row, s) for s in data["scorers"]), str(row["examples"]))
+        t.add_row(row["target"], *(_short_cell(row, s) for s in data["scorers"]), str(row["examples"]))
     return t
 
 

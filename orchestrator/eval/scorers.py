@@ -156,6 +156,9 @@ BUILT_IN: dict[str, Scorer] = {
         Scorer("json_match", json_match),
         Scorer("tool_call_match", tool_call_match),
         Scorer("judge", lambda output, reference, example: float("nan")),  # the harness asks eval.judge instead
+        # Teacher-forced on the reference, by backends that expose probabilities (local): not in [0, 1].
+        Scorer("valid_loss", lambda output, reference, example: float("nan")),
+        Scorer("perplexity", lambda output, reference, example: float("nan")),
     )
 }
 SCORERS = BUILT_IN  # names known without importing plugins (for validation messages)

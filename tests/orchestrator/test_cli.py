@@ -101,6 +101,8 @@ def test_quickstart_runs_end_to_end_and_the_fine_tuned_model_wins():
     assert scores["local/base"]["exact_match"] < 0.1
     assert scores["local/fine-tuned"]["exact_match"] > 0.8
     assert scores["local/fine-tuned"]["token_f1"] > 0.8
+    assert scores["local/fine-tuned"]["perplexity"] < scores["local/base"]["perplexity"] / 10
+    assert report["comparisons"][0]["significant"]
     (job,) = report["jobs"]
     assert job["status"] == "succeeded" and job["final_loss"] < 0.1
     status = json.loads(run_fto("status", report["experiment"], "--json").stdout)
