@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_str
+from orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_str, system_and_pairs
 from schemas import Conversation, Message, Record
 
 
@@ -41,25 +41,14 @@ class Alpaca(Format):
     def dump(self, record: Record) -> dict[str, Any]:
         if not isinstance(record, Conversation):
             raise not_supported(self.name, "preference pairs")
-        messages = list(record.messages)
-        out: dict[str, Any] = {}
-        if messages and messages[0].role == "system":
-            out["system"] = messages.pop(0).content or ""
-        roles = [m.role for m in messages]
-        if (
-            roles != ["user", "assistant"] * (len(roles) // 2)
-            or not roles
-            or record.tools
-            or any(m.tool_calls for m in messages)
-        ):
-            raise not_supported(self.name, "anything but alternating user/assistant turns without tools")
+        system, messages = system_and_pairs(record, self.name)
         *history, user, answer = messages
         text = user.content or ""
         cut = (record.metadata or {}).get("instruction_length")
         out_first = {"instruction": text[:cut], "input": text[cut + 1 :]} if cut else {"instruction": text, "input": ""}
         result: dict[str, Any] = {**out_first, "output": answer.content or ""}
-        if "system" in out:
-            result["system"] = out["system"]
+        if system is not None:
+            result["system"] = system
         if history:
             result["history"] = [[history[i].content, history[i + 1].content] for i in range(0, len(history), 2)]
         return result

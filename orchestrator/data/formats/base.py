@@ -117,6 +117,19 @@ def tool_call_to_json(call: ToolCall) -> str:
     return json.dumps({"name": call.name, "arguments": args}, ensure_ascii=False)
 
 
+def system_and_pairs(record: Any, fmt: str) -> tuple[str | None, list[Message]]:
+    """A leading system message (if any) and the turns after it, which must be user/assistant pairs in order
+    with no tools: what Alpaca and Bedrock's Claude format can hold."""
+    if record.tools or any(m.tool_calls or m.role == "tool" for m in record.messages):
+        raise not_supported(fmt, "tools or tool calls")
+    messages = list(record.messages)
+    system = messages.pop(0).content or "" if messages and messages[0].role == "system" else None
+    roles = [m.role for m in messages]
+    if not roles or roles != ["user", "assistant"] * (len(roles) // 2):
+        raise not_supported(fmt, "turns other than user/assistant alternating, starting with user")
+    return system, messages
+
+
 def require_list(obj: dict[str, Any], key: str) -> list[Any]:
     value = obj.get(key)
     if key not in obj:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import Format, RecordError, Warn, build_message, not_supported, require_list
+from orchestrator.data.formats.base import (
+    Format,
+    RecordError,
+    Warn,
+    build_message,
+    not_supported,
+    require_list,
+    system_and_pairs,
+)
 from schemas import Conversation, Message, Record
 
 
@@ -35,14 +43,7 @@ class BedrockClaude(Format):
     def dump(self, record: Record) -> dict[str, Any]:
         if not isinstance(record, Conversation):
             raise not_supported(self.name, "preference pairs (Bedrock fine-tunes Claude with SFT only)")
-        if record.tools or any(m.tool_calls or m.role == "tool" for m in record.messages):
-            raise not_supported(self.name, "tools or tool calls")
-        messages = list(record.messages)
-        out: dict[str, Any] = {}
-        if messages and messages[0].role == "system":
-            out["system"] = messages.pop(0).content or ""
-        roles = [m.role for m in messages]
-        if not roles or roles != ["user", "assistant"] * (len(roles) // 2):
-            raise not_supported(self.name, "turns other than user/assistant alternating, starting with user")
+        system, messages = system_and_pairs(record, self.name)
+        out: dict[str, Any] = {} if system is None else {"system": system}
         out["messages"] = [{"role": m.role, "content": m.content or ""} for m in messages]
         return out
