@@ -41,6 +41,9 @@ class LocalOptions(BackendOptions):
         default="lora", description="qlora needs a CUDA GPU and bitsandbytes"
     )
     packing: bool = Field(default=True, description="pad-free packed batches (exact: no attention across examples)")
+    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        default="auto", description="auto: flash-attention's variable-length kernels on CUDA when installed, else SDPA"
+    )
     batch_tokens: int = Field(default=4096, gt=0, description="tokens per micro-batch; steps accumulate micro-batches")
     step_tokens: int | None = Field(
         default=None, gt=0, description="tokens per optimizer step (instead of hyperparameters.batch_size examples)"

@@ -59,7 +59,10 @@ def _load_model(folder: JobFolder, options: dict[str, Any], spec: JobSpec, rows:
             if raw.startswith(("/", ".", "~")) or raw.count("/") != 1:
                 raise ValueError(f"model folder not found: {raw}")
             base = raw  # a hub name: only what the Hugging Face cache already holds, never a download
-    kwargs: dict[str, Any] = {"local_files_only": True}
+    kwargs: dict[str, Any] = {
+        "local_files_only": True,
+        "attn_implementation": _attention(options.get("attention", "auto")),
+    }
     if options["tuning"] == "qlora":
         kwargs["quantization_config"] = _qlora_config()
     try:
@@ -73,6 +76,19 @@ def _load_model(folder: JobFolder, options: dict[str, Any], spec: JobSpec, rows:
     except ValueError as exc:
         raise ValueError(f"{options['model']!r} is not a causal language model transformers can load: {exc}") from None
     return model, tokenizer, str(base), options["model"] == EMBEDDED_MODEL
+
+
+def _attention(choice: str) -> str:
+    """Packed rows need attention that respects example boundaries: both kernels do, given position ids."""
+    if choice != "auto":
+        return choice
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
 
 
 def _pair_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
