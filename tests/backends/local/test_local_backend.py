@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from backends import registry
 from backends.local.folder import JobFolder
 from orchestrator.data.load import read_dataset
-from schemas import BackendSection, JobSpec, JobStatus
+from schemas import JobSpec, JobStatus
+from tests.backends.local.jobs import start, wait_for
 from tests.conftest import ANIMALS
 
 ROWS = read_dataset(str(ANIMALS))
@@ -28,20 +28,7 @@ def _spec(epochs: int, **local: str) -> JobSpec:
 
 
 def _start(tmp_path, spec: JobSpec, train=ROWS[:200], validation=ROWS[200:240]):
-    backend = registry.create("local", BackendSection.model_validate(spec.backends["local"].model_dump()))
-    prepared = backend.prepare(spec, train, validation, tmp_path / "prep")
-    job_id = backend.submit(spec, backend.upload(prepared), "job-test")
-    return backend, job_id
-
-
-def _wait_until(backend, job_id, statuses, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = backend.get(job_id)
-        if state.status in statuses:
-            return state
-        time.sleep(0.1)
-    raise AssertionError(f"job stayed {state.status} for {timeout}s")
+    return start(tmp_path, spec, train, validation)
 
 
 def _folder(backend, job_id) -> JobFolder:
@@ -50,7 +37,7 @@ def _folder(backend, job_id) -> JobFolder:
 
 def test_a_real_training_run_reports_status_events_and_falling_loss(tmp_path):
     backend, job_id = _start(tmp_path, _spec(epochs=6))
-    state = _wait_until(backend, job_id, {JobStatus.SUCCEEDED, JobStatus.FAILED})
+    state = wait_for(backend, job_id, {JobStatus.SUCCEEDED, JobStatus.FAILED})
     assert state.status == JobStatus.SUCCEEDED, state.error
     assert os.path.isfile(os.path.join(state.fine_tuned_model, "adapter_model.safetensors"))
     assert os.path.isfile(os.path.join(state.base_model, "config.json"))
@@ -80,9 +67,9 @@ def _params():
 
 def test_cancel_stops_the_worker_and_records_cancelled(tmp_path):
     backend, job_id = _start(tmp_path, _spec(epochs=500))
-    _wait_until(backend, job_id, {JobStatus.RUNNING})
+    wait_for(backend, job_id, {JobStatus.RUNNING})
     backend.cancel(job_id)
-    state = _wait_until(backend, job_id, {JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SUCCEEDED}, timeout=30)
+    state = wait_for(backend, job_id, {JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SUCCEEDED}, timeout=30)
     assert state.status == JobStatus.CANCELLED
     deadline = time.monotonic() + 10
     while _folder(backend, job_id).worker_alive() and time.monotonic() < deadline:
@@ -92,16 +79,16 @@ def test_cancel_stops_the_worker_and_records_cancelled(tmp_path):
 
 def test_a_worker_that_dies_is_reported_failed_not_left_running(tmp_path):
     backend, job_id = _start(tmp_path, _spec(epochs=500))
-    _wait_until(backend, job_id, {JobStatus.RUNNING})
+    wait_for(backend, job_id, {JobStatus.RUNNING})
     os.kill(_folder(backend, job_id).read_status()["pid"], signal.SIGKILL)
-    state = _wait_until(backend, job_id, {JobStatus.FAILED, JobStatus.SUCCEEDED}, timeout=10)
+    state = wait_for(backend, job_id, {JobStatus.FAILED, JobStatus.SUCCEEDED}, timeout=10)
     assert state.status == JobStatus.FAILED
     assert "worker process exited unexpectedly" in state.error
 
 
 def test_a_model_path_that_does_not_exist_fails_the_job_with_its_reason(tmp_path):
     backend, job_id = _start(tmp_path, _spec(epochs=1, model=str(tmp_path / "no-such-model")))
-    state = _wait_until(backend, job_id, {JobStatus.FAILED, JobStatus.SUCCEEDED})
+    state = wait_for(backend, job_id, {JobStatus.FAILED, JobStatus.SUCCEEDED})
     assert state.status == JobStatus.FAILED
     assert "model folder not found" in state.error and "no-such-model" in state.error
 
@@ -114,7 +101,7 @@ def test_submitting_the_same_job_twice_starts_one_worker(tmp_path):
     assert backend.submit(spec, backend.upload(prepared), job_id) == job_id
     assert _folder(backend, job_id).read_status()["pid"] == first_pid
     backend.cancel(job_id)
-    _wait_until(backend, job_id, {JobStatus.CANCELLED, JobStatus.FAILED}, timeout=60)
+    wait_for(backend, job_id, {JobStatus.CANCELLED, JobStatus.FAILED}, timeout=60)
 
 
 @pytest.fixture(scope="module")

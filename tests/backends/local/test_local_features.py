@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from backends import registry
 from backends.local.folder import JobFolder
 from orchestrator.data.load import read_dataset
-from schemas import BackendSection, JobSpec, JobStatus, Message, PreferencePair
+from schemas import JobSpec, JobStatus, Message, PreferencePair
+from tests.backends.local.jobs import start, wait_for
 from tests.conftest import ANIMALS
 
 ROWS = read_dataset(str(ANIMALS))
@@ -30,23 +30,6 @@ def _spec(method="sft", epochs=3, hp=None, **local):
     )
 
 
-def _start(tmp_path, spec, train, validation, job_id="job-t"):
-    backend = registry.create("local", BackendSection.model_validate(spec.backends["local"].model_dump()))
-    backend.check(spec)
-    prepared = backend.prepare(spec, train, validation, tmp_path / job_id)
-    return backend, backend.submit(spec, backend.upload(prepared), job_id)
-
-
-def _wait(backend, job_id, statuses=(JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED), timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = backend.get(job_id)
-        if state.status in statuses:
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"still {state.status}")
-
-
 def _losses(backend, job_id):
     by_step = {}
     for m in backend.updates(job_id, None).metrics:
@@ -57,20 +40,20 @@ def _losses(backend, job_id):
 def test_kill_9_then_resume_ends_on_the_same_loss_curve(tmp_path):
     spec = _spec(epochs=10, checkpoint_every=10)
     train, validation = ROWS[:160], ROWS[160:200]
-    whole, whole_id = _start(tmp_path, spec, train, validation, "job-whole")
-    assert _wait(whole, whole_id).status == JobStatus.SUCCEEDED
+    whole, whole_id = start(tmp_path, spec, train, validation, "job-whole")
+    assert wait_for(whole, whole_id).status == JobStatus.SUCCEEDED
     expected = _losses(whole, whole_id)
 
-    backend, job_id = _start(tmp_path, spec, train, validation, "job-killed")
+    backend, job_id = start(tmp_path, spec, train, validation, "job-killed")
     folder = JobFolder(backend.root / "jobs" / job_id)
     deadline = time.monotonic() + 120
     while not any(folder.checkpoints_dir.glob("step-00000020.pt")):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     os.kill(folder.read_status()["pid"], signal.SIGKILL)
-    assert _wait(backend, job_id).status == JobStatus.FAILED
+    assert wait_for(backend, job_id).status == JobStatus.FAILED
     backend.resume(job_id)
-    assert _wait(backend, job_id).status == JobStatus.SUCCEEDED
+    assert wait_for(backend, job_id).status == JobStatus.SUCCEEDED
     events = [e.message for e in backend.updates(job_id, None).events]
     assert any(m.startswith("resumed from step-") for m in events)
     assert _losses(backend, job_id) == pytest.approx(expected, rel=1e-6)
@@ -78,11 +61,11 @@ def test_kill_9_then_resume_ends_on_the_same_loss_curve(tmp_path):
 
 
 def test_cancel_keeps_a_checkpoint_to_resume_from(tmp_path):
-    backend, job_id = _start(tmp_path, _spec(epochs=400, checkpoint_every=0), ROWS[:64], [])
-    _wait(backend, job_id, {JobStatus.RUNNING})
+    backend, job_id = start(tmp_path, _spec(epochs=400, checkpoint_every=0), ROWS[:64], [])
+    wait_for(backend, job_id, {JobStatus.RUNNING})
     time.sleep(1.0)
     backend.cancel(job_id)
-    assert _wait(backend, job_id).status == JobStatus.CANCELLED
+    assert wait_for(backend, job_id).status == JobStatus.CANCELLED
     assert list((backend.root / "jobs" / job_id / "checkpoints").glob("step-*.pt"))
 
 
@@ -100,8 +83,8 @@ def _pairs(rows):
 
 def test_dpo_learns_to_prefer_the_chosen_reply_with_the_base_as_reference(tmp_path):
     pairs = _pairs(ROWS[:200])
-    backend, job_id = _start(tmp_path, _spec(method="dpo", epochs=8, hp={"beta": 0.5}), pairs[:160], pairs[160:])
-    state = _wait(backend, job_id)
+    backend, job_id = start(tmp_path, _spec(method="dpo", epochs=8, hp={"beta": 0.5}), pairs[:160], pairs[160:])
+    state = wait_for(backend, job_id)
     assert state.status == JobStatus.SUCCEEDED, state.error
     metrics = backend.updates(job_id, None).metrics
     assert metrics[0].loss == pytest.approx(0.6931, abs=0.01)  # policy == reference at the start: -log σ(0)
@@ -115,13 +98,13 @@ def test_dpo_with_full_fine_tuning_is_refused_before_anything_runs(tmp_path):
     from orchestrator.errors import UnsupportedError
 
     with pytest.raises(UnsupportedError, match="tuning: lora"):
-        _start(tmp_path, _spec(method="dpo", tuning="full"), _pairs(ROWS[:20]), [])
+        start(tmp_path, _spec(method="dpo", tuning="full"), _pairs(ROWS[:20]), [])
 
 
 def test_early_stopping_ends_training_when_validation_stops_improving(tmp_path):
     spec = _spec(epochs=10, hp={"learning_rate": 1e-12}, early_stopping_patience=1)
-    backend, job_id = _start(tmp_path, spec, ROWS[:64], ROWS[64:96])
-    assert _wait(backend, job_id).status == JobStatus.SUCCEEDED
+    backend, job_id = start(tmp_path, spec, ROWS[:64], ROWS[64:96])
+    assert wait_for(backend, job_id).status == JobStatus.SUCCEEDED
     update = backend.updates(job_id, None)
     assert max(m.epoch for m in update.metrics) == 2
     assert any("early stopping after epoch 2" in e.message for e in update.events)
@@ -133,8 +116,8 @@ def test_merged_model_loads_with_plain_transformers_and_answers_like_the_adapter
 
     from backends.local.generate import load
 
-    backend, job_id = _start(tmp_path, _spec(epochs=2, merge=True), ROWS[:64], [])
-    state = _wait(backend, job_id)
+    backend, job_id = start(tmp_path, _spec(epochs=2, merge=True), ROWS[:64], [])
+    state = wait_for(backend, job_id)
     assert state.status == JobStatus.SUCCEEDED, state.error
     merged_dir = backend.root / "jobs" / job_id / "merged"
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
@@ -146,8 +129,8 @@ def test_merged_model_loads_with_plain_transformers_and_answers_like_the_adapter
 
 
 def test_full_fine_tuning_saves_a_whole_model(tmp_path):
-    backend, job_id = _start(tmp_path, _spec(epochs=2, tuning="full", hp={"learning_rate": 1e-3}), ROWS[:64], [])
-    state = _wait(backend, job_id)
+    backend, job_id = start(tmp_path, _spec(epochs=2, tuning="full", hp={"learning_rate": 1e-3}), ROWS[:64], [])
+    state = wait_for(backend, job_id)
     assert state.status == JobStatus.SUCCEEDED, state.error
     assert (
         state.fine_tuned_model.endswith("/model")
@@ -166,17 +149,17 @@ def test_full_fine_tuning_saves_a_whole_model(tmp_path):
     ],
 )
 def test_bad_settings_fail_the_job_with_a_clear_message(tmp_path, local, hp, message):
-    backend, job_id = _start(tmp_path, _spec(epochs=1, hp=hp, **local), ROWS[:32], [])
-    state = _wait(backend, job_id)
+    backend, job_id = start(tmp_path, _spec(epochs=1, hp=hp, **local), ROWS[:32], [])
+    state = wait_for(backend, job_id)
     assert state.status == JobStatus.FAILED and message in state.error
 
 
 def test_two_processes_on_gloo_train_like_one_at_the_same_global_batch(tmp_path):
     train = ROWS[:96]
-    one, one_id = _start(tmp_path, _spec(epochs=2, processes=1), train, ROWS[96:128], "job-one")
-    two, two_id = _start(tmp_path, _spec(epochs=2, processes=2), train, ROWS[96:128], "job-two")
-    assert _wait(one, one_id).status == JobStatus.SUCCEEDED
-    state = _wait(two, two_id)
+    one, one_id = start(tmp_path, _spec(epochs=2, processes=1), train, ROWS[96:128], "job-one")
+    two, two_id = start(tmp_path, _spec(epochs=2, processes=2), train, ROWS[96:128], "job-two")
+    assert wait_for(one, one_id).status == JobStatus.SUCCEEDED
+    state = wait_for(two, two_id)
     assert state.status == JobStatus.SUCCEEDED, state.error
     assert _losses(two, two_id) == pytest.approx(_losses(one, one_id), rel=1e-4)
     valid = lambda b, j: [m.valid_loss for m in b.updates(j, None).metrics if m.valid_loss]  # noqa: E731
@@ -187,10 +170,10 @@ def test_sharded_training_fsdp_on_two_processes_matches_one_and_saves_a_usable_a
     from backends.base import GenerationParams
 
     train = ROWS[:96]
-    one, one_id = _start(tmp_path, _spec(epochs=2, processes=1), train, [], "job-single")
-    fsdp, fsdp_id = _start(tmp_path, _spec(epochs=2, processes=2, shard=True), train, [], "job-fsdp")
-    assert _wait(one, one_id).status == JobStatus.SUCCEEDED
-    state = _wait(fsdp, fsdp_id)
+    one, one_id = start(tmp_path, _spec(epochs=2, processes=1), train, [], "job-single")
+    fsdp, fsdp_id = start(tmp_path, _spec(epochs=2, processes=2, shard=True), train, [], "job-fsdp")
+    assert wait_for(one, one_id).status == JobStatus.SUCCEEDED
+    state = wait_for(fsdp, fsdp_id)
     assert state.status == JobStatus.SUCCEEDED, state.error
     assert _losses(fsdp, fsdp_id) == pytest.approx(_losses(one, one_id), rel=1e-4)
     prompt = [ROWS[100].prompt_and_reference()[0]]
