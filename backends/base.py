@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import UnsupportedError
-from schemas import JobSpec, Message, ProviderJob, ProviderUpdates, Record
+from schemas import Completion, JobSpec, Message, ProviderJob, ProviderUpdates, Record
 
 
 class BackendOptions(BaseModel):
@@ -130,6 +131,10 @@ class Backend(ABC):
     def cancel(self, provider_job_id: str) -> None:
         """Ask the provider to stop the job."""
 
+    def pause(self, provider_job_id: str) -> None:
+        """Stop a running job so that `resume` can continue it, where the provider can."""
+        raise UnsupportedError("pausing jobs is not supported", backend=self.name)
+
     def resume(self, provider_job_id: str) -> None:
         """Continue a paused, cancelled or crashed job where it stopped, where the provider can."""
         raise UnsupportedError("resuming jobs is not supported", backend=self.name)
@@ -142,10 +147,22 @@ class Backend(ABC):
         raise UnsupportedError("this backend cannot score the likelihood of a reference answer", backend=self.name)
 
     @abstractmethod
-    def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> str:
+    def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
         """One assistant reply from `model` (base or fine-tuned) to `messages`."""
 
-    def complete_many(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[str]:
+    def complete_many(
+        self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams
+    ) -> list[Completion]:
         """Replies to many prompts, `max_concurrency` at a time; backends that can batch override this."""
+
+        def timed(messages: Sequence[Message]) -> Completion:
+            started = time.perf_counter()
+            reply = self.complete(model, messages, params)
+            return (
+                reply
+                if reply.seconds is not None
+                else reply.model_copy(update={"seconds": time.perf_counter() - started})
+            )
+
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(prompts)))) as pool:
-            return list(pool.map(lambda messages: self.complete(model, messages, params), prompts))
+            return list(pool.map(timed, prompts))

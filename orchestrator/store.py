@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.errors import NotFoundError
 from orchestrator.paths import fto_home
 from orchestrator.secrets import redact
-from schemas import Experiment, Job, JobEvent, JobSpec, JobStatus, Metric, ProviderJob, ProviderUpdates
+from schemas import Completion, Experiment, Job, JobEvent, JobSpec, JobStatus, Metric, ProviderJob, ProviderUpdates
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     experiment_id TEXT PRIMARY KEY, sent_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS generations (
-    key TEXT PRIMARY KEY, output TEXT NOT NULL, created_at TEXT NOT NULL
+    key TEXT PRIMARY KEY, output TEXT NOT NULL, created_at TEXT NOT NULL, usage TEXT
 );
 CREATE TABLE IF NOT EXISTS eval_results (
     experiment_id TEXT NOT NULL, target TEXT NOT NULL, job_id TEXT, backend TEXT NOT NULL, model TEXT NOT NULL,
@@ -89,6 +89,8 @@ class Store:
         for column in ("low", "high"):
             if column not in scored:
                 self._db.execute(f"ALTER TABLE eval_results ADD COLUMN {column} REAL")
+        if "usage" not in {row[1] for row in self._db.execute("PRAGMA table_info(generations)")}:
+            self._db.execute("ALTER TABLE generations ADD COLUMN usage TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -393,20 +395,22 @@ class Store:
                     ),
                 )
 
-    def cached_generations(self, keys: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def cached_generations(self, keys: list[str]) -> dict[str, Completion]:
+        found: dict[str, Completion] = {}
         for k in range(0, len(keys), 500):
             chunk = keys[k : k + 500]
             rows = self._db.execute(
-                f"SELECT key, output FROM generations WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                f"SELECT key, output, usage FROM generations WHERE key IN ({','.join('?' * len(chunk))})", chunk
             )
-            found.update((r[0], r[1]) for r in rows)
+            found.update((r[0], Completion(text=r[1], **json.loads(r[2] or "{}"))) for r in rows)
         return found
 
-    def save_generations(self, items: list[tuple[str, str]]) -> None:
+    def save_generations(self, items: list[tuple[str, Completion]]) -> None:
+        """Each reply with its tokens and latency, so a cached re-run still reports what the calls cost."""
         stamp = now().isoformat()
+        rows = [(k, c.text, stamp, c.model_dump_json(exclude={"text"})) for k, c in items]
         with self._tx() as db:
-            db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?)", [(k, o, stamp) for k, o in items])
+            db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?)", rows)
 
     def scores(self, experiment_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT * FROM eval_results WHERE experiment_id = ? ORDER BY rowid", (experiment_id,))

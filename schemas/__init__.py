@@ -1,6 +1,16 @@
 """Pure data shared by every stage: the job file, job records, canonical dataset records. No I/O."""
 
-from schemas.job import Checkpoint, Experiment, Job, JobEvent, JobStatus, Metric, ProviderJob, ProviderUpdates
+from schemas.job import (
+    Checkpoint,
+    Completion,
+    Experiment,
+    Job,
+    JobEvent,
+    JobStatus,
+    Metric,
+    ProviderJob,
+    ProviderUpdates,
+)
 from schemas.job_spec import (
     BackendSection,
     DataSpec,
@@ -15,6 +25,7 @@ from schemas.records import Conversation, Message, PreferencePair, Record, Tool,
 __all__ = [
     "BackendSection",
     "Checkpoint",
+    "Completion",
     "Conversation",
     "DataSpec",
     "EvalSpec",

@@ -93,6 +93,15 @@ class ProviderJob(BaseModel):
     error: str | None = None
 
 
+class Completion(BaseModel):
+    """One model reply, with what it cost: tokens as the provider counted them, and seconds of wall time."""
+
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    seconds: float | None = None
+
+
 class ProviderUpdates(BaseModel):
     """What happened to a job since a cursor: new events, metrics and checkpoints, and the next cursor."""
 

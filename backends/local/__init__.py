@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
+from backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
 from backends.local.folder import JobFolder
 from orchestrator.data.write import write_records
 from orchestrator.errors import BackendError, UnsupportedError
@@ -214,10 +214,12 @@ class LocalBackend(Backend):
     def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
         return self._generation().reference_losses(model, conversations)
 
-    def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> str:
+    def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
         return self.complete_many(model, [messages], params)[0]
 
-    def complete_many(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[str]:
+    def complete_many(
+        self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams
+    ) -> list[Completion]:
         return self._generation().generate(model, prompts, params)
 
     def _generation(self) -> Any:

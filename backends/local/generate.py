@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from backends.base import GenerationParams
+from backends.base import Completion, GenerationParams
 from schemas import Message
 
 # The eval shares the user's terminal with our own progress bars: keep transformers' quiet.
@@ -54,14 +55,14 @@ class Generator:
         self.device = pick_device(device)
         self._models: dict[str, tuple[Any, Any]] = {}
 
-    def generate(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[str]:
+    def generate(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[Completion]:
         if model not in self._models:
             self._models[model] = load(model, self.device)
         net, tokenizer = self._models[model]
         tokenizer.padding_side = "left"  # generated tokens must follow each prompt directly
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         torch.manual_seed(params.seed)
-        outputs: list[str] = []
+        outputs: list[Completion] = []
         for k in range(0, len(prompts), BATCH):
             texts = [
                 tokenizer.apply_chat_template(
@@ -77,6 +78,7 @@ class Generator:
                 if params.temperature > 0
                 else {"do_sample": False}
             )
+            started = time.perf_counter()
             with torch.no_grad():
                 out = net.generate(
                     **batch,
@@ -86,7 +88,19 @@ class Generator:
                     **sampling,
                 )
             width = batch["input_ids"].shape[1]
-            outputs.extend(tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out)
+            seconds = (time.perf_counter() - started) / len(texts)  # the batch's time, shared by its prompts
+            for prompt_mask, row in zip(batch["attention_mask"], out, strict=True):
+                new = row[width:]
+                ended = (new == tokenizer.eos_token_id).nonzero()
+                length = int(ended[0]) + 1 if len(ended) else len(new)
+                outputs.append(
+                    Completion(
+                        text=tokenizer.decode(new, skip_special_tokens=True).strip(),
+                        input_tokens=int(prompt_mask.sum()),
+                        output_tokens=length,
+                        seconds=seconds,
+                    )
+                )
         return outputs
 
     def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:

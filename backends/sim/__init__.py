@@ -16,7 +16,7 @@ import aiohttp
 import httpx
 from pydantic import Field
 
-from backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
+from backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
 from orchestrator.data.write import write_records
 from orchestrator.errors import BackendError
 from schemas import JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates, Record
@@ -154,9 +154,15 @@ class SimBackend(Backend):
     def cancel(self, provider_job_id: str) -> None:
         self._request("POST", f"/v1/jobs/{provider_job_id}/cancel")
 
-    def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> str:
+    def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
         body = {"model": model, "messages": [m.model_dump(exclude_none=True) for m in messages]}
-        return self._request("POST", "/v1/chat/completions", json=body)["choices"][0]["message"]["content"]
+        data = self._request("POST", "/v1/chat/completions", json=body)
+        usage = data.get("usage") or {}
+        return Completion(
+            text=data["choices"][0]["message"]["content"],
+            input_tokens=usage.get("prompt_tokens"),
+            output_tokens=usage.get("completion_tokens"),
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -163,7 +163,9 @@ class SimProvider:
             last = next(
                 (m.get("content") for m in reversed(request.get("messages", [])) if m.get("role") == "user"), ""
             )
-            return 200, {"choices": [{"message": {"role": "assistant", "content": f"echo: {last}"}}]}
+            reply = f"echo: {last}"
+            usage = {"prompt_tokens": len(str(last).split()), "completion_tokens": len(reply.split())}
+            return 200, {"choices": [{"message": {"role": "assistant", "content": reply}}], "usage": usage}
         return 404, {"error": {"message": f"no route {method} {path}"}}
 
 

@@ -21,9 +21,10 @@ from orchestrator.eval.judge import Judge, question_text
 from orchestrator.eval.scorers import Scorer, normalize
 from orchestrator.eval.scorers import get as get_scorer
 from orchestrator.eval.stats import bootstrap_interval
+from orchestrator.eval.usage import call_cost, usage_summary
 from orchestrator.paths import experiment_dir
 from orchestrator.store import Store
-from schemas import BackendSection, Experiment, JobSpec, JobStatus, Message
+from schemas import BackendSection, Completion, Experiment, JobSpec, JobStatus, Message
 
 CHUNK = 16  # examples per generation call: the progress bar moves at this grain
 
@@ -39,6 +40,11 @@ class Target:
     model: str
     job_id: str | None
     section: BackendSection | None = None  # the backend's options, from the job file it came from
+
+    @property
+    def backend_type(self) -> str:
+        """The registered backend behind the section (a section named `openai-eu` may be of type openai)."""
+        return self.section.type if self.section and self.section.type else self.backend
 
     def make_backend(self) -> Backend:
         return registry.create(self.backend, self.section)
@@ -92,7 +98,7 @@ def generate(
     prompts: list[list[Message]],
     params: GenerationParams,
     on_progress: OnProgress | None = None,
-) -> list[str]:
+) -> list[Completion]:
     """Outputs for every prompt; cached ones are reused, new ones are stored chunk by chunk, so an interrupted
     eval resumes where it stopped and a re-run costs nothing."""
     keys = [generation_key(target, p, params) for p in prompts]
@@ -155,6 +161,7 @@ def evaluate(
     (folder / "eval").mkdir(exist_ok=True)
     chosen = ([] if only_extra else targets(store, experiment)) + list(extra or [])
     timing: dict[str, float] = {}
+    usage: dict[str, dict[str, Any]] = {}
     outputs_by_label: dict[str, list[str]] = {}
     judge = Judge(spec.eval.judge, store) if spec.eval.judge else None
     if not chosen:
@@ -165,9 +172,11 @@ def evaluate(
             backends[key] = target.make_backend()
         backend = backends[key]
         started = time.perf_counter()
-        outputs = generate(store, backend, target, prompts, params, on_progress)
+        completions = generate(store, backend, target, prompts, params, on_progress)
         seconds = time.perf_counter() - started
+        outputs = [c.text for c in completions]
         outputs_by_label[target.label] = outputs
+        usage[target.label] = usage_summary(completions, target.backend_type, target.model)
         per_example = [
             {s.name: float(s.score(out, ref, example)) for s in scorers if s.name != "judge"}
             for out, ref, example in zip(outputs, references, examples, strict=True)
@@ -195,12 +204,22 @@ def evaluate(
             experiment.id, target.label, target.job_id, target.backend, target.model, scores, len(outputs)
         )
         with open(folder / "eval" / f"{target.label.replace('/', '.')}.jsonl", "w", encoding="utf-8") as f:
-            for example, out, ref, sc in zip(examples, outputs, references, per_example, strict=True):
-                row = {"line": example.source_line, "output": out, "reference": ref.content, "scores": sc}
+            for example, c, ref, sc in zip(examples, completions, references, per_example, strict=True):
+                row = {
+                    "line": example.source_line,
+                    "output": c.text,
+                    "reference": ref.content,
+                    "scores": sc,
+                    "input_tokens": c.input_tokens,
+                    "output_tokens": c.output_tokens,
+                    "seconds": c.seconds,
+                    "cost_usd": call_cost(target.backend_type, target.model, c),
+                }
                 f.write(json.dumps(row) + "\n")
         results[target.label] = {name: value[0] for name, value in scores.items()}
         timing[target.label] = round(seconds, 3)
     (folder / "eval" / "timing.json").write_text(json.dumps(timing))  # seconds of generation per model (0: cached)
+    (folder / "eval" / "usage.json").write_text(json.dumps(usage))  # tokens, latency and cost of the calls
     if judge and spec.eval.judge and spec.eval.judge.pairwise:
         _pairwise(store, experiment, judge, prompts, references, outputs_by_label, chosen)
     return results

@@ -114,6 +114,20 @@ def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
             f"<td class='num'>{_e(j['final_loss'])}</td><td>{_e(j['fine_tuned_model'] or j['error'])}</td></tr>"
         )
     parts.append("</table>")
+    used = [row for row in data["models"] if row.get("usage")]
+    if used:
+        parts.append(
+            "<h2>Eval calls: tokens, cost, latency</h2><table><tr><th>model</th><th>calls</th><th>input tokens</th>"
+            "<th>output tokens</th><th>cost (USD)</th><th>mean latency (s)</th></tr>"
+        )
+        for row in used:
+            u = row["usage"]
+            parts.append(
+                f"<tr><td>{_e(row['target'])}</td><td class='num'>{_e(u['calls'])}</td>"
+                f"<td class='num'>{_e(u['input_tokens'])}</td><td class='num'>{_e(u['output_tokens'])}</td>"
+                f"<td class='num'>{_e(u['cost_usd'])}</td><td class='num'>{_e(u['latency_mean_s'])}</td></tr>"
+            )
+        parts.append("</table>")
     parts += _examples(experiment, data)
     parts.append("</body></html>")
     return "".join(parts)

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.store import Store
-from schemas import JudgeSpec
+from schemas import Completion, JudgeSpec
 
 SYSTEM = "You are a careful, impartial judge of answers written by AI assistants."
 POINTWISE = (
@@ -74,10 +74,10 @@ class Judge:
         known = self.store.cached_generations(keys)
         missing = [i for i, k in enumerate(keys) if k not in known]
         with ThreadPoolExecutor(max_workers=self.spec.max_concurrency) as pool:
-            replies = list(pool.map(self._ask, [prompts[i] for i in missing]))
+            replies = [Completion(text=r) for r in pool.map(self._ask, [prompts[i] for i in missing])]
         self.store.save_generations([(keys[i], reply) for i, reply in zip(missing, replies, strict=True)])
         known.update((keys[i], reply) for i, reply in zip(missing, replies, strict=True))
-        return [known[k] for k in keys]
+        return [known[k].text for k in keys]
 
     def rate(self, items: list[tuple[str, str, str]]) -> list[tuple[float, str, str]]:
         """(question, reference, answer) → (score in [0, 1], prompt, raw verdict); an unreadable verdict scores 0."""

@@ -35,6 +35,10 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         )
         row["scores"][r["scorer"]] = r["score"]
         row["intervals"][r["scorer"]] = [r["low"], r["high"]]
+    usage_file = experiment_dir(experiment.id) / "eval" / "usage.json"
+    usage = json.loads(usage_file.read_text()) if usage_file.exists() else {}
+    for label, row in rows.items():
+        row["usage"] = usage.get(label)
     job_rows = []
     for job in jobs.values():
         last = store.last_metric(job.id)
@@ -146,6 +150,21 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {j['job']} | {j['backend']} | {j['status']} | {_num(j['final_loss'])} | "
             f"{_num(j['final_valid_loss'])} | {j['trained_tokens'] or ''} | {_num(j['minutes'])} |"
         )
+    used = [row for row in data["models"] if row.get("usage")]
+    if used:
+        lines += [
+            "",
+            "## Eval calls: tokens, cost, latency",
+            "",
+            "| model | calls | input tokens | output tokens | cost (USD) | mean latency (s) |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in used:
+            u = row["usage"]
+            lines.append(
+                f"| {row['target']} | {u['calls']} | {u['input_tokens'] or ''} | {u['output_tokens'] or ''} | "
+                f"{_num(u['cost_usd'])} | {_num(u['latency_mean_s'])} |"
+            )
     if data.get("comparisons"):
         lines += ["", "## Fine-tuned vs base (paired bootstrap on the same examples)", ""]
         lines += [f"- {c['text']} [{c['scorer']}]" for c in data["comparisons"]]
