@@ -78,6 +78,11 @@ class Backend(ABC):
                 backend=self.name,
             )
 
+    def ignored(self, spec: JobSpec) -> list[str]:
+        """Settings of the job file this backend does not use (recorded as warnings on the job, not refused):
+        the local trainer's knobs, say, which a hosted service chooses itself."""
+        return []
+
     @abstractmethod
     def prepare(
         self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path

@@ -15,7 +15,18 @@ from typing import Any
 from orchestrator.errors import NotFoundError
 from orchestrator.paths import fto_home
 from orchestrator.secrets import redact
-from schemas import Completion, Experiment, Job, JobEvent, JobSpec, JobStatus, Metric, ProviderJob, ProviderUpdates
+from schemas import (
+    Checkpoint,
+    Completion,
+    Experiment,
+    Job,
+    JobEvent,
+    JobSpec,
+    JobStatus,
+    Metric,
+    ProviderJob,
+    ProviderUpdates,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -55,6 +66,15 @@ CREATE TABLE IF NOT EXISTS eval_results (
     PRIMARY KEY (experiment_id, target, scorer)
 );
 """
+
+
+def _checkpoint_event(checkpoint: Checkpoint) -> JobEvent:
+    """Checkpoints are kept as events: `fto logs` shows them, and their data names the model to query."""
+    return JobEvent(
+        created_at=checkpoint.created_at or now(),
+        message=f"checkpoint at step {checkpoint.step}: {checkpoint.model}",
+        data={"checkpoint": checkpoint.model, "step": checkpoint.step, "metrics": checkpoint.metrics},
+    )
 
 
 def now() -> datetime:
@@ -265,7 +285,8 @@ class Store:
         """Polls' news (events, metrics, cursor) and the jobs' states, in one transaction."""
         with self._tx() as db:
             for job_id, state, updates in polls:
-                self._append(db, job_id, updates.events, updates.metrics, updates.cursor)
+                events = updates.events + [_checkpoint_event(c) for c in updates.checkpoints]
+                self._append(db, job_id, events, updates.metrics, updates.cursor)
                 self._update_state(db, job_id, state)
 
     def _update_state(self, db: sqlite3.Connection, job_id: str, state: ProviderJob) -> None:

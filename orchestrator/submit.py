@@ -20,8 +20,8 @@ from orchestrator.data.load import DatasetSplits, load_splits, save_conversation
 from orchestrator.errors import BackendError, FtoError
 from orchestrator.paths import experiment_dir
 from orchestrator.secrets import redact
-from orchestrator.store import Store
-from schemas import Experiment, Job, JobSpec
+from orchestrator.store import Store, now
+from schemas import Experiment, Job, JobEvent, JobSpec
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,9 @@ def submit(store: Store, loaded: LoadedJob) -> Submitted:
 
 def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend, data: DatasetSplits) -> None:
     """Prepare, upload (or reuse an upload of the same content), and create the job exactly once."""
+    notes = backend.ignored(experiment.spec)
+    if notes:
+        store.add_updates(job.id, [JobEvent(created_at=now(), level="warning", message=n) for n in notes], [], None)
     try:
         prepared = backend.prepare(
             experiment.spec, data.train, data.validation, experiment_dir(experiment.id) / job.backend

@@ -207,7 +207,7 @@ def run(folder: JobFolder, resume: bool) -> None:
     settings = TrainSettings(
         epochs=AUTO_EPOCHS if hp.epochs == "auto" else hp.epochs,
         batch_size=AUTO_BATCH_SIZE if hp.batch_size == "auto" else hp.batch_size,
-        learning_rate=hp.learning_rate or auto_lr,
+        learning_rate=hp.learning_rate or auto_lr * _multiplier(hp.learning_rate_multiplier),
         warmup_ratio=hp.warmup_ratio,
         seed=spec.seed,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
@@ -323,6 +323,11 @@ def main() -> None:
 
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def _multiplier(value: float | str) -> float:
+    """learning_rate_multiplier scales the default rate, as hosted services scale theirs."""
+    return 1.0 if value == "auto" else float(value)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,297 @@
+"""The `openai` backend: OpenAI's fine-tuning API through the openai SDK, and any service that speaks it.
+
+`base_url` points it at an OpenAI-compatible service (such as `fto serve`), `azure_endpoint` at Azure OpenAI.
+The key is read from the environment variable named by `api_key_env`, never from the job file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlparse
+
+import openai
+from pydantic import Field
+
+from backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
+from backends.openai import mapping
+from orchestrator.data.formats.openai_chat import dump_messages
+from orchestrator.data.providers import table
+from orchestrator.data.write import write_records
+from orchestrator.errors import BackendError, ConfigError, DataError
+from orchestrator.secrets import redact
+from schemas import JobEvent, JobSpec, Message, Metric, ProviderJob, ProviderUpdates, Record
+
+T = TypeVar("T")
+MB = 1024 * 1024
+
+
+class OpenAIOptions(BackendOptions):
+    model: str = Field(default="gpt-4o-mini-2024-07-18", description="base model to fine-tune")
+    base_url: str | None = Field(default=None, description="an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1")
+    organization: str | None = None
+    project: str | None = None
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the key")
+    azure_endpoint: str | None = Field(default=None, description="Azure OpenAI: https://NAME.openai.azure.com")
+    api_version: str = Field(default="2025-04-01-preview", description="Azure OpenAI API version")
+    timeout: float = Field(default=60.0, gt=0, description="seconds to wait for one request")
+    max_retries: int = Field(default=2, ge=0, description="the SDK's own retries of 408/409/429/5xx")
+    uploads_above_bytes: int = Field(
+        default=512 * MB, gt=0, description="larger files go through the Uploads API (the Files API stops at 512 MB)"
+    )
+    part_bytes: int = Field(default=64 * MB, gt=0, le=64 * MB, description="Uploads API part size (at most 64 MB)")
+    max_concurrency: int = Field(default=8, gt=0, description="concurrent requests (eval calls, polls)")
+
+
+class OpenAIBackend(Backend):
+    Options: ClassVar[type[BackendOptions]] = OpenAIOptions
+    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
+    min_poll_interval: ClassVar[float] = 10.0  # jobs take minutes to hours; OpenAI's limits are per minute
+    max_poll_interval: ClassVar[float] = 120.0
+    max_requests_per_second: ClassVar[float] = 5.0
+
+    def __init__(self, name: str, options: BackendOptions):
+        super().__init__(name, options)
+        self.o: OpenAIOptions = options  # type: ignore[assignment]
+        self.max_concurrency = self.o.max_concurrency  # type: ignore[misc]
+        if self.o.base_url and _is_loopback(self.o.base_url):  # a local `fto serve`: no rate limits to respect
+            self.min_poll_interval, self.max_poll_interval = 0.5, 2.0  # type: ignore[misc]
+        self._client: openai.OpenAI | None = None
+
+    @property
+    def provider_key(self) -> str:
+        where = self.o.azure_endpoint or self.o.base_url or "https://api.openai.com/v1"
+        return f"openai {where} {self.o.organization or ''} {self.o.project or ''}".strip()
+
+    @property
+    def client(self) -> openai.OpenAI:
+        if self._client is None:
+            key = os.environ.get(self.o.api_key_env)
+            common: dict[str, Any] = {"timeout": self.o.timeout, "max_retries": self.o.max_retries}
+            if self.o.azure_endpoint:
+                if not key:
+                    raise ConfigError(f"set {self.o.api_key_env} to your Azure OpenAI key", field=self.name)
+                self._client = openai.AzureOpenAI(
+                    azure_endpoint=self.o.azure_endpoint, api_version=self.o.api_version, api_key=key, **common
+                )
+            else:
+                if not key and not (self.o.base_url and _is_loopback(self.o.base_url)):
+                    raise ConfigError(
+                        f"set {self.o.api_key_env} in the environment (keys are never read from job files)",
+                        field=self.name,
+                    )
+                self._client = openai.OpenAI(
+                    api_key=key or "unused-on-loopback",
+                    base_url=self.o.base_url,
+                    organization=self.o.organization,
+                    project=self.o.project,
+                    **common,
+                )
+        return self._client
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """One SDK call, its failures turned into ours: retryable or not, with the wait the provider asked for."""
+        try:
+            return fn()
+        except openai.APITimeoutError:
+            raise BackendError(f"{what}: timed out", backend=self.name, retryable=True) from None
+        except openai.APIConnectionError as exc:
+            raise BackendError(f"{what}: cannot reach the API: {exc}", backend=self.name, retryable=True) from None
+        except openai.APIStatusError as exc:
+            code = exc.status_code
+            detail = exc.body.get("message") if isinstance(exc.body, dict) else None
+            body_code = exc.body.get("code") if isinstance(exc.body, dict) else None
+            # A daily limit does not lift on retry the same day.
+            retryable = (code in (408, 409, 429) or code >= 500) and body_code != "daily_rate_limit_exceeded"
+            raise BackendError(
+                redact(f"{what}: {detail or exc.message} ({code})"),
+                backend=self.name,
+                status_code=code,
+                retryable=retryable,
+                retry_after=_retry_after(exc.response.headers.get("retry-after")) if code == 429 else None,
+            ) from None
+        except openai.APIResponseValidationError as exc:
+            raise BackendError(f"{what}: malformed response: {exc}", backend=self.name, retryable=True) from None
+        except json.JSONDecodeError as exc:
+            raise BackendError(f"{what}: malformed response: {exc}", backend=self.name, retryable=True) from None
+
+    # checks and data ---------------------------------------------------------------------------------
+
+    def check(self, spec: JobSpec) -> None:
+        super().check(spec)
+        mapping.method(spec, self.name)  # raises on out-of-range hyperparameters
+        mapping.metadata(spec, "fto-xxxxxxxxxx", self.name)
+
+    def ignored(self, spec: JobSpec) -> list[str]:
+        return [
+            f"hyperparameters.{name} is for local training; OpenAI chooses it (use learning_rate_multiplier)"
+            for name in mapping.ignored_settings(spec)
+        ]
+
+    def prepare(
+        self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
+    ) -> PreparedData:
+        minimum = table()["openai"]["min_examples"]
+        if len(train) < minimum:
+            raise DataError(
+                f"OpenAI needs at least {minimum} training examples; the training split has {len(train)}",
+                file=spec.data.train,
+            )
+        fmt = "openai_preference" if spec.method == "dpo" else "openai_chat"
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_records(train, workdir / "train.jsonl", fmt)
+        validation_path = None
+        if validation:
+            validation_path = workdir / "validation.jsonl"
+            write_records(validation, validation_path, fmt)
+        return PreparedData(
+            train=workdir / "train.jsonl",
+            validation=validation_path,
+            train_examples=len(train),
+            validation_examples=len(validation),
+        )
+
+    def upload(self, prepared: PreparedData) -> UploadedData:
+        return UploadedData(
+            train_file=self._upload(prepared.train),
+            validation_file=self._upload(prepared.validation) if prepared.validation else None,
+        )
+
+    def _upload(self, path: Path) -> str:
+        size = path.stat().st_size
+        if size > self.o.uploads_above_bytes:  # the Uploads API: parts, then one file (up to 8 GB)
+            upload = self._call(
+                f"upload {path.name}",
+                lambda: self.client.uploads.upload_file_chunked(
+                    file=path, mime_type="application/jsonl", purpose="fine-tune", part_size=self.o.part_bytes
+                ),
+            )
+            if upload.status != "completed" or not upload.file:
+                raise BackendError(f"upload of {path.name} ended {upload.status}", backend=self.name)
+            return upload.file.id
+
+        def send() -> str:
+            with open(path, "rb") as f:
+                return self.client.files.create(file=(path.name, f), purpose="fine-tune").id
+
+        return self._call(f"upload {path.name}", send)
+
+    # jobs --------------------------------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
+        params: dict[str, Any] = {
+            "model": self.o.model,
+            "training_file": uploaded.train_file,
+            "method": mapping.method(spec, self.name),
+            "seed": spec.seed,
+            "metadata": mapping.metadata(spec, job_id, self.name),
+        }
+        if uploaded.validation_file:
+            params["validation_file"] = uploaded.validation_file
+        if spec.suffix:
+            params["suffix"] = spec.suffix
+        return self._call("create job", lambda: self.client.fine_tuning.jobs.create(**params)).id
+
+    def find(self, job_id: str) -> str | None:
+        page = self._call("list jobs", lambda: self.client.fine_tuning.jobs.list(metadata={"fto_job_id": job_id}))
+        found = [job.id for job in page.data if (job.metadata or {}).get("fto_job_id") == job_id]
+        return found[0] if found else None
+
+    def get(self, provider_job_id: str) -> ProviderJob:
+        job = self._call("get job", lambda: self.client.fine_tuning.jobs.retrieve(provider_job_id))
+        return ProviderJob(
+            status=mapping.status(job.status),
+            base_model=job.model,
+            fine_tuned_model=job.fine_tuned_model,
+            trained_tokens=job.trained_tokens,
+            error=mapping.error_text(job.error),
+        )
+
+    def updates(self, provider_job_id: str, cursor: str | None) -> ProviderUpdates:
+        """Events and checkpoints newer than the cursor (the newest ids seen), oldest first."""
+        seen = json.loads(cursor) if cursor else {}
+        raw_events = self._newer(
+            lambda after: self.client.fine_tuning.jobs.list_events(provider_job_id, limit=100, **after),
+            seen.get("event"),
+        )
+        raw_checkpoints = self._newer(
+            lambda after: self.client.fine_tuning.jobs.checkpoints.list(provider_job_id, limit=100, **after),
+            seen.get("checkpoint"),
+        )
+        converted = [mapping.event(e) for e in raw_events]
+        next_cursor = {
+            "event": raw_events[-1].id if raw_events else seen.get("event"),
+            "checkpoint": raw_checkpoints[-1].id if raw_checkpoints else seen.get("checkpoint"),
+        }
+        return ProviderUpdates(
+            events=[e for e in converted if isinstance(e, JobEvent)],
+            metrics=[m for m in converted if isinstance(m, Metric)],
+            checkpoints=[mapping.checkpoint(c) for c in raw_checkpoints],
+            cursor=json.dumps(next_cursor),
+        )
+
+    def _newer(self, list_page: Callable[[dict[str, str]], Any], last_seen: str | None) -> list[Any]:
+        """OpenAI lists newest first and pages backwards with `after`: read back to the last id seen."""
+        found: list[Any] = []
+        after: dict[str, str] = {}
+        while True:
+            page = self._call("list events", lambda after=after: list_page(after))  # type: ignore[misc]
+            for item in page.data:
+                if item.id == last_seen:
+                    return found[::-1]
+                found.append(item)
+            if not page.has_more or not page.data:
+                return found[::-1]
+            after = {"after": page.data[-1].id}
+
+    def cancel(self, provider_job_id: str) -> None:
+        self._call("cancel job", lambda: self.client.fine_tuning.jobs.cancel(provider_job_id))
+
+    def pause(self, provider_job_id: str) -> None:
+        self._call("pause job", lambda: self.client.fine_tuning.jobs.pause(provider_job_id))
+
+    def resume(self, provider_job_id: str) -> None:
+        self._call("resume job", lambda: self.client.fine_tuning.jobs.resume(provider_job_id))
+
+    # inference ---------------------------------------------------------------------------------------
+
+    def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        response = self._call(
+            "chat completion",
+            lambda: self.client.chat.completions.create(
+                model=model,
+                messages=dump_messages(list(messages)),  # type: ignore[arg-type]
+                max_completion_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                seed=params.seed,
+            ),
+        )
+        if not response.choices:
+            raise BackendError("chat completion: the response has no choices", backend=self.name, retryable=True)
+        usage = response.usage
+        return Completion(
+            text=response.choices[0].message.content or "",
+            input_tokens=usage.prompt_tokens if usage else None,
+            output_tokens=usage.completion_tokens if usage else None,
+        )
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,29 @@
+"""`fto serve`: an OpenAI-compatible fine-tuning API over the local backend (see app.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from orchestrator.errors import ConfigError
+from orchestrator.serve.app import ServeConfig, create_app
+
+__all__ = ["ServeConfig", "check_exposure", "create_app"]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, api_key: str | None, key_env: str) -> None:
+    """Anyone who can reach the port can train and run models: off loopback, a key is not optional."""
+    if api_key is None and not is_loopback(host):
+        raise ConfigError(
+            f"fto serve on {host} would accept requests from other machines: set {key_env} to an API key "
+            "(clients send it as a bearer token), or bind to 127.0.0.1",
+            field="--host",
+        )
