@@ -206,7 +206,8 @@ class ServeJobs:
     def _wait_stopped(self, job_id: str, seconds: float = 30.0) -> dict[str, Any]:
         """Answer once the worker has stopped, so the status the client sees is the one that holds."""
         deadline = time.monotonic() + seconds
-        while not self.backend.get(job_id).status.terminal and time.monotonic() < deadline:
+        folder = self._folder(job_id)
+        while time.monotonic() < deadline and (folder.worker_alive() or not self.backend.get(job_id).status.terminal):
             time.sleep(0.05)
         return self.view(job_id)
 
