@@ -351,7 +351,7 @@ class Guard:
                                                  code="invalid_api_key"))  # fmt: skip
                 return
         multipart = headers.get("content-type", "").startswith("multipart/")
-        limit = self.config.max_file_bytes + MB if multipart else self.config.max_json_bytes
+        limit = self.config.max_file_bytes + 64 * 1024 if multipart else self.config.max_json_bytes  # form overhead
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             await _send(send, _too_large(limit))
