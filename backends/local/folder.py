@@ -46,6 +46,8 @@ class JobFolder:
         _append(self.events_file, line.model_dump_json())
 
     def metric(self, metric: Metric) -> None:
+        if metric.created_at is None:  # readers order metrics among events by time
+            metric = metric.model_copy(update={"created_at": datetime.now(UTC)})
         _append(self.metrics_file, metric.model_dump_json(exclude_none=True))
 
     # read by the backend -------------------------------------------------------------------------

@@ -233,7 +233,7 @@ class ServeJobs:
                 )
             )
         for n, m in enumerate(updates.metrics):
-            created = m.created_at.timestamp() if m.created_at else time.time()
+            created = m.created_at.timestamp() if m.created_at else 0.0  # written by older workers: oldest
             data = {"step": m.step, "total_steps": m.total_steps, "train_loss": m.loss, "valid_loss": m.valid_loss}
             out.append(
                 (
