@@ -41,10 +41,10 @@ def submit(store: Store, loaded: LoadedJob) -> Submitted:
     Nothing reaches a provider until every check has passed for every chosen backend.
     """
     spec = loaded.spec
-    data = load_splits(spec)
     backends = [backend_for(spec, name) for name in loaded.backends]
-    for backend in backends:
+    for backend in backends:  # what a backend cannot do is said before the data is even read
         backend.check(spec)
+    data = load_splits(spec)
 
     experiment, jobs = store.create_experiment(spec, str(loaded.path), loaded.backends)
     folder = experiment_dir(experiment.id)
