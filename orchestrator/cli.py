@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.errors import FtoError
+from orchestrator.errors import ConfigError, FtoError
 
 console = Console(soft_wrap=True)  # a long path or error stays on one line
 err_console = Console(stderr=True, soft_wrap=True)
@@ -350,12 +350,16 @@ def resume(job_id: str, no_wait: bool) -> None:
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="an eval set (any format) instead")
 @click.option("--scorer", "scorer_names", multiple=True, help="scorers for --data (default exact_match, token_f1)")
 @click.option("--max-examples", type=int, default=100, show_default=True, help="with --data")
+@click.option("--judge", "judge_model", help="with --data: the LLM judge, PROVIDER:MODEL (openai or anthropic)")
+@click.option("--judge-url", help="with --judge: an OpenAI- or Anthropic-compatible endpoint")
 def eval_(
     experiment: str | None,
     target_specs: tuple[str, ...],
     data_file: str | None,
     scorer_names: tuple[str, ...],
     max_examples: int,
+    judge_model: str | None,
+    judge_url: str | None,
 ) -> None:
     """Evaluate models on the same examples and report.
 
@@ -368,20 +372,34 @@ def eval_(
     if data_file:
         if not target_specs:
             raise FtoError("--data needs at least one --target to evaluate")
-        exp = _eval_only_experiment(store, data_file, list(scorer_names), max_examples)
+        judge = _judge_option(judge_model, judge_url)
+        exp = _eval_only_experiment(store, data_file, list(scorer_names), max_examples, judge)
         only_extra = True
     else:
+        if judge_model:
+            raise ConfigError("--judge goes with --data; for an experiment, set eval.judge in its job file")
         exp = store.experiment(experiment) if experiment else store.latest_experiment()
         only_extra = False
     extra = [t for spec in target_specs for t in parse_target(store, spec, exp.spec)]
     _evaluate_and_report(store, exp, extra, only_extra)
 
 
-def _eval_only_experiment(store: Any, data_file: str, scorer_names: list[str], max_examples: int) -> Any:
+def _judge_option(judge_model: str | None, judge_url: str | None) -> dict[str, Any] | None:
+    if not judge_model:
+        return None
+    provider, _, model = judge_model.partition(":")
+    if provider not in ("openai", "anthropic") or not model:
+        raise ConfigError(f"--judge {judge_model!r}: use openai:MODEL or anthropic:MODEL", field="--judge")
+    return {"provider": provider, "model": model, "pairwise": False, **({"base_url": judge_url} if judge_url else {})}
+
+
+def _eval_only_experiment(
+    store: Any, data_file: str, scorer_names: list[str], max_examples: int, judge: dict[str, Any] | None = None
+) -> Any:
     """An experiment with no jobs: the eval set of one file, for comparing models that already exist."""
     from pathlib import Path
 
-    from orchestrator.data.load import load_splits, save_conversations
+    from orchestrator.data.load import read_eval_set, save_conversations
     from orchestrator.paths import experiment_dir
     from schemas import JobSpec
 
@@ -394,6 +412,7 @@ def _eval_only_experiment(store: Any, data_file: str, scorer_names: list[str], m
                 "data": str(path),
                 "max_examples": max_examples,
                 **({"scorers": scorer_names} if scorer_names else {}),
+                **({"judge": judge} if judge else {}),
             },
         }
     )
@@ -401,9 +420,9 @@ def _eval_only_experiment(store: Any, data_file: str, scorer_names: list[str], m
 
     for name in spec.eval.scorers if spec.eval else []:
         scorers.get(name)
-    data = load_splits(spec)
+    examples = read_eval_set(str(path))[:max_examples]
     experiment, _ = store.create_experiment(spec, None, [])
-    save_conversations(data.eval, experiment_dir(experiment.id) / "eval.jsonl")
+    save_conversations(examples, experiment_dir(experiment.id) / "eval.jsonl")
     return experiment
 
 

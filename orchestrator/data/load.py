@@ -10,7 +10,7 @@ from typing import Any
 from orchestrator.data.read import read_records
 from orchestrator.data.validate import require_valid, validate_file
 from orchestrator.errors import DataError
-from schemas import Conversation, JobSpec, PreferencePair, Record
+from schemas import Conversation, JobSpec, Message, PreferencePair, Record
 
 
 @dataclass(frozen=True)
@@ -63,19 +63,41 @@ def load_splits(spec: JobSpec) -> DatasetSplits:
         train, validation = rows, []
     eval_rows: list[Conversation] = []
     if spec.eval:
-        source = validation if spec.eval.data == "validation" else read_dataset(spec.eval.data)
-        eval_rows = [_as_eval_example(r) for r in source]
+        eval_rows = (
+            [_as_eval_example(r) for r in validation]
+            if spec.eval.data == "validation"
+            else read_eval_set(spec.eval.data)
+        )
         if spec.eval.max_examples:
             eval_rows = eval_rows[: spec.eval.max_examples]
     return DatasetSplits(train=train, validation=validation, eval=eval_rows)
 
 
+# Questions without answers (MT-Bench's, say) are fine to evaluate: reference-free scorers such as the judge rate them.
+UNANSWERED = "example_missing_assistant_message"
+
+
+def read_eval_set(path: str, fmt: str = "auto", mapping: dict[str, Any] | None = None) -> list[Conversation]:
+    """An eval file's examples: checked like training data, except that a question may come without an answer."""
+    report = validate_file(path, None, fmt, mapping)
+    report.shown = [f for f in report.shown if f.code != UNANSWERED]
+    report.errors -= report.counts.get(("error", UNANSWERED), 0)
+    require_valid(report)
+    rows = [_as_eval_example(r) for r in read_records(path, fmt, mapping)]
+    if not rows:
+        raise DataError("no examples in file", file=path)
+    return rows
+
+
 def _as_eval_example(record: Record) -> Conversation:
-    """Eval asks for a reply to a prompt; a preference pair's chosen reply is the reference."""
+    """Eval asks for a reply to a prompt; a preference pair's chosen reply is the reference, and a question without
+    an answer gets an empty one."""
     if isinstance(record, PreferencePair):
         return Conversation(
             messages=[*record.prompt, *record.chosen], tools=record.tools, source_line=record.source_line
         )
+    if not any(m.role == "assistant" for m in record.messages):
+        return record.model_copy(update={"messages": [*record.messages, Message(role="assistant", content="")]})
     return record
 
 

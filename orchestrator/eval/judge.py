@@ -1,8 +1,8 @@
 """LLM-as-judge: a pointwise score against a rubric, and pairwise verdicts between two answers.
 
-The judge runs on OpenAI (or any OpenAI-compatible endpoint) or Anthropic, through their SDKs; keys come from the
-environment (OPENAI_API_KEY, ANTHROPIC_API_KEY). Prompts and raw verdicts are kept next to the scores, and verdicts
-are cached like generations, so a re-run asks the judge nothing.
+The judge runs on OpenAI (or any OpenAI-compatible endpoint) or Anthropic, through those backends' clients; keys
+come from the environment (OPENAI_API_KEY, ANTHROPIC_API_KEY). Prompts and raw verdicts are kept next to the scores,
+and verdicts are cached like generations, so a re-run asks the judge nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from backends.base import GenerationParams
 from orchestrator.errors import ConfigError
 from orchestrator.store import Store
-from schemas import Completion, JudgeSpec
+from schemas import BackendSection, Completion, JudgeSpec, Message
 
 SYSTEM = "You are a careful, impartial judge of answers written by AI assistants."
 POINTWISE = (
@@ -35,35 +36,20 @@ _VERDICT = re.compile(r"\[\[([ABC])\]\]")
 class Judge:
     def __init__(self, spec: JudgeSpec, store: Store):
         self.spec, self.store = spec, store
-        self._client: Any = None
+        self._backend: Any = None
 
-    def _ask(self, prompt: str) -> str:
-        return self._openai(prompt) if self.spec.provider == "openai" else self._anthropic(prompt)
+    def _ask(self, prompt: str) -> Completion:
+        """One verdict, through the provider's own backend (the same client code as every other call)."""
+        if self._backend is None:
+            from backends import registry
 
-    def _openai(self, prompt: str) -> str:
-        if self._client is None:
-            from openai import OpenAI
-
-            self._client = OpenAI(api_key=_key("OPENAI_API_KEY"), base_url=self.spec.base_url)
-        response = self._client.chat.completions.create(
-            model=self.spec.model,
-            temperature=0,
-            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
-        )
-        return response.choices[0].message.content or ""
-
-    def _anthropic(self, prompt: str) -> str:
-        if self._client is None:
-            from anthropic import Anthropic
-
-            self._client = Anthropic(api_key=_key("ANTHROPIC_API_KEY"), base_url=self.spec.base_url)
-        response = self._client.messages.create(
-            model=self.spec.model,
-            max_tokens=512,
-            system=SYSTEM,
-            messages=[{"role": "user", "content": prompt}],
-        )
-        return "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
+            env = "OPENAI_API_KEY" if self.spec.provider == "openai" else "ANTHROPIC_API_KEY"
+            _key(env)  # a judge always needs a key, even on loopback
+            url_option = "base_url" if self.spec.provider == "openai" else "anthropic_base_url"
+            options = {"model": self.spec.model, **({url_option: self.spec.base_url} if self.spec.base_url else {})}
+            self._backend = registry.create(self.spec.provider, BackendSection.model_validate(options))
+        messages = [Message(role="system", content=SYSTEM), Message(role="user", content=prompt)]
+        return self._backend.complete(self.spec.model, messages, GenerationParams(max_new_tokens=512))
 
     def _map(self, prompts: list[str]) -> list[str]:
         """Verdicts for prompts: cached ones reused, the rest asked concurrently, then stored (from this thread)."""
@@ -74,7 +60,7 @@ class Judge:
         known = self.store.cached_generations(keys)
         missing = [i for i, k in enumerate(keys) if k not in known]
         with ThreadPoolExecutor(max_workers=self.spec.max_concurrency) as pool:
-            replies = [Completion(text=r) for r in pool.map(self._ask, [prompts[i] for i in missing])]
+            replies = list(pool.map(self._ask, [prompts[i] for i in missing]))
         self.store.save_generations([(keys[i], reply) for i, reply in zip(missing, replies, strict=True)])
         known.update((keys[i], reply) for i, reply in zip(missing, replies, strict=True))
         return [known[k].text for k in keys]

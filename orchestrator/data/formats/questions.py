@@ -26,7 +26,7 @@ class Questions(Format):
             raise RecordError("invalid_field", "turns", "expected a list of strings")
         messages = [Message(role="user", content=turns[0])]
         reference = obj.get("reference") or []
-        if reference:
+        if reference and str(reference[0]).strip():  # MT-Bench has an empty reference or two: no reference
             messages.append(Message(role="assistant", content=str(reference[0])))
         metadata = {k: v for k, v in obj.items() if k not in ("turns", "reference")}
         metadata.update(turns=turns, reference=reference or None)

@@ -103,3 +103,31 @@ def test_the_judge_key_comes_only_from_the_environment(judge_url, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="OPENAI_API_KEY in the environment"):
         Judge(JudgeSpec(model="judge-1", base_url=judge_url + "/v1"), Store()).rate(ITEMS[:1])
+
+
+def test_mt_bench_questions_judged_end_to_end(judge_url, monkeypatch, fto_home):
+    """MT-Bench's questions (FastChat), answered by a model on the sim provider, rated by the judge over HTTP."""
+    from tests.backends.sim.conftest import SimServer
+    from tests.conftest import SHARED_DATA, run_fto
+
+    questions = SHARED_DATA / "fastchat" / "mt_bench_question.jsonl"
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-secret")
+    sim = SimServer()
+    monkeypatch.setenv("FTO_SIM_URL", sim.url)
+    result = run_fto(
+        "eval", "--data", str(questions), "--target", "sim:sim-base", "--scorer", "judge",
+        "--judge", "openai:judge-1", "--judge-url", judge_url + "/v1", "--max-examples", "12",
+    )  # fmt: skip
+    sim.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    first = json.loads(questions.read_text().splitlines()[0])["turns"][0]
+    prompts = [p for p, _ in _JudgeServer.requests]
+    assert len(prompts) == 12 and set(prompts) == {"/v1/chat/completions"}
+    [experiment] = (fto_home / "experiments").iterdir()
+    verdicts = [
+        json.loads(line) for line in (experiment / "eval" / "judge-rate.sim.sim-base.jsonl").read_text().splitlines()
+    ]
+    assert len(verdicts) == 12 and any(first[:40] in v["prompt"] for v in verdicts)
+    assert all("Rating: [[" in v["verdict"] for v in verdicts)
+    scores = Store(fto_home / "fto.db").scores(experiment.name)
+    assert [r["scorer"] for r in scores] == ["judge"] and 0.0 <= scores[0]["score"] <= 1.0
