@@ -125,6 +125,13 @@ class AnthropicBackend(Backend):
                 field=f"backends.{self.name}",
             )
         mapping.hyperparameters(spec, self._early_stopping(), True, self.name)
+        import boto3
+
+        if boto3.Session().get_credentials() is None:  # said now, not after the data is prepared
+            raise ConfigError(
+                "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
+                field=self.name,
+            )
 
     def ignored(self, spec: JobSpec) -> list[str]:
         return [

@@ -123,6 +123,7 @@ class OpenAIBackend(Backend):
 
     def check(self, spec: JobSpec) -> None:
         super().check(spec)
+        self.client  # noqa: B018 — a missing key is said now, before anything is recorded or uploaded
         mapping.method(spec, self.name)  # raises on out-of-range hyperparameters
         mapping.metadata(spec, "fto-xxxxxxxxxx", self.name)
 

@@ -142,3 +142,18 @@ def test_kill_9_during_training_then_wait_finishes_the_job(write_job, fto_home):
 def test_status_of_an_unknown_job_is_one_clear_line():
     result = run_fto("status", "job-doesnotexist")
     assert result.returncode == 1 and result.stderr.startswith("error: no job 'job-doesnotexist'")
+
+
+def test_the_hosted_example_is_a_valid_job_for_every_backend(monkeypatch):
+    """examples/hosted.yaml parses, and each section is a valid configuration of its backend."""
+    from backends import registry
+    from orchestrator.config import load_job
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    loaded = load_job(REPO / "examples" / "hosted.yaml", None)
+    assert set(loaded.backends) == {"local", "openai", "anthropic"}
+    for name in loaded.backends:
+        assert registry.create(name, loaded.spec.backends[name]).name == name
+    result = run_fto("submit", str(REPO / "examples" / "hosted.yaml"), "--backend", "openai")
+    assert result.returncode != 0 and "set OPENAI_API_KEY" in result.stderr
+    assert "exp-" not in result.stdout  # refused before anything was recorded

@@ -65,6 +65,15 @@ def test_same_job_file_runs_on_openai_and_local(server, write_job, fto_home):
     usage = json.loads((fto_home / "experiments" / tuned.experiment_id / "eval" / "usage.json").read_text())
     assert usage["openai/fine-tuned"]["input_tokens"] > 0 and usage["openai/fine-tuned"]["output_tokens"] > 0
 
+    # local and hosted side by side: the hosted fine-tuned model as an extra target of the local experiment
+    local_experiment = by_backend["local"].experiment_id
+    both = run_fto("eval", local_experiment, "--target", f"openai:{tuned.fine_tuned_model}", timeout=300)
+    assert both.returncode == 0, both.stdout + both.stderr
+    compared = json.loads(run_fto("compare", local_experiment, "--json").stdout)
+    targets = {m["target"]: m for m in compared["models"]}
+    assert {"local/base", "local/fine-tuned", f"openai/{tuned.fine_tuned_model}"} <= set(targets)
+    assert targets[f"openai/{tuned.fine_tuned_model}"]["scores"]["exact_match"] >= 0.8
+
 
 def test_backend_calls_find_pause_resume_and_large_uploads(server, tmp_path, monkeypatch):
     spec = JobSpec.model_validate(
