@@ -162,12 +162,12 @@ class Backend(ABC):
 
         def timed(messages: Sequence[Message]) -> Completion:
             started = time.perf_counter()
-            reply = self.complete(model, messages, params)
-            return (
-                reply
-                if reply.seconds is not None
-                else reply.model_copy(update={"seconds": time.perf_counter() - started})
-            )
+            reply: Completion | str = self.complete(model, messages, params)
+            if isinstance(reply, str):  # plugins written before Completion existed return the text alone
+                reply = Completion(text=reply)
+            if reply.seconds is None:
+                reply = reply.model_copy(update={"seconds": time.perf_counter() - started})
+            return reply
 
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(prompts)))) as pool:
             return list(pool.map(timed, prompts))

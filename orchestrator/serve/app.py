@@ -211,7 +211,7 @@ def create_app(config: ServeConfig) -> Starlette:
             raise ApiError(400, "streaming is not supported by fto serve; send stream: false", param="stream")
         if body.get("n", 1) != 1:
             raise ApiError(400, "n must be 1", param="n")
-        model_id = body.get("model")
+        model_id = request.path_params.get("deployment") or body.get("model")  # Azure names it in the path
         found = await run_in_threadpool(jobs.models)
         if not isinstance(model_id, str) or model_id not in found:
             raise ApiError(404, f"The model '{model_id}' does not exist", param="model", code="model_not_found")
@@ -263,28 +263,32 @@ def create_app(config: ServeConfig) -> Starlette:
             }
         )
 
-    routes = [
-        Route("/v1/files", create_file, methods=["POST"]),
-        Route("/v1/files", list_files, methods=["GET"]),
-        Route("/v1/files/{file_id}", get_file, methods=["GET"]),
-        Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
-        Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
-        Route("/v1/uploads", create_upload, methods=["POST"]),
-        Route("/v1/uploads/{upload_id}/parts", add_part, methods=["POST"]),
-        Route("/v1/uploads/{upload_id}/complete", complete_upload, methods=["POST"]),
-        Route("/v1/uploads/{upload_id}/cancel", cancel_upload, methods=["POST"]),
-        Route("/v1/fine_tuning/jobs", create_job, methods=["POST"]),
-        Route("/v1/fine_tuning/jobs", list_jobs, methods=["GET"]),
-        Route("/v1/fine_tuning/jobs/{job_id}", job_route(jobs.view), methods=["GET"]),
-        Route("/v1/fine_tuning/jobs/{job_id}/cancel", job_route(jobs.cancel), methods=["POST"]),
-        Route("/v1/fine_tuning/jobs/{job_id}/pause", job_route(jobs.pause), methods=["POST"]),
-        Route("/v1/fine_tuning/jobs/{job_id}/resume", job_route(jobs.resume), methods=["POST"]),
-        Route("/v1/fine_tuning/jobs/{job_id}/events", job_events, methods=["GET"]),
-        Route("/v1/fine_tuning/jobs/{job_id}/checkpoints", job_checkpoints, methods=["GET"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/v1/models/{model:path}", get_model, methods=["GET"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    api = [
+        Route("/files", create_file, methods=["POST"]),
+        Route("/files", list_files, methods=["GET"]),
+        Route("/files/{file_id}", get_file, methods=["GET"]),
+        Route("/files/{file_id}", delete_file, methods=["DELETE"]),
+        Route("/files/{file_id}/content", file_content, methods=["GET"]),
+        Route("/uploads", create_upload, methods=["POST"]),
+        Route("/uploads/{upload_id}/parts", add_part, methods=["POST"]),
+        Route("/uploads/{upload_id}/complete", complete_upload, methods=["POST"]),
+        Route("/uploads/{upload_id}/cancel", cancel_upload, methods=["POST"]),
+        Route("/fine_tuning/jobs", create_job, methods=["POST"]),
+        Route("/fine_tuning/jobs", list_jobs, methods=["GET"]),
+        Route("/fine_tuning/jobs/{job_id}", job_route(jobs.view), methods=["GET"]),
+        Route("/fine_tuning/jobs/{job_id}/cancel", job_route(jobs.cancel), methods=["POST"]),
+        Route("/fine_tuning/jobs/{job_id}/pause", job_route(jobs.pause), methods=["POST"]),
+        Route("/fine_tuning/jobs/{job_id}/resume", job_route(jobs.resume), methods=["POST"]),
+        Route("/fine_tuning/jobs/{job_id}/events", job_events, methods=["GET"]),
+        Route("/fine_tuning/jobs/{job_id}/checkpoints", job_checkpoints, methods=["GET"]),
+        Route("/models", list_models, methods=["GET"]),
+        Route("/models/{model:path}", get_model, methods=["GET"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
     ]
+    # OpenAI's paths under /v1, and Azure OpenAI's (`/openai/...`, chat by deployment) for AzureOpenAI clients.
+    routes = [Route(f"/v1{r.path}", r.endpoint, methods=r.methods) for r in api]
+    routes += [Route(f"/openai{r.path}", r.endpoint, methods=r.methods) for r in api]
+    routes.append(Route("/openai/deployments/{deployment}/chat/completions", chat_completions, methods=["POST"]))
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -345,7 +349,7 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.config.api_key is not None:
             given = headers.get("authorization", "")
-            token = given[7:] if given.lower().startswith("bearer ") else ""
+            token = given[7:] if given.lower().startswith("bearer ") else headers.get("api-key", "")  # Azure's
             if not hmac.compare_digest(token.encode(), self.config.api_key.encode()):
                 await _send(send, error_response(401, "Incorrect API key provided.", "invalid_request_error",
                                                  code="invalid_api_key"))  # fmt: skip

@@ -120,3 +120,35 @@ def test_out_of_range_hyperparameters_are_refused_before_any_upload(server, writ
     assert result.returncode != 0
     assert "epochs = 60 is outside OpenAI's range 1–50" in result.stderr + result.stdout
     assert openai.OpenAI(base_url=server.url, api_key="unused").files.list().data == []
+
+
+def test_the_azure_variant_fine_tunes_and_queries_through_azure_paths(tmp_path, monkeypatch):
+    """AzureOpenAI's client (api-key header, /openai/... paths, chat by deployment) against fto serve."""
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key-for-test")
+    server = ServeProcess(tmp_path / "azure-home", env={"FTO_SERVE_API_KEY": "azure-key-for-test"})
+    try:
+        spec = JobSpec.model_validate(
+            {"name": "azure", "data": {"train": str(ANIMALS)}, "hyperparameters": {"epochs": 2}}
+        )
+        section = BackendSection.model_validate(
+            {"model": "embedded:tiny-llama", "azure_endpoint": server.url.removesuffix("/v1"),
+             "api_key_env": "AZURE_OPENAI_API_KEY"}
+        )  # fmt: skip
+        backend = registry.create("openai", section)
+        backend.check(spec)
+        from orchestrator.data.load import load_splits
+
+        data = load_splits(spec)
+        uploaded = backend.upload(backend.prepare(spec, data.train, data.validation, tmp_path / "prepared"))
+        job_id = backend.submit(spec, uploaded, "job-azure")
+        state = wait_for(backend, job_id)
+        assert state.status == JobStatus.SUCCEEDED, state.error
+        from backends.base import GenerationParams
+        from schemas import Message
+
+        reply = backend.complete(
+            state.fine_tuned_model, [Message(role="user", content="What class is a dog?")], GenerationParams()
+        )
+        assert reply.text and reply.output_tokens
+    finally:
+        server.stop()

@@ -79,6 +79,8 @@ def _routes(root: Path) -> set[tuple[str, str]]:
     app = create_app(ServeConfig(root=root, base_models=())).app
     found = set()
     for route in app.routes:
+        if not route.path.startswith("/v1/"):
+            continue  # the same endpoints under Azure OpenAI's paths
         path = re.sub(r"\{(\w+)(:\w+)?\}", "{x}", route.path.removeprefix("/v1"))
         found.update((m, path) for m in route.methods if m != "HEAD")
     return found
