@@ -97,6 +97,10 @@ def test_backend_calls_find_pause_resume_and_large_uploads(server, tmp_path, mon
 
     assert backend.find("job-x") is None
     provider_id = backend.submit(spec, uploaded, "job-x")
+    sent = client.fine_tuning.jobs.retrieve(provider_id)
+    assert sent.method.supervised.hyperparameters.n_epochs == 50
+    assert sent.method.supervised.hyperparameters.learning_rate_multiplier == "auto"  # passed through
+    assert sent.metadata == {"fto_job_id": "job-x"}
     assert backend.find("job-x") == provider_id  # how a crashed submit learns the job exists
     wait_for(backend, provider_id, {JobStatus.RUNNING})
     backend.pause(provider_id)
