@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from starlette.routing import Route
 from backends.base import GenerationParams
 from orchestrator.data.formats.openai_chat import parse_messages
 from orchestrator.errors import DataError
+from orchestrator.serve.batching import Batcher
 from orchestrator.serve.files import FileStore, Invalid, NotFound, public_upload
 from orchestrator.serve.jobs import ORGANIZATION, ServeJobs
 
@@ -64,7 +64,7 @@ def error_response(status: int, message: str, kind: str, param: str | None = Non
 def create_app(config: ServeConfig) -> Starlette:
     files = FileStore(config.root)
     jobs = ServeJobs(config.root, files, config.base_models, config.local_options)
-    generate_lock = threading.Lock()  # one model on the device at a time; requests queue here
+    batcher = Batcher(jobs.backend)  # concurrent requests for one model are generated together
 
     async def json_body(request: Request) -> dict[str, Any]:
         try:
@@ -235,11 +235,7 @@ def create_app(config: ServeConfig) -> Starlette:
             raise ApiError(400, "temperature must be between 0 and 2", param="temperature")
         params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=body.get("seed") or 0)
 
-        def run() -> Any:
-            with generate_lock:
-                return jobs.backend.complete_many(path, [messages], params)[0]
-
-        reply = await run_in_threadpool(run)
+        reply = await batcher.complete(path, messages, params)
         prompt_tokens, completion_tokens = reply.input_tokens or 0, reply.output_tokens or 0
         return JSONResponse(
             {
