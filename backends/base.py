@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.data.write import write_records
 from orchestrator.errors import UnsupportedError
 from schemas import Completion, JobSpec, Message, ProviderJob, ProviderUpdates, Record
 
@@ -37,6 +38,22 @@ class PreparedData(BaseModel):
     validation: Path | None = None
     train_examples: int
     validation_examples: int = 0
+
+    @classmethod
+    def write(cls, train: Sequence[Record], validation: Sequence[Record], workdir: Path, fmt: str) -> PreparedData:
+        """train.jsonl (and validation.jsonl, when there is validation data) in `fmt`, under `workdir`."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_records(train, workdir / "train.jsonl", fmt)
+        validation_path = None
+        if validation:
+            validation_path = workdir / "validation.jsonl"
+            write_records(validation, validation_path, fmt)
+        return cls(
+            train=workdir / "train.jsonl",
+            validation=validation_path,
+            train_examples=len(train),
+            validation_examples=len(validation),
+        )
 
 
 class UploadedData(BaseModel):

@@ -1,4 +1,4 @@
-"""`fto serve` started as users start it (the real CLI, in its own process) on a free 127.0.0.1 port."""
+"""Servers for tests on free 127.0.0.1 ports: `fto serve` started as users start it (the real CLI, own process)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    """Return once `url` answers; fail early, with its output, if the server process exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"the server exited: {output}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered at {url} within {seconds} s")
+
+
 class ServeProcess:
     def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None):
         self.home = home
@@ -32,16 +47,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fto serve exited: {self.process.stdout.read().decode()}")  # type: ignore[union-attr]
-            try:
-                httpx.get(f"{self.url}/models", timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("fto serve did not start")
+        wait_until_up(f"{self.url}/models", self.process)
 
     def stop(self) -> None:
         """Stop the server and any training worker it left (workers outlive servers on purpose)."""

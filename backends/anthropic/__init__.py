@@ -23,7 +23,6 @@ from backends.base import Backend, BackendOptions, Completion, GenerationParams,
 from orchestrator.data.providers import table
 from orchestrator.data.stats import measure
 from orchestrator.data.tokens import tiktoken_encoding
-from orchestrator.data.write import write_records
 from orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
 from orchestrator.secrets import redact
 from schemas import JobEvent, JobSpec, Message, ProviderJob, ProviderUpdates, Record
@@ -172,18 +171,7 @@ class AnthropicBackend(Backend):
                         file=spec.data.train,
                         line=record.source_line,
                     )
-        workdir.mkdir(parents=True, exist_ok=True)
-        write_records(train, workdir / "train.jsonl", "bedrock_claude")
-        validation_path = None
-        if validation:
-            validation_path = workdir / "validation.jsonl"
-            write_records(validation, validation_path, "bedrock_claude")
-        return PreparedData(
-            train=workdir / "train.jsonl",
-            validation=validation_path,
-            train_examples=len(train),
-            validation_examples=len(validation),
-        )
+        return PreparedData.write(train, validation, workdir, "bedrock_claude")
 
     def upload(self, prepared: PreparedData) -> UploadedData:
         return UploadedData(

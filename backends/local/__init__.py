@@ -22,7 +22,6 @@ from pydantic import Field
 
 from backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
 from backends.local.folder import JobFolder
-from orchestrator.data.write import write_records
 from orchestrator.errors import BackendError, UnsupportedError
 from orchestrator.paths import backend_dir
 from schemas import JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates, Record
@@ -83,19 +82,7 @@ class LocalBackend(Backend):
     ) -> PreparedData:
         # The worker reads OpenAI's JSONL formats and renders them with the model's own chat template.
         fmt = "openai_preference" if spec.method == "dpo" else "openai_chat"
-        workdir.mkdir(parents=True, exist_ok=True)
-        train_path = workdir / "train.jsonl"
-        write_records(train, train_path, fmt)
-        validation_path = None
-        if validation:
-            validation_path = workdir / "validation.jsonl"
-            write_records(validation, validation_path, fmt)
-        return PreparedData(
-            train=train_path,
-            validation=validation_path,
-            train_examples=len(train),
-            validation_examples=len(validation),
-        )
+        return PreparedData.write(train, validation, workdir, fmt)
 
     def upload(self, prepared: PreparedData) -> UploadedData:
         """Copy into a content-addressed file area, so the same data is stored once."""

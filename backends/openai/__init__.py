@@ -6,13 +6,11 @@ The key is read from the environment variable named by `api_key_env`, never from
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlparse
 
 import openai
 from pydantic import Field
@@ -21,8 +19,8 @@ from backends.base import Backend, BackendOptions, Completion, GenerationParams,
 from backends.openai import mapping
 from orchestrator.data.formats.openai_chat import dump_messages
 from orchestrator.data.providers import table
-from orchestrator.data.write import write_records
 from orchestrator.errors import BackendError, ConfigError, DataError
+from orchestrator.network import is_loopback
 from orchestrator.secrets import redact
 from schemas import JobEvent, JobSpec, Message, Metric, ProviderJob, ProviderUpdates, Record
 
@@ -58,7 +56,7 @@ class OpenAIBackend(Backend):
         super().__init__(name, options)
         self.o: OpenAIOptions = options  # type: ignore[assignment]
         self.max_concurrency = self.o.max_concurrency  # type: ignore[misc]
-        if self.o.base_url and _is_loopback(self.o.base_url):  # a local `fto serve`: no rate limits to respect
+        if self.o.base_url and is_loopback(self.o.base_url):  # a local `fto serve`: no rate limits to respect
             self.min_poll_interval, self.max_poll_interval = 0.5, 2.0  # type: ignore[misc]
         self._client: openai.OpenAI | None = None
 
@@ -79,7 +77,7 @@ class OpenAIBackend(Backend):
                     azure_endpoint=self.o.azure_endpoint, api_version=self.o.api_version, api_key=key, **common
                 )
             else:
-                if not key and not (self.o.base_url and _is_loopback(self.o.base_url)):
+                if not key and not (self.o.base_url and is_loopback(self.o.base_url)):
                     raise ConfigError(
                         f"set {self.o.api_key_env} in the environment (keys are never read from job files)",
                         field=self.name,
@@ -143,18 +141,7 @@ class OpenAIBackend(Backend):
                 file=spec.data.train,
             )
         fmt = "openai_preference" if spec.method == "dpo" else "openai_chat"
-        workdir.mkdir(parents=True, exist_ok=True)
-        write_records(train, workdir / "train.jsonl", fmt)
-        validation_path = None
-        if validation:
-            validation_path = workdir / "validation.jsonl"
-            write_records(validation, validation_path, fmt)
-        return PreparedData(
-            train=workdir / "train.jsonl",
-            validation=validation_path,
-            train_examples=len(train),
-            validation_examples=len(validation),
-        )
+        return PreparedData.write(train, validation, workdir, fmt)
 
     def upload(self, prepared: PreparedData) -> UploadedData:
         return UploadedData(
@@ -279,16 +266,6 @@ class OpenAIBackend(Backend):
             input_tokens=usage.prompt_tokens if usage else None,
             output_tokens=usage.completion_tokens if usage else None,
         )
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -17,7 +17,6 @@ import httpx
 from pydantic import Field
 
 from backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
-from orchestrator.data.write import write_records
 from orchestrator.errors import BackendError
 from schemas import JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates, Record
 
@@ -88,9 +87,7 @@ class SimBackend(Backend):
     def prepare(
         self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
-        workdir.mkdir(parents=True, exist_ok=True)
-        write_records(train, workdir / "train.jsonl", "openai_chat")
-        return PreparedData(train=workdir / "train.jsonl", train_examples=len(train))
+        return PreparedData.write(train, [], workdir, "openai_chat")
 
     def upload(self, prepared: PreparedData) -> UploadedData:
         return UploadedData(train_file=self._request("POST", "/v1/files", content=prepared.train.read_bytes())["id"])

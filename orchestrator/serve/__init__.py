@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from orchestrator.errors import ConfigError
+from orchestrator.network import is_loopback
 from orchestrator.serve.app import ServeConfig, create_app
 
 __all__ = ["ServeConfig", "check_exposure", "create_app"]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(host: str, api_key: str | None, key_env: str) -> None:
