@@ -22,7 +22,7 @@ from backends.anthropic import mapping
 from backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
 from orchestrator.data.providers import table
 from orchestrator.data.stats import measure
-from orchestrator.data.tokens import tiktoken_encoding
+from orchestrator.data.tokens import counter_for
 from orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
 from orchestrator.secrets import redact
 from schemas import JobEvent, JobSpec, Message, ProviderJob, ProviderUpdates, Record
@@ -161,7 +161,7 @@ class AnthropicBackend(Backend):
             )
         limit = info.get("max_tokens_per_example")
         if limit:
-            counter = _counter(info.get("encoding", "cl100k_base"))
+            counter = counter_for("anthropic", self.o.model, info)  # cl100k, an estimate for Claude
             for record in [*train, *validation]:
                 total, _ = measure(record, counter)
                 if total > limit:
@@ -348,9 +348,3 @@ class AnthropicBackend(Backend):
         return Completion(
             text=text, input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens
         )
-
-
-def _counter(encoding: str) -> Any:
-    from orchestrator.data.tokens import TiktokenCounter
-
-    return TiktokenCounter(name=f"{encoding} (estimate)", exact=False, encoding=tiktoken_encoding(encoding))

@@ -26,8 +26,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from backends.base import GenerationParams
+from orchestrator.data.formats.base import RecordError
 from orchestrator.data.formats.openai_chat import parse_messages
-from orchestrator.errors import DataError
 from orchestrator.serve.batching import Batcher
 from orchestrator.serve.files import FileStore, Invalid, NotFound, public_upload
 from orchestrator.serve.jobs import ORGANIZATION, ServeJobs
@@ -211,6 +211,23 @@ def create_app(config: ServeConfig) -> Starlette:
             raise ApiError(400, "streaming is not supported by fto serve; send stream: false", param="stream")
         if body.get("n", 1) != 1:
             raise ApiError(400, "n must be 1", param="n")
+        raw = body.get("messages")
+        if not isinstance(raw, list) or not raw:
+            raise ApiError(400, "messages must be a non-empty list", param="messages")
+        try:
+            messages = parse_messages(raw, lambda *_: None)
+        except RecordError as exc:
+            raise ApiError(400, exc.message, param=exc.field or "messages") from None
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
+        temperature = body.get("temperature", 1.0)
+        if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
+            raise ApiError(400, "max_completion_tokens must be an integer from 1 to 4096", param="max_tokens")
+        if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+            raise ApiError(400, "temperature must be between 0 and 2", param="temperature")
+        seed = body.get("seed") or 0
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ApiError(400, "seed must be an integer", param="seed")
+        params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed)
         model_id = request.path_params.get("deployment") or body.get("model")  # Azure names it in the path
         found = await run_in_threadpool(jobs.models)
         if not isinstance(model_id, str) or model_id not in found:
@@ -220,20 +237,6 @@ def create_app(config: ServeConfig) -> Starlette:
             raise ApiError(
                 404, f"The model '{model_id}' is built by its first fine-tuning job; none has run yet", param="model"
             )
-        raw = body.get("messages")
-        if not isinstance(raw, list) or not raw:
-            raise ApiError(400, "messages must be a non-empty list", param="messages")
-        try:
-            messages = parse_messages(raw, lambda *_: None)
-        except DataError as exc:
-            raise ApiError(400, exc.message, param=exc.field or "messages") from None
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
-        temperature = body.get("temperature", 1.0)
-        if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
-            raise ApiError(400, "max_completion_tokens must be an integer from 1 to 4096", param="max_tokens")
-        if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
-            raise ApiError(400, "temperature must be between 0 and 2", param="temperature")
-        params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature, seed=body.get("seed") or 0)
 
         reply = await batcher.complete(path, messages, params)
         prompt_tokens, completion_tokens = reply.input_tokens or 0, reply.output_tokens or 0

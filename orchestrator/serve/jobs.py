@@ -305,10 +305,15 @@ def _method(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         "type": "supervised",
         "supervised": {"hyperparameters": body.get("hyperparameters")},
     }
-    kind = method.get("type") if isinstance(method, dict) else None
+    if not isinstance(method, dict):
+        raise Invalid('method must be an object, such as {"type": "supervised"}', "method")
+    kind = method.get("type")
     if kind not in ("supervised", "dpo"):
         raise Invalid(f"method.type {kind!r} is not supported here (supervised or dpo)", "method.type")
-    given = (method.get(kind) or {}).get("hyperparameters") or {}
+    section = method.get(kind) or {}
+    given = (section.get("hyperparameters") if isinstance(section, dict) else section) or {}
+    if not isinstance(given, dict):
+        raise Invalid(f"method.{kind}.hyperparameters must be an object", f"method.{kind}.hyperparameters")
     hyper: dict[str, Any] = {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
     if kind == "dpo":
         hyper["beta"] = "auto"

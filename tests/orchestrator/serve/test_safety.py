@@ -73,3 +73,29 @@ def test_a_bad_training_line_is_named_and_no_job_starts(serve, tmp_path):
     assert client.fine_tuning.jobs.list().data == []
     with pytest.raises(openai.BadRequestError):
         client.fine_tuning.jobs.create(model="not-served", training_file=uploaded.id)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/fine_tuning/jobs", [1], None),
+        ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "method": "supervised"}, "method"),
+        ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "method": {"type": "supervised", "supervised": [1]}},
+         "method.supervised.hyperparameters"),
+        ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "method": {"type": "dpo", "dpo": {
+            "hyperparameters": {"beta": 3}}}}, "method.dpo.hyperparameters.beta"),
+        ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "training_file": "file-x", "seed": 1}, "training_file"),
+        ("/chat/completions", {"model": "embedded:tiny-llama", "messages": "hi"}, "messages"),
+        ("/chat/completions", {"model": "embedded:tiny-llama", "messages": [{"role": "robot", "content": "x"}]},
+         "messages[0].role"),
+        ("/chat/completions", {"model": "embedded:tiny-llama", "messages": [{"role": "user", "content": "x"}],
+                               "seed": "x"}, "seed"),
+        ("/uploads", {"purpose": "fine-tune", "bytes": "many"}, "bytes"),
+    ],
+)  # fmt: skip
+def test_malformed_requests_get_a_400_naming_the_field(serve, path, body, param):
+    server = serve()
+    response = httpx.post(f"{server.url}{path}", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert httpx.get(f"{server.url}/fine_tuning/jobs").json()["data"] == []  # no job was started
