@@ -50,7 +50,7 @@ def main() -> None:
         cpu0, t0 = cpu(), time.perf_counter()
         outputs = generate(Store(), backend, Target("sim/base", "sim", "sim-base", None), prompts, params)
         fto_s, fto_cpu = time.perf_counter() - t0, cpu() - cpu0
-        assert outputs == [f"echo: question {i}" for i in range(CALLS)]
+        assert [o.text for o in outputs] == [f"echo: question {i}" for i in range(CALLS)]
 
         t0 = time.perf_counter()
         for p in prompts:
