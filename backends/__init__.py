@@ -1,1 +1,1 @@
-"""Backends: one module or package per provider, all behind `backends.base.Backend`."""
+"""Backends: one module or package per provider, all behind `fto.backends.base.Backend`."""

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.data.write import write_records
-from orchestrator.errors import UnsupportedError
-from schemas import Completion, JobSpec, Message, ProviderJob, ProviderUpdates, Record
+from fto.backends.tokenizers import ESTIMATE_ENCODING, Counter, model_counter, tiktoken_counter
+from fto.orchestrator.data.formats import Format, get_format
+from fto.orchestrator.data.write import write_records
+from fto.orchestrator.errors import ConfigError, DataError, UnsupportedError
+from fto.orchestrator.paths import fto_home
+from fto.schemas import Completion, JobSpec, Message, ProviderJob, ProviderUpdates, Record
+from fto.schemas.provider import Price, ProviderInfo
 
 
 class BackendOptions(BaseModel):
@@ -25,7 +33,12 @@ class BackendOptions(BaseModel):
     model: str = Field(description="base model, in the backend's own naming")
 
 
+OptionsT = TypeVar("OptionsT", bound=BackendOptions)
+
+
 class GenerationParams(BaseModel):
+    """How to generate one reply."""
+
     max_new_tokens: int = 64
     temperature: float = 0.0
     seed: int = 0
@@ -63,24 +76,68 @@ class UploadedData(BaseModel):
     validation_file: str | None = None
 
 
-class Backend(ABC):
+class Backend(ABC, Generic[OptionsT]):
     """A place to fine-tune and query models: a hosted API or the local trainer.
 
-    Subclasses register under the `fto.backends` entry-point group; nothing else in fto names them.
+    Subclasses register under the `fto.backends` entry-point group; nothing else in fto names them. Everything
+    fto knows about a provider comes from its backend: `describe()` (data rules, limits, models, prices, read
+    from the `provider.json` beside the backend's module), `token_counter`, `inference_price` and
+    `training_format`. Subclasses name their options type: `class MyBackend(Backend[MyOptions])`.
     """
 
     Options: ClassVar[type[BackendOptions]] = BackendOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft"})
     # Polling: quick while a job changes, backing off to the slow interval while it does not.
-    min_poll_interval: ClassVar[float] = 5.0
-    max_poll_interval: ClassVar[float] = 60.0
+    min_poll_interval: float = 5.0
+    max_poll_interval: float = 60.0
     # What the provider tolerates from one fto process.
-    max_concurrency: ClassVar[int] = 8
-    max_requests_per_second: ClassVar[float] = 5.0
+    max_concurrency: int = 8
+    max_requests_per_second: float = 5.0
 
-    def __init__(self, name: str, options: BackendOptions):
+    def __init__(self, name: str, options: OptionsT):
         self.name = name
-        self.options = options
+        self.options: OptionsT = options
+
+    # what the provider is -------------------------------------------------------------------------------
+
+    @classmethod
+    def describe(cls) -> ProviderInfo:
+        """The provider's data rules, limits, models and prices (`provider.json` beside the backend's module)."""
+        return _provider_info(cls)
+
+    @classmethod
+    def token_counter(cls, model: str | None, tokenizer: str | None = None) -> Counter:
+        """The tokenizer this provider uses for `model` (a labelled estimate where it is not public).
+
+        `tokenizer` names a model folder whose own tokenizer counts instead.
+        """
+        if tokenizer:
+            return model_counter(tokenizer)
+        info = cls.describe()
+        _, card = info.model(model)
+        encoding = (card.encoding if card else None) or ESTIMATE_ENCODING
+        return tiktoken_counter(encoding, info.tokens_exact and card is not None, model or info.label)
+
+    @classmethod
+    def inference_price(cls, model: str) -> Price | None:
+        """USD per 1M (input, output) tokens to query `model`, or None when the provider's table lacks it."""
+        card = cls.describe().models.get(model)
+        return card.inference_usd_per_1m if card else None
+
+    @classmethod
+    def training_format(cls, model: str | None = None, max_length: int = 4096) -> Format:
+        """The format this provider's training files are written in (`fto data convert --to NAME`).
+
+        `model` and `max_length` matter to formats that tokenize (the local trainer's).
+        """
+        return get_format(cls.describe().training_format)
+
+    @classmethod
+    def for_judge(cls, name: str, model: str, base_url: str | None) -> Backend[Any]:
+        """This backend set up to ask `model` for verdicts (`eval.judge`), at `base_url` when given."""
+        raise UnsupportedError("this backend cannot act as a judge", backend=name)
+
+    # jobs -----------------------------------------------------------------------------------------------
 
     @property
     def provider_key(self) -> str:
@@ -181,10 +238,54 @@ class Backend(ABC):
             started = time.perf_counter()
             reply: Completion | str = self.complete(model, messages, params)
             if isinstance(reply, str):  # plugins written before Completion existed return the text alone
-                reply = Completion(text=reply)
+                reply = Completion(text=reply)  # type: ignore[unreachable]
             if reply.seconds is None:
                 reply = reply.model_copy(update={"seconds": time.perf_counter() - started})
             return reply
 
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(prompts)))) as pool:
             return list(pool.map(timed, prompts))
+
+
+@cache
+def _provider_info(cls: type[Backend[Any]]) -> ProviderInfo:
+    """A backend's provider.json, with the entry of the same name in `$FTO_HOME/providers.json` laid over it."""
+    package = cls.__module__ if _is_package(cls.__module__) else cls.__module__.rpartition(".")[0]
+    resource = files(package).joinpath("provider.json") if package else None
+    data: dict[str, Any] = {}
+    if resource is not None and resource.is_file():
+        data = json.loads(resource.read_text(encoding="utf-8"))
+    data.setdefault("name", package.rsplit(".", 1)[-1])
+    data.setdefault("label", data["name"])
+    override = fto_home() / "providers.json"
+    if override.is_file():
+        try:
+            user = json.loads(override.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON: {exc.msg}", file=str(override), line=exc.lineno) from None
+        entry = user.get(data["name"]) if isinstance(user, dict) else None
+        if isinstance(entry, dict):
+            data = _merged(data, entry)
+    try:
+        return ProviderInfo.model_validate({k: v for k, v in data.items() if not k.startswith("_")})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise ConfigError(f"provider description of {data['name']}: {where}: {error['msg']}") from None
+
+
+def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` laid over `base`, object by object (so one model's price can change alone)."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _is_package(module: str) -> bool:
+    return hasattr(sys.modules.get(module), "__path__")
+
+
+def forget_provider_info() -> None:
+    """Read provider descriptions again (after `$FTO_HOME/providers.json` changed)."""
+    _provider_info.cache_clear()

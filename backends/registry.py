@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from pydantic import ValidationError
 
-from backends.base import Backend
-from orchestrator.errors import ConfigError, FtoError
-from schemas import BackendSection
+from fto.backends.base import Backend
+from fto.orchestrator.errors import ConfigError, FtoError
+from fto.schemas import BackendSection
 
 GROUP = "fto.backends"
 
@@ -20,21 +22,27 @@ def available() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
-def backend_class(name: str) -> type[Backend]:
+def backend_class(name: str, field: str = "backend") -> type[Backend[Any]]:
+    """The installed backend class registered as `name`; `field` is what an unknown name is reported against."""
     eps = available()
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none"
-        raise ConfigError(f"unknown backend {name!r} (available: {known})", field="backend")
+        raise ConfigError(f"unknown backend {name!r} (available: {known})", field=field)
     try:
         cls = eps[name].load()
     except ImportError as exc:
+        extra = _extra_providing(eps[name], exc.name or "")
+        if extra:
+            raise FtoError(
+                f"backend {name!r} needs the {extra!r} extra ({exc.name} is missing): pip install 'fto[{extra}]'"
+            ) from None
         raise FtoError(f"backend {name!r} is installed but cannot be imported: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise FtoError(f"entry point {eps[name].value!r} for backend {name!r} is not a Backend subclass")
     return cls
 
 
-def create(name: str, section: BackendSection | None) -> Backend:
+def create(name: str, section: BackendSection | None) -> Backend[Any]:
     """A backend configured from its section of a (validated) job file; `name` is the section's name."""
     cls = backend_class(section.type if section and section.type else name)
     data = section.backend_options() if section else {}
@@ -43,3 +51,17 @@ def create(name: str, section: BackendSection | None) -> Backend:
     except ValidationError as exc:  # config.py validates with line numbers first; this is a safety net
         raise ConfigError(str(exc), field=f"backends.{name}") from exc
     return cls(name, options)
+
+
+def _extra_providing(ep: EntryPoint, missing: str) -> str | None:
+    """The extra of the backend's distribution that installs the missing module, if one does."""
+    if ep.dist is None or not missing:
+        return None
+    wanted = missing.split(".")[0].replace("_", "-").lower()
+    for requirement in ep.dist.requires or []:
+        name, _, marker = requirement.partition(";")
+        package = re.split(r"[\[<>=!~ ]", name.strip(), maxsplit=1)[0].replace("_", "-").lower()
+        found = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+        if found and (package == wanted or package.startswith(wanted + "-")):
+            return found.group(1)
+    return None

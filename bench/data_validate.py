@@ -55,14 +55,14 @@ def generate(path: Path, size_mb: int) -> Path:
 
 
 def fto_validate(path: str) -> None:
-    from orchestrator.data.validate import validate_file
+    from fto.orchestrator.data.validate import validate_file
 
     report = validate_file(path)
     print(json.dumps({"examples": report.examples, "errors": report.errors}))
 
 
 def fto_stats(path: str) -> None:
-    from orchestrator.data.stats import dataset_stats
+    from fto.orchestrator.data.stats import dataset_stats
 
     stats = dataset_stats(path, "openai", "gpt-4o-mini-2024-07-18")
     print(json.dumps({"examples": stats["examples"], "billing_tokens": stats["billing_tokens"]}))
@@ -104,7 +104,7 @@ def cookbook_validate(path: str, count_tokens: bool = False) -> None:
     billing = 0
     if count_tokens:
         sys.path.insert(0, str(REPO))
-        from orchestrator.data.tokens import tiktoken_encoding
+        from fto.orchestrator.data.tokens import tiktoken_encoding
 
         encoding = tiktoken_encoding("o200k_base")
         for ex in dataset:
@@ -147,8 +147,8 @@ def child(mode: str, path: str) -> None:
     import contextlib
     import io
 
-    import orchestrator.data.stats
-    import orchestrator.data.validate  # noqa: F401
+    import fto.orchestrator.data.stats
+    import fto.orchestrator.data.validate  # noqa: F401
 
     buffer = io.StringIO()
     started = time.perf_counter()  # the work itself, not the interpreter's start

@@ -3,7 +3,7 @@
     python bench/eval_throughput.py        # CALLS=500 LATENCY=0.2 CONCURRENCY=16
 
 The server is the sim provider on 127.0.0.1 (its own process). fto's side is the harness's generation path
-(`orchestrator.eval.harness.generate`: cache look-up, concurrent calls through the backend, results stored);
+(`fto.orchestrator.eval.harness.generate`: cache look-up, concurrent calls through the backend, results stored);
 the peer is a plain loop calling the same backend's `complete` once per example. Prints wall time, the speed-up,
 and fto's CPU time per call.
 """
@@ -22,11 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ["FTO_HOME"] = tempfile.mkdtemp(prefix="fto-bench-")
 
-from backends import registry  # noqa: E402
-from backends.base import GenerationParams  # noqa: E402
-from orchestrator.eval.harness import Target, generate  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
-from schemas import BackendSection, Message  # noqa: E402
+from fto.backends import registry  # noqa: E402
+from fto.backends.base import GenerationParams  # noqa: E402
+from fto.orchestrator.eval.harness import Target, generate  # noqa: E402
+from fto.orchestrator.store import Store  # noqa: E402
+from fto.schemas import BackendSection, Message  # noqa: E402
 from tests.backends.sim.conftest import SimServer  # noqa: E402
 
 CALLS = int(os.environ.get("CALLS", "500"))

@@ -74,8 +74,8 @@ def fto_run() -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     sys.path.insert(0, str(REPO))
-    from backends.local.train import Trainer, TrainSettings
-    from orchestrator.data.tokenized import encode
+    from fto.backends.local.tokenized import encode
+    from fto.backends.local.train import Trainer, TrainSettings
 
     random.seed(0)
     torch.manual_seed(0)

@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ["FTO_HOME"] = tempfile.mkdtemp(prefix="fto-bench-")
 
-from orchestrator.poll import Poller  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
-from schemas import JobSpec  # noqa: E402
+from fto.orchestrator.poll import Poller  # noqa: E402
+from fto.orchestrator.store import Store  # noqa: E402
+from fto.schemas import JobSpec  # noqa: E402
 from tests.backends.sim.conftest import SimServer  # noqa: E402
 from tests.backends.sim.test_load import submit_many  # noqa: E402
 

@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ["FTO_HOME"] = tempfile.mkdtemp(prefix="fto-bench-")
 
-from backends import registry  # noqa: E402
-from backends.base import GenerationParams  # noqa: E402
-from orchestrator.data.load import load_splits  # noqa: E402
-from schemas import BackendSection, JobSpec, Message  # noqa: E402
+from fto.backends import registry  # noqa: E402
+from fto.backends.base import GenerationParams  # noqa: E402
+from fto.orchestrator.data.load import load_splits  # noqa: E402
+from fto.schemas import BackendSection, JobSpec, Message  # noqa: E402
 from tests.serving import ServeProcess  # noqa: E402
 
 CALLS = int(os.environ.get("CALLS", "128"))

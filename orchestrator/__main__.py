@@ -1,5 +1,5 @@
 """`python -m orchestrator` is the `fto` command."""
 
-from orchestrator.cli import main
+from fto.orchestrator.cli import main
 
 main()

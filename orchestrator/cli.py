@@ -13,14 +13,28 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.errors import ConfigError, FtoError
+from fto.orchestrator.errors import ConfigError, FtoError
 
 console = Console(soft_wrap=True)  # a long path or error stays on one line
 err_console = Console(stderr=True, soft_wrap=True)
 
 
 class _Group(click.Group):
-    """Turns our errors into one clear line and an exit code: no traceback for a user's mistake."""
+    """Turns our errors into one clear line and an exit code: no traceback for a user's mistake.
+
+    Installed packages add commands through the `fto.commands` entry-point group (a backend's own tools, such as
+    the simulated provider's server), loaded only when listed or called.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugin_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in _plugin_commands():
+            loaded = _plugin_commands()[cmd_name].load()
+            return loaded if isinstance(loaded, click.Command) else None
+        return found
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -28,6 +42,12 @@ class _Group(click.Group):
         except FtoError as exc:
             err_console.print(f"[bold red]error:[/] {_escape(str(exc))}", highlight=False)
             sys.exit(exc.exit_code)
+
+
+def _plugin_commands() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group="fto.commands")}
 
 
 def _escape(text: str) -> str:
@@ -46,20 +66,22 @@ def main() -> None:
     cli()
 
 
-from orchestrator.data_cli import data  # noqa: E402  (the group is defined before its subcommands attach)
+from fto.orchestrator.data_cli import data  # noqa: E402  (the group is defined before its subcommands attach)
+from fto.orchestrator.serve.command import serve  # noqa: E402
 
 cli.add_command(data)
+cli.add_command(serve)
 
 
 def _store() -> Any:
-    from orchestrator.store import Store
+    from fto.orchestrator.store import Store
 
     return Store()
 
 
 def _submit(job_file: str, backend: str | None) -> Any:
-    from orchestrator.config import load_job
-    from orchestrator.submit import submit
+    from fto.orchestrator.config import load_job
+    from fto.orchestrator.submit import submit
 
     loaded = load_job(job_file, backend)
     store = _store()
@@ -76,9 +98,9 @@ def _submit(job_file: str, backend: str | None) -> Any:
 
 
 def _wait(store: Any, job_ids: list[str]) -> list[Any]:
-    from orchestrator.notify import notify_finished
-    from orchestrator.poll import wait
-    from orchestrator.progress import JobsView
+    from fto.orchestrator.notify import notify_finished
+    from fto.orchestrator.poll import wait
+    from fto.orchestrator.progress import JobsView
 
     try:
         with JobsView(store, console) as show:
@@ -96,9 +118,9 @@ def _wait(store: Any, job_ids: list[str]) -> list[Any]:
 
 
 def _evaluate_and_report(store: Any, experiment: Any, extra: list[Any] | None = None, only_extra: bool = False) -> None:
-    from orchestrator.eval.harness import evaluate
-    from orchestrator.eval.report import comparison, table, verdicts, write_reports
-    from orchestrator.progress import EvalProgress
+    from fto.orchestrator.eval.harness import evaluate
+    from fto.orchestrator.eval.report import comparison, table, verdicts, write_reports
+    from fto.orchestrator.progress import EvalProgress
 
     with EvalProgress(console) as show:
         evaluate(store, experiment, on_progress=show, extra=extra, only_extra=only_extra)
@@ -218,7 +240,7 @@ def logs(job_id: str, follow: bool) -> None:
     """Print a job's events (and follow them with -f until it ends)."""
     import asyncio
 
-    from orchestrator.poll import Poller
+    from fto.orchestrator.poll import Poller
 
     store = _store()
     job = store.job(job_id)
@@ -244,59 +266,11 @@ def logs(job_id: str, follow: bool) -> None:
         sys.exit(_exit_code([final]))
 
 
-@cli.group()
-def sim() -> None:
-    """The simulated provider (backend `sim`), for demos and load tests."""
-
-
-@sim.command(name="serve")
-@click.option("--port", default=8765, show_default=True)
-@click.option("--duration", default=3.0, show_default=True, help="seconds a job takes")
-@click.option("--fail-rate", default=0.0, show_default=True, help="fraction of requests answered 429/500/late")
-@click.option("--job-failure-rate", default=0.0, show_default=True, help="fraction of jobs that fail")
-def sim_serve(port: int, duration: float, fail_rate: float, job_failure_rate: float) -> None:
-    """Serve the simulated provider on 127.0.0.1 (jobs with `--backend sim` go there)."""
-    from backends.sim.server import SimProvider, serve
-
-    console.print(f"sim provider on http://127.0.0.1:{port} (Ctrl-C to stop)")
-    serve("127.0.0.1", port, SimProvider(duration=duration, fail_rate=fail_rate, job_failure_rate=job_failure_rate))
-
-
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="off loopback, an API key is required")
-@click.option("--port", default=8000, show_default=True)
-@click.option("--model", "models", multiple=True, help="base models clients may fine-tune (default: the embedded one)")
-@click.option("--api-key-env", default="FTO_SERVE_API_KEY", show_default=True, help="variable holding the API key")
-@click.option("--max-file-mb", default=512, show_default=True, help="largest file or upload part accepted")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
-def serve(host: str, port: int, models: tuple[str, ...], api_key_env: str, max_file_mb: int, device: str) -> None:
-    """An OpenAI-compatible fine-tuning API over the local backend (files, fine_tuning/jobs, models, chat)."""
-    import os
-
-    import uvicorn
-
-    from orchestrator.paths import fto_home
-    from orchestrator.serve import ServeConfig, check_exposure, create_app
-
-    api_key = os.environ.get(api_key_env) or None
-    check_exposure(host, api_key, api_key_env)
-    config = ServeConfig(
-        root=fto_home() / "serve",
-        base_models=models or ("embedded:tiny-llama",),
-        api_key=api_key,
-        max_file_bytes=max_file_mb * 1024 * 1024,
-        local_options={"device": device},
-    )
-    auth = f"bearer key from ${api_key_env}" if api_key else "no key (loopback only)"
-    console.print(f"fto serve: http://{host}:{port}/v1 — {auth} — Ctrl-C to stop")
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
-
-
 @cli.command()
 @click.argument("job_id")
 def pause(job_id: str) -> None:
     """Pause a running job, where the provider can; `fto resume` continues it."""
-    from orchestrator.submit import backend_for
+    from fto.orchestrator.submit import backend_for
 
     store = _store()
     job = store.job(job_id)
@@ -310,7 +284,7 @@ def pause(job_id: str) -> None:
 @click.argument("key")
 def cancel(key: str) -> None:
     """Cancel a job, or every unfinished job of an experiment."""
-    from orchestrator.submit import backend_for
+    from fto.orchestrator.submit import backend_for
 
     store = _store()
     for job in store.resolve_jobs(key):
@@ -325,7 +299,7 @@ def cancel(key: str) -> None:
 @click.option("--no-wait", is_flag=True, help="return once the job is running again")
 def resume(job_id: str, no_wait: bool) -> None:
     """Continue a cancelled, paused or crashed job from its last checkpoint."""
-    from orchestrator.submit import backend_for
+    from fto.orchestrator.submit import backend_for
 
     store = _store()
     job = store.job(job_id)
@@ -350,8 +324,8 @@ def resume(job_id: str, no_wait: bool) -> None:
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="an eval set (any format) instead")
 @click.option("--scorer", "scorer_names", multiple=True, help="scorers for --data (default exact_match, token_f1)")
 @click.option("--max-examples", type=int, default=100, show_default=True, help="with --data")
-@click.option("--judge", "judge_model", help="with --data: the LLM judge, PROVIDER:MODEL (openai or anthropic)")
-@click.option("--judge-url", help="with --judge: an OpenAI- or Anthropic-compatible endpoint")
+@click.option("--judge", "judge_model", help="with --data: the LLM judge, BACKEND:MODEL (a backend that can judge)")
+@click.option("--judge-url", help="with --judge: an endpoint speaking that backend's API")
 def eval_(
     experiment: str | None,
     target_specs: tuple[str, ...],
@@ -366,7 +340,7 @@ def eval_(
     By default: the base and fine-tuned models of an experiment (default: the latest) on its held-out examples,
     plus any --target. With --data FILE: only the --target models, on that file (an experiment of its own).
     """
-    from orchestrator.eval.harness import parse_target
+    from fto.orchestrator.eval.harness import parse_target
 
     store = _store()
     if data_file:
@@ -388,8 +362,11 @@ def _judge_option(judge_model: str | None, judge_url: str | None) -> dict[str, A
     if not judge_model:
         return None
     provider, _, model = judge_model.partition(":")
-    if provider not in ("openai", "anthropic") or not model:
-        raise ConfigError(f"--judge {judge_model!r}: use openai:MODEL or anthropic:MODEL", field="--judge")
+    if not provider or not model:
+        raise ConfigError(f"--judge {judge_model!r}: use BACKEND:MODEL", field="--judge")
+    from fto.backends.registry import backend_class
+
+    backend_class(provider, field="--judge")
     return {"provider": provider, "model": model, "pairwise": False, **({"base_url": judge_url} if judge_url else {})}
 
 
@@ -399,9 +376,9 @@ def _eval_only_experiment(
     """An experiment with no jobs: the eval set of one file, for comparing models that already exist."""
     from pathlib import Path
 
-    from orchestrator.data.load import read_eval_set, save_conversations
-    from orchestrator.paths import experiment_dir
-    from schemas import JobSpec
+    from fto.orchestrator.data.load import read_eval_set, save_conversations
+    from fto.orchestrator.paths import experiment_dir
+    from fto.schemas import JobSpec
 
     path = Path(data_file).resolve()
     spec = JobSpec.model_validate(
@@ -416,7 +393,7 @@ def _eval_only_experiment(
             },
         }
     )
-    from orchestrator.eval import scorers
+    from fto.orchestrator.eval import scorers
 
     for name in spec.eval.scorers if spec.eval else []:
         scorers.get(name)
@@ -431,7 +408,7 @@ def _eval_only_experiment(
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def compare(experiment: str | None, as_json: bool) -> None:
     """Compare every evaluated model of an experiment (default: the latest)."""
-    from orchestrator.eval.report import comparison, table
+    from fto.orchestrator.eval.report import comparison, table
 
     store = _store()
     exp = store.experiment(experiment) if experiment else store.latest_experiment()
@@ -447,7 +424,7 @@ def compare(experiment: str | None, as_json: bool) -> None:
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of the job file (for editor completion)."""
-    from orchestrator.job_schema import job_file_schema
+    from fto.orchestrator.job_schema import job_file_schema
 
     click.echo(json.dumps(job_file_schema(), indent=2))
 
@@ -455,7 +432,7 @@ def schema() -> None:
 @cli.command()
 def backends() -> None:
     """List the installed backends (entry-point group fto.backends)."""
-    from backends.registry import available
+    from fto.backends.registry import available
 
     for name, ep in sorted(available().items()):
         console.print(f"{name:12} {ep.value}", highlight=False)

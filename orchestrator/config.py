@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from backends import registry
-from orchestrator.errors import ConfigError
-from orchestrator.secrets import looks_like_secret_name
-from schemas import JobSpec
+from fto.backends import registry
+from fto.orchestrator.errors import ConfigError
+from fto.orchestrator.secrets import looks_like_secret_name
+from fto.schemas import JobSpec
 
 Loc = tuple[str | int, ...]
 
@@ -159,7 +159,7 @@ def _check_backend_sections(spec: JobSpec, lines: dict[Loc, int], file: str) -> 
 
 
 def _check_scorers(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
-    from orchestrator.eval import scorers
+    from fto.orchestrator.eval import scorers
 
     for i, name in enumerate(spec.eval.scorers if spec.eval else []):
         if name == "judge" and spec.eval and spec.eval.judge is None:

@@ -1,4 +1,4 @@
-"""`fto data …`: validate, count, convert and split datasets (thin commands over orchestrator.data)."""
+"""`fto data …`: validate, count, convert and split datasets (thin commands over fto.orchestrator.data)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ _mapping = click.option(
     "--mapping", help="custom columns: a dataset_info.json entry as FILE or FILE:NAME (LLaMA-Factory)"
 )
 _target = click.option(
-    "--for", "target", type=click.Choice(["openai", "anthropic", "local"]), help="check against this target"
+    "--for", "target", metavar="BACKEND", help="check against this backend's rules (see `fto backends`)"
 )
 
 
 def _load_mapping(spec: str | None) -> dict[str, Any] | None:
     if spec is None:
         return None
-    from orchestrator.data.read import load_mapping
+    from fto.orchestrator.data.read import load_mapping
 
     return load_mapping(spec)
 
@@ -40,13 +40,15 @@ def data() -> None:
 @data.command()
 def formats() -> None:
     """List the dataset formats fto reads and writes."""
-    from orchestrator.data.formats import FORMATS
+    from fto.backends.registry import available
+    from fto.orchestrator.data.formats import all_formats
 
     t = Table("format", "reads", "writes", "description")
-    for f in FORMATS.values():
-        t.add_row(f.name, "/".join(sorted(f.kinds)), "yes" if f.writable else "", f.description)
-    t.add_row("local", "", "yes", "token ids and labels via a model's chat template (convert --to local --model PATH)")
+    for name, f in all_formats().items():
+        alias = f" (an older name of {f.name})" if name != f.name else ""
+        t.add_row(name, "/".join(sorted(f.kinds)), "yes" if f.writable else "", f.description + alias)
     console.print(t)
+    console.print(f"`--to BACKEND` writes a backend's own training format: {', '.join(sorted(available()))}")
 
 
 @data.command()
@@ -69,16 +71,17 @@ def validate(
     as_json: bool,
 ) -> None:
     """Check FILE line by line; exits 1 when it has errors."""
-    from orchestrator.data import providers
-    from orchestrator.data.stats import measure
-    from orchestrator.data.tokens import counter_for
-    from orchestrator.data.validate import validate_file
+    from fto.orchestrator.data.stats import measure
+    from fto.orchestrator.data.validate import validate_file
 
     measure_fn, limit = None, None
     if target and tokens:
-        model, info = providers.model_info(target, model)
-        counter = counter_for(target, model, info)
-        measure_fn, limit = (lambda r: measure(r, counter)), (info or {}).get("max_tokens_per_example")
+        from fto.backends.registry import backend_class
+
+        backend = backend_class(target, field="--for")
+        model, card = backend.describe().model(model)
+        counter = backend.token_counter(model)
+        measure_fn, limit = (lambda r: measure(r, counter)), (card.max_tokens_per_example if card else None)
     report = validate_file(
         file, target, fmt, _load_mapping(mapping), measure=measure_fn, token_limit=limit, max_shown=show
     )
@@ -100,9 +103,7 @@ def validate(
 
 @data.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--for", "target", type=click.Choice(["openai", "anthropic", "local"]), default="openai", show_default=True
-)
+@_target
 @click.option("--model", help="target model; default: the target's default model")
 @click.option("--tokenizer", help="count with this model folder's tokenizer instead")
 @click.option("--epochs", type=int, help="epochs to price; default: what the provider picks for 'auto'")
@@ -111,7 +112,7 @@ def validate(
 @click.option("--json", "as_json", is_flag=True)
 def stats(
     file: str,
-    target: str,
+    target: str | None,
     model: str | None,
     tokenizer: str | None,
     epochs: int | None,
@@ -120,14 +121,15 @@ def stats(
     as_json: bool,
 ) -> None:
     """Examples, messages and tokens per example, and the estimated training cost."""
-    from orchestrator.data.stats import dataset_stats
+    from fto.orchestrator.data.stats import dataset_stats
 
     result = dataset_stats(file, target, model, tokenizer, fmt, _load_mapping(mapping), epochs)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     console.print(
-        f"{result['file']}: {result['examples']} examples ({result['format']}) for {target} {result['model']}"
+        f"{result['file']}: {result['examples']} examples ({result['format']})"
+        + (f" for {target} {result['model']}" if target else "")
     )
     console.print(
         f"tokenizer: {result['tokenizer']}" + ("" if result["tokens_exact"] else "  [yellow](counts are estimates)[/]")
@@ -153,18 +155,18 @@ def stats(
         console.print(
             f"estimated cost: ${result['estimated_cost_usd']:,.2f} "
             f"at ${result['usd_per_1m_training_tokens']}/1M tokens "
-            "(prices: orchestrator/data/providers.json, or $FTO_HOME/providers.json)"
+            f"(prices: the {target} backend's provider.json, or $FTO_HOME/providers.json)"
         )
-    else:
+    elif target:
         console.print(f"no price for {result['model']} in the price table; add it to $FTO_HOME/providers.json")
 
 
 @data.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--to", "to", required=True, help="target format (see `fto data formats`), or local")
+@click.option("--to", "to", required=True, help="a format (see `fto data formats`), or a backend: its training format")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
-@click.option("--model", help="--to local: the model folder whose tokenizer and chat template to use")
-@click.option("--max-length", default=4096, show_default=True, help="--to local: truncate longer examples")
+@click.option("--model", help="--to BACKEND: the base model (a tokenizing format uses its tokenizer and template)")
+@click.option("--max-length", default=4096, show_default=True, help="--to BACKEND: truncate longer tokenized examples")
 @click.option("--skip-unwritable", is_flag=True, help="skip examples the target cannot hold instead of failing")
 @click.option("--skip-invalid", is_flag=True, help="skip examples with errors (counted) instead of failing")
 @_format
@@ -181,24 +183,19 @@ def convert(
     mapping: str | None,
 ) -> None:
     """Convert FILE to another format (checked first: bad input writes nothing)."""
-    from orchestrator.data.read import read_records
-    from orchestrator.data.validate import require_valid, valid_records, validate_file
+    from fto.orchestrator.data.read import read_records
+    from fto.orchestrator.data.validate import require_valid, valid_records, validate_file
 
     if skip_invalid:
         report, records = valid_records(file, fmt, _load_mapping(mapping))
     else:
         require_valid(validate_file(file, None, fmt, _load_mapping(mapping)))
         report, records = None, read_records(file, fmt, _load_mapping(mapping))
-    if to == "local":
-        if not model:
-            raise click.UsageError("--to local needs --model (a model folder with a tokenizer and chat template)")
-        from orchestrator.data.tokenized import write_tokenized
+    from fto.backends.registry import available, backend_class
+    from fto.orchestrator.data.write import write_records
 
-        written, skipped = write_tokenized(records, output, model, max_length)
-    else:
-        from orchestrator.data.write import write_records
-
-        written, skipped = _write(write_records, records, output, to, skip_unwritable, file)
+    target = backend_class(to).training_format(model, max_length) if to in available() else to
+    written, skipped = _write(write_records, records, output, target, skip_unwritable, file)
     console.print(
         f"wrote {written} examples to {output} ({to})" + (f"; skipped {skipped} it cannot hold" if skipped else "")
     )
@@ -207,7 +204,7 @@ def convert(
 
 
 def _write(write_records: Any, records: Any, output: str, to: str, skip: bool, source: str) -> tuple[int, int]:
-    from orchestrator.errors import DataError
+    from fto.orchestrator.errors import DataError
 
     try:
         return write_records(records, output, to, skip_unwritable=skip)
@@ -230,10 +227,10 @@ def split(
     file: str, fraction: float, seed: int, output_dir: str, to: str | None, fmt: str, mapping: str | None
 ) -> None:
     """Split FILE into train.jsonl and validation.jsonl (seeded: the same seed gives the same split)."""
-    from orchestrator.data.load import seeded_split
-    from orchestrator.data.read import read_records, resolve_format
-    from orchestrator.data.write import write_records
-    from orchestrator.errors import DataError
+    from fto.orchestrator.data.load import seeded_split
+    from fto.orchestrator.data.read import read_records, resolve_format
+    from fto.orchestrator.data.write import write_records
+    from fto.orchestrator.errors import DataError
 
     if not 0 < fraction < 1:
         raise DataError(f"--validation must lie between 0 and 1, got {fraction}", field="--validation")

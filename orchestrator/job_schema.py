@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.registry import available, backend_class
-from schemas import JobSpec
+from fto.backends.registry import available, backend_class
+from fto.schemas import JobSpec
 
 
 def job_file_schema() -> dict[str, Any]:

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from orchestrator.secrets import redact
-from orchestrator.store import Store
-from schemas import Experiment, Job
+from fto.orchestrator.secrets import redact
+from fto.orchestrator.store import Store
+from fto.schemas import Experiment, Job
 
 
 def summary(experiment: Experiment, jobs: list[Job]) -> dict[str, Any]:

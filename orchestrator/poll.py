@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from backends.base import Backend
-from orchestrator.errors import BackendError, FtoError
-from orchestrator.store import Store
-from orchestrator.submit import backend_for, reconcile
-from schemas import Job, JobStatus, ProviderJob, ProviderUpdates
+from fto.backends.base import Backend
+from fto.orchestrator.errors import BackendError, FtoError
+from fto.orchestrator.store import Store
+from fto.orchestrator.submit import backend_for, reconcile
+from fto.schemas import Job, JobStatus, ProviderJob, ProviderUpdates
 
 OnTick = Callable[[list[Job]], None]
 LEASE_SECONDS = 30.0

@@ -11,8 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.store import Store
-from schemas import Job
+from fto.orchestrator.store import Store
+from fto.schemas import Job
 
 MAX_ROWS = 25  # beyond this, the unfinished jobs are listed first and the rest counted
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import NotFoundError
-from orchestrator.paths import fto_home
-from orchestrator.secrets import redact
-from schemas import (
+from fto.orchestrator.errors import NotFoundError
+from fto.orchestrator.paths import fto_home
+from fto.orchestrator.secrets import redact
+from fto.schemas import (
     Checkpoint,
     Completion,
     Experiment,

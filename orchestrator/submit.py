@@ -13,15 +13,15 @@ from pathlib import Path
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from backends import registry
-from backends.base import Backend, UploadedData
-from orchestrator.config import LoadedJob
-from orchestrator.data.load import DatasetSplits, load_splits, save_conversations
-from orchestrator.errors import BackendError, FtoError
-from orchestrator.paths import experiment_dir
-from orchestrator.secrets import redact
-from orchestrator.store import Store, now
-from schemas import Experiment, Job, JobEvent, JobSpec
+from fto.backends import registry
+from fto.backends.base import Backend, UploadedData
+from fto.orchestrator.config import LoadedJob
+from fto.orchestrator.data.load import DatasetSplits, load_splits, save_conversations
+from fto.orchestrator.errors import BackendError, FtoError
+from fto.orchestrator.paths import experiment_dir
+from fto.orchestrator.secrets import redact
+from fto.orchestrator.store import Store, now
+from fto.schemas import Experiment, Job, JobEvent, JobSpec
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Pure data shared by every stage: the job file, job records, canonical dataset records. No I/O."""
 
-from schemas.job import (
+from fto.schemas.job import (
     Checkpoint,
     Completion,
     Experiment,
@@ -11,7 +11,7 @@ from schemas.job import (
     ProviderJob,
     ProviderUpdates,
 )
-from schemas.job_spec import (
+from fto.schemas.job_spec import (
     BackendSection,
     DataSpec,
     EvalSpec,
@@ -20,7 +20,7 @@ from schemas.job_spec import (
     JudgeSpec,
     LoraSpec,
 )
-from schemas.records import Conversation, Message, PreferencePair, Record, Tool, ToolCall
+from fto.schemas.records import Conversation, Message, PreferencePair, Record, Tool, ToolCall
 
 __all__ = [
     "BackendSection",

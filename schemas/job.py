@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.job_spec import JobSpec
+from fto.schemas.job_spec import JobSpec
 
 
 class JobStatus(StrEnum):

@@ -76,7 +76,7 @@ class BackendSection(BaseModel):
 
     model: str | None = Field(default=None, description="base model to fine-tune, in the backend's own naming")
     type: str | None = Field(
-        default=None, description="the backend, when the section's name is not one (e.g. two openai sections)"
+        default=None, description="the backend, when the section's name is not one (e.g. two sections of one backend)"
     )
 
     def options(self) -> dict[str, Any]:
@@ -90,9 +90,9 @@ class BackendSection(BaseModel):
 class JudgeSpec(_Strict):
     """An LLM that grades answers (the `judge` scorer) and picks the better of two (pairwise win rates)."""
 
-    provider: Literal["openai", "anthropic"] = "openai"
-    model: str = Field(description="the judge model, e.g. gpt-4o-mini or claude-sonnet-4-5")
-    base_url: str | None = Field(default=None, description="an OpenAI- or Anthropic-compatible endpoint")
+    provider: str = Field(description="the backend that calls the judge model (one that can act as a judge)")
+    model: str = Field(description="the judge model, in that backend's naming")
+    base_url: str | None = Field(default=None, description="an endpoint speaking that backend's API")
     rubric: str = Field(
         default="Rate how well the answer responds to the question, for correctness and helpfulness, "
         "using the reference answer when one is given.",

@@ -18,14 +18,12 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
 
-from backends.anthropic import mapping
-from backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
-from orchestrator.data.providers import table
-from orchestrator.data.stats import measure
-from orchestrator.data.tokens import counter_for
-from orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
-from orchestrator.secrets import redact
-from schemas import JobEvent, JobSpec, Message, ProviderJob, ProviderUpdates, Record
+from fto.backends.anthropic import mapping
+from fto.backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
+from fto.orchestrator.data.stats import measure
+from fto.orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
+from fto.orchestrator.secrets import redact
+from fto.schemas import JobEvent, JobSpec, Message, ProviderJob, ProviderUpdates, Record
 
 T = TypeVar("T")
 RETRYABLE_AWS = {"ThrottlingException", "ServiceUnavailableException", "InternalServerException", "TooManyRequests"}
@@ -56,21 +54,26 @@ class AnthropicOptions(BackendOptions):
     max_poll_interval: float = Field(default=300.0, gt=0, description="seconds between polls while it does not")
 
 
-class AnthropicBackend(Backend):
+class AnthropicBackend(Backend[AnthropicOptions]):
     Options: ClassVar[type[BackendOptions]] = AnthropicOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft"})  # Bedrock fine-tunes Claude with SFT only
-    max_concurrency: ClassVar[int] = 4
-    max_requests_per_second: ClassVar[float] = 2.0
+    max_concurrency: int = 4
+    max_requests_per_second: float = 2.0
 
-    def __init__(self, name: str, options: BackendOptions):
+    def __init__(self, name: str, options: AnthropicOptions):
         super().__init__(name, options)
-        self.o: AnthropicOptions = options  # type: ignore[assignment]
-        self.min_poll_interval, self.max_poll_interval = self.o.min_poll_interval, self.o.max_poll_interval  # type: ignore[misc]
+        self.min_poll_interval, self.max_poll_interval = self.options.min_poll_interval, self.options.max_poll_interval
         self._clients: dict[str, Any] = {}
+
+    @classmethod
+    def for_judge(cls, name: str, model: str, base_url: str | None) -> Backend[Any]:
+        if not model.startswith(("anthropic.", "arn:")) and not os.environ.get("ANTHROPIC_API_KEY"):
+            raise ConfigError("the judge needs ANTHROPIC_API_KEY in the environment (never in job files)")
+        return cls(name, AnthropicOptions(model=model, anthropic_base_url=base_url))
 
     @property
     def provider_key(self) -> str:
-        return f"bedrock {self.o.region} {self.o.endpoint_url or ''}".strip()
+        return f"bedrock {self.options.region} {self.options.endpoint_url or ''}".strip()
 
     def _aws(self, service: str) -> Any:
         if service not in self._clients:
@@ -79,10 +82,10 @@ class AnthropicBackend(Backend):
 
             self._clients[service] = boto3.client(
                 service,
-                region_name=self.o.region,
-                endpoint_url=self.o.endpoint_url,
-                config=Config(retries={"max_attempts": self.o.max_retries + 1, "mode": "standard"},
-                              read_timeout=self.o.timeout, connect_timeout=min(self.o.timeout, 10)),
+                region_name=self.options.region,
+                endpoint_url=self.options.endpoint_url,
+                config=Config(retries={"max_attempts": self.options.max_retries + 1, "mode": "standard"},
+                              read_timeout=self.options.timeout, connect_timeout=min(self.options.timeout, 10)),
             )  # fmt: skip
         return self._clients[service]
 
@@ -116,7 +119,7 @@ class AnthropicBackend(Backend):
                 f"method {spec.method!r}: Bedrock fine-tunes Claude with supervised examples only (method: sft)",
                 backend=self.name,
             )
-        missing = [name for name in ("role_arn", "s3_bucket") if not getattr(self.o, name)]
+        missing = [name for name in ("role_arn", "s3_bucket") if not getattr(self.options, name)]
         if missing:
             raise ConfigError(
                 f"Bedrock needs {' and '.join(missing)} in the {self.name} section (the S3 bucket holds the data; "
@@ -139,34 +142,34 @@ class AnthropicBackend(Backend):
         ]
 
     def _early_stopping(self) -> dict[str, float | None]:
-        return {"threshold": self.o.early_stopping_threshold, "patience": self.o.early_stopping_patience}
+        return {"threshold": self.options.early_stopping_threshold, "patience": self.options.early_stopping_patience}
 
     def prepare(
         self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
         """Bedrock's Claude JSONL, after the checks Bedrock would otherwise fail the job on, hours later."""
-        limits = table()["anthropic"]
-        info = limits["models"].get(self.o.model, {})
-        if len(train) < limits["min_examples"]:
+        rules = self.describe().data
+        _, card = self.describe().model(self.options.model)
+        if len(train) < rules.min_examples:
             raise DataError(
-                f"Bedrock needs at least {limits['min_examples']} training records for Claude; "
+                f"Bedrock needs at least {rules.min_examples} training records for Claude; "
                 f"the training split has {len(train)}",
                 file=spec.data.train,
             )
-        if len(train) + len(validation) > self.o.max_records:
+        if len(train) + len(validation) > self.options.max_records:
             raise DataError(
-                f"Bedrock takes at most {self.o.max_records} training and validation records together; "
+                f"Bedrock takes at most {self.options.max_records} training and validation records together; "
                 f"this job has {len(train) + len(validation)} (the quota can be raised: then set max_records)",
                 file=spec.data.train,
             )
-        limit = info.get("max_tokens_per_example")
+        limit = card.max_tokens_per_example if card else None
         if limit:
-            counter = counter_for("anthropic", self.o.model, info)  # cl100k, an estimate for Claude
+            counter = self.token_counter(self.options.model)  # cl100k, an estimate for Claude
             for record in [*train, *validation]:
                 total, _ = measure(record, counter)
                 if total > limit:
                     raise DataError(
-                        f"about {total} tokens: over Bedrock's {limit} per record for {self.o.model} "
+                        f"about {total} tokens: over Bedrock's {limit} per record for {self.options.model} "
                         "(an estimate: Claude's tokenizer is not public)",
                         file=spec.data.train,
                         line=record.source_line,
@@ -181,9 +184,9 @@ class AnthropicBackend(Backend):
 
     def _put(self, path: Path) -> str:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]  # same content, same key: re-uploads are free
-        key = f"{self.o.s3_prefix.strip('/')}/data/{digest}/{path.name}"
-        self._call(f"upload {path.name}", lambda: self._aws("s3").upload_file(str(path), self.o.s3_bucket, key))
-        return f"s3://{self.o.s3_bucket}/{key}"
+        key = f"{self.options.s3_prefix.strip('/')}/data/{digest}/{path.name}"
+        self._call(f"upload {path.name}", lambda: self._aws("s3").upload_file(str(path), self.options.s3_bucket, key))
+        return f"s3://{self.options.s3_bucket}/{key}"
 
     # jobs --------------------------------------------------------------------------------------------
 
@@ -196,11 +199,13 @@ class AnthropicBackend(Backend):
         request: dict[str, Any] = {
             "jobName": name,
             "customModelName": model_name,
-            "roleArn": self.o.role_arn,
-            "baseModelIdentifier": self.o.model,
+            "roleArn": self.options.role_arn,
+            "baseModelIdentifier": self.options.model,
             "customizationType": "FINE_TUNING",
             "trainingDataConfig": {"s3Uri": uploaded.train_file},
-            "outputDataConfig": {"s3Uri": f"s3://{self.o.s3_bucket}/{self.o.s3_prefix.strip('/')}/output/{job_id}/"},
+            "outputDataConfig": {
+                "s3Uri": f"s3://{self.options.s3_bucket}/{self.options.s3_prefix.strip('/')}/output/{job_id}/"
+            },
             "hyperParameters": mapping.hyperparameters(
                 spec, self._early_stopping(), uploaded.validation_file is not None, self.name
             ),
@@ -238,7 +243,7 @@ class AnthropicBackend(Backend):
         state = mapping.status(job)
         return ProviderJob(
             status=state,
-            base_model=self.o.model,
+            base_model=self.options.model,
             fine_tuned_model=job.get("outputModelArn") if state.value == "succeeded" else None,
             error=job.get("failureMessage") if state.value == "failed" else None,
         )
@@ -290,10 +295,10 @@ class AnthropicBackend(Backend):
                 from anthropic import AnthropicBedrock
 
                 self._clients[key] = AnthropicBedrock(
-                    aws_region=self.o.region,
-                    base_url=self.o.runtime_url,
-                    timeout=self.o.timeout,
-                    max_retries=self.o.max_retries,
+                    aws_region=self.options.region,
+                    base_url=self.options.runtime_url,
+                    timeout=self.options.timeout,
+                    max_retries=self.options.max_retries,
                 )
             else:
                 from anthropic import Anthropic
@@ -306,9 +311,9 @@ class AnthropicBackend(Backend):
                     )
                 self._clients[key] = Anthropic(
                     api_key=api_key,
-                    base_url=self.o.anthropic_base_url,
-                    timeout=self.o.timeout,
-                    max_retries=self.o.max_retries,
+                    base_url=self.options.anthropic_base_url,
+                    timeout=self.options.timeout,
+                    max_retries=self.options.max_retries,
                 )
         return self._clients[key]
 
@@ -316,7 +321,7 @@ class AnthropicBackend(Backend):
         """(model id to call, whether through Bedrock). Custom models need provisioned throughput; the base
         model is called by its on-demand id, without the customization variant (`:200k`)."""
         if model.startswith("arn:"):
-            return (self.o.inference_model or model), True
+            return (self.options.inference_model or model), True
         if model.startswith("anthropic."):
             return re.sub(r":\d+k$", "", model), True
         return model, False

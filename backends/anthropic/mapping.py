@@ -10,8 +10,8 @@ import csv
 import io
 from typing import Any
 
-from orchestrator.errors import UnsupportedError
-from schemas import JobSpec, JobStatus, Metric
+from fto.orchestrator.errors import UnsupportedError
+from fto.schemas import JobSpec, JobStatus, Metric
 
 # name in Bedrock → (minimum, maximum, integer?)
 RANGES: dict[str, tuple[float, float, bool]] = {

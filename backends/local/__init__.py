@@ -20,11 +20,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
-from backends.local.folder import JobFolder
-from orchestrator.errors import BackendError, UnsupportedError
-from orchestrator.paths import backend_dir
-from schemas import JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates, Record
+from fto.backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
+from fto.backends.local.folder import JobFolder
+from fto.backends.tokenizers import Counter
+from fto.orchestrator.data.formats import Format
+from fto.orchestrator.errors import BackendError, DataError, UnsupportedError
+from fto.orchestrator.paths import backend_dir
+from fto.schemas import JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates, Record
+from fto.schemas.provider import Price
 
 EMBEDDED_MODEL = "embedded:tiny-llama"
 
@@ -55,22 +58,45 @@ class LocalOptions(BackendOptions):
     shard: bool = Field(default=False, description="with processes > 1: FSDP, for models that do not fit one device")
 
 
-class LocalBackend(Backend):
+class LocalBackend(Backend[LocalOptions]):
     Options: ClassVar[type[BackendOptions]] = LocalOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
-    min_poll_interval: ClassVar[float] = 0.5  # reading a few files is cheap
-    max_poll_interval: ClassVar[float] = 2.0
-    max_concurrency: ClassVar[int] = 16
-    max_requests_per_second: ClassVar[float] = 200.0
+    min_poll_interval: float = 0.5  # reading a few files is cheap
+    max_poll_interval: float = 2.0
+    max_concurrency: int = 16
+    max_requests_per_second: float = 200.0
 
-    def __init__(self, name: str, options: BackendOptions):
+    def __init__(self, name: str, options: LocalOptions):
         super().__init__(name, options)
         self.root = backend_dir(name)
         self._generator: Any = None  # loaded lazily: it imports torch
 
+    @classmethod
+    def token_counter(cls, model: str | None, tokenizer: str | None = None) -> Counter:
+        """The model's own tokenizer; the embedded model trains its tokenizer per job, so it is estimated."""
+        if tokenizer is None and model and not model.startswith("embedded:"):
+            tokenizer = model
+        return super().token_counter(model, tokenizer)
+
+    @classmethod
+    def inference_price(cls, model: str) -> Price | None:
+        return 0.0, 0.0  # your own hardware: no per-token bill
+
+    @classmethod
+    def training_format(cls, model: str | None = None, max_length: int = 4096) -> Format:
+        """Token ids and labels through `model`'s chat template (`fto data convert --to local --model M`)."""
+        if not model or model.startswith("embedded:"):
+            raise DataError(
+                "writing the local format needs --model: a model folder (or Hugging Face cache entry) with a "
+                "tokenizer and chat template. The embedded model's tokenizer is trained per job, so it has none yet"
+            )
+        from fto.backends.local.tokenized import TokenIds
+
+        return TokenIds(model, max_length)
+
     def check(self, spec: JobSpec) -> None:
         super().check(spec)
-        if spec.method == "dpo" and self.options.tuning == "full":  # type: ignore[attr-defined]
+        if spec.method == "dpo" and self.options.tuning == "full":
             raise UnsupportedError(
                 "DPO needs the base model as its reference; with tuning: full that is a second copy in memory. "
                 "Use tuning: lora (the reference is the base with the adapter switched off)",
@@ -81,7 +107,7 @@ class LocalBackend(Backend):
         self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
         # The worker reads OpenAI's JSONL formats and renders them with the model's own chat template.
-        fmt = "openai_preference" if spec.method == "dpo" else "openai_chat"
+        fmt = "preference" if spec.method == "dpo" else "chat"
         return PreparedData.write(train, validation, workdir, fmt)
 
     def upload(self, prepared: PreparedData) -> UploadedData:
@@ -120,14 +146,14 @@ class LocalBackend(Backend):
     def _spawn(self, folder: JobFolder, resume: bool = False) -> None:
         # Take the worker's lock here and hand it over, so there is no moment when a fresh job looks dead.
         fd = os.open(folder.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-        processes = self.options.processes  # type: ignore[attr-defined]
+        processes = self.options.processes
         launcher = [sys.executable]
         if processes > 1:
             launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
         command = [
             *launcher,
             "-m",
-            "backends.local.worker",
+            "fto.backends.local.worker",
             str(folder.path),
             str(fd),
             *(["--resume"] if resume else []),
@@ -211,7 +237,7 @@ class LocalBackend(Backend):
 
     def _generation(self) -> Any:
         if self._generator is None:
-            from backends.local.generate import Generator  # torch is imported only when generating
+            from fto.backends.local.generate import Generator  # torch is imported only when generating
 
-            self._generator = Generator(device=self.options.device)  # type: ignore[attr-defined]
+            self._generator = Generator(device=self.options.device)
         return self._generator

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from schemas import JobEvent, JobStatus, Metric
+from fto.schemas import JobEvent, JobStatus, Metric
 
 
 class JobFolder:

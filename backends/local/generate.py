@@ -12,8 +12,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from backends.base import Completion, GenerationParams
-from schemas import Message
+from fto.backends.base import Completion, GenerationParams
+from fto.schemas import Message
 
 # The eval shares the user's terminal with our own progress bars: keep transformers' quiet.
 hf_logging.set_verbosity_error()
@@ -105,9 +105,9 @@ class Generator:
 
     def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
         """Mean negative log-likelihood of each conversation's last assistant turn, teacher-forced."""
-        from backends.local.packing import packed_row, token_logprobs
-        from orchestrator.data.formats.openai_chat import dump_messages
-        from orchestrator.data.tokenized import encode
+        from fto.backends.local.packing import packed_row, token_logprobs
+        from fto.backends.local.tokenized import encode
+        from fto.orchestrator.data.formats.chat import dump_messages
 
         if model not in self._models:
             self._models[model] = load(model, self.device)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from orchestrator.data.tokenized import IGNORE, Encoded
+from fto.backends.local.tokenized import IGNORE, Encoded
 
 
 @dataclass(frozen=True)

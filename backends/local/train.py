@@ -17,9 +17,9 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 
-from backends.local.packing import Row, group, packed_row, padded_rows, token_logprobs
-from orchestrator.data.tokenized import Encoded
-from schemas import Metric
+from fto.backends.local.packing import Row, group, packed_row, padded_rows, token_logprobs
+from fto.backends.local.tokenized import Encoded
+from fto.schemas import Metric
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The local job's worker process: `python -m backends.local.worker JOB_FOLDER LOCK_FD [--resume]`.
+"""The local job's worker process: `python -m fto.backends.local.worker JOB_FOLDER LOCK_FD [--resume]`.
 
 Runs detached from the fto process that started it and reports only through the job folder. Under torchrun
 (`processes: N`), every process trains its share and rank 0 alone writes to the folder.
@@ -15,8 +15,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from backends.local.folder import JobFolder
-from schemas import JobSpec, JobStatus
+from fto.backends.local.folder import JobFolder
+from fto.schemas import JobSpec, JobStatus
 
 AUTO_EPOCHS, AUTO_BATCH_SIZE, AUTO_BETA = 3, 8, 0.1
 AUTO_LR = {"embedded": 3e-3, "lora": 2e-4, "full": 2e-5}  # a random-init model needs a far bigger step
@@ -41,7 +41,7 @@ def _load_model(folder: JobFolder, options: dict[str, Any], spec: JobSpec, rows:
     """The base model and tokenizer: built (embedded), or loaded from a folder or the Hugging Face cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backends.local import EMBEDDED_MODEL, embedded
+    from fto.backends.local import EMBEDDED_MODEL, embedded
 
     if options["model"] == EMBEDDED_MODEL:
         if not (resume or (folder.base_dir / "config.json").exists()) and _is_rank_zero():
@@ -118,7 +118,7 @@ def _qlora_config() -> Any:
 
 
 def _encode(tokenizer: Any, rows: list[dict[str, Any]], method: str, max_length: int) -> list[Any]:
-    from orchestrator.data.tokenized import encode
+    from fto.backends.local.tokenized import encode
 
     if method == "sft":
         return [encode(tokenizer, row, max_length) for row in rows]
@@ -149,9 +149,9 @@ def run(folder: JobFolder, resume: bool) -> None:
     import torch.distributed as dist
     from transformers.utils import logging as hf_logging
 
-    from backends.local import checkpoint
-    from backends.local.generate import pick_device
-    from backends.local.train import Trainer, TrainSettings
+    from fto.backends.local import checkpoint
+    from fto.backends.local.generate import pick_device
+    from fto.backends.local.train import Trainer, TrainSettings
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -185,7 +185,7 @@ def run(folder: JobFolder, resume: bool) -> None:
     if options["tuning"] in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
 
-        from backends.local import embedded
+        from fto.backends.local import embedded
 
         lora = LoraConfig(
             r=hp.lora.r,

@@ -15,14 +15,14 @@ from typing import Any, ClassVar, TypeVar
 import openai
 from pydantic import Field
 
-from backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
-from backends.openai import mapping
-from orchestrator.data.formats.openai_chat import dump_messages
-from orchestrator.data.providers import table
-from orchestrator.errors import BackendError, ConfigError, DataError
-from orchestrator.network import is_loopback
-from orchestrator.secrets import redact
-from schemas import JobEvent, JobSpec, Message, Metric, ProviderJob, ProviderUpdates, Record
+from fto.backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
+from fto.backends.openai import mapping
+from fto.orchestrator.data.formats.chat import dump_messages
+from fto.orchestrator.errors import BackendError, ConfigError, DataError
+from fto.orchestrator.network import is_loopback
+from fto.orchestrator.secrets import redact
+from fto.schemas import JobEvent, JobSpec, Message, Metric, ProviderJob, ProviderUpdates, Record
+from fto.schemas.provider import Price
 
 T = TypeVar("T")
 MB = 1024 * 1024
@@ -45,48 +45,67 @@ class OpenAIOptions(BackendOptions):
     max_concurrency: int = Field(default=8, gt=0, description="concurrent requests (eval calls, polls)")
 
 
-class OpenAIBackend(Backend):
+class OpenAIBackend(Backend[OpenAIOptions]):
     Options: ClassVar[type[BackendOptions]] = OpenAIOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
-    min_poll_interval: ClassVar[float] = 10.0  # jobs take minutes to hours; OpenAI's limits are per minute
-    max_poll_interval: ClassVar[float] = 120.0
-    max_requests_per_second: ClassVar[float] = 5.0
+    min_poll_interval: float = 10.0  # jobs take minutes to hours; OpenAI's limits are per minute
+    max_poll_interval: float = 120.0
+    max_requests_per_second: float = 5.0
 
-    def __init__(self, name: str, options: BackendOptions):
+    def __init__(self, name: str, options: OpenAIOptions):
         super().__init__(name, options)
-        self.o: OpenAIOptions = options  # type: ignore[assignment]
-        self.max_concurrency = self.o.max_concurrency  # type: ignore[misc]
-        if self.o.base_url and is_loopback(self.o.base_url):  # a local `fto serve`: no rate limits to respect
-            self.min_poll_interval, self.max_poll_interval = 0.5, 2.0  # type: ignore[misc]
+        self.max_concurrency = self.options.max_concurrency
+        if self.options.base_url and is_loopback(
+            self.options.base_url
+        ):  # a local `fto serve`: no rate limits to respect
+            self.min_poll_interval, self.max_poll_interval = 0.5, 2.0
         self._client: openai.OpenAI | None = None
+
+    @classmethod
+    def inference_price(cls, model: str) -> Price | None:
+        """Base models from the table; fine-tuned ones (`ft:BASE:ORG:SUFFIX:ID`) at their base's fine-tuned price."""
+        if model.startswith("ft:"):
+            card = cls.describe().models.get(model.split(":")[1])
+            return card.fine_tuned_inference_usd_per_1m if card else None
+        return super().inference_price(model)
+
+    @classmethod
+    def for_judge(cls, name: str, model: str, base_url: str | None) -> Backend[Any]:
+        options = OpenAIOptions(model=model, base_url=base_url)
+        if not os.environ.get(options.api_key_env):  # a judge always needs a key, even on loopback
+            raise ConfigError(f"the judge needs {options.api_key_env} in the environment (never in job files)")
+        return cls(name, options)
 
     @property
     def provider_key(self) -> str:
-        where = self.o.azure_endpoint or self.o.base_url or "https://api.openai.com/v1"
-        return f"openai {where} {self.o.organization or ''} {self.o.project or ''}".strip()
+        where = self.options.azure_endpoint or self.options.base_url or "https://api.openai.com/v1"
+        return f"openai {where} {self.options.organization or ''} {self.options.project or ''}".strip()
 
     @property
     def client(self) -> openai.OpenAI:
         if self._client is None:
-            key = os.environ.get(self.o.api_key_env)
-            common: dict[str, Any] = {"timeout": self.o.timeout, "max_retries": self.o.max_retries}
-            if self.o.azure_endpoint:
+            key = os.environ.get(self.options.api_key_env)
+            common: dict[str, Any] = {"timeout": self.options.timeout, "max_retries": self.options.max_retries}
+            if self.options.azure_endpoint:
                 if not key:
-                    raise ConfigError(f"set {self.o.api_key_env} to your Azure OpenAI key", field=self.name)
+                    raise ConfigError(f"set {self.options.api_key_env} to your Azure OpenAI key", field=self.name)
                 self._client = openai.AzureOpenAI(
-                    azure_endpoint=self.o.azure_endpoint, api_version=self.o.api_version, api_key=key, **common
+                    azure_endpoint=self.options.azure_endpoint,
+                    api_version=self.options.api_version,
+                    api_key=key,
+                    **common,
                 )
             else:
-                if not key and not (self.o.base_url and is_loopback(self.o.base_url)):
+                if not key and not (self.options.base_url and is_loopback(self.options.base_url)):
                     raise ConfigError(
-                        f"set {self.o.api_key_env} in the environment (keys are never read from job files)",
+                        f"set {self.options.api_key_env} in the environment (keys are never read from job files)",
                         field=self.name,
                     )
                 self._client = openai.OpenAI(
                     api_key=key or "unused-on-loopback",
-                    base_url=self.o.base_url,
-                    organization=self.o.organization,
-                    project=self.o.project,
+                    base_url=self.options.base_url,
+                    organization=self.options.organization,
+                    project=self.options.project,
                     **common,
                 )
         return self._client
@@ -134,13 +153,13 @@ class OpenAIBackend(Backend):
     def prepare(
         self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
-        minimum = table()["openai"]["min_examples"]
+        minimum = self.describe().data.min_examples
         if len(train) < minimum:
             raise DataError(
                 f"OpenAI needs at least {minimum} training examples; the training split has {len(train)}",
                 file=spec.data.train,
             )
-        fmt = "openai_preference" if spec.method == "dpo" else "openai_chat"
+        fmt = "preference" if spec.method == "dpo" else "chat"
         return PreparedData.write(train, validation, workdir, fmt)
 
     def upload(self, prepared: PreparedData) -> UploadedData:
@@ -151,11 +170,11 @@ class OpenAIBackend(Backend):
 
     def _upload(self, path: Path) -> str:
         size = path.stat().st_size
-        if size > self.o.uploads_above_bytes:  # the Uploads API: parts, then one file (up to 8 GB)
+        if size > self.options.uploads_above_bytes:  # the Uploads API: parts, then one file (up to 8 GB)
             upload = self._call(
                 f"upload {path.name}",
                 lambda: self.client.uploads.upload_file_chunked(
-                    file=path, mime_type="application/jsonl", purpose="fine-tune", part_size=self.o.part_bytes
+                    file=path, mime_type="application/jsonl", purpose="fine-tune", part_size=self.options.part_bytes
                 ),
             )
             if upload.status != "completed" or not upload.file:
@@ -172,7 +191,7 @@ class OpenAIBackend(Backend):
 
     def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
         params: dict[str, Any] = {
-            "model": self.o.model,
+            "model": self.options.model,
             "training_file": uploaded.train_file,
             "method": mapping.method(spec, self.name),
             "seed": spec.seed,
@@ -227,7 +246,7 @@ class OpenAIBackend(Backend):
         found: list[Any] = []
         after: dict[str, str] = {}
         while True:
-            page = self._call("list events", lambda after=after: list_page(after))  # type: ignore[misc]
+            page = self._call("list events", lambda after=after: list_page(after))
             for item in page.data:
                 if item.id == last_seen:
                     return found[::-1]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.errors import UnsupportedError
-from schemas import Checkpoint, JobEvent, JobSpec, JobStatus, Metric
+from fto.orchestrator.errors import UnsupportedError
+from fto.schemas import Checkpoint, JobEvent, JobSpec, JobStatus, Metric
 
 STATUSES = {
     "validating_files": JobStatus.VALIDATING,

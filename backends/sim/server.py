@@ -1,6 +1,6 @@
 """A simulated fine-tuning provider on 127.0.0.1: jobs advance on a clock; a set fraction of requests fail.
 
-    python -m backends.sim.server --port 8765 --duration 5 --fail-rate 0.05
+    python -m fto.backends.sim.server --port 8765 --duration 5 --fail-rate 0.05
 
 Used for demos (`fto sim serve`) and for load and fault tests of the job layer. Like real providers, it does not
 deduplicate job creation (a client that retries a create blindly gets two jobs), it answers 429 with a

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.data.read import read_records
-from orchestrator.data.validate import require_valid, validate_file
-from orchestrator.errors import DataError
-from schemas import Conversation, JobSpec, Message, PreferencePair, Record
+from fto.orchestrator.data.read import read_records
+from fto.orchestrator.data.validate import require_valid, validate_file
+from fto.orchestrator.errors import DataError
+from fto.schemas import Conversation, JobSpec, Message, PreferencePair, Record
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator.data.formats import Format, RecordError, detect, get_format, with_mapping
-from orchestrator.data.source import iter_items
-from orchestrator.errors import DataError
-from schemas import Record
+from fto.orchestrator.data.formats import Format, RecordError, detect, get_format, with_mapping
+from fto.orchestrator.data.source import iter_items
+from fto.orchestrator.errors import DataError
+from fto.schemas import Record
 
 
 def load_mapping(spec: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import orjson
 
-from orchestrator.errors import DataError
+from fto.orchestrator.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"

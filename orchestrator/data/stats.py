@@ -8,10 +8,9 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from orchestrator.data import providers
-from orchestrator.data.tokens import Counter, counter_for
-from orchestrator.data.validate import validate_file
-from schemas import Conversation, Message, PreferencePair, Record
+from fto.backends.tokenizers import ESTIMATE_ENCODING, Counter, model_counter, tiktoken_counter
+from fto.orchestrator.data.validate import Target, validate_file
+from fto.schemas import Conversation, Message, PreferencePair, Record
 
 TOKENS_PER_MESSAGE, TOKENS_PER_NAME, REPLY_PRIMING = 3, 1, 3  # the notebook's num_tokens_from_messages
 
@@ -62,31 +61,29 @@ def distribution(values: array) -> dict[str, float] | None:
     }
 
 
-def default_epochs(examples: int, rule: dict[str, int]) -> int:
-    """How many epochs the provider picks for `epochs: auto` (OpenAI's published rule)."""
-    if "target" not in rule:
-        return rule.get("default", 1)
-    epochs = rule["target"]
-    if examples * rule["target"] < rule["min_target_examples"]:
-        epochs = min(rule["max"], rule["min_target_examples"] // max(examples, 1))
-    elif examples * rule["target"] > rule["max_target_examples"]:
-        epochs = max(rule["min"], rule["max_target_examples"] // examples)
-    return epochs
-
-
 def dataset_stats(
     path: str | Path,
-    target: str = "openai",
+    target: str | None = None,
     model: str | None = None,
     tokenizer: str | None = None,
     fmt: str = "auto",
     mapping: dict[str, Any] | None = None,
     epochs: int | None = None,
 ) -> dict[str, Any]:
-    rules = providers.provider(target)
-    model, info = providers.model_info(target, model)
-    counter = counter_for(target, model, info, tokenizer)
-    limit = (info or {}).get("max_tokens_per_example")
+    """Counts, token distributions and the training cost of a file, as provider `target` would see them.
+
+    Without a target, tokens are a labelled cl100k estimate and there is no limit or price.
+    """
+    provider = Target.named(target) if target else None
+    card = None
+    if provider is not None:
+        from fto.backends import registry
+
+        model, card = provider.info.model(model)
+        counter = registry.backend_class(target or "").token_counter(model, tokenizer)
+    else:
+        counter = model_counter(tokenizer) if tokenizer else tiktoken_counter(ESTIMATE_ENCODING, False, "the provider")
+    limit = card.max_tokens_per_example if card else None
     n_messages, totals, answers = array("l"), array("l"), array("l")
     missing = {"system": 0, "user": 0}
 
@@ -103,14 +100,14 @@ def dataset_stats(
         path, target, fmt, mapping, measure=lambda r: measure(r, counter), token_limit=limit, observe=observe
     )
     billing = sum(min(limit, t) for t in totals) if limit else sum(totals)
-    n_epochs = epochs or default_epochs(len(totals), rules.get("epochs", {}))
-    price = (info or {}).get("training_usd_per_1m")
+    n_epochs = epochs or (provider.info.epochs.epochs_for(len(totals)) if provider else 1)
+    price = card.training_usd_per_1m if card else None
     return {
         "file": str(path),
         "format": report.format,
         "target": target,
         "model": model,
-        "model_known": info is not None,
+        "model_known": card is not None,
         "tokenizer": counter.name,
         "tokens_exact": counter.exact,
         "examples": report.examples,

@@ -12,29 +12,32 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from orchestrator.data import providers
-from orchestrator.data.formats import RecordError
-from orchestrator.data.read import resolve_format
-from orchestrator.data.source import iter_items
-from orchestrator.errors import DataError
-from schemas import Conversation, Message, PreferencePair, Record
+from fto.orchestrator.data.formats import RecordError
+from fto.orchestrator.data.read import resolve_format
+from fto.orchestrator.data.source import iter_items
+from fto.orchestrator.errors import DataError
+from fto.schemas import Conversation, Message, PreferencePair, Record
+from fto.schemas.provider import ProviderInfo
 
 Level = Literal["error", "warning"]
 Measure = Callable[[Record], tuple[int, int]]  # record → (total tokens, assistant tokens)
 Observe = Callable[[Record, int, int], None]
 
-# Rules a target enforces strictly (an error there, a warning elsewhere).
-STRICT = {
-    "anthropic": {
-        "first_turn_not_user",
-        "system_not_first",
-        "consecutive_roles",
-        "last_turn_not_assistant",
-        "too_many_tokens",
-    },
-    "openai": {"message_unrecognized_key"},
-    "local": set(),
-}
+
+@dataclass(frozen=True)
+class Target:
+    """What a provider enforces, as the installed backend describes it."""
+
+    name: str
+    info: ProviderInfo
+    methods: frozenset[str]
+
+    @classmethod
+    def named(cls, name: str) -> Target:
+        from fto.backends import registry
+
+        backend = registry.backend_class(name, field="--for")
+        return cls(name=name, info=backend.describe(), methods=backend.methods)
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,9 @@ class Report:
 
 
 class _Collector:
-    def __init__(self, report: Report, target: str | None, max_shown: int):
-        self.report, self.strict, self.max_shown = report, STRICT.get(target or "", set()), max_shown
+    def __init__(self, report: Report, target: Target | None, max_shown: int):
+        self.report, self.max_shown = report, max_shown
+        self.strict = target.info.data.strict if target else frozenset()
         self.line: int | None = None
 
     def __call__(self, code: str, field: str | None, message: str, level: Level = "warning") -> None:
@@ -128,7 +132,7 @@ def valid_records(
 def _scan(
     path: str | Path,
     report: Report,
-    target: str | None,
+    target_name: str | None,
     fmt: str,
     mapping: dict[str, Any] | None,
     measure: Measure | None,
@@ -137,6 +141,7 @@ def _scan(
     max_shown: int,
 ) -> Iterator[tuple[Record, bool]]:
     """One pass: yields each record and whether it passed, while findings collect in `report`."""
+    target = Target.named(target_name) if target_name else None
     emit = _Collector(report, target, max_shown)
     try:
         reader = resolve_format(path, fmt, mapping)
@@ -179,29 +184,24 @@ def _scan(
     _check_file(Path(path), report, target, emit)
 
 
-def _check_file(path: Path, report: Report, target: str | None, emit: _Collector) -> None:
+def _check_file(path: Path, report: Report, target: Target | None, emit: _Collector) -> None:
     if report.examples == 0 and report.errors == 0:
         emit.error("empty_file", None, "no examples in file")
     if target is None:
         return
-    rules = providers.provider(target)
-    if report.examples < rules.get("min_examples", 0):
-        emit.error(
-            "too_few_examples", None, f"{report.examples} examples; {target} needs at least {rules['min_examples']}"
-        )
-    if report.examples > rules.get("max_examples", report.examples):
-        emit.error(
-            "too_many_examples", None, f"{report.examples} examples; {target} takes at most {rules['max_examples']}"
-        )
-    limit = rules.get("file_size_limit_bytes")
+    rules, label = target.info.data, target.info.label
+    if report.examples < rules.min_examples:
+        emit.error("too_few_examples", None, f"{report.examples} examples; {label} needs at least {rules.min_examples}")
+    if rules.max_examples is not None and report.examples > rules.max_examples:
+        emit.error("too_many_examples", None, f"{report.examples} examples; {label} takes at most {rules.max_examples}")
+    limit = rules.file_size_limit_bytes
     size = path.stat().st_size
     if limit and size > limit:
-        emit.error(
-            "file_too_large", None, f"{size:,} bytes; the limit is {limit:,} ({rules.get('file_size_note', '')})"
-        )
+        note = f" ({rules.file_size_note})" if rules.file_size_note else ""
+        emit.error("file_too_large", None, f"{size:,} bytes; the limit is {limit:,}{note}")
 
 
-def _check_conversation(c: Conversation, target: str | None, emit: _Collector) -> None:
+def _check_conversation(c: Conversation, target: Target | None, emit: _Collector) -> None:
     messages = c.messages
     _check_messages(messages, c, "messages", emit)
     roles = [m.role for m in messages]
@@ -220,10 +220,12 @@ def _check_conversation(c: Conversation, target: str | None, emit: _Collector) -
         repeated = roles[i] == roles[i - 1] and roles[i] in ("user", "assistant")
         if repeated and not (messages[i].tool_calls or messages[i - 1].tool_calls):  # a reply after a call is new
             emit("consecutive_roles", f"messages[{i}].role", f"two {roles[i]!r} messages in a row")
-    if target == "anthropic" and (c.tools or "tool" in roles or any(m.tool_calls for m in messages)):
-        emit.error("tools_unsupported", "tools", "Bedrock Claude fine-tuning takes text turns only, no tools")
-    if c.label is not None and target in ("openai", "anthropic"):
-        emit("label_ignored", "label", f"{target} does not train on KTO labels; the label is ignored")
+    if target is None:
+        return
+    if not target.info.data.tools and (c.tools or "tool" in roles or any(m.tool_calls for m in messages)):
+        emit.error("tools_unsupported", "tools", f"{target.info.label} fine-tuning takes text turns only, no tools")
+    if c.label is not None and not target.info.data.labels:
+        emit("label_ignored", "label", f"{target.info.label} does not train on KTO labels; the label is ignored")
 
 
 def _check_messages(messages: list[Message], c: Conversation | PreferencePair, field: str, emit: _Collector) -> None:
@@ -261,7 +263,7 @@ def _check_messages(messages: list[Message], c: Conversation | PreferencePair, f
             )
 
 
-def _check_pair(p: PreferencePair, target: str | None, emit: _Collector) -> None:
+def _check_pair(p: PreferencePair, target: Target | None, emit: _Collector) -> None:
     if not p.prompt:
         emit.error("missing_prompt", "prompt", "a preference pair needs a prompt")
     for name, turns in (("chosen", p.chosen), ("rejected", p.rejected)):
@@ -271,9 +273,11 @@ def _check_pair(p: PreferencePair, target: str | None, emit: _Collector) -> None
     _check_messages(p.prompt, p, "prompt", emit)
     if p.chosen == p.rejected:
         emit("identical_pair", "rejected", "chosen and rejected are the same: nothing to learn")
-    if target == "anthropic":
+    if target is not None and "dpo" not in target.methods:
         emit.error(
-            "preference_unsupported", None, "Bedrock fine-tunes Claude with SFT only; preference pairs are refused"
+            "preference_unsupported",
+            None,
+            f"{target.info.label} fine-tunes with SFT only; preference pairs are refused",
         )
 
 

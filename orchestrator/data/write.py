@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 
-from orchestrator.data.formats import Format, RecordError, get_format
-from orchestrator.errors import DataError
-from schemas import Record
+from fto.orchestrator.data.formats import Format, RecordError, get_format
+from fto.orchestrator.errors import DataError
+from fto.schemas import Record
 
 
 def write_records(

@@ -13,18 +13,18 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from backends import registry
-from backends.base import Backend, GenerationParams
-from orchestrator.data.load import load_conversations
-from orchestrator.errors import FtoError, NotFoundError, UnsupportedError
-from orchestrator.eval.judge import Judge, question_text
-from orchestrator.eval.scorers import Scorer, normalize
-from orchestrator.eval.scorers import get as get_scorer
-from orchestrator.eval.stats import bootstrap_interval
-from orchestrator.eval.usage import call_cost, usage_summary
-from orchestrator.paths import experiment_dir
-from orchestrator.store import Store
-from schemas import BackendSection, Completion, Experiment, JobSpec, JobStatus, Message
+from fto.backends import registry
+from fto.backends.base import Backend, GenerationParams
+from fto.orchestrator.data.load import load_conversations
+from fto.orchestrator.errors import FtoError, NotFoundError, UnsupportedError
+from fto.orchestrator.eval.judge import Judge, question_text
+from fto.orchestrator.eval.scorers import Scorer, normalize
+from fto.orchestrator.eval.scorers import get as get_scorer
+from fto.orchestrator.eval.stats import bootstrap_interval
+from fto.orchestrator.eval.usage import call_cost, usage_summary
+from fto.orchestrator.paths import experiment_dir
+from fto.orchestrator.store import Store
+from fto.schemas import BackendSection, Completion, Experiment, JobSpec, JobStatus, Message
 
 CHUNK = 16  # examples per generation call: the progress bar moves at this grain
 

@@ -6,9 +6,9 @@ import html
 import json
 from typing import Any
 
-from orchestrator.paths import experiment_dir
-from orchestrator.store import Store
-from schemas import Experiment
+from fto.orchestrator.paths import experiment_dir
+from fto.orchestrator.store import Store
+from fto.schemas import Experiment
 
 COLORS = ["#4263eb", "#e8590c", "#2f9e44", "#ae3ec9", "#f08c00", "#1098ad", "#c2255c", "#5c940d"]
 STYLE = """

@@ -1,23 +1,21 @@
 """LLM-as-judge: a pointwise score against a rubric, and pairwise verdicts between two answers.
 
-The judge runs on OpenAI (or any OpenAI-compatible endpoint) or Anthropic, through those backends' clients; keys
-come from the environment (OPENAI_API_KEY, ANTHROPIC_API_KEY). Prompts and raw verdicts are kept next to the scores,
-and verdicts are cached like generations, so a re-run asks the judge nothing.
+The judge is any installed backend that can act as one (`Backend.for_judge`), called through that backend's own
+client; its key comes from the environment. Prompts and raw verdicts are kept next to the scores, and verdicts are
+cached like generations, so a re-run asks the judge nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from backends.base import GenerationParams
-from orchestrator.errors import ConfigError
-from orchestrator.store import Store
-from schemas import BackendSection, Completion, JudgeSpec, Message
+from fto.backends.base import GenerationParams
+from fto.orchestrator.store import Store
+from fto.schemas import Completion, JudgeSpec, Message
 
 SYSTEM = "You are a careful, impartial judge of answers written by AI assistants."
 POINTWISE = (
@@ -34,6 +32,8 @@ _VERDICT = re.compile(r"\[\[([ABC])\]\]")
 
 
 class Judge:
+    """Asks the judge model of an `eval.judge` section for ratings and pairwise verdicts."""
+
     def __init__(self, spec: JudgeSpec, store: Store):
         self.spec, self.store = spec, store
         self._backend: Any = None
@@ -41,13 +41,10 @@ class Judge:
     def _ask(self, prompt: str) -> Completion:
         """One verdict, through the provider's own backend (the same client code as every other call)."""
         if self._backend is None:
-            from backends import registry
+            from fto.backends import registry
 
-            env = "OPENAI_API_KEY" if self.spec.provider == "openai" else "ANTHROPIC_API_KEY"
-            _key(env)  # a judge always needs a key, even on loopback
-            url_option = "base_url" if self.spec.provider == "openai" else "anthropic_base_url"
-            options = {"model": self.spec.model, **({url_option: self.spec.base_url} if self.spec.base_url else {})}
-            self._backend = registry.create(self.spec.provider, BackendSection.model_validate(options))
+            backend = registry.backend_class(self.spec.provider, field="eval.judge.provider")
+            self._backend = backend.for_judge(self.spec.provider, self.spec.model, self.spec.base_url)
         messages = [Message(role="system", content=SYSTEM), Message(role="user", content=prompt)]
         return self._backend.complete(self.spec.model, messages, GenerationParams(max_new_tokens=512))
 
@@ -100,10 +97,3 @@ def _win(raw: str, b_is: str) -> float:
     if not found or found[-1] == "C":
         return 0.5
     return 1.0 if found[-1] == b_is else 0.0
-
-
-def _key(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigError(f"the judge needs {name} in the environment (keys are never read from job files)")
-    return value

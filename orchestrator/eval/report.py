@@ -7,10 +7,10 @@ from typing import Any
 
 from rich.table import Table
 
-from orchestrator.eval.stats import paired_comparison
-from orchestrator.paths import experiment_dir
-from orchestrator.store import Store
-from schemas import Experiment
+from fto.orchestrator.eval.stats import paired_comparison
+from fto.orchestrator.paths import experiment_dir
+from fto.orchestrator.store import Store
+from fto.schemas import Experiment
 
 
 def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
@@ -180,7 +180,7 @@ def _num(value: float | None) -> str:
 
 def write_reports(store: Store, experiment: Experiment) -> tuple[str, str]:
     """report.md (for a pull request) and report.html (self-contained, with charts) in the experiment folder."""
-    from orchestrator.eval.html import render
+    from fto.orchestrator.eval.html import render
 
     data = comparison(store, experiment)
     folder = experiment_dir(experiment.id)

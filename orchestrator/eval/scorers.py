@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from orchestrator.errors import ConfigError
-from schemas import Message
+from fto.orchestrator.errors import ConfigError
+from fto.schemas import Message
 
 ScoreFn = Callable[[str, Message, Any], float]  # output, reference message, example → score
 

@@ -1,31 +1,22 @@
-"""What the eval's calls cost: tokens as providers counted them, latency, and dollars from providers.json."""
+"""What the eval's calls cost: tokens as providers counted them, latency, and dollars at each backend's prices."""
 
 from __future__ import annotations
 
 from statistics import fmean, median
 from typing import Any
 
-from orchestrator.data.providers import table
-from schemas import Completion
+from fto.backends import registry
+from fto.schemas import Completion
+from fto.schemas.provider import Price
 
 
-def prices(backend_type: str, model: str) -> tuple[float, float] | None:
-    """USD per 1M (input, output) tokens for `model` on a backend, or None when the table does not know."""
-    if backend_type == "local":
-        return 0.0, 0.0  # your own hardware: no per-token bill
-    models = table().get(backend_type, {}).get("models", {})
-    if model in models and "inference_usd_per_1m" in models[model]:
-        low, high = models[model]["inference_usd_per_1m"]
-        return float(low), float(high)
-    if model.startswith("ft:"):  # OpenAI names fine-tuned models ft:BASE:ORG:SUFFIX:ID
-        base = model.split(":")[1]
-        found = models.get(base, {}).get("fine_tuned_inference_usd_per_1m")
-        if found:
-            return float(found[0]), float(found[1])
-    return None
+def prices(backend_type: str, model: str) -> Price | None:
+    """USD per 1M (input, output) tokens for `model` on a backend, or None when the backend does not know."""
+    return registry.backend_class(backend_type).inference_price(model)
 
 
 def call_cost(backend_type: str, model: str, completion: Completion) -> float | None:
+    """Dollars one call cost, or None when its tokens or the model's price are unknown."""
     price = prices(backend_type, model)
     if price is None or completion.input_tokens is None or completion.output_tokens is None:
         return None

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from orchestrator.errors import ConfigError
-from orchestrator.network import is_loopback
-from orchestrator.serve.app import ServeConfig, create_app
+from typing import Any
+
+from fto.orchestrator.errors import ConfigError
+from fto.orchestrator.network import is_loopback
 
 __all__ = ["ServeConfig", "check_exposure", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    """The app (starlette, the openai SDK's types) loads on first use, so `fto --help` stays quick."""
+    if name in ("ServeConfig", "create_app"):
+        from fto.orchestrator.serve import app
+
+        return getattr(app, name)
+    raise AttributeError(name)
 
 
 def check_exposure(host: str, api_key: str | None, key_env: str) -> None:

@@ -25,12 +25,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from backends.base import GenerationParams
-from orchestrator.data.formats.base import RecordError
-from orchestrator.data.formats.openai_chat import parse_messages
-from orchestrator.serve.batching import Batcher
-from orchestrator.serve.files import FileStore, Invalid, NotFound, public_upload
-from orchestrator.serve.jobs import ORGANIZATION, ServeJobs
+from fto.backends.base import GenerationParams
+from fto.orchestrator.data.formats.base import RecordError
+from fto.orchestrator.data.formats.chat import parse_messages
+from fto.orchestrator.serve.batching import Batcher
+from fto.orchestrator.serve.files import FileStore, Invalid, NotFound, public_upload
+from fto.orchestrator.serve.jobs import ORGANIZATION, ServeJobs
 
 MB = 1024 * 1024
 Scope = dict[str, Any]

@@ -12,8 +12,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from backends.base import Backend, GenerationParams
-from schemas import Completion, Message
+from fto.backends.base import Backend, GenerationParams
+from fto.schemas import Completion, Message
 
 
 class Batcher:

@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backends.base import UploadedData
-from backends.local import LocalBackend, LocalOptions
-from backends.local.folder import JobFolder
-from backends.openai.mapping import MAX_BETA, RANGES
-from orchestrator.data.validate import require_valid, validate_file
-from orchestrator.errors import DataError
-from orchestrator.serve.files import FileStore, Invalid, NotFound
-from schemas import DataSpec, Hyperparameters, JobSpec, JobStatus
+from fto.backends.base import UploadedData
+from fto.backends.local import LocalBackend, LocalOptions
+from fto.backends.local.folder import JobFolder
+from fto.backends.openai.mapping import MAX_BETA, RANGES
+from fto.orchestrator.data.validate import require_valid, validate_file
+from fto.orchestrator.errors import DataError
+from fto.orchestrator.serve.files import FileStore, Invalid, NotFound
+from fto.schemas import DataSpec, Hyperparameters, JobSpec, JobStatus
 
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
 OPENAI_STATUS = {
@@ -56,7 +56,7 @@ class ServeJobs:
                 f"Model {model!r} cannot be fine-tuned here; available: {', '.join(self.base_models)}", "model"
             )
         kind, hyper = _method(body)
-        fmt = "openai_preference" if kind == "dpo" else "openai_chat"
+        fmt = "preference" if kind == "dpo" else "chat"
         train = self._checked_file(body.get("training_file"), "training_file", fmt)
         validation = (
             self._checked_file(body["validation_file"], "validation_file", fmt) if body.get("validation_file") else None

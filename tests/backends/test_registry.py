@@ -6,14 +6,14 @@ import textwrap
 
 import pytest
 
-from backends import registry
-from backends.local import LocalBackend
-from orchestrator.errors import ConfigError
+from fto.backends import registry
+from fto.backends.local import LocalBackend
+from fto.orchestrator.errors import ConfigError
 from tests.conftest import run_fto
 
 PLUGIN = '''
-from backends.base import Backend, BackendOptions, PreparedData, UploadedData
-from schemas import JobStatus, ProviderJob, ProviderUpdates, JobEvent
+from fto.backends.base import Backend, BackendOptions, PreparedData, UploadedData
+from fto.schemas import JobStatus, ProviderJob, ProviderUpdates, JobEvent
 from datetime import datetime, UTC
 
 

@@ -15,7 +15,7 @@ from tests.conftest import FTO, QUICKSTART, REPO, SHARED_DATA, run_fto
 
 def test_help_is_fast_and_imports_no_training_stack():
     probe = (
-        "import sys; from click.testing import CliRunner; from orchestrator.cli import cli;"
+        "import sys; from click.testing import CliRunner; from fto.orchestrator.cli import cli;"
         "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output;"
         "r = CliRunner().invoke(cli, ['schema']); assert r.exit_code == 0, r.output;"
         "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
@@ -33,7 +33,7 @@ def test_help_is_fast_and_imports_no_training_stack():
 def test_non_training_commands_never_import_the_training_stack(tmp_path):
     toy = SHARED_DATA / "openai-cookbook" / "toy_chat_fine_tuning.jsonl"
     probe = (
-        "import sys; from click.testing import CliRunner; from orchestrator.cli import cli; r = CliRunner();"
+        "import sys; from click.testing import CliRunner; from fto.orchestrator.cli import cli; r = CliRunner();"
         f"r.invoke(cli, ['data', 'validate', '{toy}', '--for', 'openai']);"
         f"assert r.invoke(cli, ['data', 'stats', '{toy}', '--json']).exit_code == 0;"
         f"c = r.invoke(cli, ['data', 'convert', '{toy}', '--to', 'sharegpt', '-o', '{tmp_path}/o.json']);"
@@ -146,8 +146,8 @@ def test_status_of_an_unknown_job_is_one_clear_line():
 
 def test_the_hosted_example_is_a_valid_job_for_every_backend(monkeypatch):
     """examples/hosted.yaml parses, and each section is a valid configuration of its backend."""
-    from backends import registry
-    from orchestrator.config import load_job
+    from fto.backends import registry
+    from fto.orchestrator.config import load_job
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     loaded = load_job(REPO / "examples" / "hosted.yaml", None)

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import load_job
-from orchestrator.errors import ConfigError
+from fto.orchestrator.config import load_job
+from fto.orchestrator.errors import ConfigError
 from tests.conftest import ANIMALS, QUICKSTART
 
 JOB = f"""name: demo

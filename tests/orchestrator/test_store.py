@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
-from orchestrator.store import Store
-from schemas import JobEvent, JobSpec, JobStatus, Metric, ProviderJob
+from fto.orchestrator.store import Store
+from fto.schemas import JobEvent, JobSpec, JobStatus, Metric, ProviderJob
 
 SPEC = JobSpec.model_validate({"name": "demo", "data": {"train": "/data/train.jsonl"}})
 

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from schemas import Conversation, JobSpec, JobStatus, Message
+from fto.schemas import Conversation, JobSpec, JobStatus, Message
 
 
 def test_minimal_job_gets_serious_defaults():

@@ -2,47 +2,58 @@
 
 from __future__ import annotations
 
+from functools import cache
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.alpaca import Alpaca
-from orchestrator.data.formats.base import Format, RecordError, Warn
-from orchestrator.data.formats.bedrock_claude import BedrockClaude
-from orchestrator.data.formats.hh_rlhf import HHRLHF
-from orchestrator.data.formats.llamafactory_v1 import LlamaFactoryV1
-from orchestrator.data.formats.openai_chat import OpenAIChat
-from orchestrator.data.formats.openai_preference import OpenAIPreference
-from orchestrator.data.formats.prompt_completion import PromptCompletion
-from orchestrator.data.formats.questions import Questions
-from orchestrator.data.formats.sharegpt import Mapping, ShareGPT
-from orchestrator.errors import DataError
+from fto.orchestrator.data.formats.alpaca import Alpaca
+from fto.orchestrator.data.formats.base import Format, RecordError, Warn
+from fto.orchestrator.data.formats.chat import Chat
+from fto.orchestrator.data.formats.hh_rlhf import HHRLHF
+from fto.orchestrator.data.formats.llamafactory_v1 import LlamaFactoryV1
+from fto.orchestrator.data.formats.preference import Preference
+from fto.orchestrator.data.formats.prompt_completion import PromptCompletion
+from fto.orchestrator.data.formats.questions import Questions
+from fto.orchestrator.data.formats.sharegpt import Mapping, ShareGPT
+from fto.orchestrator.errors import DataError
 
-# Detection order: the most specific shapes first (a Bedrock line is also an OpenAI chat line).
-FORMATS: dict[str, Format] = {
-    f.name: f
-    for f in (
-        OpenAIPreference(),
-        LlamaFactoryV1(),
-        BedrockClaude(),
-        OpenAIChat(),
-        ShareGPT(),
-        Alpaca(),
-        HHRLHF(),
-        Questions(),
-        PromptCompletion(),
-    )
-}
+GROUP = "fto.formats"  # backends add their providers' own formats (and old names) through this entry-point group
+BUILT_IN: tuple[Format, ...] = (
+    Preference(),
+    LlamaFactoryV1(),
+    Chat(),
+    ShareGPT(),
+    Alpaca(),
+    HHRLHF(),
+    Questions(),
+    PromptCompletion(),
+)
 
-__all__ = ["FORMATS", "Format", "Mapping", "RecordError", "Warn", "detect", "get_format", "with_mapping"]
+__all__ = ["Format", "Mapping", "RecordError", "Warn", "all_formats", "detect", "get_format", "with_mapping"]
+
+
+@cache
+def all_formats() -> dict[str, Format]:
+    """Every readable or writable format by name (aliases included), in detection order: most specific first."""
+    found: dict[str, Format] = {f.name: f for f in BUILT_IN}
+    for ep in entry_points(group=GROUP):
+        try:
+            cls = ep.load()
+        except ImportError as exc:
+            raise DataError(f"format {ep.name!r} is installed but cannot be imported: {exc}") from exc
+        found.setdefault(ep.name, cls())
+    return dict(sorted(found.items(), key=lambda item: -item[1].priority))
 
 
 def get_format(name: str) -> Format:
-    if name not in FORMATS:
-        raise DataError(f"unknown format {name!r} (known: {', '.join(FORMATS)})", field="format")
-    return FORMATS[name]
+    formats = all_formats()
+    if name not in formats:
+        raise DataError(f"unknown format {name!r} (known: {', '.join(formats)})", field="format")
+    return formats[name]
 
 
 def detect(obj: dict[str, Any], file: str | None = None, line: int | None = None) -> Format:
-    for fmt in FORMATS.values():
+    for fmt in all_formats().values():
         if fmt.detect(obj):
             return fmt
     if "input_ids" in obj:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_str, system_and_pairs
-from schemas import Conversation, Message, Record
+from fto.orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_str, system_and_pairs
+from fto.schemas import Conversation, Message, Record
 
 
 class Alpaca(Format):
     name: ClassVar[str] = "alpaca"
     description: ClassVar[str] = "Alpaca (instruction, input, output; optional system and history)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft"})
+    priority: ClassVar[int] = 30
 
     def detect(self, obj: dict[str, Any]) -> bool:
         return "instruction" in obj and "output" in obj

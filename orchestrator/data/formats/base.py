@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from schemas import Message, Record, Tool, ToolCall
+from fto.schemas import Message, Record, Tool, ToolCall
 
 Warn = Callable[[str, str, str], None]  # code, field, message
 
@@ -26,6 +26,7 @@ class Format(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     kinds: ClassVar[frozenset[str]]  # "sft" and/or "preference": what it reads and writes
+    priority: ClassVar[int] = 0  # detection tries higher first: a shape that is a special case of another goes first
 
     @abstractmethod
     def detect(self, obj: dict[str, Any]) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_str
-from schemas import Message, PreferencePair, Record
+from fto.orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_str
+from fto.schemas import Message, PreferencePair, Record
 
 _TURN = re.compile(r"\n\n(Human|Assistant):")
 _ROLE = {"Human": "user", "Assistant": "assistant"}
@@ -28,6 +28,7 @@ class HHRLHF(Format):
     name: ClassVar[str] = "hh_rlhf"
     description: ClassVar[str] = 'Anthropic hh-rlhf transcripts (chosen/rejected "\\n\\nHuman: … \\n\\nAssistant: …")'
     kinds: ClassVar[frozenset[str]] = frozenset({"preference"})
+    priority: ClassVar[int] = 20
 
     def detect(self, obj: dict[str, Any]) -> bool:
         chosen = obj.get("chosen")

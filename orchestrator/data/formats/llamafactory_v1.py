@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import (
+from fto.orchestrator.data.formats.base import (
     Format,
     RecordError,
     Warn,
@@ -18,7 +18,7 @@ from orchestrator.data.formats.base import (
     tool_call_from_json,
     tool_call_to_json,
 )
-from schemas import Conversation, Message, PreferencePair, Record, Tool
+from fto.schemas import Conversation, Message, PreferencePair, Record, Tool
 
 
 def _is_typed(messages: Any) -> bool:
@@ -93,6 +93,7 @@ class LlamaFactoryV1(Format):
     name: ClassVar[str] = "llamafactory_v1"
     description: ClassVar[str] = "LLaMA-Factory v1 typed-content SFT (messages) and DPO (chosen_/rejected_messages)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft", "preference"})
+    priority: ClassVar[int] = 80
 
     def detect(self, obj: dict[str, Any]) -> bool:
         return _is_typed(obj.get("messages")) or _is_typed(obj.get("chosen_messages"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_str
-from schemas import Conversation, Message, Record
+from fto.orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_str
+from fto.schemas import Conversation, Message, Record
 
 PAIRS = [
     ("prompt", "completion"),

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_list
-from schemas import Conversation, Message, Record
+from fto.orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_list
+from fto.schemas import Conversation, Message, Record
 
 
 class Questions(Format):
     name: ClassVar[str] = "questions"
     description: ClassVar[str] = "eval questions (MT-Bench: question_id, turns, reference)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft"})
+    priority: ClassVar[int] = 10
 
     def detect(self, obj: dict[str, Any]) -> bool:
         return isinstance(obj.get("turns"), list) and "question_id" in obj

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import (
+from fto.orchestrator.data.formats.base import (
     Format,
     RecordError,
     Warn,
@@ -20,7 +20,7 @@ from orchestrator.data.formats.base import (
     tool_call_from_json,
     tool_call_to_json,
 )
-from schemas import Conversation, Message, PreferencePair, Record, Tool
+from fto.schemas import Conversation, Message, PreferencePair, Record, Tool
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class ShareGPT(Format):
     name: ClassVar[str] = "sharegpt"
     description: ClassVar[str] = "ShareGPT conversations (human/gpt/system/function_call/observation, tools; ranking)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft", "preference"})
+    priority: ClassVar[int] = 40
 
     def __init__(self, mapping: Mapping | None = None):
         self.m = mapping or Mapping()

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from orchestrator.store import Store
-from schemas import JobStatus
+from fto.orchestrator.store import Store
+from fto.schemas import JobStatus
 from tests.backends.anthropic.conftest import BUCKET, ROLE
 from tests.conftest import ANIMALS, SHARED_DATA, run_fto
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backends import registry
-from schemas import BackendSection, JobStatus
+from fto.backends import registry
+from fto.schemas import BackendSection, JobStatus
 
 RECORDED = sorted((Path(__file__).parent / "recorded").glob("*.json"))
 

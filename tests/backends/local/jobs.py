@@ -2,8 +2,8 @@
 
 import time
 
-from backends import registry
-from schemas import BackendSection, JobSpec, JobStatus
+from fto.backends import registry
+from fto.schemas import BackendSection, JobSpec, JobStatus
 
 ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 

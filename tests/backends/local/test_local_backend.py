@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from backends.local.folder import JobFolder
-from orchestrator.data.load import read_dataset
-from schemas import JobSpec, JobStatus
+from fto.backends.local.folder import JobFolder
+from fto.orchestrator.data.load import read_dataset
+from fto.schemas import JobSpec, JobStatus
 from tests.backends.local.jobs import start, wait_for
 from tests.conftest import ANIMALS
 
@@ -63,7 +63,7 @@ def test_a_real_training_run_reports_status_events_and_falling_loss(tmp_path):
 
 
 def _params():
-    from backends.base import GenerationParams
+    from fto.backends.base import GenerationParams
 
     return GenerationParams(max_new_tokens=6)
 
@@ -109,13 +109,13 @@ def test_submitting_the_same_job_twice_starts_one_worker(tmp_path):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from backends.local.embedded import build_tokenizer
+    from fto.backends.local.embedded import build_tokenizer
 
     return build_tokenizer(m.content or "" for r in ROWS for m in r.messages)
 
 
 def test_loss_mask_covers_exactly_the_assistant_turns_with_weight_one(tokenizer):
-    from orchestrator.data.tokenized import IGNORE, encode
+    from fto.backends.local.tokenized import IGNORE, encode
 
     conversation = {
         "messages": [

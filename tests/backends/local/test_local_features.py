@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from backends.local.folder import JobFolder
-from orchestrator.data.load import read_dataset
-from schemas import JobSpec, JobStatus, Message, PreferencePair
+from fto.backends.local.folder import JobFolder
+from fto.orchestrator.data.load import read_dataset
+from fto.schemas import JobSpec, JobStatus, Message, PreferencePair
 from tests.backends.local.jobs import start, wait_for
 from tests.conftest import ANIMALS
 
@@ -95,7 +95,7 @@ def test_dpo_learns_to_prefer_the_chosen_reply_with_the_base_as_reference(tmp_pa
 
 
 def test_dpo_with_full_fine_tuning_is_refused_before_anything_runs(tmp_path):
-    from orchestrator.errors import UnsupportedError
+    from fto.orchestrator.errors import UnsupportedError
 
     with pytest.raises(UnsupportedError, match="tuning: lora"):
         start(tmp_path, _spec(method="dpo", tuning="full"), _pairs(ROWS[:20]), [])
@@ -114,7 +114,7 @@ def test_merged_model_loads_with_plain_transformers_and_answers_like_the_adapter
     import torch
     from transformers import AutoModelForCausalLM
 
-    from backends.local.generate import load
+    from fto.backends.local.generate import load
 
     backend, job_id = start(tmp_path, _spec(epochs=2, merge=True), ROWS[:64], [])
     state = wait_for(backend, job_id)
@@ -167,7 +167,7 @@ def test_two_processes_on_gloo_train_like_one_at_the_same_global_batch(tmp_path)
 
 
 def test_sharded_training_fsdp_on_two_processes_matches_one_and_saves_a_usable_adapter(tmp_path):
-    from backends.base import GenerationParams
+    from fto.backends.base import GenerationParams
 
     train = ROWS[:96]
     one, one_id = start(tmp_path, _spec(epochs=2, processes=1), train, [], "job-single")

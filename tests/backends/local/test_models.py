@@ -3,10 +3,10 @@
 import os
 import time
 
-from backends import registry
-from backends.local.embedded import build
-from orchestrator.data.load import read_dataset
-from schemas import BackendSection, JobSpec, JobStatus
+from fto.backends import registry
+from fto.backends.local.embedded import build
+from fto.orchestrator.data.load import read_dataset
+from fto.schemas import BackendSection, JobSpec, JobStatus
 from tests.conftest import ANIMALS
 
 ROWS = read_dataset(str(ANIMALS))[:48]

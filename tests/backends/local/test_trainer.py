@@ -5,11 +5,11 @@ import copy
 import pytest
 import torch
 
-from backends.local.embedded import build_tokenizer
-from backends.local.packing import packed_row, padded_rows, token_logprobs
-from backends.local.train import Trainer, TrainSettings
-from orchestrator.data.load import read_dataset
-from orchestrator.data.tokenized import encode
+from fto.backends.local.embedded import build_tokenizer
+from fto.backends.local.packing import packed_row, padded_rows, token_logprobs
+from fto.backends.local.tokenized import encode
+from fto.backends.local.train import Trainer, TrainSettings
+from fto.orchestrator.data.load import read_dataset
 from tests.conftest import ANIMALS
 
 ROWS = read_dataset(str(ANIMALS))[:64]

@@ -8,9 +8,9 @@ import json
 import openai
 import pytest
 
-from backends import registry
-from orchestrator.store import Store
-from schemas import BackendSection, JobSpec, JobStatus
+from fto.backends import registry
+from fto.orchestrator.store import Store
+from fto.schemas import BackendSection, JobSpec, JobStatus
 from tests.backends.local.jobs import wait_for
 from tests.conftest import ANIMALS, run_fto
 from tests.serving import ServeProcess
@@ -87,7 +87,7 @@ def test_backend_calls_find_pause_resume_and_large_uploads(server, tmp_path, mon
     section = BackendSection.model_validate({**spec.backends["openai"].model_dump(), "uploads_above_bytes": 1000,
                                              "part_bytes": 30000})  # fmt: skip
     backend = registry.create("openai", section)
-    from orchestrator.data.load import load_splits
+    from fto.orchestrator.data.load import load_splits
 
     data = load_splits(spec)
     prepared = backend.prepare(spec, data.train, data.validation, tmp_path / "prepared")
@@ -140,15 +140,15 @@ def test_the_azure_variant_fine_tunes_and_queries_through_azure_paths(tmp_path, 
         )  # fmt: skip
         backend = registry.create("openai", section)
         backend.check(spec)
-        from orchestrator.data.load import load_splits
+        from fto.orchestrator.data.load import load_splits
 
         data = load_splits(spec)
         uploaded = backend.upload(backend.prepare(spec, data.train, data.validation, tmp_path / "prepared"))
         job_id = backend.submit(spec, uploaded, "job-azure")
         state = wait_for(backend, job_id)
         assert state.status == JobStatus.SUCCEEDED, state.error
-        from backends.base import GenerationParams
-        from schemas import Message
+        from fto.backends.base import GenerationParams
+        from fto.schemas import Message
 
         reply = backend.complete(
             state.fine_tuned_model, [Message(role="user", content="What class is a dog?")], GenerationParams()

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from backends import registry
-from backends.base import UploadedData
-from orchestrator.errors import BackendError
-from orchestrator.submit import _retrying
-from schemas import BackendSection, JobSpec, JobStatus
+from fto.backends import registry
+from fto.backends.base import UploadedData
+from fto.orchestrator.errors import BackendError
+from fto.orchestrator.submit import _retrying
+from fto.schemas import BackendSection, JobSpec, JobStatus
 from tests.conftest import ANIMALS
 
 JOB = {
@@ -142,8 +142,8 @@ def test_malformed_bodies_are_errors_not_crashes(api):
         backend.get("ftjob-1")
     assert caught.value.retryable
     api.then(200, {"object": "chat.completion", "id": "x", "created": 1, "model": "m", "choices": []})
-    from backends.base import GenerationParams
-    from schemas import Message
+    from fto.backends.base import GenerationParams
+    from fto.schemas import Message
 
     with pytest.raises(BackendError, match="no choices"):
         backend.complete("m", [Message(role="user", content="hi")], GenerationParams())

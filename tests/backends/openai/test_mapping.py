@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from backends.openai import mapping
-from orchestrator.errors import UnsupportedError
-from schemas import JobEvent, JobSpec, JobStatus, Metric
+from fto.backends.openai import mapping
+from fto.orchestrator.errors import UnsupportedError
+from fto.schemas import JobEvent, JobSpec, JobStatus, Metric
 
 
 def _spec(**overrides) -> JobSpec:

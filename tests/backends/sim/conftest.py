@@ -14,7 +14,9 @@ class SimServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
-        self.process = subprocess.Popen([sys.executable, "-m", "backends.sim.server", "--port", str(self.port), *args])
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fto.backends.sim.server", "--port", str(self.port), *args]
+        )
         wait_until_up(f"{self.url}/v1/stats", self.process)
 
     def stats(self) -> dict:

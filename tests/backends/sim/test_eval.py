@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.store import Store
+from fto.orchestrator.store import Store
 from tests.conftest import ANIMALS, run_fto
 
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import yaml
 
-from orchestrator.store import Store
+from fto.orchestrator.store import Store
 from tests.conftest import ANIMALS, FTO, run_fto
 
 

@@ -4,11 +4,11 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from orchestrator.data.load import load_splits
-from orchestrator.poll import Poller
-from orchestrator.store import Store
-from orchestrator.submit import backend_for, submit_job
-from schemas import JobSpec, JobStatus
+from fto.orchestrator.data.load import load_splits
+from fto.orchestrator.poll import Poller
+from fto.orchestrator.store import Store
+from fto.orchestrator.submit import backend_for, submit_job
+from fto.schemas import JobSpec, JobStatus
 from tests.conftest import ANIMALS
 
 

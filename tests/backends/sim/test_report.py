@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pytest
 import yaml
 
-from orchestrator.store import Store
+from fto.orchestrator.store import Store
 from tests.conftest import ANIMALS, run_fto
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

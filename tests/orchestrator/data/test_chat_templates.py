@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from backends.local.embedded import build_tokenizer
-from orchestrator.data.tokenized import IGNORE, encode
+from fto.backends.local.embedded import build_tokenizer
+from fto.backends.local.tokenized import IGNORE, encode
 from tests.conftest import SHARED_DATA
 
 VECTORS = json.loads((SHARED_DATA / "ollama-chat-templates" / "chat_template_vectors.json").read_text())["vectors"]

@@ -2,7 +2,7 @@
 
 import json
 
-from orchestrator.data.read import read_records
+from fto.orchestrator.data.read import read_records
 from tests.conftest import SHARED_DATA, run_fto
 
 ALPACA = SHARED_DATA / "llama-factory" / "alpaca_en_demo.json"
@@ -13,7 +13,7 @@ DRONE = SHARED_DATA / "openai-cookbook" / "drone_training.jsonl"
 
 def test_alpaca_to_openai_chat_validates_for_openai(tmp_path):
     out = tmp_path / "chat.jsonl"
-    result = run_fto("data", "convert", str(ALPACA), "--to", "openai_chat", "-o", str(out))
+    result = run_fto("data", "convert", str(ALPACA), "--to", "chat", "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "wrote 999 examples" in result.stdout
     check = run_fto("data", "validate", str(out), "--for", "openai", "--json")
@@ -22,10 +22,10 @@ def test_alpaca_to_openai_chat_validates_for_openai(tmp_path):
 
 def test_hh_rlhf_to_openai_preference_refuses_then_skips_the_four_empty_replies(tmp_path):
     out = tmp_path / "dpo.jsonl"
-    refused = run_fto("data", "convert", str(HH), "--to", "openai_preference", "-o", str(out))
+    refused = run_fto("data", "convert", str(HH), "--to", "preference", "-o", str(out))
     assert refused.returncode == 2 and f"{HH}:87: chosen[0].content: empty assistant message" in refused.stderr
     assert not out.exists()
-    result = run_fto("data", "convert", str(HH), "--to", "openai_preference", "-o", str(out), "--skip-invalid")
+    result = run_fto("data", "convert", str(HH), "--to", "preference", "-o", str(out), "--skip-invalid")
     assert result.returncode == 0 and "skipped examples with 4 errors" in result.stdout
     pairs = list(read_records(out))
     assert len(pairs) == 2308 and all(p.chosen[-1].role == "assistant" for p in pairs)
@@ -57,7 +57,7 @@ def test_bad_input_converts_nothing(tmp_path):
 
 
 def test_to_local_writes_token_ids_with_an_assistant_only_mask(tmp_path):
-    from backends.local.embedded import build_tokenizer
+    from fto.backends.local.embedded import build_tokenizer
 
     model = tmp_path / "model"
     tokenizer = build_tokenizer(m.content or "" for r in read_records(TOY) for m in r.messages)

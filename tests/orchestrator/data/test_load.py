@@ -2,9 +2,9 @@
 
 import pytest
 
-from orchestrator.data.load import load_splits
-from orchestrator.errors import DataError
-from schemas import JobSpec
+from fto.orchestrator.data.load import load_splits
+from fto.orchestrator.errors import DataError
+from fto.schemas import JobSpec
 from tests.conftest import SHARED_DATA
 
 

@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from orchestrator.data.formats import FORMATS
-from orchestrator.data.load import read_dataset, seeded_split
-from orchestrator.data.read import read_records
-from orchestrator.errors import DataError
+from fto.orchestrator.data.formats import all_formats
+from fto.orchestrator.data.load import read_dataset, seeded_split
+from fto.orchestrator.data.read import read_records
+from fto.orchestrator.errors import DataError
 from tests.conftest import SHARED_DATA
 
 TOY = SHARED_DATA / "openai-cookbook" / "toy_chat_fine_tuning.jsonl"
@@ -18,7 +18,7 @@ def test_reads_the_cookbook_files_and_writes_them_back_unchanged(path, count):
     original = [json.loads(line) for line in path.read_text().splitlines()]
     conversations = list(read_records(path))
     assert len(conversations) == count
-    assert [FORMATS["openai_chat"].dump(c) for c in conversations] == original
+    assert [all_formats()["chat"].dump(c) for c in conversations] == original
 
 
 def test_tool_calls_without_content_are_valid_and_kept():

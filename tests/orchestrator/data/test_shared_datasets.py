@@ -2,13 +2,13 @@
 
 import pytest
 
-from orchestrator.data.formats import FORMATS, RecordError
-from orchestrator.data.read import read_records, resolve_format
-from orchestrator.data.source import iter_items
-from orchestrator.data.validate import validate_file
-from orchestrator.data.write import write_records
-from orchestrator.errors import DataError
-from schemas import Conversation, PreferencePair
+from fto.orchestrator.data.formats import RecordError, all_formats
+from fto.orchestrator.data.read import read_records, resolve_format
+from fto.orchestrator.data.source import iter_items
+from fto.orchestrator.data.validate import validate_file
+from fto.orchestrator.data.write import write_records
+from fto.orchestrator.errors import DataError
+from fto.schemas import Conversation, PreferencePair
 from tests.conftest import SHARED_DATA
 
 # file → (format detected, examples, record kind, writes back to itself exactly)
@@ -25,14 +25,14 @@ DATASETS = {
     "llama-factory/dpo_en_demo.json": ("sharegpt", 300, PreferencePair, True),
     "llama-factory/glaive_toolcall_en_demo.json": ("sharegpt", 300, Conversation, True),
     "llama-factory/identity.json": ("alpaca", 91, Conversation, True),
-    "llama-factory/kto_en_demo.json": ("openai_chat", 300, Conversation, True),
-    "llama-factory/mllm_demo.json": ("openai_chat", 6, Conversation, False),  # images are not trained on
+    "llama-factory/kto_en_demo.json": ("chat", 300, Conversation, True),
+    "llama-factory/mllm_demo.json": ("chat", 6, Conversation, False),  # images are not trained on
     "llama-factory/reason_tool_use_demo_50.jsonl": ("llamafactory_v1", 50, Conversation, False),  # part order
     "llama-factory/v1_dpo_demo.jsonl": ("llamafactory_v1", 10, PreferencePair, True),
     "llama-factory/v1_sft_demo.jsonl": ("llamafactory_v1", 500, Conversation, True),
     "openai-cookbook/dbpedia_samples.jsonl": ("prompt_completion", 200, Conversation, True),
-    "openai-cookbook/drone_training.jsonl": ("openai_chat", 103, Conversation, True),
-    "openai-cookbook/toy_chat_fine_tuning.jsonl": ("openai_chat", 5, Conversation, True),
+    "openai-cookbook/drone_training.jsonl": ("chat", 103, Conversation, True),
+    "openai-cookbook/toy_chat_fine_tuning.jsonl": ("chat", 5, Conversation, True),
 }
 # JSON files that are not datasets: each is refused with a clear reason, not misread.
 NOT_DATASETS = {
@@ -88,7 +88,7 @@ def _canonical(record):
     return data
 
 
-WRITERS = [name for name, f in FORMATS.items() if f.writable]
+WRITERS = [name for name, f in all_formats().items() if f.writable]
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
@@ -99,7 +99,7 @@ def test_converts_to_every_target_that_can_hold_it_and_reads_back_the_same(name,
         holdable = []
         for r in records:
             try:
-                FORMATS[target].dump(r)
+                all_formats()[target].dump(r)
             except RecordError:
                 continue
             holdable.append(r)
@@ -111,7 +111,7 @@ def test_converts_to_every_target_that_can_hold_it_and_reads_back_the_same(name,
         converted_somewhere += 1
         back = list(read_records(out, target))
         assert len(back) == written
-        if target in ("openai_chat", "openai_preference"):  # these hold every canonical field
+        if target in ("chat", "preference"):  # these hold every canonical field
             assert [_canonical(r) for r in back] == [_canonical(r) for r in holdable]
         else:
             assert [[m.content for m in _messages(r)] for r in back] == [

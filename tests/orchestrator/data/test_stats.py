@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from orchestrator.data import providers
-from orchestrator.data.stats import dataset_stats, default_epochs
-from orchestrator.data.tokens import tiktoken_encoding
+from fto.backends.base import forget_provider_info
+from fto.backends.openai import OpenAIBackend
+from fto.backends.tokenizers import tiktoken_encoding
+from fto.orchestrator.data.stats import dataset_stats
 from tests.conftest import SHARED_DATA, run_fto
 
 TOY = SHARED_DATA / "openai-cookbook" / "toy_chat_fine_tuning.jsonl"
@@ -42,7 +43,7 @@ def test_token_counts_follow_the_cookbook_definition(tmp_path):
     ("examples", "epochs"), [(5, 20), (10, 10), (40, 3), (5000, 3), (10000, 2), (30000, 1), (1, 25)]
 )
 def test_default_epochs_follow_openais_rule(examples, epochs):
-    assert default_epochs(examples, providers.provider("openai")["epochs"]) == epochs
+    assert OpenAIBackend.describe().epochs.epochs_for(examples) == epochs
 
 
 def test_gsm8k_stats_and_cost():
@@ -62,7 +63,7 @@ def test_claude_counts_are_marked_as_estimates():
 
 
 def test_the_price_table_can_be_updated_by_the_user(fto_home):
-    providers.table.cache_clear()
+    forget_provider_info()
     fto_home.mkdir(parents=True, exist_ok=True)
     (fto_home / "providers.json").write_text(
         json.dumps(
@@ -83,9 +84,9 @@ def test_the_price_table_can_be_updated_by_the_user(fto_home):
         stats = dataset_stats(TOY, "openai", "my-ft-base")
         assert stats["over_limit"] == 5 and stats["billing_tokens"] == 50
         assert stats["estimated_cost_usd"] == pytest.approx(50 * 20 * 1000 / 1e6)
-        assert providers.provider("openai")["models"]["gpt-4o-mini-2024-07-18"]["training_usd_per_1m"] == 3.0
+        assert OpenAIBackend.describe().models["gpt-4o-mini-2024-07-18"].training_usd_per_1m == 3.0
     finally:
-        providers.table.cache_clear()
+        forget_provider_info()
 
 
 def test_stats_cli_json_has_the_example_count():
@@ -95,5 +96,5 @@ def test_stats_cli_json_has_the_example_count():
 
 
 def test_stats_cli_names_an_unknown_model_without_a_price():
-    result = run_fto("data", "stats", str(TOY), "--model", "gpt-5-imaginary")
+    result = run_fto("data", "stats", str(TOY), "--for", "openai", "--model", "gpt-5-imaginary")
     assert result.returncode == 0 and "no price for gpt-5-imaginary" in result.stdout

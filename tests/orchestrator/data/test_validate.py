@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from orchestrator.data import providers
-from orchestrator.data.read import load_mapping, read_records
-from orchestrator.data.validate import validate_file
+from fto.backends.base import forget_provider_info
+from fto.orchestrator.data.read import load_mapping, read_records
+from fto.orchestrator.data.validate import validate_file
 from tests.conftest import SHARED_DATA
 
 USER = {"role": "user", "content": "Where is the drone?"}
@@ -84,14 +84,14 @@ def test_example_count_limits_per_target(tmp_path):
 
 
 def test_file_size_limit_comes_from_the_provider_table(tmp_path, fto_home):
-    providers.table.cache_clear()
+    forget_provider_info()
     fto_home.mkdir(parents=True, exist_ok=True)
-    (fto_home / "providers.json").write_text(json.dumps({"openai": {"file_size_limit_bytes": 100}}))
+    (fto_home / "providers.json").write_text(json.dumps({"openai": {"data": {"file_size_limit_bytes": 100}}}))
     try:
         report = validate_file(_write(tmp_path, [{"messages": [USER, ANSWER]}] * 10), "openai")
         assert ("file_too_large", "error", None, None) in {(c, lvl, ln, fld) for c, lvl, ln, fld in _codes(report)}
     finally:
-        providers.table.cache_clear()
+        forget_provider_info()
 
 
 def test_unknown_message_keys_are_an_error_for_openai_only(tmp_path):

@@ -7,10 +7,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from orchestrator.errors import ConfigError
-from orchestrator.eval.judge import Judge
-from orchestrator.store import Store
-from schemas import JudgeSpec
+from fto.orchestrator.errors import ConfigError
+from fto.orchestrator.eval.judge import Judge
+from fto.orchestrator.store import Store
+from fto.schemas import JudgeSpec
 
 
 def _verdict(prompt: str) -> str:
@@ -102,7 +102,7 @@ def test_pointwise_and_pairwise_verdicts_through_each_sdk(judge_url, monkeypatch
 def test_the_judge_key_comes_only_from_the_environment(judge_url, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="OPENAI_API_KEY in the environment"):
-        Judge(JudgeSpec(model="judge-1", base_url=judge_url + "/v1"), Store()).rate(ITEMS[:1])
+        Judge(JudgeSpec(provider="openai", model="judge-1", base_url=judge_url + "/v1"), Store()).rate(ITEMS[:1])
 
 
 def test_mt_bench_questions_judged_end_to_end(judge_url, monkeypatch, fto_home):

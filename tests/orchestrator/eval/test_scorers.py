@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from orchestrator.data.read import read_records
-from orchestrator.errors import ConfigError
-from orchestrator.eval import scorers
-from orchestrator.eval.stats import bootstrap_interval, paired_comparison
-from schemas import Message
+from fto.orchestrator.data.read import read_records
+from fto.orchestrator.errors import ConfigError
+from fto.orchestrator.eval import scorers
+from fto.orchestrator.eval.stats import bootstrap_interval, paired_comparison
+from fto.schemas import Message
 from tests.conftest import SHARED_DATA
 
 

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from backends.base import GenerationParams
-from backends.sim import SimBackend, SimOptions
-from orchestrator.errors import BackendError
-from orchestrator.serve.batching import Batcher
-from schemas import Message
+from fto.backends.base import GenerationParams
+from fto.backends.sim.client import SimBackend, SimOptions
+from fto.orchestrator.errors import BackendError
+from fto.orchestrator.serve.batching import Batcher
+from fto.schemas import Message
 from tests.backends.sim.conftest import SimServer
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from orchestrator.serve import ServeConfig, create_app
+from fto.orchestrator.serve import ServeConfig, create_app
 from tests.conftest import ANIMALS, SHARED_DATA
 
 SPEC = SHARED_DATA / "openai-openapi" / "openapi.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import (
+from fto.orchestrator.data.formats.base import (
     Format,
     RecordError,
     Warn,
@@ -13,14 +13,15 @@ from orchestrator.data.formats.base import (
     require_list,
     tools_json,
 )
-from orchestrator.data.formats.openai_chat import dump_messages, parse_messages
-from schemas import PreferencePair, Record
+from fto.orchestrator.data.formats.chat import dump_messages, parse_messages
+from fto.schemas import PreferencePair, Record
 
 
-class OpenAIPreference(Format):
-    name: ClassVar[str] = "openai_preference"
+class Preference(Format):
+    name: ClassVar[str] = "preference"
     description: ClassVar[str] = "OpenAI preference JSONL (input, preferred_output, non_preferred_output)"
     kinds: ClassVar[frozenset[str]] = frozenset({"preference"})
+    priority: ClassVar[int] = 90
 
     def detect(self, obj: dict[str, Any]) -> bool:
         return "preferred_output" in obj and "input" in obj

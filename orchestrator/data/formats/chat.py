@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from orchestrator.data.formats.base import (
+from fto.orchestrator.data.formats.base import (
     Format,
     RecordError,
     Warn,
@@ -19,7 +19,7 @@ from orchestrator.data.formats.base import (
     require_list,
     tools_json,
 )
-from schemas import Conversation, Message, Record, ToolCall
+from fto.schemas import Conversation, Message, Record, ToolCall
 
 MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "weight", "function_call", "reasoning"}
 TOP_KEYS = {"messages", "tools", "parallel_tool_calls", "functions", "label"}
@@ -100,10 +100,11 @@ def dump_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-class OpenAIChat(Format):
-    name: ClassVar[str] = "openai_chat"
+class Chat(Format):
+    name: ClassVar[str] = "chat"
     description: ClassVar[str] = "OpenAI chat JSONL (messages, tools, tool_calls, weight; KTO label)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft"})
+    priority: ClassVar[int] = 50
 
     def detect(self, obj: dict[str, Any]) -> bool:
         return isinstance(obj.get("messages"), list)

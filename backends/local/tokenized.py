@@ -1,21 +1,18 @@
 """Records → token ids and labels through a model's own chat template, with an assistant-only loss mask.
 
-This is the local backend's training format (`fto data convert --to local`). The template is rendered by the
+This is the local backend's training format (`fto data convert --to local --model M`). The template is rendered by the
 tokenizer itself (`apply_chat_template`), so the text is exactly what the model's authors intended.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import orjson
-
-from orchestrator.data.formats.openai_chat import dump_messages
-from orchestrator.errors import DataError
-from schemas import Conversation, Record
+from fto.orchestrator.data.formats.base import Format, RecordError, Warn
+from fto.orchestrator.data.formats.chat import dump_messages
+from fto.orchestrator.errors import DataError
+from fto.schemas import Conversation, Record
 
 IGNORE = -100  # label of tokens the loss skips
 
@@ -82,25 +79,34 @@ def as_chat(record: Record) -> dict[str, Any]:
     return chat
 
 
-def write_tokenized(records: Iterable[Record], output: str | Path, model: str, max_length: int) -> tuple[int, int]:
-    """One {"input_ids", "labels"} line per example; examples left with no trained token are skipped."""
-    try:
-        from transformers import AutoTokenizer
-    except ImportError:
-        raise DataError("writing the local format needs the local extra: pip install 'fto[local]'") from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot load a tokenizer from {model}: {exc}") from None
-    if not tokenizer.chat_template:
-        raise DataError(f"the tokenizer in {model} has no chat template")
-    written = skipped = 0
-    with open(output, "wb") as out:
-        for record in records:
-            encoded = encode(tokenizer, as_chat(record), max_length)
-            if not encoded.trained_tokens:
-                skipped += 1
-                continue
-            out.write(orjson.dumps({"input_ids": encoded.input_ids, "labels": encoded.labels}) + b"\n")
-            written += 1
-    return written, skipped
+class TokenIds(Format):
+    """The local trainer's own format: {"input_ids", "labels"} per line, through `model`'s chat template."""
+
+    name: ClassVar[str] = "token_ids"
+    description: ClassVar[str] = "token ids and labels via a model's chat template (assistant-only loss)"
+    kinds: ClassVar[frozenset[str]] = frozenset({"sft"})
+
+    def __init__(self, model: str, max_length: int):
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise DataError("writing token ids needs the local extra: pip install 'fto[local]'") from None
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot load a tokenizer from {model}: {exc}") from None
+        if not self.tokenizer.chat_template:
+            raise DataError(f"the tokenizer in {model} has no chat template")
+        self.max_length = max_length
+
+    def detect(self, obj: dict[str, Any]) -> bool:
+        return False  # written for the trainer, never read back as examples
+
+    def parse(self, obj: dict[str, Any], warn: Warn) -> Record:
+        raise RecordError("unknown_format", None, "token ids are the trainer's input, not examples to read")
+
+    def dump(self, record: Record) -> dict[str, Any]:
+        encoded = encode(self.tokenizer, as_chat(record), self.max_length)
+        if not encoded.trained_tokens:
+            raise RecordError("no_trained_token", None, "no assistant token left to train on (cut by max_length?)")
+        return {"input_ids": encoded.input_ids, "labels": encoded.labels}

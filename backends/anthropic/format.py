@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from orchestrator.data.formats.base import (
+from fto.orchestrator.data.formats.base import (
     Format,
     RecordError,
     Warn,
@@ -13,13 +13,14 @@ from orchestrator.data.formats.base import (
     require_list,
     system_and_pairs,
 )
-from schemas import Conversation, Message, Record
+from fto.schemas import Conversation, Message, Record
 
 
 class BedrockClaude(Format):
     name: ClassVar[str] = "bedrock_claude"
     description: ClassVar[str] = "Amazon Bedrock Claude fine-tuning JSONL (system + alternating messages)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft"})
+    priority: ClassVar[int] = 60  # a Bedrock line is also a chat line
 
     def detect(self, obj: dict[str, Any]) -> bool:
         return (

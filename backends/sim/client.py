@@ -1,0 +1,175 @@
+"""The sim backend's client: jobs, polls and chat against the simulated provider, over real HTTP."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import aiohttp
+import httpx
+from pydantic import Field
+
+from fto.backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
+from fto.orchestrator.errors import BackendError
+from fto.schemas import JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates, Record
+
+STATUSES = {s.value: s for s in JobStatus} | {"validating_files": JobStatus.VALIDATING}
+
+
+class SimOptions(BackendOptions):
+    model: str = "sim-base"
+    url: str = Field(default_factory=lambda: os.environ.get("FTO_SIM_URL", "http://127.0.0.1:8765"))
+    duration: float | None = Field(default=None, gt=0, description="seconds a job takes (default: the server's)")
+    timeout: float = Field(default=1.0, gt=0, description="seconds to wait for one request")
+    min_poll_interval: float = Field(default=0.5, gt=0)
+    max_poll_interval: float = Field(default=2.0, gt=0)
+    max_concurrency: int = Field(default=16, gt=0)
+    max_requests_per_second: float = Field(default=2000.0, gt=0)
+
+
+class SimBackend(Backend[SimOptions]):
+    Options: ClassVar[type[BackendOptions]] = SimOptions
+
+    def __init__(self, name: str, options: SimOptions):
+        super().__init__(name, options)
+        o = options
+        self.min_poll_interval, self.max_poll_interval = o.min_poll_interval, o.max_poll_interval
+        self.max_concurrency, self.max_requests_per_second = o.max_concurrency, o.max_requests_per_second
+        self._client = httpx.Client(base_url=o.url, timeout=o.timeout)
+        # Polling thousands of jobs: aiohttp's client costs a small fraction of httpx's per request.
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def provider_key(self) -> str:
+        return f"sim {self._client.base_url}"
+
+    # requests -----------------------------------------------------------------------------------------
+
+    def _check(self, response: httpx.Response) -> Any:
+        if response.status_code == 429:
+            retry_after = float(response.headers.get("retry-after", "1"))
+            raise BackendError(
+                "rate limited (429)", backend=self.name, status_code=429, retryable=True, retry_after=retry_after
+            )
+        if response.status_code >= 500:
+            raise BackendError(
+                f"server error ({response.status_code})",
+                backend=self.name,
+                status_code=response.status_code,
+                retryable=True,
+            )
+        if response.status_code >= 400:
+            message = response.json().get("error", {}).get("message", response.text)
+            raise BackendError(
+                f"{message} ({response.status_code})", backend=self.name, status_code=response.status_code
+            )
+        return response.json()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return self._check(self._client.request(method, path, **kwargs))
+        except httpx.TimeoutException:
+            raise BackendError(f"{method} {path} timed out", backend=self.name, retryable=True) from None
+        except httpx.TransportError as exc:
+            raise BackendError(
+                f"cannot reach {self._client.base_url}: {exc}", backend=self.name, retryable=True
+            ) from None
+
+    # the interface ------------------------------------------------------------------------------------
+
+    def prepare(
+        self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
+    ) -> PreparedData:
+        return PreparedData.write(train, [], workdir, "chat")
+
+    def upload(self, prepared: PreparedData) -> UploadedData:
+        return UploadedData(train_file=self._request("POST", "/v1/files", content=prepared.train.read_bytes())["id"])
+
+    def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
+        body: dict[str, Any] = {
+            "model": self.options.model,
+            "training_file": uploaded.train_file,
+            "metadata": {"fto_job_id": job_id},
+        }
+        if self.options.duration:
+            body["duration"] = self.options.duration
+        return self._request("POST", "/v1/jobs", json=body)["id"]
+
+    def find(self, job_id: str) -> str | None:
+        found = self._request("GET", "/v1/jobs", params={"fto_job_id": job_id})["data"]
+        return found[0]["id"] if found else None
+
+    def get(self, provider_job_id: str) -> ProviderJob:
+        return self.poll(provider_job_id, None)[0]
+
+    def updates(self, provider_job_id: str, cursor: str | None) -> ProviderUpdates:
+        return self.poll(provider_job_id, cursor)[1]
+
+    def poll(self, provider_job_id: str, cursor: str | None) -> tuple[ProviderJob, ProviderUpdates]:
+        return self._convert(self._request("GET", f"/v1/jobs/{provider_job_id}", params=_params(cursor)), cursor)
+
+    async def apoll(self, provider_job_id: str, cursor: str | None) -> tuple[ProviderJob, ProviderUpdates]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                base_url=str(self._client.base_url).rstrip("/"),
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency),
+                timeout=aiohttp.ClientTimeout(total=self.options.timeout),
+            )
+        try:
+            async with self._session.get(f"/v1/jobs/{provider_job_id}", params=_params(cursor)) as response:
+                status, headers, body = response.status, response.headers, await response.read()
+        except TimeoutError:
+            raise BackendError("poll timed out", backend=self.name, retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise BackendError(f"cannot reach the provider: {exc}", backend=self.name, retryable=True) from None
+        return self._convert(self._check(httpx.Response(status, headers=dict(headers), content=body)), cursor)
+
+    def _convert(self, data: dict[str, Any], cursor: str | None) -> tuple[ProviderJob, ProviderUpdates]:
+        """The provider's objects, converted here at the edge into ours."""
+        seen_events, seen_metrics = _split(cursor)
+        state = ProviderJob(
+            status=STATUSES[data["status"]],
+            base_model=self.options.model,
+            fine_tuned_model=data.get("fine_tuned_model"),
+            trained_tokens=data.get("trained_tokens"),
+            error=data.get("error"),
+        )
+        events = [
+            JobEvent(created_at=datetime.now(UTC), level=e["level"], message=e["message"]) for e in data["events"]
+        ]
+        metrics = [Metric(step=m["step"], total_steps=m["total_steps"], loss=m["loss"]) for m in data["metrics"]]
+        next_cursor = f"{seen_events + len(events)}:{seen_metrics + len(metrics)}"
+        return state, ProviderUpdates(events=events, metrics=metrics, cursor=next_cursor)
+
+    def cancel(self, provider_job_id: str) -> None:
+        self._request("POST", f"/v1/jobs/{provider_job_id}/cancel")
+
+    def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        body = {"model": model, "messages": [m.model_dump(exclude_none=True) for m in messages]}
+        data = self._request("POST", "/v1/chat/completions", json=body)
+        usage = data.get("usage") or {}
+        return Completion(
+            text=data["choices"][0]["message"]["content"],
+            input_tokens=usage.get("prompt_tokens"),
+            output_tokens=usage.get("completion_tokens"),
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _split(cursor: str | None) -> tuple[int, int]:
+    if not cursor:
+        return 0, 0
+    events, metrics = cursor.split(":")
+    return int(events), int(metrics)
+
+
+def _params(cursor: str | None) -> dict[str, int]:
+    events, metrics = _split(cursor)
+    return {"after_event": events, "after_metric": metrics}

@@ -1,0 +1,35 @@
+"""`fto serve`: the command that starts the fine-tuning API over the local backend."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="off loopback, an API key is required")
+@click.option("--port", default=8000, show_default=True)
+@click.option("--model", "models", multiple=True, help="base models clients may fine-tune (default: the embedded one)")
+@click.option("--api-key-env", default="FTO_SERVE_API_KEY", show_default=True, help="variable holding the API key")
+@click.option("--max-file-mb", default=512, show_default=True, help="largest file or upload part accepted")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+def serve(host: str, port: int, models: tuple[str, ...], api_key_env: str, max_file_mb: int, device: str) -> None:
+    """An OpenAI-compatible fine-tuning API over the local backend (files, fine_tuning/jobs, models, chat)."""
+    import os
+
+    import uvicorn
+
+    from fto.orchestrator.paths import fto_home
+    from fto.orchestrator.serve import ServeConfig, check_exposure, create_app
+
+    api_key = os.environ.get(api_key_env) or None
+    check_exposure(host, api_key, api_key_env)
+    config = ServeConfig(
+        root=fto_home() / "serve",
+        base_models=models or ("embedded:tiny-llama",),
+        api_key=api_key,
+        max_file_bytes=max_file_mb * 1024 * 1024,
+        local_options={"device": device},
+    )
+    auth = f"bearer key from ${api_key_env}" if api_key else "no key (loopback only)"
+    click.echo(f"fto serve: http://{host}:{port}/v1 — {auth} — Ctrl-C to stop")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
