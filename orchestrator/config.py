@@ -142,7 +142,7 @@ def _check_backend_sections(spec: JobSpec, lines: dict[Loc, int], file: str) -> 
             if looks_like_secret_name(key):
                 raise ConfigError(
                     "secrets are never read from the job file; set them in the environment "
-                    "(e.g. OPENAI_API_KEY) instead",
+                    "(the backend's page names the variable) instead",
                     file=file,
                     line=_line_of((*loc, key), lines),
                     field=_field((*loc, key)),

@@ -66,7 +66,7 @@ class ProviderInfo(_Strict):
     """Everything fto's data layer, cost estimates and reports need to know about a backend's provider."""
 
     name: str = Field(description="the backend's registered name; `$FTO_HOME/providers.json` overrides by it")
-    label: str = Field(description="how messages name the provider, e.g. 'Bedrock'")
+    label: str = Field(description="how messages name the provider")
     default_model: str | None = None
     tokens_exact: bool = Field(default=False, description="whether token counts are the provider's own")
     tokenizer_note: str = ""

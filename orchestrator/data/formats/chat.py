@@ -128,7 +128,7 @@ class Chat(Format):
 
     def dump(self, record: Record) -> dict[str, Any]:
         if not isinstance(record, Conversation):
-            raise not_supported(self.name, "preference pairs (use openai_preference)")
+            raise not_supported(self.name, "preference pairs (use preference)")
         line: dict[str, Any] = {"messages": dump_messages(record.messages)}
         if record.tools:
             line["tools"] = tools_json(record.tools)

@@ -37,7 +37,7 @@ class Preference(Format):
 
     def dump(self, record: Record) -> dict[str, Any]:
         if not isinstance(record, PreferencePair):
-            raise not_supported(self.name, "single conversations (use openai_chat)")
+            raise not_supported(self.name, "single conversations (use chat)")
         source: dict[str, Any] = {"messages": dump_messages(record.prompt)}
         if record.tools:
             source["tools"] = tools_json(record.tools)
