@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED_DATA = FIXTURES / "data"  # public datasets cut to the rows the tests use (see its SOURCES.md)
 QUICKSTART = REPO / "examples" / "quickstart.yaml"
 ANIMALS = REPO / "examples" / "data" / "animals.jsonl"
-FTO = [sys.executable, "-m", "orchestrator"]
+FTO = [sys.executable, "-m", "fto.orchestrator"]
 
 
 @pytest.fixture(autouse=True)

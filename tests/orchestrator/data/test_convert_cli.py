@@ -15,9 +15,9 @@ def test_alpaca_to_openai_chat_validates_for_openai(tmp_path):
     out = tmp_path / "chat.jsonl"
     result = run_fto("data", "convert", str(ALPACA), "--to", "chat", "-o", str(out))
     assert result.returncode == 0, result.stderr
-    assert "wrote 999 examples" in result.stdout
+    assert "wrote 120 examples" in result.stdout
     check = run_fto("data", "validate", str(out), "--for", "openai", "--json")
-    assert json.loads(check.stdout)["examples"] == 999, check.stdout
+    assert json.loads(check.stdout)["examples"] == 120, check.stdout
 
 
 def test_hh_rlhf_to_openai_preference_refuses_then_skips_the_four_empty_replies(tmp_path):
@@ -28,7 +28,7 @@ def test_hh_rlhf_to_openai_preference_refuses_then_skips_the_four_empty_replies(
     result = run_fto("data", "convert", str(HH), "--to", "preference", "-o", str(out), "--skip-invalid")
     assert result.returncode == 0 and "skipped examples with 4 errors" in result.stdout
     pairs = list(read_records(out))
-    assert len(pairs) == 2308 and all(p.chosen[-1].role == "assistant" for p in pairs)
+    assert len(pairs) == 304 and all(p.chosen[-1].role == "assistant" for p in pairs)
 
 
 def test_what_a_target_cannot_hold_fails_naming_the_line_and_leaves_no_file(tmp_path):
@@ -81,7 +81,7 @@ def test_split_is_seeded_complete_and_keeps_the_format(tmp_path):
     assert train_a == (tmp_path / "b" / "train.jsonl").read_text()
     train = [json.loads(x) for x in train_a.splitlines()]
     held = [json.loads(x) for x in (tmp_path / "a" / "validation.jsonl").read_text().splitlines()]
-    assert len(held) == 200 and len(train) == 799
+    assert len(held) == 24 and len(train) == 96
     assert {"instruction", "input", "output"} <= set(train[0])
     original = json.loads(ALPACA.read_text())
     key = lambda x: json.dumps(x, sort_keys=True)  # noqa: E731

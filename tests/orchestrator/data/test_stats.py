@@ -48,8 +48,8 @@ def test_default_epochs_follow_openais_rule(examples, epochs):
 
 def test_gsm8k_stats_and_cost():
     stats = dataset_stats(GSM8K, "openai", "gpt-4o-mini-2024-07-18")
-    assert stats["examples"] == 1319 and stats["format"] == "prompt_completion"
-    assert stats["missing_system"] == 1319 and stats["missing_user"] == 0
+    assert stats["examples"] == 200 and stats["format"] == "prompt_completion"
+    assert stats["missing_system"] == 200 and stats["missing_user"] == 0
     totals = stats["total_tokens_per_example"]
     assert totals["min"] <= totals["p10"] <= totals["median"] <= totals["p90"] <= totals["max"]
     assert stats["over_limit"] == 0 and stats["epochs"] == 3

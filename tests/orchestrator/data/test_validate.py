@@ -74,7 +74,7 @@ def test_bedrock_refuses_tools_and_preference_pairs(tmp_path):
     path = _write(tmp_path, [{"messages": [USER, _call()], "tools": TOOLS}] * 40)
     assert ("tools_unsupported", "error", 1, "tools") in _codes(validate_file(path, "anthropic"))
     hh = validate_file(SHARED_DATA / "hh-rlhf" / "harmless-base_test.jsonl.gz", "anthropic")
-    assert hh.counts[("error", "preference_unsupported")] == 2312
+    assert hh.counts[("error", "preference_unsupported")] == 308
 
 
 def test_example_count_limits_per_target(tmp_path):
@@ -110,10 +110,10 @@ def test_llama_factory_mapping_reads_custom_columns(tmp_path):
     kto = list(
         read_records(SHARED_DATA / "llama-factory" / "kto_en_demo.json", mapping=load_mapping(f"{info}:kto_en_demo"))
     )
-    assert len(kto) == 300 and sum(r.label for r in kto) == 150
+    assert len(kto) == 80 and sum(r.label for r in kto) == 47
     glaive = load_mapping(f"{info}:glaive_toolcall_en_demo")
     rows = list(read_records(SHARED_DATA / "llama-factory" / "glaive_toolcall_en_demo.json", mapping=glaive))
-    assert len(rows) == 300 and any(m.tool_calls for r in rows for m in r.messages)
+    assert len(rows) == 60 and any(m.tool_calls for r in rows for m in r.messages)
 
     custom = _write(
         tmp_path, [{"ask": "Name a bird.", "context": "", "reply": "Owl.", "persona": "Be brief."}], "c.jsonl"
