@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fto.backends.tokenizers import ESTIMATE_ENCODING, Counter, model_counter, tiktoken_counter
+from fto.orchestrator import retry
 from fto.orchestrator.data.formats import Format, get_format
 from fto.orchestrator.data.write import write_records
 from fto.orchestrator.errors import ConfigError, DataError, UnsupportedError
@@ -236,9 +237,9 @@ class Backend(ABC, Generic[OptionsT]):
 
         def timed(messages: Sequence[Message]) -> Completion:
             started = time.perf_counter()
-            reply: Completion | str = self.complete(model, messages, params)
+            reply: Completion | str = retry.call(lambda: self.complete(model, messages, params))
             if isinstance(reply, str):  # plugins written before Completion existed return the text alone
-                reply = Completion(text=reply)  # type: ignore[unreachable]
+                reply = Completion(text=reply)
             if reply.seconds is None:
                 reply = reply.model_copy(update={"seconds": time.perf_counter() - started})
             return reply

@@ -54,7 +54,7 @@ def _parse_yaml(text: str, file: str) -> tuple[dict[str, Any], dict[Loc, int]]:
         raise ConfigError(f"invalid YAML: {exc.problem}", file=file, line=line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from None
-    if not isinstance(raw, dict):
+    if node is None or not isinstance(raw, dict):
         raise ConfigError("a job file must be a mapping of keys (name, data, backends, …)", file=file, line=1)
     lines: dict[Loc, int] = {}
     _index_lines(node, (), lines)

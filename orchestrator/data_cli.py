@@ -203,7 +203,7 @@ def convert(
         console.print(f"skipped examples with {report.errors} errors; see `fto data validate {file}`")
 
 
-def _write(write_records: Any, records: Any, output: str, to: str, skip: bool, source: str) -> tuple[int, int]:
+def _write(write_records: Any, records: Any, output: str, to: Any, skip: bool, source: str) -> tuple[int, int]:
     from fto.orchestrator.errors import DataError
 
     try:

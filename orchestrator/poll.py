@@ -15,9 +15,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
 from fto.backends.base import Backend
+from fto.orchestrator import retry
 from fto.orchestrator.errors import BackendError, FtoError
 from fto.orchestrator.store import Store
 from fto.orchestrator.submit import backend_for, reconcile
@@ -197,26 +196,16 @@ class Poller:
         delay = watch.interval * (1 + self.rng.uniform(-JITTER, JITTER))
         heapq.heappush(queue, _Due(time.monotonic() + delay, job_id))
 
-    async def _ask(self, provider: _Provider, provider_job_id: str, cursor: str | None):  # type: ignore[no-untyped-def]
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            asked = getattr(exc, "retry_after", None)
-            if asked is not None:  # the provider said when to come back
-                return asked
-            return wait_exponential_jitter(initial=0.2, max=10, jitter=0.2)(state)
+    async def _ask(
+        self, provider: _Provider, provider_job_id: str, cursor: str | None
+    ) -> tuple[ProviderJob, ProviderUpdates]:
+        async def once() -> tuple[ProviderJob, ProviderUpdates]:
+            async with provider.limits.slots:
+                await provider.limits.limiter.acquire()
+                provider.limits.requests += 1
+                return await provider.backend.apoll(provider_job_id, cursor)
 
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
-            wait=wait,
-            stop=stop_after_attempt(10),
-            reraise=True,
-        ):
-            with attempt:
-                async with provider.limits.slots:
-                    await provider.limits.limiter.acquire()
-                    provider.limits.requests += 1
-                    return await provider.backend.apoll(provider_job_id, cursor)
-        raise AssertionError("unreachable")
+        return await retry.acall(once)
 
 
 def wait(store: Store, job_ids: list[str], on_tick: OnTick | None = None, timeout: float | None = None) -> list[Job]:

@@ -11,10 +11,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
 from fto.backends import registry
 from fto.backends.base import Backend, UploadedData
+from fto.orchestrator import retry
 from fto.orchestrator.config import LoadedJob
 from fto.orchestrator.data.load import DatasetSplits, load_splits, save_conversations
 from fto.orchestrator.errors import BackendError, FtoError
@@ -69,7 +68,7 @@ def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend,
         if known:
             uploaded = UploadedData.model_validate_json(known)
         else:
-            uploaded = _retrying(lambda: backend.upload(prepared))
+            uploaded = retry.call(lambda: backend.upload(prepared))
             store.save_upload(backend.provider_key, digest, uploaded.model_dump_json())
         provider_job_id = _create(store, job, backend, experiment.spec, uploaded)
     except FtoError as exc:
@@ -92,7 +91,7 @@ def _create(store: Store, job: Job, backend: Backend, spec: JobSpec, uploaded: U
         store.mark_submitting(job.id)
         return backend.submit(spec, uploaded, job.id)
 
-    return _retrying(attempt)
+    return retry.call(attempt)
 
 
 def _find(backend: Backend, job_id: str) -> str | None:
@@ -104,25 +103,6 @@ def _find(backend: Backend, job_id: str) -> str | None:
             "by fto's id; check the provider's console before resubmitting",
             backend=backend.name,
         ) from None
-
-
-def _retrying(fn):  # type: ignore[no-untyped-def]
-    """Retry transient provider errors (429, 5xx, timeouts) with backoff, honouring Retry-After."""
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        asked = getattr(exc, "retry_after", None)
-        return asked if asked is not None else wait_exponential_jitter(initial=0.2, max=10, jitter=0.2)(state)
-
-    for attempt in Retrying(
-        retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
-        wait=wait,
-        stop=stop_after_attempt(8),
-        reraise=True,
-    ):
-        with attempt:
-            return fn()
-    raise AssertionError("unreachable")
 
 
 def _digest(*paths: Path | None) -> str:

@@ -13,17 +13,18 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field
 
 from fto.backends.anthropic import mapping
-from fto.backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
+from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.orchestrator.data.stats import measure
 from fto.orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
 from fto.orchestrator.secrets import redact
-from fto.schemas import JobEvent, JobSpec, Message, ProviderJob, ProviderUpdates, Record
+from fto.schemas import Completion, JobEvent, JobSpec, Message, ProviderJob, ProviderUpdates, Record
 
 T = TypeVar("T")
 RETRYABLE_AWS = {"ThrottlingException", "ServiceUnavailableException", "InternalServerException", "TooManyRequests"}
@@ -49,7 +50,9 @@ class AnthropicOptions(BackendOptions):
     runtime_url: str | None = Field(default=None, description="Bedrock runtime endpoint for inference")
     anthropic_base_url: str | None = Field(default=None, description="Anthropic API endpoint, for claude-* models")
     timeout: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=2, ge=0)
+    max_retries: int = Field(
+        default=0, ge=0, description="the SDKs' own retries, on top of fto's (off: fto retries transient errors)"
+    )
     min_poll_interval: float = Field(default=30.0, gt=0, description="seconds between polls while a job changes")
     max_poll_interval: float = Field(default=300.0, gt=0, description="seconds between polls while it does not")
 
@@ -256,7 +259,7 @@ class AnthropicBackend(Backend[AnthropicOptions]):
         stage = mapping.stage_text(job)
         updates = ProviderUpdates(cursor=stage)
         if stage != cursor:
-            level = "error" if state.status.value == "failed" else "info"
+            level: Literal["info", "error"] = "error" if state.status.value == "failed" else "info"
             message = stage + (f": {job['failureMessage']}" if level == "error" and job.get("failureMessage") else "")
             updates.events.append(JobEvent(created_at=datetime.now(UTC), level=level, message=message))
             if state.status.value == "succeeded":
@@ -274,9 +277,8 @@ class AnthropicBackend(Backend[AnthropicOptions]):
         ).get("Contents", [])
         for item in listed:
             if item["Key"].endswith("step_wise_training_metrics.csv"):
-                body = self._call(
-                    "read training metrics", lambda k=item["Key"]: self._aws("s3").get_object(Bucket=bucket, Key=k)
-                )
+                get_object = partial(self._aws("s3").get_object, Bucket=bucket, Key=item["Key"])
+                body = self._call("read training metrics", get_object)
                 return mapping.step_metrics(body["Body"].read().decode())
         return []
 

@@ -20,13 +20,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from fto.backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
+from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.backends.local.folder import JobFolder
 from fto.backends.tokenizers import Counter
 from fto.orchestrator.data.formats import Format
 from fto.orchestrator.errors import BackendError, DataError, UnsupportedError
 from fto.orchestrator.paths import backend_dir
-from fto.schemas import JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates, Record
+from fto.schemas import Completion, JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates, Record
 from fto.schemas.provider import Price
 
 EMBEDDED_MODEL = "embedded:tiny-llama"

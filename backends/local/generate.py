@@ -12,8 +12,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from fto.backends.base import Completion, GenerationParams
-from fto.schemas import Message
+from fto.backends.base import GenerationParams
+from fto.schemas import Completion, Message
 
 # The eval shares the user's terminal with our own progress bars: keep transformers' quiet.
 hf_logging.set_verbosity_error()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -18,7 +19,7 @@ from fto.backends.local.tokenized import IGNORE, Encoded
 class Row:
     """Model inputs for one micro-batch, and which example each token belongs to."""
 
-    inputs: dict[str, torch.Tensor]
+    inputs: dict[str, Any]  # tensors, and use_cache=False
     labels: torch.Tensor
     segments: torch.Tensor  # example index (within the micro-batch) of each token
     tokens: int  # non-padding tokens
@@ -38,7 +39,10 @@ def group(lengths: Sequence[int], budget: int) -> list[list[int]]:
 
 
 def packed_row(examples: Sequence[Encoded], device: torch.device) -> Row:
-    ids, labels, positions, segments = [], [], [], []
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    segments: list[int] = []
     for k, e in enumerate(examples):
         ids += e.input_ids
         labels += [IGNORE, *e.labels[1:]]  # an example's first token is never predicted from the one before

@@ -37,7 +37,7 @@ def assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, 
     Many stock templates lack `{% generation %}` markers, so the spans come from rendering each prefix of the
     chat: a turn starts where the prompt for it ends and stops where the chat through it ends.
     """
-    spans = []
+    spans: list[tuple[int, int]] = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant" or message.get("weight", 1) == 0:
             continue

@@ -12,10 +12,11 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.distributed as dist
+from transformers import get_scheduler
 
 from fto.backends.local.packing import Row, group, packed_row, padded_rows, token_logprobs
 from fto.backends.local.tokenized import Encoded
@@ -53,7 +54,8 @@ class Position:
     history: list[float] = field(default_factory=list)
 
 
-Example = Encoded | tuple[Encoded, Encoded]  # SFT example, or DPO (chosen, rejected)
+Pair = tuple[Encoded, Encoded]  # DPO: (chosen, rejected)
+Example = Encoded | Pair  # SFT example, or DPO pair
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -75,13 +77,6 @@ def epoch_steps(order: list[int], lengths: Sequence[int], s: TrainSettings) -> l
         steps[-1].append(i)
         used += lengths[i]
     return steps
-
-
-def schedule(step: int, total: int, warmup: int, kind: str) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * progress)) if kind == "cosine" else max(0.0, 1.0 - progress)
 
 
 def _rank() -> tuple[int, int]:
@@ -150,8 +145,8 @@ class Trainer:
         self.total_steps = sum(len(steps) for steps in self.plan)
         self.optimizer = torch.optim.AdamW(self.params, lr=s.learning_rate, weight_decay=0.0)
         warmup = int(self.total_steps * s.warmup_ratio)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda i: schedule(i, self.total_steps, warmup, s.schedule)
+        self.scheduler = get_scheduler(
+            s.schedule, self.optimizer, num_warmup_steps=warmup, num_training_steps=self.total_steps
         )
         self.position = Position()
 
@@ -170,14 +165,19 @@ class Trainer:
         logp, segment, _ = token_logprobs(self.model, row)
         return torch.zeros(n, device=self.device).index_add(0, segment, logp)
 
+    def _dpo_margin(self, row: Row, n: int) -> torch.Tensor:
+        """Per pair: how much more the policy prefers chosen over rejected than the reference does."""
+        if self.reference is None:
+            raise ValueError("DPO needs a reference model (the base with the adapter switched off)")
+        policy = self._pair_logps(row, n)
+        with torch.no_grad(), self.reference():
+            ref = self._pair_logps(row, n)
+        return (policy[0::2] - ref[0::2]) - (policy[1::2] - ref[1::2])
+
     def _dpo_step(self, pairs: Sequence[tuple[Encoded, Encoded]], denominator: float) -> tuple[float, int, float]:
         loss_sum, tokens, correct = 0.0, 0, 0.0
         for part, row in _rows(pairs, self.s, self.device):
-            n = 2 * len(part)
-            policy = self._pair_logps(row, n)
-            with torch.no_grad(), self.reference():
-                ref = self._pair_logps(row, n)
-            margin = (policy[0::2] - ref[0::2]) - (policy[1::2] - ref[1::2])
+            margin = self._dpo_margin(row, 2 * len(part))
             loss = -torch.nn.functional.logsigmoid(self.s.beta * margin).sum()
             (loss * self.grad_scale / denominator).backward()
             loss_sum, tokens = loss_sum + float(loss.detach()), tokens + row.tokens
@@ -194,11 +194,7 @@ class Trainer:
             part = mine[k : k + self.s.batch_size]
             if self.s.method == "dpo":
                 for chunk, row in _rows(part, self.s, self.device):
-                    n = 2 * len(chunk)
-                    policy = self._pair_logps(row, n)
-                    with self.reference():
-                        ref = self._pair_logps(row, n)
-                    margin = (policy[0::2] - ref[0::2]) - (policy[1::2] - ref[1::2])
+                    margin = self._dpo_margin(row, 2 * len(chunk))
                     total += torch.tensor(
                         [float(-torch.nn.functional.logsigmoid(self.s.beta * margin).sum()), len(chunk)]
                     )
@@ -234,16 +230,11 @@ class Trainer:
                 mine = [self.train_set[i] for i in chunk[rank::world]]
                 if s.method == "dpo":
                     denominator = float(len(chunk))
-                    loss_sum, tokens, correct = self._dpo_step(mine, denominator)  # type: ignore[arg-type]
+                    loss_sum, tokens, correct = self._dpo_step(cast(list[Pair], mine), denominator)
                 else:
-                    denominator = float(
-                        _all_sum(
-                            torch.tensor(
-                                float(sum(e.trained_tokens for e in mine))  # type: ignore[union-attr]
-                            )
-                        )
-                    )
-                    loss_sum, tokens = self._sft_step(mine, denominator)  # type: ignore[arg-type]
+                    sequences = cast(list[Encoded], mine)
+                    denominator = float(_all_sum(torch.tensor(float(sum(e.trained_tokens for e in sequences)))))
+                    loss_sum, tokens = self._sft_step(sequences, denominator)
                     correct = 0.0
                 if world > 1 and not self.sharded:
                     for p in self.params:
@@ -252,7 +243,7 @@ class Trainer:
                 totals = _all_sum(torch.tensor([loss_sum, float(tokens), correct]))
                 norm = torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm)
                 grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-                lr = self.scheduler.get_last_lr()[0]
+                lr = float(self.scheduler.get_last_lr()[0])
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)

@@ -189,7 +189,7 @@ def run(folder: JobFolder, resume: bool) -> None:
 
         lora = LoraConfig(
             r=hp.lora.r,
-            lora_alpha=hp.lora.alpha,
+            lora_alpha=hp.lora.alpha,  # type: ignore[arg-type]  # peft hints int, scales by any number
             lora_dropout=hp.lora.dropout,
             target_modules=hp.lora.target_modules,
             modules_to_save=embedded.TRAINED_IN_FULL if is_embedded else None,

@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import openai
 from pydantic import Field
 
-from fto.backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
+from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.backends.openai import mapping
 from fto.orchestrator.data.formats.chat import dump_messages
 from fto.orchestrator.errors import BackendError, ConfigError, DataError
 from fto.orchestrator.network import is_loopback
 from fto.orchestrator.secrets import redact
-from fto.schemas import JobEvent, JobSpec, Message, Metric, ProviderJob, ProviderUpdates, Record
+from fto.schemas import Completion, JobEvent, JobSpec, Message, Metric, ProviderJob, ProviderUpdates, Record
 from fto.schemas.provider import Price
 
 T = TypeVar("T")
@@ -37,7 +38,9 @@ class OpenAIOptions(BackendOptions):
     azure_endpoint: str | None = Field(default=None, description="Azure OpenAI: https://NAME.openai.azure.com")
     api_version: str = Field(default="2025-04-01-preview", description="Azure OpenAI API version")
     timeout: float = Field(default=60.0, gt=0, description="seconds to wait for one request")
-    max_retries: int = Field(default=2, ge=0, description="the SDK's own retries of 408/409/429/5xx")
+    max_retries: int = Field(
+        default=0, ge=0, description="the SDK's own retries, on top of fto's (off: fto retries transient errors)"
+    )
     uploads_above_bytes: int = Field(
         default=512 * MB, gt=0, description="larger files go through the Uploads API (the Files API stops at 512 MB)"
     )
@@ -241,12 +244,12 @@ class OpenAIBackend(Backend[OpenAIOptions]):
             cursor=json.dumps(next_cursor),
         )
 
-    def _newer(self, list_page: Callable[[dict[str, str]], Any], last_seen: str | None) -> list[Any]:
+    def _newer(self, list_page: Callable[[dict[str, Any]], Any], last_seen: str | None) -> list[Any]:
         """OpenAI lists newest first and pages backwards with `after`: read back to the last id seen."""
         found: list[Any] = []
-        after: dict[str, str] = {}
+        after: dict[str, Any] = {}
         while True:
-            page = self._call("list events", lambda after=after: list_page(after))
+            page = self._call("list events", partial(list_page, after))
             for item in page.data:
                 if item.id == last_seen:
                     return found[::-1]

@@ -12,9 +12,9 @@ import aiohttp
 import httpx
 from pydantic import Field
 
-from fto.backends.base import Backend, BackendOptions, Completion, GenerationParams, PreparedData, UploadedData
+from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.orchestrator.errors import BackendError
-from fto.schemas import JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates, Record
+from fto.schemas import Completion, JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates, Record
 
 STATUSES = {s.value: s for s in JobStatus} | {"validating_files": JobStatus.VALIDATING}
 

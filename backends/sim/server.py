@@ -148,9 +148,10 @@ class SimProvider:
             key = query.get("fto_job_id")
             return 200, {"data": [{"id": j.id} for j in self.jobs.values() if key is None or j.key == key]}
         if len(parts) >= 3 and parts[:2] == ["v1", "jobs"]:
-            job = self.jobs.get(parts[2])
-            if job is None:
+            found = self.jobs.get(parts[2])
+            if found is None:
                 return 404, {"error": {"message": f"no job {parts[2]!r}"}}
+            job = found
             if len(parts) == 4 and parts[3] == "cancel" and method == "POST":
                 job.cancelled_at = job.cancelled_at or now
                 return 200, {"id": job.id, "status": "cancelled"}

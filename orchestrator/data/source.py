@@ -35,7 +35,9 @@ def open_binary(path: Path) -> IO[bytes]:
     try:
         with open(path, "rb") as probe:
             magic = probe.read(2)
-        return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
+        if magic == GZIP_MAGIC:
+            return gzip.GzipFile(path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
+        return open(path, "rb")
     except IsADirectoryError:
         raise DataError("is a folder, not a file", file=str(path)) from None
     except FileNotFoundError:

@@ -188,8 +188,8 @@ def evaluate(
                     for p, r, out in zip(prompts, references, outputs, strict=True)
                 ]
             )
-            for row, (score, _, _) in zip(per_example, rated, strict=True):
-                row["judge"] = score
+            for example_scores, (score, _, _) in zip(per_example, rated, strict=True):
+                example_scores["judge"] = score
             _keep_verdicts(folder, target.label, "rate", rated)
         wanted = {"valid_loss", "perplexity"} & set(spec.eval.scorers)
         if wanted:
@@ -205,7 +205,7 @@ def evaluate(
         )
         with open(folder / "eval" / f"{target.label.replace('/', '.')}.jsonl", "w", encoding="utf-8") as f:
             for example, c, ref, sc in zip(examples, completions, references, per_example, strict=True):
-                row = {
+                output_row: dict[str, Any] = {
                     "line": example.source_line,
                     "output": c.text,
                     "reference": ref.content,
@@ -215,7 +215,7 @@ def evaluate(
                     "seconds": c.seconds,
                     "cost_usd": call_cost(target.backend_type, target.model, c),
                 }
-                f.write(json.dumps(row) + "\n")
+                f.write(json.dumps(output_row) + "\n")
         results[target.label] = {name: value[0] for name, value in scores.items()}
         timing[target.label] = round(seconds, 3)
     (folder / "eval" / "timing.json").write_text(json.dumps(timing))  # seconds of generation per model (0: cached)

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from fto.backends.base import GenerationParams
 from fto.orchestrator.data.formats.base import RecordError
@@ -33,10 +34,6 @@ from fto.orchestrator.serve.files import FileStore, Invalid, NotFound, public_up
 from fto.orchestrator.serve.jobs import ORGANIZATION, ServeJobs
 
 MB = 1024 * 1024
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 @dataclass

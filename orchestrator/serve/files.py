@@ -6,6 +6,7 @@ can never name a file outside the folder.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -129,12 +130,12 @@ class FileStore:
             shutil.copyfileobj(data, out, 1024 * 1024)
         return {"id": part_id, "object": "upload.part", "created_at": int(time.time()), "upload_id": upload_id}
 
-    def complete_upload(self, upload_id: str, part_ids: list[str]) -> dict[str, Any]:
+    def complete_upload(self, upload_id: str, part_ids: builtins.list[str]) -> dict[str, Any]:
         meta = self.upload(upload_id)
         if meta["status"] != "pending":
             raise Invalid(f"Upload {upload_id} is {meta['status']}")
         folder = self._upload_dir(upload_id)
-        parts = []
+        parts: builtins.list[Path] = []
         for part_id in part_ids:
             part = folder / f"{part_id}.part"
             if not PART_ID.match(part_id) or not part.is_file():

@@ -18,7 +18,6 @@ from typing import Any
 from fto.backends.base import UploadedData
 from fto.backends.local import LocalBackend, LocalOptions
 from fto.backends.local.folder import JobFolder
-from fto.backends.openai.mapping import MAX_BETA, RANGES
 from fto.orchestrator.data.validate import require_valid, validate_file
 from fto.orchestrator.errors import DataError
 from fto.orchestrator.serve.files import FileStore, Invalid, NotFound
@@ -36,6 +35,10 @@ OPENAI_STATUS = {
     JobStatus.CANCELLED: "cancelled",
 }
 ORGANIZATION = "org-fto-serve"
+# The ranges OpenAI's API reference gives (FineTuneSupervisedHyperparameters / FineTuneDPOHyperparameters): the
+# API fto serve implements, so its own, not the openai backend's.
+RANGES: dict[str, tuple[float, float]] = {"batch_size": (1, 256), "n_epochs": (1, 50)}
+MAX_BETA = 2.0
 
 
 class ServeJobs:
@@ -328,12 +331,13 @@ def _method(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                 f"{name} must be 'auto' or an integer from {low:g} to {high:g}",
                 f"method.{kind}.hyperparameters.{name}",
             )
-    for name, high in (("learning_rate_multiplier", None), ("beta", MAX_BETA)):
+    upper_bounds: tuple[tuple[str, float | None], ...] = (("learning_rate_multiplier", None), ("beta", MAX_BETA))
+    for name, upper in upper_bounds:
         value = hyper.get(name, "auto")
         if value == "auto":
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0 or (high and value > high):
-            limit = f"in (0, {high:g}]" if high else "positive"
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0 or (upper and value > upper):
+            limit = f"in (0, {upper:g}]" if upper else "positive"
             raise Invalid(f"{name} must be 'auto' or a number {limit}", f"method.{kind}.hyperparameters.{name}")
     return kind, hyper
 

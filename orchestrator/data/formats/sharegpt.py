@@ -108,7 +108,7 @@ class ShareGPT(Format):
         if isinstance(record, PreferencePair):
             if len(record.chosen) != 1 or len(record.rejected) != 1:
                 raise not_supported(self.name, "multi-turn preferred outputs")
-            out = {self.m.messages: [self._turn(m) for m in record.prompt]}
+            out: dict[str, Any] = {self.m.messages: [self._turn(m) for m in record.prompt]}
             out.update({self.m.chosen: self._turn(record.chosen[0]), self.m.rejected: self._turn(record.rejected[0])})
             return _with_tools(out, record.tools, self.m)
         out = {**(record.metadata or {}), self.m.messages: [t for m in record.messages for t in self._turns(m)]}
