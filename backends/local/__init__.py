@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from fto.backends.base import Backend, BackendOptions, GenerationParams, Prepare
 from fto.backends.local.folder import JobFolder
 from fto.backends.tokenizers import Counter
 from fto.orchestrator.data.formats import Format
-from fto.orchestrator.errors import BackendError, DataError, UnsupportedError
+from fto.orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
 from fto.orchestrator.paths import backend_dir
 from fto.schemas import Completion, JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates, Record
 from fto.schemas.provider import Price
@@ -95,6 +96,12 @@ class LocalBackend(Backend[LocalOptions]):
         return TokenIds(model, max_length)
 
     def check(self, spec: JobSpec) -> None:
+        missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ConfigError(
+                f"the local backend needs the local extra ({', '.join(missing)} missing): pip install 'fto[local]'",
+                field=f"backends.{self.name}",
+            )
         super().check(spec)
         if spec.method == "dpo" and self.options.tuning == "full":
             raise UnsupportedError(

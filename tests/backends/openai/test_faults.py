@@ -14,8 +14,8 @@ import pytest
 
 from fto.backends import registry
 from fto.backends.base import UploadedData
+from fto.orchestrator import retry
 from fto.orchestrator.errors import BackendError
-from fto.orchestrator.submit import _retrying
 from fto.schemas import BackendSection, JobSpec, JobStatus
 from tests.conftest import ANIMALS
 
@@ -154,7 +154,7 @@ def test_a_create_retried_after_429_makes_one_job(api):
     spec = JobSpec.model_validate({"name": "faults", "data": {"train": str(ANIMALS)}})
     backend = _backend(api)
     api.then(429, _error("slow down"), {"retry-after": "0.2"})
-    created = _retrying(lambda: backend.submit(spec, UploadedData(train_file="file-1"), "job-1"))
+    created = retry.call(lambda: backend.submit(spec, UploadedData(train_file="file-1"), "job-1"))
     assert created == "ftjob-1"
     creates = [r for r in api.requests if r[0] == "POST" and r[1] == "/v1/fine_tuning/jobs"]
     assert len(creates) == 2 and creates[1][2] - creates[0][2] >= 0.2
