@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -45,5 +46,5 @@ def test_retry_after_is_the_wait_and_the_async_twin_behaves_the_same():
         return "ok"
 
     assert asyncio.run(retry.acall(flaky)) == "ok"
-    gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
     assert len(attempts) == 3 and all(gap >= 0.14 for gap in gaps)
