@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.eval.stats import paired_comparison
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store
@@ -96,7 +97,8 @@ def comparisons(experiment: Experiment, targets: list[str], scorers: list[str]) 
                     "interval": list(result.interval),
                     "p_value": result.p_value,
                     "significant": result.significant,
-                    "text": result.describe(base, tuned),
+                    "lower_is_better": lower_is_better(scorer),
+                    "text": f"{scorer}: " + result.describe(base, tuned, lower_is_better(scorer)),
                 }
             )
     return found

@@ -137,9 +137,12 @@ def macro_f1(labels: Sequence[tuple[str, str]]) -> float:
 
 @dataclass(frozen=True)
 class Scorer:
+    """A named way to score an output against its reference (per example, optionally corpus-level)."""
+
     name: str
     score: ScoreFn
     aggregate: Callable[[Sequence[tuple[str, str]]], float] | None = None  # corpus-level, from labels
+    lower_is_better: bool = False  # losses: smaller is better, and not bounded by 1
 
 
 BUILT_IN: dict[str, Scorer] = {
@@ -157,11 +160,16 @@ BUILT_IN: dict[str, Scorer] = {
         Scorer("tool_call_match", tool_call_match),
         Scorer("judge", lambda output, reference, example: float("nan")),  # the harness asks eval.judge instead
         # Teacher-forced on the reference, by backends that expose probabilities (local): not in [0, 1].
-        Scorer("valid_loss", lambda output, reference, example: float("nan")),
-        Scorer("perplexity", lambda output, reference, example: float("nan")),
+        Scorer("valid_loss", lambda output, reference, example: float("nan"), lower_is_better=True),
+        Scorer("perplexity", lambda output, reference, example: float("nan"), lower_is_better=True),
     )
 }
 SCORERS = BUILT_IN  # names known without importing plugins (for validation messages)
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether a smaller score is the better one (losses), for the scorers fto knows."""
+    return name in BUILT_IN and BUILT_IN[name].lower_is_better
 
 
 def known() -> list[str]:

@@ -1,4 +1,8 @@
-"""How sure a score is: bootstrap intervals, and paired comparisons of two models on the same examples."""
+"""How sure a score is: bootstrap intervals, and paired comparisons of two models on the same examples.
+
+Pure Python (the base install has no numpy); checked against scipy.stats.bootstrap and
+scipy.stats.permutation_test in tests/orchestrator/eval/test_stats.py.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +12,62 @@ from dataclasses import dataclass
 from statistics import fmean
 
 RESAMPLES = 2000
+LEVEL = 0.95
 
 
-def bootstrap_interval(values: Sequence[float], seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The q-quantile (0 ≤ q ≤ 1) of sorted values, interpolating linearly between neighbours (numpy's default)."""
+    position = q * (len(ordered) - 1)
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+def bootstrap_means(values: Sequence[float], seed: int, resamples: int = RESAMPLES) -> list[float]:
+    """Means of `resamples` resamples (with replacement) of `values`, sorted."""
+    rng = random.Random(seed)
+    size = len(values)
+    return sorted(fmean(values[rng.randrange(size)] for _ in range(size)) for _ in range(resamples))
+
+
+def bootstrap_interval(
+    values: Sequence[float], seed: int = 0, level: float = LEVEL, resamples: int = RESAMPLES
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean."""
     if not values:
         return (float("nan"), float("nan"))
+    means = bootstrap_means(values, seed, resamples)
+    tail = (1 - level) / 2
+    return percentile(means, tail), percentile(means, 1 - tail)
+
+
+def sign_flip_p_value(differences: Sequence[float], seed: int = 0, resamples: int = RESAMPLES) -> float:
+    """Two-sided p-value of a paired permutation test: under "no difference", each pair's sign is a coin flip."""
+    observed = abs(fmean(differences))
     rng = random.Random(seed)
-    n = len(values)
-    means = sorted(fmean(values[rng.randrange(n)] for _ in range(n)) for _ in range(RESAMPLES))
-    cut = (1 - level) / 2
-    return means[int(cut * RESAMPLES)], means[min(RESAMPLES - 1, int((1 - cut) * RESAMPLES))]
+    as_extreme = sum(
+        abs(fmean(d if rng.random() < 0.5 else -d for d in differences)) >= observed - 1e-12 for _ in range(resamples)
+    )
+    return (as_extreme + 1) / (resamples + 1)  # the observed labelling counts as one of the permutations
 
 
 @dataclass(frozen=True)
 class Comparison:
+    """Model b against model a, on the same examples."""
+
     difference: float  # mean of b − a
     interval: tuple[float, float]  # 95% bootstrap interval of the difference
-    p_value: float  # two-sided, paired bootstrap
+    p_value: float  # two-sided, paired permutation test
     significant: bool  # the interval excludes zero
 
-    def describe(self, a: str, b: str) -> str:
-        verdict = "significant" if self.significant else "within noise"
+    def describe(self, a: str, b: str, lower_is_better: bool = False) -> str:
+        """One line: the difference with its interval and p-value, and which way it goes."""
         low, high = self.interval
+        if not self.significant:
+            verdict = "within noise"
+        else:
+            better = (self.difference < 0) == lower_is_better
+            verdict = f"significant: {b} is {'better' if better else 'worse'}"
         return f"{b} vs {a}: {self.difference:+.3f} (95% CI {low:+.3f} … {high:+.3f}, p={self.p_value:.3g}; {verdict})"
 
 
@@ -38,13 +75,6 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], seed: int = 0) -> 
     """Compare two models scored on the same examples, resampling examples (not models) to keep the pairing."""
     if len(a) != len(b) or not a:
         raise ValueError("a paired comparison needs the same, non-empty set of examples")
-    diffs = [y - x for x, y in zip(a, b, strict=True)]
-    rng = random.Random(seed)
-    n = len(diffs)
-    means = sorted(fmean(diffs[rng.randrange(n)] for _ in range(n)) for _ in range(RESAMPLES))
-    low, high = means[int(0.025 * RESAMPLES)], means[int(0.975 * RESAMPLES)]
-    observed = fmean(diffs)
-    # p: how often a resample lands on the other side of zero from the observed mean (two-sided).
-    other_side = sum(1 for m in means if (m <= 0 if observed > 0 else m >= 0))
-    p = min(1.0, 2 * (other_side + 1) / (RESAMPLES + 1)) if observed != 0 else 1.0
-    return Comparison(observed, (low, high), p, not (low <= 0 <= high))
+    differences = [y - x for x, y in zip(a, b, strict=True)]
+    low, high = bootstrap_interval(differences, seed)
+    return Comparison(fmean(differences), (low, high), sign_flip_p_value(differences, seed), not low <= 0 <= high)

@@ -1,0 +1,54 @@
+"""Bootstrap intervals and paired tests agree with scipy's reference implementations on fixed data."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from scipy import stats as scipy_stats
+
+from fto.orchestrator.eval.stats import bootstrap_interval, paired_comparison, percentile, sign_flip_p_value
+
+# Fixed data: 60 per-example scores of two models, b better on some examples and worse on others.
+_rng = random.Random(7)
+A = [float(_rng.random() < 0.55) for _ in range(60)]
+B = [float(x if _rng.random() < 0.7 else 1 - x) for x in A]
+B = [1.0 if i % 9 == 0 else x for i, x in enumerate(B)]  # a small real gain
+
+
+def test_percentile_interpolates_like_numpy():
+    assert percentile([0.0, 10.0], 0.25) == 2.5
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 1.0) == 4.0 and percentile([7.0], 0.3) == 7.0
+
+
+def test_bootstrap_interval_matches_scipy_percentile_bootstrap():
+    ours = bootstrap_interval(A, seed=1, resamples=4000)
+    theirs = scipy_stats.bootstrap(
+        (A,), statistic=lambda x, axis: x.mean(axis=axis), n_resamples=4000, method="percentile", random_state=1
+    ).confidence_interval
+    # Monte Carlo on both sides: the bounds agree to well within one example's weight (1/60)
+    assert ours[0] == pytest.approx(theirs.low, abs=0.012) and ours[1] == pytest.approx(theirs.high, abs=0.012)
+
+
+def test_paired_p_value_matches_scipys_permutation_test():
+    differences = [y - x for x, y in zip(A, B, strict=True)]
+    ours = sign_flip_p_value(differences, seed=3, resamples=4000)
+    theirs = scipy_stats.permutation_test(
+        (A, B),
+        statistic=lambda x, y, axis: (y - x).mean(axis=axis),
+        permutation_type="samples",
+        n_resamples=4000,
+        alternative="two-sided",
+        random_state=3,
+    ).pvalue
+    assert ours == pytest.approx(theirs, abs=0.02)
+
+
+def test_interval_and_p_value_tell_the_same_story():
+    noise = paired_comparison(A, B, seed=0)
+    assert noise.difference == pytest.approx(sum(B) / 60 - sum(A) / 60)
+    assert not noise.significant and noise.p_value > 0.05
+    lower = paired_comparison([2.0, 2.1, 1.9] * 20, [1.0, 1.1, 0.9] * 20)
+    assert "significant: b is better" in lower.describe("a", "b", lower_is_better=True)
+    assert "significant: b is worse" in lower.describe("a", "b")
