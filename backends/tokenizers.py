@@ -28,7 +28,9 @@ class Counter(Protocol):
     name: str
     exact: bool
 
-    def count(self, text: str) -> int: ...
+    def count(self, text: str) -> int:
+        """Tokens in `text`."""
+        ...
 
 
 @dataclass
@@ -41,6 +43,7 @@ class TiktokenCounter:
     _short: dict[str, int] = field(default_factory=dict, repr=False)  # roles and names repeat on every message
 
     def count(self, text: str) -> int:
+        """Tokens in `text`."""
         if len(text) < 24:
             known = self._short.get(text)
             if known is None:
@@ -58,6 +61,7 @@ class HFCounter:
     exact: bool = True
 
     def count(self, text: str) -> int:
+        """Tokens in `text`, without special tokens."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

@@ -63,6 +63,7 @@ def cli() -> None:
 
 
 def main() -> None:
+    """The `fto` console script."""
     cli()
 
 

@@ -9,6 +9,7 @@ from fto.schemas import JobSpec
 
 
 def job_file_schema() -> dict[str, Any]:
+    """JSON Schema of the job file, with each installed backend's section (`fto schema`)."""
     schema = JobSpec.model_json_schema()
     defs = schema.setdefault("$defs", {})
     sections: dict[str, Any] = {}

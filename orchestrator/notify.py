@@ -16,6 +16,7 @@ from fto.schemas import Experiment, Job
 
 
 def summary(experiment: Experiment, jobs: list[Job]) -> dict[str, Any]:
+    """What a webhook or command is told when every job of an experiment has ended."""
     status = "succeeded" if all(j.status.value == "succeeded" for j in jobs) else "failed"
     return {
         "experiment": experiment.id,

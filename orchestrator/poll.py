@@ -36,6 +36,7 @@ class RateLimiter:
         self.rate, self.capacity, self.tokens, self.stamp = rate, float(burst), float(burst), time.monotonic()
 
     async def acquire(self) -> None:
+        """Wait until one more request fits the rate."""
         while True:
             now = time.monotonic()
             self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
@@ -78,6 +79,8 @@ class _Watch:
 
 
 class Poller:
+    """Watches jobs to their end in one asyncio loop, within each provider's concurrency and rate limits."""
+
     def __init__(self, store: Store, on_tick: OnTick | None = None, tick_every: float = 0.25):
         self.store = store
         self.owner = f"{uuid.uuid4().hex[:12]}"
@@ -92,11 +95,13 @@ class Poller:
         self.unwritten: list[tuple[str, ProviderJob, ProviderUpdates]] = []
 
     def flush(self) -> None:
+        """Write the polled states and news gathered since the last flush, in one transaction."""
         if self.unwritten:
             batch, self.unwritten = self.unwritten, []
             self.store.record_polls(batch)
 
     def provider(self, job: Job) -> _Provider:
+        """The backend and limits that `job` is polled through (one per provider key)."""
         if job.id not in self.by_job:
             spec = self.store.experiment(job.experiment_id).spec
             section = spec.backends.get(job.backend)

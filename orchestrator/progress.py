@@ -46,6 +46,7 @@ class JobsView:
         self.live.update(self.render(jobs))
 
     def render(self, jobs: list[Job]) -> Group:
+        """The live table of jobs: status, progress, loss and ETA."""
         table = Table(expand=False)
         for column in ("job", "backend", "status", "progress", "loss", "ETA"):
             table.add_column(column, justify="right" if column in ("progress", "loss", "ETA") else "left")
@@ -71,6 +72,8 @@ class JobsView:
 
 
 class EvalProgress:
+    """A progress bar per evaluated model while eval runs."""
+
     def __init__(self, console: Console):
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console

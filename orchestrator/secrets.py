@@ -11,6 +11,7 @@ _KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|sk-ant-[A-Za-z0-9_-]{8,}|AKIA
 
 
 def looks_like_secret_name(name: str) -> bool:
+    """Whether a key name looks like it holds a secret (api_key, token, password, …)."""
     return bool(_SECRET_NAME.search(name))
 
 

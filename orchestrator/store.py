@@ -78,10 +78,12 @@ def _checkpoint_event(checkpoint: Checkpoint) -> JobEvent:
 
 
 def now() -> datetime:
+    """The current time, in UTC."""
     return datetime.now(UTC)
 
 
 def new_id(prefix: str) -> str:
+    """A short random id with a readable prefix (exp-…, job-…)."""
     return f"{prefix}-{secrets.token_hex(5)}"
 
 
@@ -113,6 +115,7 @@ class Store:
             self._db.execute("ALTER TABLE generations ADD COLUMN usage TEXT")
 
     def close(self) -> None:
+        """Close the database connection."""
         self._db.close()
 
     @contextmanager
@@ -170,6 +173,7 @@ class Store:
         return _experiment(row)
 
     def latest_experiment(self) -> Experiment:
+        """The experiment started last."""
         row = self._db.execute("SELECT * FROM experiments ORDER BY created_at DESC LIMIT 1").fetchone()
         if row is None:
             raise NotFoundError(f"no experiments yet in {self.path}; start one with `fto run JOB.yaml`")
@@ -178,12 +182,14 @@ class Store:
     # jobs ----------------------------------------------------------------------------------------
 
     def job(self, job_id: str) -> Job:
+        """One job by id."""
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no job {job_id!r} in {self.path}")
         return _job(row)
 
     def jobs_by_id(self, job_ids: list[str]) -> list[Job]:
+        """The jobs with these ids, in the order asked."""
         found: dict[str, Job] = {}
         for k in range(0, len(job_ids), 500):  # SQLite caps the parameters of one statement
             chunk = job_ids[k : k + 500]
@@ -192,6 +198,7 @@ class Store:
         return [found[i] for i in job_ids]
 
     def jobs(self, experiment_id: str | None = None, active_only: bool = False) -> list[Job]:
+        """Jobs, of one experiment or all; only unfinished ones with `active_only`."""
         sql, args = "SELECT * FROM jobs", []
         clauses = []
         if experiment_id:
@@ -219,6 +226,7 @@ class Store:
             db.execute("UPDATE jobs SET submit_started_at = ? WHERE id = ?", (now().isoformat(), job_id))
 
     def submit_started(self, job_id: str) -> bool:
+        """Whether a create request for the job may have been sent (so a retry must look first)."""
         row = self._db.execute("SELECT submit_started_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return bool(row and row[0])
 
@@ -243,16 +251,19 @@ class Store:
         return cursor.rowcount == 1
 
     def release_leases(self, owner: str) -> None:
+        """Give up every poll lease `owner` holds, so other pollers take the jobs at once."""
         with self._tx() as db:
             db.execute("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (owner,))
 
     def uploaded(self, backend: str, digest: str) -> str | None:
+        """What `backend` called a file with this content digest when it was uploaded, if it was."""
         row = self._db.execute(
             "SELECT uploaded FROM uploads WHERE backend = ? AND digest = ?", (backend, digest)
         ).fetchone()
         return row[0] if row else None
 
     def save_upload(self, backend: str, digest: str, uploaded: str) -> None:
+        """Remember the provider's name for an uploaded file, by content digest."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)", (backend, digest, uploaded, now().isoformat())
@@ -265,10 +276,12 @@ class Store:
         return cursor.rowcount == 1
 
     def experiments(self, limit: int = 20) -> list[Experiment]:
+        """The most recent experiments, newest first."""
         rows = self._db.execute("SELECT * FROM experiments ORDER BY created_at DESC LIMIT ?", (limit,))
         return [_experiment(r) for r in rows]
 
     def set_submitted(self, job_id: str, provider_job_id: str) -> None:
+        """Record the provider's id of a submitted job."""
         with self._tx() as db:
             db.execute(
                 "UPDATE jobs SET provider_job_id = ?, status = ?, updated_at = ? WHERE id = ?",
@@ -319,6 +332,7 @@ class Store:
             )
 
     def fail(self, job_id: str, error: str) -> None:
+        """Mark a job failed with its cause."""
         self.update_from_provider(job_id, ProviderJob(status=JobStatus.FAILED, error=error))
 
     # events and metrics --------------------------------------------------------------------------
@@ -359,10 +373,12 @@ class Store:
             db.execute("UPDATE jobs SET cursor = ? WHERE id = ?", (cursor, job_id))
 
     def cursor(self, job_id: str) -> str | None:
+        """Where reading the job's provider events stopped."""
         row = self._db.execute("SELECT cursor FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return row["cursor"] if row else None
 
     def events(self, job_id: str) -> list[JobEvent]:
+        """A job's events, in the order they were recorded."""
         rows = self._db.execute("SELECT * FROM events WHERE job_id = ? ORDER BY seq", (job_id,))
         return [
             JobEvent(created_at=r["created_at"], level=r["level"], message=r["message"], data=json.loads(r["data"]))
@@ -370,14 +386,17 @@ class Store:
         ]
 
     def metrics(self, job_id: str) -> list[Metric]:
+        """A job's training metrics, by step."""
         rows = self._db.execute("SELECT data FROM metrics WHERE job_id = ? ORDER BY step", (job_id,))
         return [Metric.model_validate_json(r["data"]) for r in rows]
 
     def first_metric(self, job_id: str) -> Metric | None:
+        """A job's first recorded metric, if any."""
         row = self._db.execute("SELECT data FROM metrics WHERE job_id = ? ORDER BY step LIMIT 1", (job_id,)).fetchone()
         return Metric.model_validate_json(row["data"]) if row else None
 
     def last_metric(self, job_id: str) -> Metric | None:
+        """A job's latest recorded metric, if any."""
         row = self._db.execute(
             "SELECT data FROM metrics WHERE job_id = ? ORDER BY step DESC LIMIT 1", (job_id,)
         ).fetchone()
@@ -417,6 +436,7 @@ class Store:
                 )
 
     def cached_generations(self, keys: list[str]) -> dict[str, Completion]:
+        """Stored generations for these cache keys (the ones found)."""
         found: dict[str, Completion] = {}
         for k in range(0, len(keys), 500):
             chunk = keys[k : k + 500]
@@ -434,6 +454,7 @@ class Store:
             db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?)", rows)
 
     def scores(self, experiment_id: str) -> list[dict[str, Any]]:
+        """Every eval score of an experiment, with its interval, target and model."""
         rows = self._db.execute("SELECT * FROM eval_results WHERE experiment_id = ? ORDER BY rowid", (experiment_id,))
         return [dict(r) for r in rows]
 

@@ -31,6 +31,7 @@ class Submitted:
 
 
 def backend_for(spec: JobSpec, name: str) -> Backend:
+    """The backend configured by the job file's section `name`."""
     return registry.create(name, spec.backends.get(name))
 
 

@@ -29,6 +29,8 @@ class JobStatus(StrEnum):
 
 
 class Job(BaseModel):
+    """One fine-tuning job of an experiment, on one backend, as the store keeps it."""
+
     id: str
     experiment_id: str
     backend: str
@@ -54,6 +56,8 @@ class Experiment(BaseModel):
 
 
 class JobEvent(BaseModel):
+    """Something that happened to a job, as the provider or fto reported it."""
+
     created_at: datetime
     level: Literal["info", "warning", "error"] = "info"
     message: str
@@ -77,6 +81,8 @@ class Metric(BaseModel):
 
 
 class Checkpoint(BaseModel):
+    """A saved point of a job's training that can be queried or resumed from."""
+
     step: int
     model: str = Field(description="what complete() accepts to query this checkpoint")
     metrics: dict[str, float] = Field(default_factory=dict)

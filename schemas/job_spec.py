@@ -15,6 +15,8 @@ class _Strict(BaseModel):
 
 
 class DataSpec(_Strict):
+    """Where the training data is, how it is read, and how validation examples are held out."""
+
     train: str = Field(description="training file (paths are relative to the job file)")
     validation: float | str | None = Field(
         default=0.1,
@@ -27,13 +29,15 @@ class DataSpec(_Strict):
 
     @field_validator("validation")
     @classmethod
-    def _fraction_in_range(cls, v: float | str | None) -> float | str | None:
-        if isinstance(v, float) and not 0.0 < v < 1.0:
+    def _fraction_in_range(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and not 0.0 < value < 1.0:
             raise ValueError("a validation fraction must lie between 0 and 1")
-        return v
+        return value
 
 
 class LoraSpec(_Strict):
+    """LoRA adapter settings (rank, scale, dropout, target modules)."""
+
     r: int = Field(default=16, gt=0)
     alpha: float = Field(default=32, gt=0)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -41,6 +45,8 @@ class LoraSpec(_Strict):
 
 
 class Hyperparameters(_Strict):
+    """How to train: epochs, batch size, learning rate (or a provider's multiplier) and the local trainer's knobs."""
+
     epochs: int | Auto = Field(default="auto", description="passes over the training data")
     batch_size: int | Auto = Field(default="auto", description="examples per optimizer step")
     learning_rate: float | None = Field(
@@ -56,17 +62,17 @@ class Hyperparameters(_Strict):
 
     @field_validator("epochs", "batch_size")
     @classmethod
-    def _positive(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v <= 0:
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value <= 0:
             raise ValueError("must be a positive integer or 'auto'")
-        return v
+        return value
 
     @field_validator("learning_rate_multiplier", "beta")
     @classmethod
-    def _positive_float(cls, v: float | str) -> float | str:
-        if isinstance(v, float) and v <= 0:
+    def _positive_float(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and value <= 0:
             raise ValueError("must be positive or 'auto'")
-        return v
+        return value
 
 
 class BackendSection(BaseModel):
@@ -80,6 +86,7 @@ class BackendSection(BaseModel):
     )
 
     def options(self) -> dict[str, Any]:
+        """The section's backend-specific options (everything but `model`)."""
         return dict(self.model_extra or {})
 
     def backend_options(self) -> dict[str, Any]:
@@ -103,6 +110,8 @@ class JudgeSpec(_Strict):
 
 
 class EvalSpec(_Strict):
+    """How to evaluate: which examples, which scorers, generation settings, an optional judge."""
+
     data: str = Field(default="validation", description="'validation' for the held-out split, or a file of examples")
     scorers: list[str] = Field(default_factory=lambda: ["exact_match", "token_f1"], min_length=1)
     max_examples: int | None = Field(default=100, gt=0)

@@ -10,6 +10,8 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 
 class ToolCall(BaseModel):
+    """A call of a declared tool by the assistant."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = None
@@ -19,6 +21,8 @@ class ToolCall(BaseModel):
 
 
 class Tool(BaseModel):
+    """A tool (function) the assistant may call."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -27,6 +31,8 @@ class Tool(BaseModel):
 
 
 class Message(BaseModel):
+    """One turn of a conversation."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: Role

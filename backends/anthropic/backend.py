@@ -27,6 +27,8 @@ RETRYABLE_AWS = {"ThrottlingException", "ServiceUnavailableException", "Internal
 
 
 class AnthropicOptions(BackendOptions):
+    """The `anthropic` section of a job file: Bedrock region, role, bucket and the endpoints to use."""
+
     model: str = Field(
         default="anthropic.claude-3-haiku-20240307-v1:0:200k", description="Bedrock base model to customize"
     )
@@ -54,6 +56,8 @@ class AnthropicOptions(BackendOptions):
 
 
 class AnthropicBackend(Backend[AnthropicOptions]):
+    """Claude fine-tuned by Amazon Bedrock model customization jobs, and queried through the anthropic SDK."""
+
     Options: ClassVar[type[BackendOptions]] = AnthropicOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft"})  # Bedrock fine-tunes Claude with SFT only
     max_concurrency: int = 4

@@ -17,6 +17,8 @@ from fto.schemas import Conversation, Message, Record
 
 
 class BedrockClaude(Format):
+    """Bedrock's Claude training lines: an optional system prompt and alternating user/assistant text turns."""
+
     name: ClassVar[str] = "bedrock_claude"
     description: ClassVar[str] = "Amazon Bedrock Claude fine-tuning JSONL (system + alternating messages)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft"})

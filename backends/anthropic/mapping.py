@@ -51,6 +51,7 @@ def hyperparameters(
 
 
 def ignored_settings(spec: JobSpec) -> list[str]:
+    """Local-training settings the job file sets explicitly, which Bedrock does not take."""
     return [name for name in LOCAL_ONLY if name in spec.hyperparameters.model_fields_set]
 
 

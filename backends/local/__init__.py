@@ -34,6 +34,8 @@ EMBEDDED_MODEL = "embedded:tiny-llama"
 
 
 class LocalOptions(BackendOptions):
+    """The `local` section of a job file: the base model, device, tuning mode and the trainer's knobs."""
+
     model: str = Field(
         default=EMBEDDED_MODEL,
         description=f"a model folder, a model in the Hugging Face cache, or {EMBEDDED_MODEL!r} (built on the spot)",
@@ -60,6 +62,8 @@ class LocalOptions(BackendOptions):
 
 
 class LocalBackend(Backend[LocalOptions]):
+    """Fine-tunes with transformers + peft in a detached worker process per job, on this machine."""
+
     Options: ClassVar[type[BackendOptions]] = LocalOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
     min_poll_interval: float = 0.5  # reading a few files is cheap

@@ -25,13 +25,16 @@ def save(root: Path, step: int, state: dict[str, Any]) -> Path:
 
 
 def latest(root: Path) -> Path | None:
+    """The newest checkpoint file under `root`, if any."""
     found = sorted(root.glob("step-*.pt")) if root.is_dir() else []
     return found[-1] if found else None
 
 
 def load(path: Path) -> dict[str, Any]:
+    """A checkpoint's saved training state."""
     return torch.load(path, weights_only=False)
 
 
 def remove_all(root: Path) -> None:
+    """Delete every checkpoint under `root`."""
     shutil.rmtree(root, ignore_errors=True)

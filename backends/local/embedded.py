@@ -34,6 +34,7 @@ TRAINED_IN_FULL = ["embed_tokens", "lm_head"]  # peft modules_to_save
 
 
 def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on `texts`, with a chat template."""
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

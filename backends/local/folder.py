@@ -16,6 +16,8 @@ from fto.schemas import JobEvent, JobStatus, Metric
 
 
 class JobFolder:
+    """A local job's folder: its config, status, events, metrics, log and outputs, written by the worker."""
+
     def __init__(self, path: Path):
         self.path = path
         self.config = path / "config.json"
@@ -42,10 +44,12 @@ class JobFolder:
         os.replace(tmp, self.status_file)
 
     def event(self, message: str, level: str = "info", **data: Any) -> None:
+        """Append an event to the job's event log."""
         line = JobEvent(created_at=datetime.now(UTC), level=level, message=message, data=data)  # type: ignore[arg-type]
         _append(self.events_file, line.model_dump_json())
 
     def metric(self, metric: Metric) -> None:
+        """Append a training metric to the job's metrics log."""
         if metric.created_at is None:  # readers order metrics among events by time
             metric = metric.model_copy(update={"created_at": datetime.now(UTC)})
         _append(self.metrics_file, metric.model_dump_json(exclude_none=True))
@@ -53,6 +57,7 @@ class JobFolder:
     # read by the backend -------------------------------------------------------------------------
 
     def read_status(self) -> dict[str, Any]:
+        """The worker's last written status (empty when it has written none)."""
         try:
             return json.loads(self.status_file.read_text())
         except FileNotFoundError:
@@ -82,6 +87,7 @@ class JobFolder:
         return events, metrics, f"{event_pos}:{metric_pos}"
 
     def log_tail(self, lines: int = 5) -> str:
+        """The last lines of the worker's log, for error messages."""
         try:
             return "\n".join(self.log_file.read_text(errors="replace").strip().splitlines()[-lines:])
         except FileNotFoundError:

@@ -24,6 +24,7 @@ BATCH = 32
 
 
 def pick_device(choice: str) -> torch.device:
+    """The torch device for a `device` option (auto: CUDA, then MPS, then CPU)."""
     if choice != "auto":
         return torch.device(choice)
     if torch.cuda.is_available():
@@ -56,6 +57,7 @@ class Generator:
         self._models: dict[str, tuple[Any, Any]] = {}
 
     def generate(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[Completion]:
+        """Replies of `model` (base folder or adapter) to each prompt, generated in batches."""
         if model not in self._models:
             self._models[model] = load(model, self.device)
         net, tokenizer = self._models[model]

@@ -39,6 +39,7 @@ def group(lengths: Sequence[int], budget: int) -> list[list[int]]:
 
 
 def packed_row(examples: Sequence[Encoded], device: torch.device) -> Row:
+    """Examples packed into one row without padding: positions restart per example, so none attends across."""
     ids: list[int] = []
     labels: list[int] = []
     positions: list[int] = []

@@ -71,6 +71,7 @@ def encode(tokenizer: Any, conversation: dict[str, Any], max_length: int) -> Enc
 
 
 def as_chat(record: Record) -> dict[str, Any]:
+    """A conversation as the chat dict a tokenizer's chat template takes."""
     if not isinstance(record, Conversation):
         raise DataError("the local format holds SFT conversations; preference pairs are trained with method: dpo")
     chat: dict[str, Any] = {"messages": dump_messages(record.messages)}

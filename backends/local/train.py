@@ -7,6 +7,7 @@ but speed. Under torchrun, each process takes its share of every step and gradie
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -16,6 +17,7 @@ from typing import Any, Literal, cast
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from transformers import get_scheduler
 
 from fto.backends.local.packing import Row, group, packed_row, padded_rows, token_logprobs
@@ -58,20 +60,21 @@ Pair = tuple[Encoded, Encoded]  # DPO: (chosen, rejected)
 Example = Encoded | Pair  # SFT example, or DPO pair
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    order = list(range(n))
+def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
+    """The seeded order of `n` examples in `epoch` (the same on every run and every process)."""
+    order = list(range(count))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return order
 
 
-def epoch_steps(order: list[int], lengths: Sequence[int], s: TrainSettings) -> list[list[int]]:
+def epoch_steps(order: list[int], lengths: Sequence[int], settings: TrainSettings) -> list[list[int]]:
     """An epoch's optimizer steps: `batch_size` examples each, or as many as fit in `step_tokens` tokens."""
-    if not s.step_tokens:
-        return [order[k : k + s.batch_size] for k in range(0, len(order), s.batch_size)]
+    if not settings.step_tokens:
+        return [order[k : k + settings.batch_size] for k in range(0, len(order), settings.batch_size)]
     steps: list[list[int]] = [[]]
     used = 0
     for i in order:
-        if steps[-1] and used + lengths[i] > s.step_tokens:
+        if steps[-1] and used + lengths[i] > settings.step_tokens:
             steps.append([])
             used = 0
         steps[-1].append(i)
@@ -104,102 +107,126 @@ def _sequences(examples: Sequence[Example]) -> list[Encoded]:
     return [s for e in examples for s in (e if isinstance(e, tuple) else (e,))]
 
 
-def _rows(examples: Sequence[Example], s: TrainSettings, device: torch.device) -> list[tuple[list[Example], Row]]:
+def _rows(
+    examples: Sequence[Example], settings: TrainSettings, device: torch.device
+) -> list[tuple[list[Example], Row]]:
     """Micro-batches within the token budget; a DPO pair always stays in one micro-batch."""
     lengths = [sum(len(x.input_ids) for x in _sequences([e])) for e in examples]
     out = []
-    for idx in group(lengths, s.batch_tokens):
+    for idx in group(lengths, settings.batch_tokens):
         part = [examples[i] for i in idx]
         seqs = _sequences(part)
-        row = packed_row(seqs, device) if s.packing else padded_rows(seqs, s.pad_token_id, device)
+        row = packed_row(seqs, device) if settings.packing else padded_rows(seqs, settings.pad_token_id, device)
         out.append((part, row))
     return out
 
 
 class Trainer:
+    """The training loop: token-sized micro-batches, loss on assistant tokens only, validation, early stopping."""
+
     def __init__(
         self,
         model: torch.nn.Module,
         train_set: Sequence[Example],
         validation_set: Sequence[Example],
-        s: TrainSettings,
+        settings: TrainSettings,
         device: torch.device,
         reference: Callable[[], Any] | None = None,
         sharded: bool = False,
     ):
-        self.model, self.train_set, self.validation_set, self.s, self.device = (
+        self.model, self.train_set, self.validation_set, self.settings, self.device = (
             model,
             train_set,
             validation_set,
-            s,
+            settings,
             device,
         )
         self.reference = reference  # DPO: a context in which the model is its reference (adapter disabled)
         self.sharded = sharded  # FSDP: the model reduces gradients across processes itself
-        # FSDP averages gradients over processes, where our loss (divided by the global token count) wants sums.
-        self.grad_scale = float(_rank()[1]) if sharded else 1.0
+        world = _rank()[1]
+        # Several processes and no FSDP: DistributedDataParallel reduces the gradients (bucketed, during backward).
+        self.ddp: DistributedDataParallel | None = None
+        if world > 1 and not sharded:
+            self.ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.policy: torch.nn.Module = self.ddp or model  # what training forwards go through
+        # DDP and FSDP average gradients over processes, where our loss (divided by the global count) wants sums.
+        self.grad_scale = float(world)
         self.params = [p for p in model.parameters() if p.requires_grad]
         lengths = [sum(len(x.input_ids) for x in _sequences([e])) for e in train_set]
         # Every epoch's steps are known up front (the order depends only on the seed), so the schedule is exact.
-        self.plan = [epoch_steps(epoch_order(len(train_set), s.seed, e), lengths, s) for e in range(s.epochs)]
+        self.plan = [
+            epoch_steps(epoch_order(len(train_set), settings.seed, e), lengths, settings)
+            for e in range(settings.epochs)
+        ]
         self.total_steps = sum(len(steps) for steps in self.plan)
-        self.optimizer = torch.optim.AdamW(self.params, lr=s.learning_rate, weight_decay=0.0)
-        warmup = int(self.total_steps * s.warmup_ratio)
+        self.optimizer = torch.optim.AdamW(self.params, lr=settings.learning_rate, weight_decay=0.0)
+        warmup = int(self.total_steps * settings.warmup_ratio)
         self.scheduler = get_scheduler(
-            s.schedule, self.optimizer, num_warmup_steps=warmup, num_training_steps=self.total_steps
+            settings.schedule, self.optimizer, num_warmup_steps=warmup, num_training_steps=self.total_steps
         )
         self.position = Position()
 
     # losses --------------------------------------------------------------------------------------------
 
-    def _sft_step(self, examples: Sequence[Encoded], denominator: float) -> tuple[float, int]:
+    def _accumulating(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Under DDP, micro-batches before a step's last one keep their gradients local (one reduction per step)."""
+        return self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
+
+    def _sft_step(self, examples: Sequence[Encoded], denominator: float, weight: float) -> tuple[float, int]:
         loss_sum, tokens = 0.0, 0
-        for _, row in _rows(examples, self.s, self.device):
-            logp, _, _ = token_logprobs(self.model, row)
-            loss = -logp.sum()
-            (loss * self.grad_scale / denominator).backward()
-            loss_sum, tokens = loss_sum + float(loss.detach()), tokens + row.tokens
+        rows = _rows(examples, self.settings, self.device)
+        for index, (_, row) in enumerate(rows):
+            with self._accumulating(last=index == len(rows) - 1):
+                logp, _, _ = token_logprobs(self.policy, row)
+                loss = -logp.sum() * weight
+                (loss * self.grad_scale / denominator).backward()
+            loss_sum, tokens = loss_sum + float(loss.detach()), tokens + int(row.tokens * weight)
         return loss_sum, tokens
 
-    def _pair_logps(self, row: Row, n: int) -> torch.Tensor:
-        logp, segment, _ = token_logprobs(self.model, row)
-        return torch.zeros(n, device=self.device).index_add(0, segment, logp)
+    def _pair_logps(self, model: torch.nn.Module, row: Row, count: int) -> torch.Tensor:
+        logp, segment, _ = token_logprobs(model, row)
+        return torch.zeros(count, device=self.device).index_add(0, segment, logp)
 
-    def _dpo_margin(self, row: Row, n: int) -> torch.Tensor:
+    def _dpo_margin(self, row: Row, count: int) -> torch.Tensor:
         """Per pair: how much more the policy prefers chosen over rejected than the reference does."""
         if self.reference is None:
             raise ValueError("DPO needs a reference model (the base with the adapter switched off)")
-        policy = self._pair_logps(row, n)
+        policy = self._pair_logps(self.policy if self.model.training else self.model, row, count)
         with torch.no_grad(), self.reference():
-            ref = self._pair_logps(row, n)
+            ref = self._pair_logps(self.model, row, count)
         return (policy[0::2] - ref[0::2]) - (policy[1::2] - ref[1::2])
 
-    def _dpo_step(self, pairs: Sequence[tuple[Encoded, Encoded]], denominator: float) -> tuple[float, int, float]:
+    def _dpo_step(
+        self, pairs: Sequence[tuple[Encoded, Encoded]], denominator: float, weight: float
+    ) -> tuple[float, int, float]:
         loss_sum, tokens, correct = 0.0, 0, 0.0
-        for part, row in _rows(pairs, self.s, self.device):
-            margin = self._dpo_margin(row, 2 * len(part))
-            loss = -torch.nn.functional.logsigmoid(self.s.beta * margin).sum()
-            (loss * self.grad_scale / denominator).backward()
-            loss_sum, tokens = loss_sum + float(loss.detach()), tokens + row.tokens
-            correct += float((margin > 0).sum())
+        rows = _rows(pairs, self.settings, self.device)
+        for index, (part, row) in enumerate(rows):
+            with self._accumulating(last=index == len(rows) - 1):
+                margin = self._dpo_margin(row, 2 * len(part))
+                loss = -torch.nn.functional.logsigmoid(self.settings.beta * margin).sum() * weight
+                (loss * self.grad_scale / denominator).backward()
+            loss_sum, tokens = loss_sum + float(loss.detach()), tokens + int(row.tokens * weight)
+            correct += float((margin > 0).sum()) * weight
         return loss_sum, tokens, correct
 
     @torch.no_grad()
     def validation_loss(self) -> float:
+        """Mean loss per trained token (DPO: per pair) over the validation set."""
         self.model.eval()
         total = torch.zeros(2)
         rank, world = _rank()
         mine = self.validation_set[rank::world]
-        for k in range(0, len(mine), self.s.batch_size):
-            part = mine[k : k + self.s.batch_size]
-            if self.s.method == "dpo":
-                for chunk, row in _rows(part, self.s, self.device):
+        for k in range(0, len(mine), self.settings.batch_size):
+            part = mine[k : k + self.settings.batch_size]
+            if self.settings.method == "dpo":
+                for chunk, row in _rows(part, self.settings, self.device):
                     margin = self._dpo_margin(row, 2 * len(chunk))
                     total += torch.tensor(
-                        [float(-torch.nn.functional.logsigmoid(self.s.beta * margin).sum()), len(chunk)]
+                        [float(-torch.nn.functional.logsigmoid(self.settings.beta * margin).sum()), len(chunk)]
                     )
             else:
-                for _, row in _rows(part, self.s, self.device):
+                for _, row in _rows(part, self.settings, self.device):
                     logp, _, _ = token_logprobs(self.model, row)
                     total += torch.tensor([float(-logp.sum()), float(logp.numel())])
         total = _all_sum(total)
@@ -216,7 +243,7 @@ class Trainer:
         on_event: Callable[[str], None],
     ) -> str:
         """Train to the end; returns how it ended: 'finished', 'stopped' (cancelled) or 'early-stopped'."""
-        s, pos = self.s, self.position
+        s, pos = self.settings, self.position
         rank, world = _rank()
         self.model.train()
         started_at, started_step = time.perf_counter(), pos.step
@@ -228,18 +255,19 @@ class Trainer:
                 begun = time.perf_counter()
                 chunk = steps[pos.step_in_epoch]
                 mine = [self.train_set[i] for i in chunk[rank::world]]
+                # A process left without examples in this step still takes part in the gradient reduction,
+                # with another process's example at weight 0.
+                weight = 1.0 if mine else 0.0
+                mine = mine or [self.train_set[chunk[0]]]
                 if s.method == "dpo":
                     denominator = float(len(chunk))
-                    loss_sum, tokens, correct = self._dpo_step(cast(list[Pair], mine), denominator)
+                    loss_sum, tokens, correct = self._dpo_step(cast(list[Pair], mine), denominator, weight)
                 else:
                     sequences = cast(list[Encoded], mine)
-                    denominator = float(_all_sum(torch.tensor(float(sum(e.trained_tokens for e in sequences)))))
-                    loss_sum, tokens = self._sft_step(sequences, denominator)
+                    trained = float(sum(e.trained_tokens for e in sequences)) * weight
+                    denominator = float(_all_sum(torch.tensor(trained)))
+                    loss_sum, tokens = self._sft_step(sequences, denominator, weight)
                     correct = 0.0
-                if world > 1 and not self.sharded:
-                    for p in self.params:
-                        if p.grad is not None:
-                            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
                 totals = _all_sum(torch.tensor([loss_sum, float(tokens), correct]))
                 norm = torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm)
                 grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
@@ -293,6 +321,7 @@ class Trainer:
     # state, for checkpoints ----------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly: trainable weights, optimizer, schedule, position."""
         return {
             "trainable": {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad},
             "optimizer": self.optimizer.state_dict(),
@@ -302,6 +331,7 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a state written by `state()`."""
         params = dict(self.model.named_parameters())
         with torch.no_grad():
             for name, value in state["trainable"].items():

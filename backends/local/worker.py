@@ -12,11 +12,16 @@ import os
 import signal
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fto.backends.local import EMBEDDED_MODEL, LocalOptions
 from fto.backends.local.folder import JobFolder
 from fto.schemas import JobSpec, JobStatus
+
+if TYPE_CHECKING:  # torch loads after the first status write
+    from fto.backends.local.train import Trainer, TrainSettings
 
 AUTO_EPOCHS, AUTO_BATCH_SIZE, AUTO_BETA = 3, 8, 0.1
 AUTO_LR = {"embedded": 3e-3, "lora": 2e-4, "full": 2e-5}  # a random-init model needs a far bigger step
@@ -37,21 +42,25 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _load_model(folder: JobFolder, options: dict[str, Any], spec: JobSpec, rows: list[dict[str, Any]], resume: bool):
-    """The base model and tokenizer: built (embedded), or loaded from a folder or the Hugging Face cache."""
+def load_model(job: WorkerJob) -> tuple[Any, Any, str, bool]:
+    """The base model and tokenizer: built (embedded), or loaded from a folder or the Hugging Face cache.
+
+    Returns (model, tokenizer, where the base model lives, whether it is the embedded one).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fto.backends.local import EMBEDDED_MODEL, embedded
+    from fto.backends.local import embedded
 
-    if options["model"] == EMBEDDED_MODEL:
-        if not (resume or (folder.base_dir / "config.json").exists()) and _is_rank_zero():
+    folder, options = job.folder, job.options
+    if options.model == EMBEDDED_MODEL:
+        if not (job.resume or (folder.base_dir / "config.json").exists()) and job.rank_zero:
             folder.event("building the embedded tiny Llama and training its tokenizer on the job's data")
-            texts = [m for r in rows for m in (r["messages"] if "messages" in r else _pair_messages(r))]
-            embedded.build([{"messages": texts}], spec.seed, folder.base_dir)
+            texts = [m for r in job.train_rows for m in (r["messages"] if "messages" in r else _pair_messages(r))]
+            embedded.build([{"messages": texts}], job.spec.seed, folder.base_dir)
         _wait_for(folder.base_dir / "config.json")
         base: str | Path = folder.base_dir
     else:
-        raw = options["model"]
+        raw = options.model
         base = Path(raw).expanduser()
         if base.exists() and not (base / "config.json").is_file():
             raise ValueError(f"model folder has no config.json: {base}")
@@ -61,21 +70,21 @@ def _load_model(folder: JobFolder, options: dict[str, Any], spec: JobSpec, rows:
             base = raw  # a hub name: only what the Hugging Face cache already holds, never a download
     kwargs: dict[str, Any] = {
         "local_files_only": True,
-        "attn_implementation": _attention(options.get("attention", "auto")),
+        "attn_implementation": _attention(options.attention),
     }
-    if options["tuning"] == "qlora":
+    if options.tuning == "qlora":
         kwargs["quantization_config"] = _qlora_config()
     try:
         tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
     except OSError as exc:
         raise ValueError(
-            f"cannot load model {options['model']!r}: not in the Hugging Face cache, and fto never downloads "
+            f"cannot load model {options.model!r}: not in the Hugging Face cache, and fto never downloads "
             f"(put the model in the cache or give its folder) ({str(exc).splitlines()[0]})"
         ) from None
     except ValueError as exc:
-        raise ValueError(f"{options['model']!r} is not a causal language model transformers can load: {exc}") from None
-    return model, tokenizer, str(base), options["model"] == EMBEDDED_MODEL
+        raise ValueError(f"{options.model!r} is not a causal language model transformers can load: {exc}") from None
+    return model, tokenizer, str(base), options.model == EMBEDDED_MODEL
 
 
 def _attention(choice: str) -> str:
@@ -137,147 +146,232 @@ def _trained(example: Any) -> bool:
     return all(p.trained_tokens for p in parts)
 
 
-def run(folder: JobFolder, resume: bool) -> None:
-    config = json.loads(folder.config.read_text())
-    spec = JobSpec.model_validate(config["spec"])
-    options = config["options"]
-    rank_zero = _is_rank_zero()
-    if rank_zero:
-        folder.write_status(JobStatus.VALIDATING)
+@dataclass
+class WorkerJob:
+    """What this worker was asked to do: the job file's spec, the local options, the data, and its role."""
 
-    import torch  # heavy imports after the status write, so a watcher sees the job start at once
+    folder: JobFolder
+    spec: JobSpec
+    options: LocalOptions
+    train_rows: list[dict[str, Any]]
+    validation_rows: list[dict[str, Any]]
+    resume: bool
+    rank_zero: bool
+    world: int
+
+    @classmethod
+    def read(cls, folder: JobFolder, resume: bool) -> WorkerJob:
+        """The job as the backend wrote it into the folder's config."""
+        config = json.loads(folder.config.read_text())
+        return cls(
+            folder=folder,
+            spec=JobSpec.model_validate(config["spec"]),
+            options=LocalOptions.model_validate(config["options"]),
+            train_rows=_read_jsonl(config["train_file"]),
+            validation_rows=_read_jsonl(config["validation_file"]),
+            resume=resume,
+            rank_zero=_is_rank_zero(),
+            world=int(os.environ.get("WORLD_SIZE", "1")),
+        )
+
+
+def run(folder: JobFolder, resume: bool) -> None:
+    """Train one job to its end, reporting through its folder: the recipe, one named step at a time."""
+    if _is_rank_zero():
+        folder.write_status(JobStatus.VALIDATING)  # before the heavy imports, so a watcher sees the start at once
+    job = WorkerJob.read(folder, resume)
+    device = setup_runtime(job)
+    model, tokenizer, base_path, is_embedded = load_model(job)
+    if job.rank_zero:
+        folder.write_status(JobStatus.VALIDATING, base_model=base_path)
+    model = place(model, device, job.options)
+    train_set, validation_set = encode_data(job, tokenizer, model)
+    model, reference = attach_adapters(model, job, is_embedded)
+    settings = train_settings(job, tokenizer, is_embedded)
+    trainer = build_trainer(job, model, (train_set, validation_set), settings, device, reference)
+    outcome = train(job, trainer, device)
+    save(job, model, tokenizer, trainer, outcome)
+
+
+def setup_runtime(job: WorkerJob) -> Any:
+    """Process group (under torchrun), threads and quiet logs; returns the torch device to train on."""
+    import torch
     import torch.distributed as dist
     from transformers.utils import logging as hf_logging
 
-    from fto.backends.local import checkpoint
     from fto.backends.local.generate import pick_device
-    from fto.backends.local.train import Trainer, TrainSettings
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if job.world > 1:
         dist.init_process_group("gloo")
-    if options.get("threads"):
-        torch.set_num_threads(options["threads"])
-    device = pick_device(options["device"])
-    train_rows = _read_jsonl(config["train_file"])
-    validation_rows = _read_jsonl(config["validation_file"])
+    if job.options.threads:
+        torch.set_num_threads(job.options.threads)
+    return pick_device(job.options.device)
 
-    model, tokenizer, base_path, is_embedded = _load_model(folder, options, spec, train_rows, resume)
-    if rank_zero:
-        folder.write_status(JobStatus.VALIDATING, base_model=base_path)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported() and options["tuning"] != "qlora":
+
+def place(model: Any, device: Any, options: LocalOptions) -> Any:
+    """The model on its device, in bf16 where the GPU supports it (QLoRA's weights are placed when loaded)."""
+    import torch
+
+    if options.tuning == "qlora":
+        return model
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
         model = model.to(torch.bfloat16)
-    model = model.to(device) if options["tuning"] != "qlora" else model
+    return model.to(device)
 
-    hp = spec.hyperparameters
+
+def encode_data(job: WorkerJob, tokenizer: Any, model: Any) -> tuple[list[Any], list[Any]]:
+    """Train and validation examples as token ids and labels, through the model's chat template."""
+    hp = job.spec.hyperparameters
     max_length = hp.max_seq_length or min(getattr(model.config, "max_position_embeddings", 2048), 4096)
-    train_set = [e for e in _encode(tokenizer, train_rows, spec.method, max_length) if _trained(e)]
-    validation_set = [e for e in _encode(tokenizer, validation_rows, spec.method, max_length) if _trained(e)]
+    train_set = [e for e in _encode(tokenizer, job.train_rows, job.spec.method, max_length) if _trained(e)]
+    validation_set = [e for e in _encode(tokenizer, job.validation_rows, job.spec.method, max_length) if _trained(e)]
     if not train_set:
         raise ValueError(
             "no example has assistant tokens left to train on (after truncation to "
             f"{max_length} tokens); raise hyperparameters.max_seq_length or check the data"
         )
+    return train_set, validation_set
 
-    torch.manual_seed(spec.seed)
-    reference: Any = None
-    if options["tuning"] in ("lora", "qlora"):
-        from peft import LoraConfig, get_peft_model
 
-        from fto.backends.local import embedded
+def attach_adapters(model: Any, job: WorkerJob, is_embedded: bool) -> tuple[Any, Any]:
+    """LoRA adapters on the model (unless tuning: full); returns it and DPO's reference (the adapter switched off)."""
+    import torch
 
-        lora = LoraConfig(
-            r=hp.lora.r,
-            lora_alpha=hp.lora.alpha,  # type: ignore[arg-type]  # peft hints int, scales by any number
-            lora_dropout=hp.lora.dropout,
-            target_modules=hp.lora.target_modules,
-            modules_to_save=embedded.TRAINED_IN_FULL if is_embedded else None,
-            task_type="CAUSAL_LM",
-        )
-        try:
-            model = get_peft_model(model, lora)
-        except ValueError as exc:
-            raise ValueError(f"LoRA target modules {hp.lora.target_modules!r} do not fit this model: {exc}") from None
-        reference = model.disable_adapter  # DPO's reference: the same weights with the adapter off
-    elif spec.method == "dpo":
-        raise ValueError("DPO with full fine-tuning would need a second copy of the model; use tuning: lora")
+    torch.manual_seed(job.spec.seed)
+    if job.options.tuning == "full":
+        if job.spec.method == "dpo":
+            raise ValueError("DPO with full fine-tuning would need a second copy of the model; use tuning: lora")
+        return model, None
+    from peft import LoraConfig, get_peft_model
 
-    auto_lr = AUTO_LR["embedded" if is_embedded else ("full" if options["tuning"] == "full" else "lora")]
-    settings = TrainSettings(
+    from fto.backends.local import embedded
+
+    lora_spec = job.spec.hyperparameters.lora
+    lora = LoraConfig(
+        r=lora_spec.r,
+        lora_alpha=lora_spec.alpha,  # type: ignore[arg-type]  # peft hints int, scales by any number
+        lora_dropout=lora_spec.dropout,
+        target_modules=lora_spec.target_modules,
+        modules_to_save=embedded.TRAINED_IN_FULL if is_embedded else None,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as exc:
+        raise ValueError(f"LoRA target modules {lora_spec.target_modules!r} do not fit this model: {exc}") from None
+    return model, model.disable_adapter
+
+
+def train_settings(job: WorkerJob, tokenizer: Any, is_embedded: bool) -> TrainSettings:
+    """The job file's hyperparameters and the local options, with fto's defaults for "auto"."""
+    from fto.backends.local.train import TrainSettings
+
+    hp, options = job.spec.hyperparameters, job.options
+    auto_lr = AUTO_LR["embedded" if is_embedded else ("full" if options.tuning == "full" else "lora")]
+    return TrainSettings(
         epochs=AUTO_EPOCHS if hp.epochs == "auto" else hp.epochs,
         batch_size=AUTO_BATCH_SIZE if hp.batch_size == "auto" else hp.batch_size,
         learning_rate=hp.learning_rate or auto_lr * _multiplier(hp.learning_rate_multiplier),
         warmup_ratio=hp.warmup_ratio,
-        seed=spec.seed,
+        seed=job.spec.seed,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-        batch_tokens=options["batch_tokens"],
-        packing=options["packing"],
-        schedule=options["schedule"],
-        early_stopping_patience=options.get("early_stopping_patience"),
-        checkpoint_every=options["checkpoint_every"],
-        method=spec.method,
+        batch_tokens=options.batch_tokens,
+        packing=options.packing,
+        schedule=options.schedule,
+        early_stopping_patience=options.early_stopping_patience,
+        checkpoint_every=options.checkpoint_every,
+        method=job.spec.method,
         beta=AUTO_BETA if hp.beta == "auto" else hp.beta,
     )
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    sharded = bool(options.get("shard")) and world > 1
+
+
+def build_trainer(
+    job: WorkerJob,
+    model: Any,
+    data: tuple[list[Any], list[Any]],
+    settings: TrainSettings,
+    device: Any,
+    reference: Any,
+) -> Trainer:
+    """The trainer over the (sharded, with shard: true) model, restored from the last checkpoint when resuming."""
+    from fto.backends.local import checkpoint
+    from fto.backends.local.train import Trainer
+
+    sharded = job.options.shard and job.world > 1
     if sharded:
-        if resume:
+        if job.resume:
             raise ValueError("resuming a sharded (FSDP) run is not supported; resume with shard: false")
         _shard(model)
-    trainer = Trainer(model, train_set, validation_set, settings, device, reference, sharded=sharded)
-    saved = checkpoint.latest(folder.checkpoints_dir) if resume else None
+    trainer = Trainer(model, data[0], data[1], settings, device, reference, sharded=sharded)
+    saved = checkpoint.latest(job.folder.checkpoints_dir) if job.resume else None
     if saved is not None:
         trainer.load_state(checkpoint.load(saved))
-        if rank_zero:
-            folder.event(f"resumed from {saved.name} (step {trainer.position.step} of {trainer.total_steps})")
-    elif resume and rank_zero:
-        folder.event("no checkpoint to resume from: starting over", level="warning")
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if rank_zero:
-        kind = "preference pairs" if spec.method == "dpo" else "examples"
+        if job.rank_zero:
+            job.folder.event(f"resumed from {saved.name} (step {trainer.position.step} of {trainer.total_steps})")
+    elif job.resume and job.rank_zero:
+        job.folder.event("no checkpoint to resume from: starting over", level="warning")
+    return trainer
+
+
+def train(job: WorkerJob, trainer: Trainer, device: Any) -> str:
+    """Run the training loop; returns how it ended ('finished', 'stopped' or 'early-stopped')."""
+    settings, folder = trainer.settings, job.folder
+    if job.rank_zero:
+        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        kind = "preference pairs" if job.spec.method == "dpo" else "examples"
         folder.event(
-            f"training {len(train_set)} {kind} for {settings.epochs} epochs on {device.type} "
-            f"({options['tuning']}, {'packed' if settings.packing else 'padded'}); {trainable:,} trainable parameters",
-            examples=len(train_set),
+            f"training {len(trainer.train_set)} {kind} for {settings.epochs} epochs on {device.type} "
+            f"({job.options.tuning}, {'packed' if settings.packing else 'padded'}); "
+            f"{trainable:,} trainable parameters",
+            examples=len(trainer.train_set),
             epochs=settings.epochs,
             device=device.type,
             trainable_parameters=trainable,
         )
         folder.write_status(JobStatus.RUNNING)
-
-    def save_checkpoint() -> None:
-        path = checkpoint.save(folder.checkpoints_dir, trainer.position.step, trainer.state())
-        folder.event(f"checkpoint {path.name}", step=trainer.position.step)
-
-    outcome = trainer.run(
+    return trainer.run(
         on_metric=folder.metric,
         should_stop=lambda: _Stop.requested or folder.cancel_file.exists(),
-        on_checkpoint=save_checkpoint,
+        on_checkpoint=lambda: _save_checkpoint(folder, trainer),
         on_event=folder.event,
     )
-    full_state = _gather(model) if sharded else None  # every process takes part; rank 0 writes
-    if not rank_zero:
+
+
+def save(job: WorkerJob, model: Any, tokenizer: Any, trainer: Trainer, outcome: str) -> None:
+    """The last checkpoint, then the adapter (or model), the merged model when asked, and the final status."""
+    folder, options = job.folder, job.options
+    full_state = _gather(model) if trainer.sharded else None  # every process takes part; rank 0 writes
+    if not job.rank_zero:
         return
-    if not sharded:
-        save_checkpoint()  # the last one: `fto resume` continues from here after a cancel
+    if not trainer.sharded:
+        _save_checkpoint(folder, trainer)  # the last one: `fto resume` continues from here after a cancel
     if outcome == "stopped":
         folder.event("cancelled; the last checkpoint is kept", level="warning")
         folder.write_status(JobStatus.CANCELLED)
         return
-    output = folder.adapter_dir if options["tuning"] != "full" else folder.model_dir
+    full = options.tuning == "full"
+    output = folder.model_dir if full else folder.adapter_dir
     model.save_pretrained(output, **({"state_dict": full_state} if full_state is not None else {}))
     tokenizer.save_pretrained(output)
-    folder.event(f"saved the {'adapter' if options['tuning'] != 'full' else 'model'} to {output}")
-    if options.get("merge") and options["tuning"] != "full" and not sharded:
+    folder.event(f"saved the {'model' if full else 'adapter'}")
+    if options.merge and not full and not trainer.sharded:
         merged = model.merge_and_unload()
         merged.save_pretrained(folder.merged_dir)
         tokenizer.save_pretrained(folder.merged_dir)
-        folder.event(f"saved the merged model (transformers layout) to {folder.merged_dir}")
-    trained_tokens = (
-        sum(sum(p.trained_tokens for p in (e if isinstance(e, tuple) else (e,))) for e in train_set) * settings.epochs
+        folder.event("saved the merged model (transformers layout)")
+    per_epoch = sum(sum(p.trained_tokens for p in (e if isinstance(e, tuple) else (e,))) for e in trainer.train_set)
+    folder.write_status(
+        JobStatus.SUCCEEDED, fine_tuned_model=str(output), trained_tokens=per_epoch * trainer.settings.epochs
     )
-    folder.write_status(JobStatus.SUCCEEDED, fine_tuned_model=str(output), trained_tokens=trained_tokens)
+
+
+def _save_checkpoint(folder: JobFolder, trainer: Trainer) -> None:
+    from fto.backends.local import checkpoint
+
+    path = checkpoint.save(folder.checkpoints_dir, trainer.position.step, trainer.state())
+    folder.event(f"checkpoint {path.name}", step=trainer.position.step)
 
 
 def _shard(model: Any) -> None:

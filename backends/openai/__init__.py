@@ -30,6 +30,8 @@ MB = 1024 * 1024
 
 
 class OpenAIOptions(BackendOptions):
+    """The `openai` section of a job file: base model, endpoint (OpenAI, Azure or compatible), key variable, limits."""
+
     model: str = Field(default="gpt-4o-mini-2024-07-18", description="base model to fine-tune")
     base_url: str | None = Field(default=None, description="an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1")
     organization: str | None = None
@@ -49,6 +51,8 @@ class OpenAIOptions(BackendOptions):
 
 
 class OpenAIBackend(Backend[OpenAIOptions]):
+    """Fine-tunes through OpenAI's fine-tuning API with the openai SDK (also Azure OpenAI and compatible services)."""
+
     Options: ClassVar[type[BackendOptions]] = OpenAIOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
     min_poll_interval: float = 10.0  # jobs take minutes to hours; OpenAI's limits are per minute

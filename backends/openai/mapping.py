@@ -73,16 +73,19 @@ def metadata(spec: JobSpec, job_id: str, backend: str) -> dict[str, str]:
 
 
 def method(spec: JobSpec, backend: str) -> dict[str, Any]:
+    """The job file's method and hyperparameters as OpenAI's `method` object."""
     kind = METHODS[spec.method]
     return {"type": kind, kind: {"hyperparameters": hyperparameters(spec, backend)}}
 
 
 def status(value: str) -> JobStatus:
     # A status added after this was written is not an end: keep polling rather than give up on the job.
+    """OpenAI's job status in fto's terms."""
     return STATUSES.get(value, JobStatus.RUNNING)
 
 
 def error_text(error: Any) -> str | None:
+    """A failed job's error as one line (code, message, parameter)."""
     if not error or not getattr(error, "message", None):
         return None
     param = f" (parameter {error.param})" if getattr(error, "param", None) else ""
@@ -114,6 +117,7 @@ def event(raw: Any) -> JobEvent | Metric:
 
 
 def checkpoint(raw: Any) -> Checkpoint:
+    """An OpenAI checkpoint in fto's terms."""
     metrics = raw.metrics.model_dump(exclude_none=True) if raw.metrics else {}
     return Checkpoint(
         step=raw.step_number,

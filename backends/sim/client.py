@@ -20,6 +20,8 @@ STATUSES = {s.value: s for s in JobStatus} | {"validating_files": JobStatus.VALI
 
 
 class SimOptions(BackendOptions):
+    """The `sim` section of a job file: where the simulated provider listens, and how to poll it."""
+
     model: str = "sim-base"
     url: str = Field(default_factory=lambda: os.environ.get("FTO_SIM_URL", "http://127.0.0.1:8765"))
     duration: float | None = Field(default=None, gt=0, description="seconds a job takes (default: the server's)")
@@ -31,6 +33,8 @@ class SimOptions(BackendOptions):
 
 
 class SimBackend(Backend[SimOptions]):
+    """A client of the simulated provider (`fto sim serve`), over real HTTP."""
+
     Options: ClassVar[type[BackendOptions]] = SimOptions
 
     def __init__(self, name: str, options: SimOptions):
@@ -158,6 +162,7 @@ class SimBackend(Backend[SimOptions]):
         )
 
     async def aclose(self) -> None:
+        """Close the asynchronous polling session."""
         if self._session is not None:
             await self._session.close()
             self._session = None

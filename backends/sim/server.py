@@ -55,6 +55,7 @@ class SimProvider:
     # the rules ----------------------------------------------------------------------------------------
 
     def state(self, job: SimJob, now: float) -> dict[str, Any]:
+        """A job's state at time `now`: queued, running with metrics so far, or ended."""
         elapsed = now - job.created
         start = job.duration * self.queued_fraction
         run = job.duration - start
@@ -117,6 +118,7 @@ class SimProvider:
         await _send(send, status, payload)
 
     def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
+        """Answer one request: (HTTP status, JSON body)."""
         now = time.time()  # wall clock, so other processes can compare times
         parts = path.strip("/").split("/")
         if path == "/v1/stats":
@@ -185,12 +187,14 @@ async def _send(send: Any, status: int, payload: Any, headers: dict[str, str] | 
 
 
 def serve(host: str, port: int, provider: SimProvider) -> None:
+    """Serve `provider` over HTTP until interrupted."""
     import uvicorn
 
     uvicorn.run(provider, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
 
 
 def main() -> None:
+    """`python -m fto.backends.sim.server`: serve the simulated provider."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)

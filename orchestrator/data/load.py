@@ -52,6 +52,7 @@ def seeded_split(rows: list[Record], fraction: float, seed: int) -> tuple[list[R
 
 
 def load_splits(spec: JobSpec) -> DatasetSplits:
+    """The job's training data read, checked and split into train, validation and eval examples."""
     data = spec.data
     rows = read_dataset(data.train, data.format, data.mapping, spec.method)
     validation_spec = spec.data.validation
@@ -109,5 +110,6 @@ def save_conversations(rows: list[Conversation], path: Path) -> None:
 
 
 def load_conversations(path: Path) -> list[Conversation]:
+    """Conversations saved by `save_conversations` (one JSON object per line)."""
     with open(path, encoding="utf-8") as f:
         return [Conversation.model_validate_json(line) for line in f if line.strip()]

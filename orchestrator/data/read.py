@@ -30,6 +30,7 @@ def load_mapping(spec: str) -> dict[str, Any]:
 
 
 def resolve_format(path: str | Path, fmt: str = "auto", mapping: dict[str, Any] | None = None) -> Format:
+    """The reader for `path`: the named format, a mapping's, or the one detected from its first object."""
     if mapping is not None:
         return with_mapping(mapping)
     if fmt != "auto":

@@ -32,6 +32,7 @@ class Item:
 
 
 def open_binary(path: Path) -> IO[bytes]:
+    """The file opened for reading bytes, decompressed on the fly when it is gzip."""
     try:
         with open(path, "rb") as probe:
             magic = probe.read(2)

@@ -15,16 +15,18 @@ from fto.schemas import Conversation, Message, PreferencePair, Record
 TOKENS_PER_MESSAGE, TOKENS_PER_NAME, REPLY_PRIMING = 3, 1, 3  # the notebook's num_tokens_from_messages
 
 
-def message_tokens(m: Message, counter: Counter) -> int:
-    n = TOKENS_PER_MESSAGE + counter.count(m.role) + counter.count(m.content or "")
-    if m.name:
-        n += counter.count(m.name) + TOKENS_PER_NAME
-    if m.tool_calls:
-        n += counter.count(json.dumps([c.model_dump(exclude_none=True) for c in m.tool_calls]))
-    return n
+def message_tokens(message: Message, counter: Counter) -> int:
+    """Tokens of one message by the cookbook's rule (per-message overhead, role, content, name, calls)."""
+    total = TOKENS_PER_MESSAGE + counter.count(message.role) + counter.count(message.content or "")
+    if message.name:
+        total += counter.count(message.name) + TOKENS_PER_NAME
+    if message.tool_calls:
+        total += counter.count(json.dumps([c.model_dump(exclude_none=True) for c in message.tool_calls]))
+    return total
 
 
 def assistant_tokens(messages: list[Message], counter: Counter) -> int:
+    """Tokens of the assistant turns (what the model is trained to produce)."""
     total = 0
     for m in messages:
         if m.role == "assistant":
@@ -47,6 +49,7 @@ def measure(record: Record, counter: Counter) -> tuple[int, int]:
 
 
 def distribution(values: array) -> dict[str, float] | None:
+    """min, max, mean, median, p10 and p90 of `values` (None when empty)."""
     if not values:
         return None
     ordered = sorted(values)

@@ -73,6 +73,7 @@ class Report:
         return self.errors == 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (`fto data validate --json`)."""
         return {
             "file": self.file,
             "format": self.format,
@@ -114,6 +115,7 @@ def validate_file(
     observe: Observe | None = None,
     max_shown: int = 20,
 ) -> Report:
+    """Check every example of `path` (for backend `target` when given); findings collect in the returned report."""
     report = Report(file=str(path), format="unknown", target=target)
     for _ in _scan(path, report, target, fmt, mapping, measure, token_limit, observe, max_shown):
         pass
@@ -201,9 +203,9 @@ def _check_file(path: Path, report: Report, target: Target | None, emit: _Collec
         emit.error("file_too_large", None, f"{size:,} bytes; the limit is {limit:,}{note}")
 
 
-def _check_conversation(c: Conversation, target: Target | None, emit: _Collector) -> None:
-    messages = c.messages
-    _check_messages(messages, c, "messages", emit)
+def _check_conversation(conversation: Conversation, target: Target | None, emit: _Collector) -> None:
+    messages = conversation.messages
+    _check_messages(messages, conversation, "messages", emit)
     roles = [m.role for m in messages]
     turns = [r for r in roles if r != "system"]
     if "assistant" not in roles:
@@ -222,14 +224,16 @@ def _check_conversation(c: Conversation, target: Target | None, emit: _Collector
             emit("consecutive_roles", f"messages[{i}].role", f"two {roles[i]!r} messages in a row")
     if target is None:
         return
-    if not target.info.data.tools and (c.tools or "tool" in roles or any(m.tool_calls for m in messages)):
+    if not target.info.data.tools and (conversation.tools or "tool" in roles or any(m.tool_calls for m in messages)):
         emit.error("tools_unsupported", "tools", f"{target.info.label} fine-tuning takes text turns only, no tools")
-    if c.label is not None and not target.info.data.labels:
+    if conversation.label is not None and not target.info.data.labels:
         emit("label_ignored", "label", f"{target.info.label} does not train on KTO labels; the label is ignored")
 
 
-def _check_messages(messages: list[Message], c: Conversation | PreferencePair, field: str, emit: _Collector) -> None:
-    declared = {t.name for t in c.tools} if c.tools else set()
+def _check_messages(
+    messages: list[Message], record: Conversation | PreferencePair, field: str, emit: _Collector
+) -> None:
+    declared = {t.name for t in record.tools} if record.tools else set()
     called: set[str] = set()
     for i, m in enumerate(messages):
         if not m.tool_calls and m.role != "tool":
@@ -263,15 +267,15 @@ def _check_messages(messages: list[Message], c: Conversation | PreferencePair, f
             )
 
 
-def _check_pair(p: PreferencePair, target: Target | None, emit: _Collector) -> None:
-    if not p.prompt:
+def _check_pair(pair: PreferencePair, target: Target | None, emit: _Collector) -> None:
+    if not pair.prompt:
         emit.error("missing_prompt", "prompt", "a preference pair needs a prompt")
-    for name, turns in (("chosen", p.chosen), ("rejected", p.rejected)):
-        _check_messages(turns, p, name, emit)
+    for name, turns in (("chosen", pair.chosen), ("rejected", pair.rejected)):
+        _check_messages(turns, pair, name, emit)
         if not turns or turns[-1].role != "assistant":
             emit.error("example_missing_assistant_message", name, f"{name} does not end with an assistant message")
-    _check_messages(p.prompt, p, "prompt", emit)
-    if p.chosen == p.rejected:
+    _check_messages(pair.prompt, pair, "prompt", emit)
+    if pair.chosen == pair.rejected:
         emit("identical_pair", "rejected", "chosen and rejected are the same: nothing to learn")
     if target is not None and "dpo" not in target.methods:
         emit.error(

@@ -47,6 +47,7 @@ class Target:
         return self.section.type if self.section and self.section.type else self.backend
 
     def make_backend(self) -> Backend:
+        """The backend that generates this target's answers."""
         return registry.create(self.backend, self.section)
 
 

@@ -82,6 +82,7 @@ def score_chart(scorer: str, models: list[dict[str, Any]], width: int = 1000) ->
 
 
 def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
+    """The self-contained HTML report of an experiment: loss curves, scores with intervals, per-example outputs."""
     curves = {
         f"{j['backend']} {j['job']}": [(m.step, m.loss) for m in store.metrics(j["job"]) if m.loss is not None]
         for j in data["jobs"]

@@ -123,6 +123,7 @@ def _short_cell(row: dict[str, Any], scorer: str) -> str:
 
 
 def table(data: dict[str, Any]) -> Table:
+    """The comparison as a terminal table: each model's scores with their 95% intervals."""
     t = Table(title=f"{data['name']} ({data['experiment']}): score ± half its 95% interval")
     t.add_column("model", no_wrap=True)
     for scorer in data["scorers"]:
@@ -134,6 +135,7 @@ def table(data: dict[str, Any]) -> Table:
 
 
 def markdown(data: dict[str, Any]) -> str:
+    """The comparison as report.md: scores, paired comparisons, jobs and eval calls."""
     lines = [f"# {data['name']} — experiment `{data['experiment']}`", "", "## Scores", ""]
     lines.append("| model | " + " | ".join(data["scorers"]) + " | examples |")
     lines.append("|---|" + "---:|" * (len(data["scorers"]) + 1))

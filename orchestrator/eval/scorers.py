@@ -32,10 +32,12 @@ def normalize(text: str) -> str:
 
 
 def exact_match(output: str, reference: Message, example: Any = None) -> float:
+    """1 when the output equals the reference, ignoring surrounding whitespace."""
     return float(output.strip() == (reference.content or "").strip())
 
 
 def normalized_match(output: str, reference: Message, example: Any = None) -> float:
+    """1 when output and reference are equal once lowercased, unpunctuated and whitespace-collapsed."""
     return float(normalize(output) == normalize(reference.content or ""))
 
 
@@ -82,11 +84,13 @@ def final_number(text: str) -> float | None:
 
 
 def numeric_match(output: str, reference: Message, example: Any = None) -> float:
+    """1 when the final numbers agree (GSM8K-style answers, `#### 42`)."""
     got, want = final_number(output), final_number(reference.content or "")
     return float(got is not None and want is not None and abs(got - want) < 1e-6)
 
 
 def json_valid(output: str, reference: Message, example: Any = None) -> float:
+    """1 when the output parses as JSON."""
     try:
         json.loads(output)
     except (json.JSONDecodeError, ValueError):
@@ -173,6 +177,7 @@ def lower_is_better(name: str) -> bool:
 
 
 def known() -> list[str]:
+    """Every scorer name fto knows: built in and installed through the `fto.scorers` entry points."""
     return sorted(BUILT_IN) + sorted(ep.name for ep in entry_points(group="fto.scorers"))
 
 

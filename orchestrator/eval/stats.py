@@ -15,9 +15,9 @@ RESAMPLES = 2000
 LEVEL = 0.95
 
 
-def percentile(ordered: Sequence[float], q: float) -> float:
+def percentile(ordered: Sequence[float], quantile: float) -> float:
     """The q-quantile (0 ≤ q ≤ 1) of sorted values, interpolating linearly between neighbours (numpy's default)."""
-    position = q * (len(ordered) - 1)
+    position = quantile * (len(ordered) - 1)
     below = int(position)
     above = min(below + 1, len(ordered) - 1)
     return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
@@ -60,21 +60,22 @@ class Comparison:
     p_value: float  # two-sided, paired permutation test
     significant: bool  # the interval excludes zero
 
-    def describe(self, a: str, b: str, lower_is_better: bool = False) -> str:
+    def describe(self, base: str, other: str, lower_is_better: bool = False) -> str:
         """One line: the difference with its interval and p-value, and which way it goes."""
         low, high = self.interval
         if not self.significant:
             verdict = "within noise"
         else:
             better = (self.difference < 0) == lower_is_better
-            verdict = f"significant: {b} is {'better' if better else 'worse'}"
-        return f"{b} vs {a}: {self.difference:+.3f} (95% CI {low:+.3f} … {high:+.3f}, p={self.p_value:.3g}; {verdict})"
+            verdict = f"significant: {other} is {'better' if better else 'worse'}"
+        interval = f"95% CI {low:+.3f} … {high:+.3f}"
+        return f"{other} vs {base}: {self.difference:+.3f} ({interval}, p={self.p_value:.3g}; {verdict})"
 
 
-def paired_comparison(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Comparison:
+def paired_comparison(base: Sequence[float], other: Sequence[float], seed: int = 0) -> Comparison:
     """Compare two models scored on the same examples, resampling examples (not models) to keep the pairing."""
-    if len(a) != len(b) or not a:
+    if len(base) != len(other) or not base:
         raise ValueError("a paired comparison needs the same, non-empty set of examples")
-    differences = [y - x for x, y in zip(a, b, strict=True)]
+    differences = [y - x for x, y in zip(base, other, strict=True)]
     low, high = bootstrap_interval(differences, seed)
     return Comparison(fmean(differences), (low, high), sign_flip_p_value(differences, seed), not low <= 0 <= high)

@@ -90,6 +90,7 @@ def test_bad_training_data_names_the_line_and_submits_nothing(write_job, tmp_pat
     assert not (fto_home / "experiments").exists()
 
 
+@pytest.mark.slow
 def test_quickstart_runs_end_to_end_and_the_fine_tuned_model_wins():
     result = subprocess.run(
         [*FTO, "run", str(QUICKSTART), "--backend", "local"], capture_output=True, text=True, timeout=300, cwd=REPO
@@ -118,6 +119,7 @@ def _job_status(fto_home) -> str | None:
     return row[0] if row else None
 
 
+@pytest.mark.slow
 def test_kill_9_during_training_then_wait_finishes_the_job(write_job, fto_home):
     job = write_job({"hyperparameters": {"epochs": 40}})
     run = subprocess.Popen([*FTO, "run", str(job)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

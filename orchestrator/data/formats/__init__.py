@@ -46,6 +46,7 @@ def all_formats() -> dict[str, Format]:
 
 
 def get_format(name: str) -> Format:
+    """The format registered as `name` (built in, or added by an installed backend)."""
     formats = all_formats()
     if name not in formats:
         raise DataError(f"unknown format {name!r} (known: {', '.join(formats)})", field="format")
@@ -53,6 +54,7 @@ def get_format(name: str) -> Format:
 
 
 def detect(obj: dict[str, Any], file: str | None = None, line: int | None = None) -> Format:
+    """The format of a file whose first object is `obj`; an unknown shape is a DataError naming file and line."""
     for fmt in all_formats().values():
         if fmt.detect(obj):
             return fmt

@@ -9,6 +9,8 @@ from fto.schemas import Conversation, Message, Record
 
 
 class Alpaca(Format):
+    """Alpaca rows: instruction (+ input) → output, with an optional system prompt and earlier turns."""
+
     name: ClassVar[str] = "alpaca"
     description: ClassVar[str] = "Alpaca (instruction, input, output; optional system and history)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft"})

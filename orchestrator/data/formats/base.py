@@ -23,6 +23,8 @@ class RecordError(Exception):
 
 
 class Format(ABC):
+    """A dataset format: recognises its objects, reads them into canonical records, and (when writable) writes them."""
+
     name: ClassVar[str]
     description: ClassVar[str]
     kinds: ClassVar[frozenset[str]]  # "sft" and/or "preference": what it reads and writes
@@ -46,10 +48,12 @@ class Format(ABC):
 
 
 def not_supported(fmt: str, what: str) -> RecordError:
+    """The error for a record that format `fmt` cannot hold."""
     return RecordError("cannot_write", None, f"the {fmt} format cannot hold {what}")
 
 
 def build_message(data: dict[str, Any], field: str) -> Message:
+    """A Message from a raw object, or a RecordError naming the field at fault."""
     try:
         return Message.model_validate(data)
     except ValidationError as exc:
@@ -91,6 +95,7 @@ def parse_tools(raw: Any, field: str = "tools") -> list[Tool] | None:
 
 
 def tools_json(tools: list[Tool] | None) -> list[dict[str, Any]] | None:
+    """Tool declarations in the chat format's JSON shape (None when there are none)."""
     if not tools:
         return None
     return [{"type": "function", "function": t.model_dump(exclude_none=True)} for t in tools]
@@ -111,6 +116,7 @@ def tool_call_from_json(text: Any, field: str, call_id: str | None = None) -> To
 
 
 def tool_call_to_json(call: ToolCall) -> str:
+    """A tool call as the JSON text of {"name", "arguments"} (arguments parsed when they are JSON)."""
     try:
         args: Any = json.loads(call.arguments)
     except json.JSONDecodeError:
@@ -132,6 +138,7 @@ def system_and_pairs(record: Any, fmt: str) -> tuple[str | None, list[Message]]:
 
 
 def require_list(obj: dict[str, Any], key: str) -> list[Any]:
+    """`obj[key]`, which must be a list; otherwise a RecordError naming the key."""
     value = obj.get(key)
     if key not in obj:
         raise RecordError("missing_key", key, f"required key {key!r} is missing")
@@ -141,6 +148,7 @@ def require_list(obj: dict[str, Any], key: str) -> list[Any]:
 
 
 def require_str(obj: dict[str, Any], key: str, field: str | None = None) -> str:
+    """`obj[key]`, which must be a string; otherwise a RecordError naming `field`."""
     field = field or key
     if key not in obj:
         raise RecordError("missing_key", field, f"required key {key!r} is missing")

@@ -80,6 +80,7 @@ def _tool_call(raw: Any, field: str) -> ToolCall:
 
 
 def dump_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as chat-format message objects."""
     out = []
     for m in messages:
         item: dict[str, Any] = {"role": m.role}
@@ -101,6 +102,8 @@ def dump_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 class Chat(Format):
+    """The chat JSONL most providers train on: {"messages", "tools"?, "parallel_tool_calls"?} per line."""
+
     name: ClassVar[str] = "chat"
     description: ClassVar[str] = "OpenAI chat JSONL (messages, tools, tool_calls, weight; KTO label)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft"})

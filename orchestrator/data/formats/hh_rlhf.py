@@ -14,6 +14,7 @@ _SPEAKER = {"user": "Human", "assistant": "Assistant"}
 
 
 def parse_transcript(text: str, field: str) -> list[Message]:
+    """Messages from a "\n\nHuman: … \n\nAssistant: …" transcript."""
     parts = _TURN.split(text)
     if parts[0].strip() or len(parts) < 3:
         raise RecordError("invalid_transcript", field, 'expected "\\n\\nHuman: … \\n\\nAssistant: …" turns')
@@ -21,10 +22,13 @@ def parse_transcript(text: str, field: str) -> list[Message]:
 
 
 def transcript(messages: list[Message]) -> str:
+    """Messages written back as one hh-rlhf transcript."""
     return "".join(f"\n\n{_SPEAKER[m.role]}:{m.content or ''}" for m in messages)
 
 
 class HHRLHF(Format):
+    """hh-rlhf preference pairs: chosen and rejected transcripts that share every turn but the last."""
+
     name: ClassVar[str] = "hh_rlhf"
     description: ClassVar[str] = 'Anthropic hh-rlhf transcripts (chosen/rejected "\\n\\nHuman: … \\n\\nAssistant: …")'
     kinds: ClassVar[frozenset[str]] = frozenset({"preference"})

@@ -32,6 +32,7 @@ def _is_typed(messages: Any) -> bool:
 
 
 def parse_typed(raw: list[Any], field: str) -> list[Message]:
+    """Messages from LLaMA-Factory v1's typed content parts (text, reasoning, tool calls)."""
     out = []
     for i, m in enumerate(raw):
         f = f"{field}[{i}]"
@@ -66,6 +67,7 @@ def parse_typed(raw: list[Any], field: str) -> list[Message]:
 
 
 def dump_typed(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as LLaMA-Factory v1 typed content parts."""
     out = []
     for m in messages:
         parts = []
@@ -90,6 +92,8 @@ def _tools_text(tools: list[Tool] | None) -> str | None:
 
 
 class LlamaFactoryV1(Format):
+    """LLaMA-Factory's v1 JSONL: typed-content `messages` (SFT) or `chosen_messages` / `rejected_messages` (DPO)."""
+
     name: ClassVar[str] = "llamafactory_v1"
     description: ClassVar[str] = "LLaMA-Factory v1 typed-content SFT (messages) and DPO (chosen_/rejected_messages)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft", "preference"})

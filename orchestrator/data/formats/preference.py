@@ -18,6 +18,8 @@ from fto.schemas import PreferencePair, Record
 
 
 class Preference(Format):
+    """Preference JSONL: {"input": {"messages", "tools"?}, "preferred_output", "non_preferred_output"}."""
+
     name: ClassVar[str] = "preference"
     description: ClassVar[str] = "OpenAI preference JSONL (input, preferred_output, non_preferred_output)"
     kinds: ClassVar[frozenset[str]] = frozenset({"preference"})

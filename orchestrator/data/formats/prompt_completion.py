@@ -18,6 +18,8 @@ PAIRS = [
 
 
 class PromptCompletion(Format):
+    """One prompt and one answer per row, under any of the common key pairs (prompt/completion, question/answer, …)."""
+
     name: ClassVar[str] = "prompt_completion"
     description: ClassVar[str] = "prompt/completion pairs (also question/answer, text/category, text/label)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft"})

@@ -13,6 +13,8 @@ from fto.schemas import Conversation, Message, Record
 
 
 class Questions(Format):
+    """Eval questions without necessarily an answer (MT-Bench's question_id / turns / reference)."""
+
     name: ClassVar[str] = "questions"
     description: ClassVar[str] = "eval questions (MT-Bench: question_id, turns, reference)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft"})

@@ -52,6 +52,8 @@ class Mapping:
 
 
 class ShareGPT(Format):
+    """ShareGPT conversations, under LLaMA-Factory's (or a custom) mapping of keys and role tags."""
+
     name: ClassVar[str] = "sharegpt"
     description: ClassVar[str] = "ShareGPT conversations (human/gpt/system/function_call/observation, tools; ranking)"
     kinds: ClassVar[frozenset[str]] = frozenset({"sft", "preference"})
@@ -116,37 +118,38 @@ class ShareGPT(Format):
             out[self.m.kto_tag] = record.label
         return _with_tools(out, record.tools, self.m)
 
-    def _turns(self, m: Message) -> list[dict[str, str]]:
-        if m.tool_calls:
-            if m.content:
+    def _turns(self, message: Message) -> list[dict[str, str]]:
+        if message.tool_calls:
+            if message.content:
                 raise not_supported(self.name, "an assistant turn with both text and tool calls")
             return [
-                {self.m.role_tag: self.m.function_tag, self.m.content_tag: tool_call_to_json(c)} for c in m.tool_calls
+                {self.m.role_tag: self.m.function_tag, self.m.content_tag: tool_call_to_json(c)}
+                for c in message.tool_calls
             ]
-        return [self._turn(m)]
+        return [self._turn(message)]
 
-    def _turn(self, m: Message) -> dict[str, str]:
+    def _turn(self, message: Message) -> dict[str, str]:
         tag = {
             "user": self.m.user_tag,
             "assistant": self.m.assistant_tag,
             "system": self.m.system_tag,
             "tool": self.m.observation_tag,
-        }[m.role]
-        return {self.m.role_tag: tag, self.m.content_tag: m.content or ""}
+        }[message.role]
+        return {self.m.role_tag: tag, self.m.content_tag: message.content or ""}
 
 
-def _extra(obj: dict[str, Any], m: Mapping) -> dict[str, Any] | None:
+def _extra(obj: dict[str, Any], mapping: Mapping) -> dict[str, Any] | None:
     """Keys such as FastChat's `id` ride along, so a ShareGPT file round-trips."""
-    known = {m.messages, m.system, m.tools, m.chosen, m.rejected, m.kto_tag}
+    known = {mapping.messages, mapping.system, mapping.tools, mapping.chosen, mapping.rejected, mapping.kto_tag}
     extra = {k: v for k, v in obj.items() if k not in known}
-    if obj.get(m.tools) in ("[]", "", []):  # an empty tools column, kept as it was written
-        extra[m.tools] = obj[m.tools]
+    if obj.get(mapping.tools) in ("[]", "", []):  # an empty tools column, kept as it was written
+        extra[mapping.tools] = obj[mapping.tools]
     return extra or None
 
 
-def _with_tools(out: dict[str, Any], tools: list[Tool] | None, m: Mapping) -> dict[str, Any]:
+def _with_tools(out: dict[str, Any], tools: list[Tool] | None, mapping: Mapping) -> dict[str, Any]:
     if tools:
         import json
 
-        out[m.tools] = json.dumps([t.model_dump(exclude_none=True) for t in tools], ensure_ascii=False)
+        out[mapping.tools] = json.dumps([t.model_dump(exclude_none=True) for t in tools], ensure_ascii=False)
     return out

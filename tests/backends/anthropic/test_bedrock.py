@@ -13,6 +13,8 @@ from fto.schemas import JobStatus
 from tests.backends.anthropic.conftest import BUCKET, ROLE
 from tests.conftest import ANIMALS, SHARED_DATA, run_fto
 
+pytestmark = pytest.mark.slow  # runs moto's server
+
 PROVISIONED = "arn:aws:bedrock:us-west-2:123456789012:provisioned-model/fto-animals"
 
 

@@ -12,6 +12,8 @@ from fto.schemas import JobSpec, JobStatus
 from tests.backends.local.jobs import start, wait_for
 from tests.conftest import ANIMALS
 
+pytestmark = pytest.mark.slow  # trains models
+
 ROWS = read_dataset(str(ANIMALS))
 
 

@@ -14,6 +14,8 @@ from fto.schemas import JobSpec, JobStatus, Message, PreferencePair
 from tests.backends.local.jobs import start, wait_for
 from tests.conftest import ANIMALS
 
+pytestmark = pytest.mark.slow  # trains models
+
 ROWS = read_dataset(str(ANIMALS))
 
 

@@ -3,11 +3,15 @@
 import os
 import time
 
+import pytest
+
 from fto.backends import registry
 from fto.backends.local.embedded import build
 from fto.orchestrator.data.load import read_dataset
 from fto.schemas import BackendSection, JobSpec, JobStatus
 from tests.conftest import ANIMALS
+
+pytestmark = pytest.mark.slow  # loads and trains models
 
 ROWS = read_dataset(str(ANIMALS))[:48]
 

@@ -94,7 +94,7 @@ def test_the_same_seed_gives_the_same_loss_curve_and_packing_changes_nothing_but
 def test_a_restored_state_continues_on_the_same_curve(setup):
     model, _, examples = setup
     full, curve = _train(model, examples)
-    settings = full.s
+    settings = full.settings
     trainer = Trainer(copy.deepcopy(model), examples, examples[:8], settings, torch.device("cpu"))
     seen = []
     stop_after = 5

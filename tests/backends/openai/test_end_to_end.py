@@ -15,6 +15,8 @@ from tests.backends.local.jobs import wait_for
 from tests.conftest import ANIMALS, run_fto
 from tests.serving import ServeProcess
 
+pytestmark = pytest.mark.slow  # real fine-tunes through fto serve
+
 
 @pytest.fixture
 def server(tmp_path):

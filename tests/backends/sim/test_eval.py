@@ -11,6 +11,8 @@ import yaml
 from fto.orchestrator.store import Store
 from tests.conftest import ANIMALS, run_fto
 
+pytestmark = pytest.mark.slow  # runs experiments end to end
+
 
 def _job(tmp_path, url: str, scorers: list[str]) -> str:
     spec = {

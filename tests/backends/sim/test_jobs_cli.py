@@ -10,10 +10,13 @@ import threading
 import time
 from typing import ClassVar
 
+import pytest
 import yaml
 
 from fto.orchestrator.store import Store
 from tests.conftest import ANIMALS, FTO, run_fto
+
+pytestmark = pytest.mark.slow  # runs jobs through the CLI against a provider
 
 
 def _job_file(tmp_path, url: str, backends: int = 1, duration: float = 2.0, **extra) -> str:

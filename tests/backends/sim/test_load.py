@@ -4,12 +4,16 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from fto.orchestrator.data.load import load_splits
 from fto.orchestrator.poll import Poller
 from fto.orchestrator.store import Store
 from fto.orchestrator.submit import backend_for, submit_job
 from fto.schemas import JobSpec, JobStatus
 from tests.conftest import ANIMALS
+
+pytestmark = pytest.mark.slow  # a thousand jobs
 
 
 def _spec(url: str, interval: float, duration: float | None = None, **extra) -> JobSpec:

@@ -13,6 +13,8 @@ from fto.orchestrator.serve.batching import Batcher
 from fto.schemas import Message
 from tests.backends.sim.conftest import SimServer
 
+pytestmark = pytest.mark.slow  # generates with a model
+
 
 class CountingSim(SimBackend):
     """The sim provider's client, noting the size of each batch it is handed."""

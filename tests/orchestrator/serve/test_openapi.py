@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from jsonschema import Draft202012Validator
 
 from fto.orchestrator.serve import ServeConfig, create_app
 from tests.conftest import ANIMALS, FIXTURES
+
+pytestmark = pytest.mark.slow  # trains through fto serve
 
 SPEC = FIXTURES / "openai-openapi" / "openapi-subset.json"
 
