@@ -1,4 +1,4 @@
-"""`python -m orchestrator` is the `fto` command."""
+"""`python -m fto.orchestrator` is the `fto` command."""
 
 from fto.orchestrator.cli import main
 

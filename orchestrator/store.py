@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS notifications (
 CREATE TABLE IF NOT EXISTS generations (
     key TEXT PRIMARY KEY, output TEXT NOT NULL, created_at TEXT NOT NULL, usage TEXT
 );
+CREATE TABLE IF NOT EXISTS serve_jobs (
+    id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, request TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS eval_results (
     experiment_id TEXT NOT NULL, target TEXT NOT NULL, job_id TEXT, backend TEXT NOT NULL, model TEXT NOT NULL,
     scorer TEXT NOT NULL, score REAL NOT NULL, examples INTEGER NOT NULL, created_at TEXT NOT NULL,
@@ -127,6 +130,27 @@ class Store:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    # jobs created through `fto serve`'s API ------------------------------------------------------------
+
+    def save_serve_job(self, job_id: str, created_at: int, request: dict[str, Any]) -> None:
+        """Keep (or update) what a client asked of a `fto serve` job."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO serve_jobs (id, created_at, request) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET request = excluded.request",
+                (job_id, created_at, json.dumps(request)),
+            )
+
+    def serve_job(self, job_id: str) -> dict[str, Any] | None:
+        """What a client asked of a `fto serve` job, or None."""
+        row = self._db.execute("SELECT request FROM serve_jobs WHERE id = ?", (job_id,)).fetchone()
+        return json.loads(row["request"]) if row else None
+
+    def serve_jobs(self) -> list[dict[str, Any]]:
+        """Every `fto serve` job's request, newest first."""
+        rows = self._db.execute("SELECT request FROM serve_jobs ORDER BY created_at DESC, rowid DESC")
+        return [json.loads(row["request"]) for row in rows]
 
     # experiments ---------------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ class ServeProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "serve", "--port", str(self.port), *args],
+            [sys.executable, "-m", "fto.orchestrator", "serve", "--port", str(self.port), *args],
             env={**os.environ, "FTO_HOME": str(home), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -15,7 +15,7 @@ def __getattr__(name: str) -> Any:
     if name in ("ServeConfig", "create_app"):
         from fto.orchestrator.serve import app
 
-        return getattr(app, name)
+        return getattr(app, name)  # the app, not this package: `fto --help` must not import it
     raise AttributeError(name)
 
 

@@ -17,12 +17,15 @@ from fto.schemas import Completion, Message
 
 
 class Batcher:
+    """Gathers concurrent chat requests for one model and settings into one batched generation."""
+
     def __init__(self, backend: Backend, max_batch: int = 32, gather_seconds: float = 0.005):
         self.backend, self.max_batch, self.gather_seconds = backend, max_batch, gather_seconds
         self._waiting: dict[tuple[str, str], list[tuple[Sequence[Message], asyncio.Future[Completion]]]] = {}
         self._device = asyncio.Lock()  # one batch on the device at a time
 
     async def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        """One reply; requests arriving together for the same model and settings are generated as one batch."""
         key = (model, params.model_dump_json())  # only identical settings share a batch
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         group = self._waiting.setdefault(key, [])

@@ -16,25 +16,17 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from fto.orchestrator.serve.errors import Invalid, NotFound
+
 FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
 UPLOAD_ID = re.compile(r"^upload_[0-9a-f]{24}$")
 PART_ID = re.compile(r"^part_[0-9a-f]{24}$")
 UPLOAD_TTL = 3600  # seconds an unfinished upload stays open, as OpenAI's
 
 
-class NotFound(Exception):
-    """No such file or upload; the message is safe to show."""
-
-
-class Invalid(Exception):
-    """A request the store refuses; `param` names the field."""
-
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.param = param
-
-
 class FileStore:
+    """Files and multi-part uploads under one folder, named by ids that cannot leave it."""
+
     def __init__(self, root: Path):
         self.root = root
         self.files = root / "files"
@@ -45,6 +37,7 @@ class FileStore:
     # files ------------------------------------------------------------------------------------------
 
     def path(self, file_id: str) -> Path:
+        """Where a file's content is (404 for an id that is malformed or unknown)."""
         if not FILE_ID.match(file_id):
             raise NotFound(f"No such File object: {file_id}")
         path = self.files / f"{file_id}.jsonl"
@@ -53,6 +46,7 @@ class FileStore:
         return path
 
     def create(self, source: BinaryIO | Path, filename: str, purpose: str) -> dict[str, Any]:
+        """Store a file's bytes; returns the file object."""
         file_id = f"file-{secrets.token_hex(12)}"
         target = self.files / f"{file_id}.jsonl"
         tmp = target.with_name(target.name + ".tmp")
@@ -75,15 +69,18 @@ class FileStore:
         return meta
 
     def get(self, file_id: str) -> dict[str, Any]:
+        """A file object."""
         self.path(file_id)
         return json.loads((self.files / f"{file_id}.json").read_text())
 
     def list(self, purpose: str | None = None) -> list[dict[str, Any]]:
+        """File objects, newest first, of one purpose or all."""
         found = [json.loads(p.read_text()) for p in self.files.glob("file-*.json")]
         found = [f for f in found if purpose is None or f["purpose"] == purpose]
         return sorted(found, key=lambda f: (f["created_at"], f["id"]), reverse=True)
 
     def delete(self, file_id: str) -> None:
+        """Delete a file and its record."""
         path = self.path(file_id)
         path.unlink()
         (self.files / f"{file_id}.json").unlink(missing_ok=True)
@@ -97,6 +94,7 @@ class FileStore:
         return folder
 
     def create_upload(self, filename: str, purpose: str, size: int, mime_type: str) -> dict[str, Any]:
+        """Open a multi-part upload of `size` bytes."""
         upload_id = f"upload_{secrets.token_hex(12)}"
         now = int(time.time())
         meta = {
@@ -116,12 +114,14 @@ class FileStore:
         return meta
 
     def upload(self, upload_id: str) -> dict[str, Any]:
+        """An upload's record (expired when left open past its time)."""
         meta = json.loads((self._upload_dir(upload_id) / "upload.json").read_text())
         if meta["status"] == "pending" and meta["expires_at"] < time.time():
             meta["status"] = "expired"
         return meta
 
     def add_part(self, upload_id: str, data: BinaryIO) -> dict[str, Any]:
+        """Store one part of an open upload."""
         meta = self.upload(upload_id)
         if meta["status"] != "pending":
             raise Invalid(f"Upload {upload_id} is {meta['status']}; parts can only be added while it is pending")
@@ -131,6 +131,7 @@ class FileStore:
         return {"id": part_id, "object": "upload.part", "created_at": int(time.time()), "upload_id": upload_id}
 
     def complete_upload(self, upload_id: str, part_ids: builtins.list[str]) -> dict[str, Any]:
+        """Join the listed parts, in order, into one file; the sizes must add up to the declared bytes."""
         meta = self.upload(upload_id)
         if meta["status"] != "pending":
             raise Invalid(f"Upload {upload_id} is {meta['status']}")
@@ -159,6 +160,7 @@ class FileStore:
         return meta
 
     def cancel_upload(self, upload_id: str) -> dict[str, Any]:
+        """Cancel an open upload and drop its parts."""
         meta = self.upload(upload_id)
         if meta["status"] != "pending":
             raise Invalid(f"Upload {upload_id} is {meta['status']}")

@@ -1,13 +1,11 @@
 """Fine-tuning jobs of `fto serve`: OpenAI's job requests turned into local backend jobs, and their state back.
 
-The local backend does the work (a detached worker per job); this module only translates, and remembers the
-request of each job in a small JSON file next to the local job folders.
+The local backend does the work (a detached worker per job); this module only translates, and keeps the request of
+each job in the one Store (FTO_HOME's database), beside every other job fto knows.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import secrets
 import time
@@ -20,7 +18,10 @@ from fto.backends.local import LocalBackend, LocalOptions
 from fto.backends.local.folder import JobFolder
 from fto.orchestrator.data.validate import require_valid, validate_file
 from fto.orchestrator.errors import DataError
-from fto.orchestrator.serve.files import FileStore, Invalid, NotFound
+from fto.orchestrator.serve.errors import Invalid, NotFound
+from fto.orchestrator.serve.files import FileStore
+from fto.orchestrator.serve.requests import CreateFineTuningJob
+from fto.orchestrator.store import Store
 from fto.schemas import DataSpec, Hyperparameters, JobSpec, JobStatus
 
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
@@ -35,16 +36,13 @@ OPENAI_STATUS = {
     JobStatus.CANCELLED: "cancelled",
 }
 ORGANIZATION = "org-fto-serve"
-# The ranges OpenAI's API reference gives (FineTuneSupervisedHyperparameters / FineTuneDPOHyperparameters): the
-# API fto serve implements, so its own, not the openai backend's.
-RANGES: dict[str, tuple[float, float]] = {"batch_size": (1, 256), "n_epochs": (1, 50)}
-MAX_BETA = 2.0
 
 
 class ServeJobs:
-    def __init__(self, root: Path, files: FileStore, base_models: Sequence[str], options: dict[str, Any]):
-        self.root = root / "jobs"
-        self.root.mkdir(parents=True, exist_ok=True)
+    """`fto serve`'s fine-tuning jobs: requests kept in the one Store, the work done by the local backend."""
+
+    def __init__(self, files: FileStore, base_models: Sequence[str], options: dict[str, Any]):
+        self.store = Store()
         self.files = files
         self.base_models = list(base_models)
         self.options = options  # local backend options shared by every job (device, threads, …)
@@ -52,52 +50,43 @@ class ServeJobs:
 
     # requests ---------------------------------------------------------------------------------------
 
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        model = body.get("model")
-        if model not in self.base_models:
+    def create(self, body: CreateFineTuningJob) -> dict[str, Any]:
+        """Check the request and its files, record it, and start the local job; returns the job object."""
+        if body.model not in self.base_models:
             raise Invalid(
-                f"Model {model!r} cannot be fine-tuned here; available: {', '.join(self.base_models)}", "model"
+                f"Model {body.model!r} cannot be fine-tuned here; available: {', '.join(self.base_models)}", "model"
             )
-        kind, hyper = _method(body)
-        fmt = "preference" if kind == "dpo" else "chat"
-        train = self._checked_file(body.get("training_file"), "training_file", fmt)
-        validation = (
-            self._checked_file(body["validation_file"], "validation_file", fmt) if body.get("validation_file") else None
-        )
-        suffix = body.get("suffix")
-        if suffix is not None and (not isinstance(suffix, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", suffix)):
-            raise Invalid("suffix must be 1 to 64 letters, digits, '-' or '_'", "suffix")
-        metadata = body.get("metadata") or {}
-        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-            raise Invalid("metadata must map strings to strings", "metadata")
-        seed = body.get("seed")
-        if seed is None:
-            seed = secrets.randbelow(2**31)
-        elif not isinstance(seed, int):
-            raise Invalid("seed must be an integer", "seed")
+        method = body.resolved_method()
+        hyper = method.section().hyperparameters.model_dump()
+        if method.type != "dpo":
+            hyper.pop("beta")
+        fmt = "preference" if method.type == "dpo" else "chat"
+        train = self._checked_file(body.training_file, "training_file", fmt)
+        validation = self._checked_file(body.validation_file, "validation_file", fmt) if body.validation_file else None
+        seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
         job_id = f"ftjob-{secrets.token_hex(12)}"
         record = {
             "id": job_id,
             "created_at": int(time.time()),
-            "model": model,
-            "training_file": body["training_file"],
-            "validation_file": body.get("validation_file"),
-            "method": {"type": kind, kind: {"hyperparameters": hyper}},
-            "suffix": suffix,
+            "model": body.model,
+            "training_file": body.training_file,
+            "validation_file": body.validation_file,
+            "method": {"type": method.type, method.type: {"hyperparameters": hyper}},
+            "suffix": body.suffix,
             "seed": seed,
-            "metadata": metadata or None,
+            "metadata": body.metadata or None,
             "paused": False,
         }
         spec = JobSpec(
             name="serve",
-            method="dpo" if kind == "dpo" else "sft",
+            method="dpo" if method.type == "dpo" else "sft",
             data=DataSpec(train=str(train), validation=str(validation) if validation else None),
             hyperparameters=_hyperparameters(hyper),
             seed=seed,
-            suffix=suffix,
+            suffix=body.suffix,
         )
         self._save(record)
-        backend = LocalBackend("serve", LocalOptions(**{**self.options, "model": model}))
+        backend = LocalBackend("serve", LocalOptions(**{**self.options, "model": body.model}))
         backend.submit(
             spec,
             UploadedData(train_file=str(train), validation_file=str(validation) if validation else None),
@@ -105,9 +94,7 @@ class ServeJobs:
         )
         return self.view(job_id)
 
-    def _checked_file(self, file_id: Any, param: str, fmt: str) -> Path:
-        if not isinstance(file_id, str):
-            raise Invalid(f"{param} is required", param)
+    def _checked_file(self, file_id: str, param: str, fmt: str) -> Path:
         try:
             path = self.files.path(file_id)
         except NotFound:
@@ -120,20 +107,26 @@ class ServeJobs:
         return path
 
     def record(self, job_id: str) -> dict[str, Any]:
-        path = self.root / f"{job_id}.json"
-        if not JOB_ID.match(job_id) or not path.is_file():
+        """What the client asked of the job (404 when there is no such job)."""
+        found = self.store.serve_job(job_id) if JOB_ID.match(job_id) else None
+        if found is None:
             raise NotFound(f"No such fine-tuning job: {job_id}")
-        return json.loads(path.read_text())
+        return found
 
     def _save(self, record: dict[str, Any]) -> None:
-        path = self.root / f"{record['id']}.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
+        self.store.save_serve_job(record["id"], record["created_at"], record)
 
     def ids(self) -> list[str]:
-        found = [(json.loads(p.read_text())["created_at"], p.stem) for p in self.root.glob("ftjob-*.json")]
-        return [job_id for _, job_id in sorted(found, reverse=True)]
+        """Every job's id, newest first."""
+        return [record["id"] for record in self.store.serve_jobs()]
+
+    def views(self, metadata: dict[str, str]) -> list[dict[str, Any]]:
+        """Job objects, newest first, of the jobs whose metadata holds every pair in `metadata`."""
+        return [
+            self.view(record["id"])
+            for record in self.store.serve_jobs()
+            if all((record["metadata"] or {}).get(key) == value for key, value in metadata.items())
+        ]
 
     # state ------------------------------------------------------------------------------------------
 
@@ -178,9 +171,11 @@ class ServeJobs:
         return int(status_file.stat().st_mtime) if status_file.exists() else int(time.time())
 
     def model_id(self, record: dict[str, Any]) -> str:
+        """The fine-tuned model's id, in OpenAI's `ft:BASE:ORG:SUFFIX:ID` shape."""
         return f"ft:{record['model']}:fto-serve:{record['suffix'] or 'fto'}:{record['id'].removeprefix('ftjob-')}"
 
     def cancel(self, job_id: str) -> dict[str, Any]:
+        """Stop a job that has not ended; answers once its worker has stopped."""
         self.record(job_id)
         if self.backend.get(job_id).status.terminal:
             raise Invalid(f"Job {job_id} has already ended; it cannot be cancelled")
@@ -188,6 +183,7 @@ class ServeJobs:
         return self._wait_stopped(job_id)
 
     def pause(self, job_id: str) -> dict[str, Any]:
+        """Stop a running job so that `resume` continues it from its last checkpoint."""
         record = self.record(job_id)
         if self.backend.get(job_id).status.terminal:
             raise Invalid(f"Job {job_id} has already ended; it cannot be paused")
@@ -197,6 +193,7 @@ class ServeJobs:
         return self._wait_stopped(job_id)
 
     def resume(self, job_id: str) -> dict[str, Any]:
+        """Continue a paused job from its last checkpoint."""
         record = self.record(job_id)
         if not record["paused"]:
             raise Invalid(f"Job {job_id} is not paused")
@@ -300,46 +297,6 @@ class ServeJobs:
         for base in self.base_models:
             found.setdefault(base, (None if base.startswith("embedded:") else base, 0))
         return found
-
-
-def _method(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The method and its hyperparameters, from `method` or the older top-level `hyperparameters`."""
-    method = body.get("method") or {
-        "type": "supervised",
-        "supervised": {"hyperparameters": body.get("hyperparameters")},
-    }
-    if not isinstance(method, dict):
-        raise Invalid('method must be an object, such as {"type": "supervised"}', "method")
-    kind = method.get("type")
-    if kind not in ("supervised", "dpo"):
-        raise Invalid(f"method.type {kind!r} is not supported here (supervised or dpo)", "method.type")
-    section = method.get(kind) or {}
-    given = (section.get("hyperparameters") if isinstance(section, dict) else section) or {}
-    if not isinstance(given, dict):
-        raise Invalid(f"method.{kind}.hyperparameters must be an object", f"method.{kind}.hyperparameters")
-    hyper: dict[str, Any] = {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
-    if kind == "dpo":
-        hyper["beta"] = "auto"
-    for name, value in given.items():
-        if name not in hyper:
-            raise Invalid(f"unknown hyperparameter {name!r}", f"method.{kind}.hyperparameters.{name}")
-        hyper[name] = value
-    for name, (low, high) in RANGES.items():
-        value = hyper[name]
-        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
-            raise Invalid(
-                f"{name} must be 'auto' or an integer from {low:g} to {high:g}",
-                f"method.{kind}.hyperparameters.{name}",
-            )
-    upper_bounds: tuple[tuple[str, float | None], ...] = (("learning_rate_multiplier", None), ("beta", MAX_BETA))
-    for name, upper in upper_bounds:
-        value = hyper.get(name, "auto")
-        if value == "auto":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0 or (upper and value > upper):
-            limit = f"in (0, {upper:g}]" if upper else "positive"
-            raise Invalid(f"{name} must be 'auto' or a number {limit}", f"method.{kind}.hyperparameters.{name}")
-    return kind, hyper
 
 
 def _hyperparameters(hyper: dict[str, Any]) -> Hyperparameters:

@@ -81,7 +81,7 @@ def test_a_bad_training_line_is_named_and_no_job_starts(serve, tmp_path):
         ("/fine_tuning/jobs", [1], None),
         ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "method": "supervised"}, "method"),
         ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "method": {"type": "supervised", "supervised": [1]}},
-         "method.supervised.hyperparameters"),
+         "method.supervised"),
         ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "method": {"type": "dpo", "dpo": {
             "hyperparameters": {"beta": 3}}}}, "method.dpo.hyperparameters.beta"),
         ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "training_file": "file-x", "seed": 1}, "training_file"),

@@ -1,0 +1,180 @@
+"""The JSON bodies `fto serve` accepts, as pydantic models with OpenAI's field names and strict types.
+
+Strict: a boolean is not a number, a number is not a string; non-finite numbers are refused everywhere. A body
+that does not fit is a 400 naming the field, never a 500 and never silently defaulted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+
+from fto.orchestrator.serve.errors import Invalid
+
+INT64 = 2**63 - 1
+Number = StrictInt | StrictFloat
+Auto = Literal["auto"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class CreateUpload(_Body):
+    """POST /uploads."""
+
+    filename: StrictStr = Field(min_length=1, max_length=512)
+    purpose: Literal["fine-tune"]
+    bytes: StrictInt = Field(gt=0, le=8 * 1024**3)
+    mime_type: StrictStr = ""
+
+
+class CompleteUpload(_Body):
+    """POST /uploads/{id}/complete."""
+
+    part_ids: list[StrictStr] = Field(min_length=1)
+    md5: StrictStr | None = None
+
+
+class Hyperparameters(_Body):
+    """Supervised (and DPO's beta) hyperparameters, with OpenAI's ranges."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    n_epochs: Auto | Annotated[StrictInt, Field(ge=1, le=50)] = "auto"
+    batch_size: Auto | Annotated[StrictInt, Field(ge=1, le=256)] = "auto"
+    learning_rate_multiplier: Auto | Annotated[Number, Field(gt=0)] = "auto"
+    beta: Auto | Annotated[Number, Field(gt=0, le=2)] = "auto"
+
+
+class MethodSection(_Body):
+    """method.supervised or method.dpo."""
+
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+
+class Method(_Body):
+    """How to fine-tune: supervised examples or preference pairs."""
+
+    type: Literal["supervised", "dpo"]
+    supervised: MethodSection | None = None
+    dpo: MethodSection | None = None
+
+    def section(self) -> MethodSection:
+        """The hyperparameters of the chosen type."""
+        return (self.dpo if self.type == "dpo" else self.supervised) or MethodSection()
+
+
+class CreateFineTuningJob(_Body):
+    """POST /fine_tuning/jobs."""
+
+    model: StrictStr
+    training_file: StrictStr
+    validation_file: StrictStr | None = None
+    suffix: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    seed: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] | None = None
+    metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=512)]] | None = Field(default=None, max_length=16)
+    method: Method | None = None
+    hyperparameters: Hyperparameters | None = Field(default=None, description="the older, top-level form")
+
+    def resolved_method(self) -> Method:
+        """`method`, or the older top-level `hyperparameters` as a supervised method."""
+        if self.method is not None:
+            return self.method
+        return Method(
+            type="supervised", supervised=MethodSection(hyperparameters=self.hyperparameters or Hyperparameters())
+        )
+
+
+class ChatMessage(_Body):
+    """One message of a chat request (parsed further by the chat format's reader)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+
+
+class ChatCompletionRequest(_Body):
+    """POST /chat/completions: the fields fto serve acts on (others OpenAI defines are accepted and ignored)."""
+
+    model: StrictStr | None = None  # Azure names the deployment in the path instead
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
+    max_completion_tokens: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
+    temperature: Annotated[Number, Field(ge=0, le=2)] = 1.0
+    seed: Annotated[StrictInt, Field(ge=-(2**63), le=INT64)] | None = None
+    n: Annotated[StrictInt, Field(ge=1, le=1)] = 1
+    stream: StrictBool = False
+
+    def raw_messages(self) -> list[dict[str, Any]]:
+        """The messages as sent, `developer` read as the system prompt it replaces."""
+        out = []
+        for message in self.messages:
+            raw = message.model_dump()
+            if raw["role"] == "developer":
+                raw["role"] = "system"
+            out.append(raw)
+        return out
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON document that is valid UTF-8 with finite numbers, integers of sane length and bounded nesting."""
+    try:
+        text = raw.decode("utf-8") if raw else "{}"
+    except UnicodeDecodeError:
+        raise Invalid("The request body is not valid UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int)
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"We could not parse the JSON body of your request: {exc.msg}") from None
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    except RecursionError:
+        raise Invalid("The JSON body nests too deeply") from None
+
+
+def parse_body(model: type[Body], raw: bytes) -> Body:
+    """`raw` as `model`, or a 400 naming the first field at fault."""
+    data = parse_json(raw)
+    if not isinstance(data, dict):
+        raise Invalid("The request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        # A field that is there but wrong says more than one that is missing: report it first.
+        errors = sorted(exc.errors(), key=lambda error: error["type"] == "missing")
+        param = _param(errors[0]["loc"])
+        raise Invalid(f"{param}: {errors[0]['msg']}", param or None) from None
+
+
+def _param(loc: tuple[int | str, ...]) -> str:
+    """A pydantic location as OpenAI names params: `messages[0].role`, `method.dpo.hyperparameters.beta`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _is_type_tag(part):
+            out += f".{part}" if out else part
+    return out
+
+
+def _is_type_tag(part: Any) -> bool:
+    """pydantic names the union member it tried (`literal['auto']`, `int`); clients know only field names."""
+    return isinstance(part, str) and (
+        part in ("int", "float", "str", "bool") or part.startswith(("literal[", "constrained-"))
+    )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:
+        raise ValueError("an integer in the body has more digits than any field allows")
+    return int(text)

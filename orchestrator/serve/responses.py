@@ -1,0 +1,52 @@
+"""Answers of `fto serve`, built as the openai SDK's own typed models, so they are what OpenAI's clients expect."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from openai.types.fine_tuning import FineTuningJob
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from fto.orchestrator.serve.errors import Invalid
+
+
+class PausableFineTuningJob(FineTuningJob):
+    """FineTuningJob, whose status may also be "paused": OpenAI's pause endpoint answers it, the SDK's enum lacks it."""
+
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]  # type: ignore[assignment]
+
+
+def as_openai(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` validated by the openai SDK's model of that object, as JSON-ready data."""
+    return model.model_validate(data).model_dump(mode="json", exclude_unset=True)
+
+
+def respond(model: type[BaseModel], data: dict[str, Any]) -> JSONResponse:
+    """One API object."""
+    return JSONResponse(as_openai(model, data))
+
+
+def respond_list(
+    model: type[BaseModel], items: list[dict[str, Any]], has_more: bool, with_ids: bool = False
+) -> JSONResponse:
+    """A list page of API objects (`with_ids`: also first_id and last_id, as files and checkpoints have)."""
+    body: dict[str, Any] = {"object": "list", "data": [as_openai(model, item) for item in items], "has_more": has_more}
+    if with_ids:
+        body["first_id"] = items[0]["id"] if items else None
+        body["last_id"] = items[-1]["id"] if items else None
+    return JSONResponse(body)
+
+
+def page(items: list[dict[str, Any]], request: Request, default_limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The page after the `after` id, at most `limit` long; and whether more follow."""
+    after = request.query_params.get("after")
+    raw_limit = request.query_params.get("limit", str(default_limit))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 10000:
+        raise Invalid("limit must be an integer from 1 to 10000", "limit")
+    limit = int(raw_limit)
+    if after:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    return items[:limit], len(items) > limit
