@@ -29,7 +29,7 @@ from fto.schemas.provider import Price, ProviderInfo
 class BackendOptions(BaseModel):
     """A backend's section of the job file. Subclasses add their own options; unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = Field(description="base model, in the backend's own naming")
 

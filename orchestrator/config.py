@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,17 +26,17 @@ class LoadedJob:
     backends: list[str]  # the backends this run targets, in order
 
 
+# A job file is a few dozen lines: these bounds refuse hostile ones (a YAML bomb, a device, endless nesting) at once.
+MAX_BYTES = 1024 * 1024
+MAX_ALIASES = 20  # YAML aliases expand: 20 bound what they can multiply to about a thousand nodes
+MAX_DEPTH = 32
+
+
 def load_job(path: str | Path, backends: str | None = None) -> LoadedJob:
     """Read, validate and resolve a job file; `backends` is the --backend choice (comma-separated)."""
     path = Path(path)
     shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("job file not found", file=shown) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read job file: {exc}", file=shown) from None
-    raw, lines = _parse_yaml(text, shown)
+    raw, lines = _parse_yaml(_read(path, shown), shown)
     spec = _validate(raw, lines, shown)
     _check_backend_sections(spec, lines, shown)
     _check_scorers(spec, lines, shown)
@@ -44,10 +45,47 @@ def load_job(path: str | Path, backends: str | None = None) -> LoadedJob:
     return LoadedJob(spec=spec, path=path.resolve(), backends=chosen)
 
 
+def _read(path: Path, shown: str) -> str:
+    """The job file's text: a regular file of bounded size, in UTF-8."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError("not a regular file (a job file is a YAML text file)", file=shown)
+        if info.st_size > MAX_BYTES:
+            raise ConfigError(f"{info.st_size:,} bytes: a job file may have at most {MAX_BYTES:,}", file=shown)
+        with path.open("rb") as f:
+            return f.read(MAX_BYTES + 1).decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError("job file not found", file=shown) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read job file: {exc}", file=shown) from None
+
+
+def _check_shape(text: str, file: str) -> None:
+    """Refuse, from the event stream (nothing built yet), too many aliases and too deep nesting."""
+    aliases = depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark else None
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise ConfigError(f"more than {MAX_ALIASES} YAML aliases (*name)", file=file, line=line)
+        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", file=file, line=line)
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+
+
 def _parse_yaml(text: str, file: str) -> tuple[dict[str, Any], dict[Loc, int]]:
     try:
+        _check_shape(text, file)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        lines: dict[Loc, int] = {}
+        if node is not None:
+            _index_lines(node, (), lines, file)
+        raw = yaml.SafeLoader(text).get_single_data() if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None
@@ -56,22 +94,30 @@ def _parse_yaml(text: str, file: str) -> tuple[dict[str, Any], dict[Loc, int]]:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from None
     if node is None or not isinstance(raw, dict):
         raise ConfigError("a job file must be a mapping of keys (name, data, backends, …)", file=file, line=1)
-    lines: dict[Loc, int] = {}
-    _index_lines(node, (), lines)
     return raw, lines
 
 
-def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
-    """Remember the line of every key and list item, so a validation error can point at it."""
+def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str) -> None:
+    """Remember the line of every key and list item, so a validation error can point at it; refuse a key given
+    twice (YAML would keep the last silently) and numbers too long to be a setting."""
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
         for key, value in node.value:
             child = (*loc, key.value)
-            lines[child] = key.start_mark.line + 1
-            _index_lines(value, child, lines)
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                raise ConfigError(
+                    f"key given twice (first on line {seen[key.value]})", file=file, line=line, field=_field(child)
+                )
+            seen[key.value] = lines[child] = line
+            _index_lines(value, child, lines, file)
     elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index_lines(item, (*loc, i), lines)
+        for index, item in enumerate(node.value):
+            _index_lines(item, (*loc, index), lines, file)
+    elif isinstance(node, yaml.ScalarNode) and node.tag.endswith((":int", ":float")) and len(node.value) > 64:
+        line = node.start_mark.line + 1
+        raise ConfigError(f"a number of {len(node.value):,} characters", file=file, line=line, field=_field(loc))
 
 
 def _line_of(loc: Loc, lines: dict[Loc, int]) -> int | None:

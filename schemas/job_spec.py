@@ -10,8 +10,8 @@ Auto = Literal["auto"]
 
 
 class _Strict(BaseModel):
-    # A misspelt key must be an error, never silently ignored.
-    model_config = ConfigDict(extra="forbid")
+    # A misspelt key must be an error, never silently ignored; NaN and infinity are never a setting.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataSpec(_Strict):
@@ -78,7 +78,7 @@ class Hyperparameters(_Strict):
 class BackendSection(BaseModel):
     """One backend's section: the base model plus options that the backend itself validates."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     model: str | None = Field(default=None, description="base model to fine-tune, in the backend's own naming")
     type: str | None = Field(
