@@ -19,6 +19,7 @@ class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
+    CANCELLING = "cancelling"  # a cancel was asked; the provider has not stopped the job yet
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"

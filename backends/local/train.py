@@ -271,6 +271,11 @@ class Trainer:
                 totals = _all_sum(torch.tensor([loss_sum, float(tokens), correct]))
                 norm = torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm)
                 grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+                if not (math.isfinite(float(totals[0])) and math.isfinite(grad_norm)):  # never apply such a step
+                    raise ValueError(
+                        f"the training loss became {float(totals[0]) / denominator} at step {pos.step + 1} "
+                        f"(gradient norm {grad_norm}): training diverged; lower hyperparameters.learning_rate"
+                    )
                 lr = float(self.scheduler.get_last_lr()[0])
                 self.optimizer.step()
                 self.scheduler.step()

@@ -6,11 +6,14 @@ Runs detached from the fto process that started it and reports only through the 
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +30,39 @@ AUTO_EPOCHS, AUTO_BATCH_SIZE, AUTO_BETA = 3, 8, 0.1
 AUTO_LR = {"embedded": 3e-3, "lora": 2e-4, "full": 2e-5}  # a random-init model needs a far bigger step
 
 
+CANCEL_GRACE_SECONDS = 10.0  # a cancelled step may finish; past this, the worker stops without it
+
+
 class _Stop:
-    requested = False
+    requested = False  # a cancel arrived (signal or cancel file)
+    training = False  # the training loop runs: it stops itself at the next step, keeping a checkpoint
+    saving = False  # the loop has ended: the last checkpoint and outputs are being written (never cut short)
+
+
+class _Cancelled(Exception):
+    """Cancelled before training began: nothing to keep."""
+
+
+def watch_for_cancel(folder: JobFolder) -> None:
+    """A cancel stops the worker promptly whatever it is doing: before training, at once; during a step that
+    runs on (a huge example), after a grace period, with the last checkpoint kept."""
+
+    def watch() -> None:
+        while not (_Stop.requested or folder.cancel_file.exists()):
+            time.sleep(0.2)
+        _Stop.requested = True
+        if not _Stop.training:
+            _thread.interrupt_main()  # loading or encoding: stop now (KeyboardInterrupt in the main thread)
+        time.sleep(CANCEL_GRACE_SECONDS)
+        if _Stop.saving:
+            return
+        if _is_rank_zero():
+            folder.event(f"cancelled: the step still ran after {CANCEL_GRACE_SECONDS:g} s, so it was cut short",
+                         level="warning")  # fmt: skip
+            folder.write_status(JobStatus.CANCELLED)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cancel-watch", daemon=True).start()
 
 
 def _read_jsonl(path: str | None) -> list[dict[str, Any]]:
@@ -105,8 +139,6 @@ def _pair_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _wait_for(path: Path) -> None:
-    import time
-
     for _ in range(600):
         if path.exists():
             return
@@ -331,12 +363,15 @@ def train(job: WorkerJob, trainer: Trainer, device: Any) -> str:
             trainable_parameters=trainable,
         )
         folder.write_status(JobStatus.RUNNING)
-    return trainer.run(
+    _Stop.training = True
+    outcome = trainer.run(
         on_metric=folder.metric,
         should_stop=lambda: _Stop.requested or folder.cancel_file.exists(),
         on_checkpoint=lambda: _save_checkpoint(folder, trainer),
         on_event=folder.event,
     )
+    _Stop.saving = True
+    return outcome
 
 
 def save(job: WorkerJob, model: Any, tokenizer: Any, trainer: Trainer, outcome: str) -> None:
@@ -400,10 +435,16 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: setattr(_Stop, "requested", True))
     if _is_rank_zero() and "LOCAL_RANK" not in os.environ:  # under torchrun the backend recorded the launcher's pid
         folder.write_status(JobStatus.QUEUED, pid=os.getpid())
+    watch_for_cancel(folder)
     try:
         run(folder, resume)
     except BaseException as exc:  # the job must end as failed with its reason, never stay "running"
         traceback.print_exc()
+        if _Stop.requested and isinstance(exc, KeyboardInterrupt | _Cancelled):
+            if _is_rank_zero():
+                folder.event("cancelled before training began", level="warning")
+                folder.write_status(JobStatus.CANCELLED)
+            sys.exit(1)
         if _is_rank_zero():
             message = f"{type(exc).__name__}: {exc}"
             if "out of memory" in str(exc).lower():

@@ -13,6 +13,7 @@ STATUSES = {
     "queued": JobStatus.QUEUED,
     "running": JobStatus.RUNNING,
     "paused": JobStatus.PAUSED,  # returned by the pause endpoint, though the spec's enum lacks it
+    "cancelling": JobStatus.CANCELLING,  # fto serve's answer to a cancel, until the worker has stopped
     "succeeded": JobStatus.SUCCEEDED,
     "failed": JobStatus.FAILED,
     "cancelled": JobStatus.CANCELLED,

@@ -34,6 +34,24 @@ class Batcher:
             asyncio.get_running_loop().create_task(self._run(key, model, params))
         return await future
 
+    async def _generate(
+        self, model: str, chunk: list[tuple[Sequence[Message], asyncio.Future[Completion]]], params: GenerationParams
+    ) -> None:
+        """Answer a chunk together; if that fails, each request alone, so only a faulty one gets the error."""
+        try:
+            replies: list[Any] = await run_in_threadpool(
+                self.backend.complete_many, model, [m for m, _ in chunk], params
+            )
+        except Exception as exc:
+            if len(chunk) == 1:
+                chunk[0][1].set_exception(exc)
+                return
+            for one in chunk:
+                await self._generate(model, [one], params)
+            return
+        for (_, future), reply in zip(chunk, replies, strict=True):
+            future.set_result(reply)
+
     async def _run(self, key: tuple[str, str], model: str, params: GenerationParams) -> None:
         group: list[tuple[Sequence[Message], asyncio.Future[Completion]]] = []
         try:
@@ -42,16 +60,7 @@ class Batcher:
                 group = self._waiting.pop(key, [])
                 for start in range(0, len(group), self.max_batch):
                     chunk = group[start : start + self.max_batch]
-                    try:
-                        replies: list[Any] = await run_in_threadpool(
-                            self.backend.complete_many, model, [m for m, _ in chunk], params
-                        )
-                    except Exception as exc:  # this batch's requests get the error; the next batch still runs
-                        for _, future in chunk:
-                            future.set_exception(exc)
-                        continue
-                    for (_, future), reply in zip(chunk, replies, strict=True):
-                        future.set_result(reply)
+                    await self._generate(model, chunk, params)
         except BaseException as exc:  # cancelled, or broken: no request may be left waiting forever
             for _, future in group or self._waiting.pop(key, []):
                 if not future.done():

@@ -16,6 +16,7 @@ from typing import Any
 from fto.backends.base import UploadedData
 from fto.backends.local import LocalBackend, LocalOptions
 from fto.backends.local.folder import JobFolder
+from fto.backends.local.worker import CANCEL_GRACE_SECONDS
 from fto.orchestrator.data.validate import require_valid, validate_file
 from fto.orchestrator.errors import DataError
 from fto.orchestrator.serve.errors import Invalid, NotFound
@@ -31,6 +32,7 @@ OPENAI_STATUS = {
     JobStatus.QUEUED: "queued",
     JobStatus.RUNNING: "running",
     JobStatus.PAUSED: "paused",
+    JobStatus.CANCELLING: "cancelling",
     JobStatus.SUCCEEDED: "succeeded",
     JobStatus.FAILED: "failed",
     JobStatus.CANCELLED: "cancelled",
@@ -135,8 +137,10 @@ class ServeJobs:
         record = self.record(job_id)
         state = self.backend.get(job_id)
         status = OPENAI_STATUS[state.status]
-        if record["paused"] and state.status in (JobStatus.CANCELLED, JobStatus.PAUSED):
-            status = "paused"
+        if record["paused"] and state.status in (JobStatus.CANCELLED, JobStatus.PAUSED, JobStatus.RUNNING):
+            status = "paused"  # asked to pause: it stops at its next step
+        elif record.get("cancel_requested") and not state.status.terminal:
+            status = "cancelling"
         finished = self._finished_at(job_id) if state.status.terminal else None
         hyper = record["method"][record["method"]["type"]]["hyperparameters"]
         return {
@@ -175,40 +179,39 @@ class ServeJobs:
         return f"ft:{record['model']}:fto-serve:{record['suffix'] or 'fto'}:{record['id'].removeprefix('ftjob-')}"
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        """Stop a job that has not ended; answers once its worker has stopped."""
-        self.record(job_id)
+        """Ask a job that has not ended to stop; answers at once with status "cancelling" (then "cancelled")."""
+        record = self.record(job_id)
         if self.backend.get(job_id).status.terminal:
             raise Invalid(f"Job {job_id} has already ended; it cannot be cancelled")
-        self.backend.cancel(job_id)
-        return self._wait_stopped(job_id)
+        record["cancel_requested"] = True
+        self._save(record)
+        self.backend.cancel(job_id)  # the worker stops at its next step, or is cut short after a grace period
+        return self.view(job_id)
 
     def pause(self, job_id: str) -> dict[str, Any]:
-        """Stop a running job so that `resume` continues it from its last checkpoint."""
+        """Stop a running job so that `resume` continues it from its last checkpoint; answers at once."""
         record = self.record(job_id)
         if self.backend.get(job_id).status.terminal:
             raise Invalid(f"Job {job_id} has already ended; it cannot be paused")
         record["paused"] = True
         self._save(record)
         self.backend.cancel(job_id)  # the worker stops at the next step and keeps a checkpoint to resume from
-        return self._wait_stopped(job_id)
+        return self.view(job_id)
 
     def resume(self, job_id: str) -> dict[str, Any]:
-        """Continue a paused job from its last checkpoint."""
+        """Continue a paused job from its last checkpoint (once its worker has stopped: at most a grace period)."""
         record = self.record(job_id)
         if not record["paused"]:
             raise Invalid(f"Job {job_id} is not paused")
-        self._wait_stopped(job_id)
+        folder = self._folder(job_id)
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS + 5
+        while folder.worker_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if folder.worker_alive():
+            raise Invalid(f"Job {job_id} is still stopping; resume it in a moment")
         record["paused"] = False
         self._save(record)
         self.backend.resume(job_id)
-        return self.view(job_id)
-
-    def _wait_stopped(self, job_id: str, seconds: float = 30.0) -> dict[str, Any]:
-        """Answer once the worker has stopped, so the status the client sees is the one that holds."""
-        deadline = time.monotonic() + seconds
-        folder = self._folder(job_id)
-        while time.monotonic() < deadline and (folder.worker_alive() or not self.backend.get(job_id).status.terminal):
-            time.sleep(0.05)
         return self.view(job_id)
 
     def events(self, job_id: str) -> list[dict[str, Any]]:

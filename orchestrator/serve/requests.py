@@ -143,6 +143,7 @@ def parse_body(model: type[Body], raw: bytes) -> Body:
     data = parse_json(raw)
     if not isinstance(data, dict):
         raise Invalid("The request body must be a JSON object")
+    _check_text(data, ())
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -150,6 +151,22 @@ def parse_body(model: type[Body], raw: bytes) -> Body:
         errors = sorted(exc.errors(), key=lambda error: error["type"] == "missing")
         param = _param(errors[0]["loc"])
         raise Invalid(f"{param}: {errors[0]['msg']}", param or None) from None
+
+
+def _check_text(value: Any, loc: tuple[int | str, ...]) -> None:
+    """Every string must be real Unicode: JSON's escapes can spell a lone surrogate, which no model can encode."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Invalid(f"{_param(loc)}: not valid Unicode (a lone surrogate)", _param(loc) or None) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, loc)
+            _check_text(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, (*loc, index))
 
 
 def _param(loc: tuple[int | str, ...]) -> str:

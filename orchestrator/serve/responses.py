@@ -13,9 +13,12 @@ from fto.orchestrator.serve.errors import Invalid
 
 
 class PausableFineTuningJob(FineTuningJob):
-    """FineTuningJob, whose status may also be "paused": OpenAI's pause endpoint answers it, the SDK's enum lacks it."""
+    """FineTuningJob, whose status may also be "paused" (OpenAI's pause endpoint answers it, the SDK's enum lacks
+    it) or "cancelling" (a cancel was asked and the worker is stopping)."""
 
-    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]  # type: ignore[assignment]
+    status: Literal[  # type: ignore[assignment]
+        "validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused", "cancelling"
+    ]
 
 
 def as_openai(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:

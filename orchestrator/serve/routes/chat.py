@@ -42,6 +42,10 @@ async def create(request: Request) -> Response:
         raise ApiError(
             404, f"The model '{model_id}' is built by its first fine-tuning job; none has run yet", param="model"
         )
+    try:  # checked alone, before it joins a batch: a request that cannot fit fails by itself, at once
+        await run_in_threadpool(state(request).jobs.backend.check_prompt, path, messages, params)
+    except ValueError as exc:
+        raise Invalid(str(exc), "messages") from None
     reply = await state(request).batcher.complete(path, messages, params)
     prompt_tokens, completion_tokens = reply.input_tokens or 0, reply.output_tokens or 0
     return respond(

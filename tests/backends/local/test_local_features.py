@@ -148,6 +148,7 @@ def test_full_fine_tuning_saves_a_whole_model(tmp_path):
         ({}, {"lora": {"target_modules": ["no_such_proj"]}}, "LoRA target modules ['no_such_proj'] do not fit"),
         ({"tuning": "qlora"}, {}, "QLoRA needs a CUDA GPU and the bitsandbytes package"),
         ({}, {"max_seq_length": 8}, "no example has assistant tokens left"),
+        ({}, {"learning_rate": 1.0e30}, "training diverged; lower hyperparameters.learning_rate"),
     ],
 )
 def test_bad_settings_fail_the_job_with_a_clear_message(tmp_path, local, hp, message):
