@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -27,6 +28,7 @@ from fto.schemas.provider import Price
 
 T = TypeVar("T")
 MB = 1024 * 1024
+MAX_PAGES = 20  # per list and poll: 2,000 events; a longer backlog is read over the next polls
 
 
 class OpenAIOptions(BackendOptions):
@@ -226,41 +228,75 @@ class OpenAIBackend(Backend[OpenAIOptions]):
         )
 
     def updates(self, provider_job_id: str, cursor: str | None) -> ProviderUpdates:
-        """Events and checkpoints newer than the cursor (the newest ids seen), oldest first."""
+        """Events and checkpoints newer than the cursor (the newest ids seen), oldest first.
+
+        At most MAX_PAGES pages per list and poll: a backlog beyond that is read on the next polls (the cursor keeps
+        where reading stopped), and a provider whose pages do not advance is stopped, with a warning event.
+        """
         seen = json.loads(cursor) if cursor else {}
-        raw_events = self._newer(
-            lambda after: self.client.fine_tuning.jobs.list_events(provider_job_id, limit=100, **after),
-            seen.get("event"),
-        )
-        raw_checkpoints = self._newer(
-            lambda after: self.client.fine_tuning.jobs.checkpoints.list(provider_job_id, limit=100, **after),
-            seen.get("checkpoint"),
-        )
-        converted = [mapping.event(e) for e in raw_events]
-        next_cursor = {
-            "event": raw_events[-1].id if raw_events else seen.get("event"),
-            "checkpoint": raw_checkpoints[-1].id if raw_checkpoints else seen.get("checkpoint"),
+        warnings: list[str] = []
+        lists = {
+            "event": lambda after: self.client.fine_tuning.jobs.list_events(provider_job_id, limit=100, **after),
+            "checkpoint": lambda after: self.client.fine_tuning.jobs.checkpoints.list(
+                provider_job_id, limit=100, **after
+            ),
         }
+        found: dict[str, list[Any]] = {}
+        next_cursor: dict[str, Any] = {}
+        for kind, list_page in lists.items():
+            gap = seen.get(f"{kind}_gap")  # [continue after this id, down to this one]: left by an earlier poll
+            older, gap = self._newer(list_page, gap[1], gap[0], warnings) if gap else ([], None)
+            newer, new_gap = self._newer(list_page, seen.get(kind), None, warnings)
+            found[kind] = older + newer
+            next_cursor[kind] = newer[-1].id if newer else seen.get(kind)
+            if new_gap:  # the newest pages were read; the older part of this backlog waits for the next poll
+                gap = [new_gap, seen.get(kind)]
+            if gap:
+                next_cursor[f"{kind}_gap"] = gap
+        converted = [mapping.event(e) for e in found["event"]]
+        now = datetime.now(UTC)
+        events = [e for e in converted if isinstance(e, JobEvent)]
+        events += [JobEvent(created_at=now, level="warning", message=text) for text in warnings]
         return ProviderUpdates(
-            events=[e for e in converted if isinstance(e, JobEvent)],
+            events=events,
             metrics=[m for m in converted if isinstance(m, Metric)],
-            checkpoints=[mapping.checkpoint(c) for c in raw_checkpoints],
+            checkpoints=[mapping.checkpoint(c) for c in found["checkpoint"]],
             cursor=json.dumps(next_cursor),
         )
 
-    def _newer(self, list_page: Callable[[dict[str, Any]], Any], last_seen: str | None) -> list[Any]:
-        """OpenAI lists newest first and pages backwards with `after`: read back to the last id seen."""
+    def _newer(
+        self,
+        list_page: Callable[[dict[str, Any]], Any],
+        last_seen: str | None,
+        start_after: str | None,
+        warnings: list[str],
+    ) -> tuple[list[Any], str | None]:
+        """Items newer than `last_seen` (from `start_after` down, when given), oldest first; and the id to continue
+        after when the page budget ran out first (None when everything was read).
+
+        OpenAI lists newest first and pages backwards with `after`.
+        """
         found: list[Any] = []
-        after: dict[str, Any] = {}
-        while True:
+        ids: set[str] = set()
+        after: dict[str, Any] = {"after": start_after} if start_after else {}
+        for _ in range(MAX_PAGES):
             page = self._call("list events", partial(list_page, after))
-            for item in page.data:
+            fresh = [item for item in page.data if item.id not in ids]
+            for item in fresh:
                 if item.id == last_seen:
-                    return found[::-1]
+                    return found[::-1], None
                 found.append(item)
+                ids.add(item.id)
             if not page.has_more or not page.data:
-                return found[::-1]
+                return found[::-1], None
+            if not fresh:  # the page repeats what was read: following `after` would never end
+                warnings.append(
+                    f"the provider's list did not advance past {page.data[-1].id} although it said has_more; "
+                    "stopped reading it for this poll"
+                )
+                return found[::-1], None
             after = {"after": page.data[-1].id}
+        return found[::-1], after["after"]
 
     def cancel(self, provider_job_id: str) -> None:
         self._call("cancel job", lambda: self.client.fine_tuning.jobs.cancel(provider_job_id))

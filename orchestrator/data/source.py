@@ -113,7 +113,14 @@ def _explain(raw: bytes, number: int) -> Item:
     except json.JSONDecodeError as exc:
         truncated = " (truncated line?)" if exc.pos >= len(text.rstrip()) else ""
         return Item(number, None, f"invalid JSON: {exc.msg} at column {exc.colno}{truncated}", "invalid_json")
-    return Item(number, None, "invalid JSON", "invalid_json")  # orjson is stricter (e.g. NaN, lone surrogates)
+    except RecursionError:
+        return Item(number, None, "invalid JSON: nested too deeply", "invalid_json")
+    except ValueError:  # an integer longer than Python converts
+        return Item(number, None, "invalid JSON: a number with thousands of digits", "invalid_json")
+    # orjson is stricter: NaN or Infinity, lone surrogates, nesting past 1,024 levels, integers past 64 bits
+    return Item(
+        number, None, "invalid JSON: NaN, a lone surrogate, too deep nesting or too large a number", "invalid_json"
+    )
 
 
 def _single_object(path: Path) -> dict[str, Any] | None:

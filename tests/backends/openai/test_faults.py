@@ -9,6 +9,7 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -158,3 +159,69 @@ def test_a_create_retried_after_429_makes_one_job(api):
     assert created == "ftjob-1"
     creates = [r for r in api.requests if r[0] == "POST" and r[1] == "/v1/fine_tuning/jobs"]
     assert len(creates) == 2 and creates[1][2] - creates[0][2] >= 0.2
+
+
+def _event(number: int) -> dict[str, Any]:
+    return {"object": "fine_tuning.job.event", "id": f"ftevent-{number:05d}", "created_at": number, "level": "info",
+            "message": f"event {number}", "type": "message"}  # fmt: skip
+
+
+class EventLists:
+    """Lists `count` events newest first, honouring `after` (or, `stuck`, ignoring it as a broken mock does)."""
+
+    def __init__(self, count: int, stuck: bool = False):
+        self.requests = 0
+        events = [_event(n) for n in range(count, 0, -1)]
+        lists = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                lists.requests += 1
+                url = urlparse(self.path)
+                data: list[dict[str, Any]] = []
+                more = False
+                if url.path.endswith("/events"):
+                    after = parse_qs(url.query).get("after", [None])[0]
+                    ids = [e["id"] for e in events]
+                    start = 0 if stuck or after is None else ids.index(after) + 1
+                    data, more = events[start : start + 100], stuck or start + 100 < len(events)
+                body = json.dumps({"object": "list", "data": data, "has_more": more}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_a_list_that_never_advances_is_read_once_with_a_warning(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-never-shown-0123456789")
+    lists = EventLists(150, stuck=True)  # has_more: true forever, the same page whatever `after` says
+    try:
+        backend = registry.create("openai", BackendSection.model_validate({"base_url": lists.url, "timeout": 2.0}))
+        updates = backend.updates("ftjob-1", None)
+    finally:
+        lists.httpd.shutdown()
+    assert len(updates.events) == 101 and lists.requests == 3  # 100 events, 1 warning; 2 event pages + checkpoints
+    assert updates.events[-1].level == "warning" and "did not advance" in updates.events[-1].message
+
+
+def test_a_long_backlog_is_read_over_several_polls_and_nothing_is_lost(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-never-shown-0123456789")
+    lists = EventLists(2500)
+    try:
+        backend = registry.create("openai", BackendSection.model_validate({"base_url": lists.url, "timeout": 2.0}))
+        first = backend.updates("ftjob-1", None)
+        second = backend.updates("ftjob-1", first.cursor)
+        third = backend.updates("ftjob-1", second.cursor)
+    finally:
+        lists.httpd.shutdown()
+    assert len(first.events) == 2000  # the page budget: the newest 2,000
+    ids = [e.data["id"] for e in first.events + second.events + third.events]
+    assert len(ids) == len(set(ids)) == 2500 and not third.events
