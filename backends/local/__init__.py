@@ -59,6 +59,11 @@ class LocalOptions(BackendOptions):
     merge: bool = Field(default=False, description="also save the merged model in the transformers layout")
     processes: int = Field(default=1, gt=0, description="train with this many processes (torchrun, DDP)")
     shard: bool = Field(default=False, description="with processes > 1: FSDP, for models that do not fit one device")
+    max_workers: int | None = Field(
+        default=None,
+        gt=0,
+        description="jobs of this backend training at once; the rest wait, queued (default: 1 on CPU, 1 per GPU)",
+    )
 
 
 class LocalBackend(Backend[LocalOptions]):

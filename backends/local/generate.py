@@ -111,7 +111,8 @@ class Generator:
             self._models[model] = load(model, self.device)
         net, tokenizer = self._models[model]
         chat = [m.model_dump(exclude_none=True, exclude={"weight"}) for m in messages]
-        tokens = len(tokenizer.apply_chat_template(chat, tokenize=True, add_generation_prompt=True))
+        text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         context = int(getattr(net.config, "max_position_embeddings", 0) or 0)
         if context and tokens + params.max_new_tokens > context:
             raise ValueError(

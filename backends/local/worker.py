@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import fcntl
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -41,6 +44,40 @@ class _Stop:
 
 class _Cancelled(Exception):
     """Cancelled before training began: nothing to keep."""
+
+
+def wait_for_slot(folder: JobFolder, options: LocalOptions) -> int | None:
+    """Wait, queued, until fewer than `max_workers` local jobs train; returns the held slot's descriptor.
+
+    Slots are files locked for a worker's life (the OS frees them when it exits, however it exits), so jobs
+    beyond the limit wait in their own process, cheaply, before anything heavy is loaded.
+    """
+    if not _is_rank_zero():
+        return None  # the other processes of a torchrun job wait for rank 0 in the process group
+    slots = folder.path.parents[2] / "local-slots"  # FTO_HOME/backends/: shared by every local-type backend
+    slots.mkdir(parents=True, exist_ok=True)
+    limit = options.max_workers or _device_slots(options.device)
+    announced = False
+    while True:
+        for index in range(limit):
+            fd = os.open(slots / f"slot-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                os.close(fd)
+        if not announced:
+            folder.event(f"queued: {limit} local job(s) are training; this one starts when one ends")
+            announced = True
+        time.sleep(0.5)
+
+
+def _device_slots(device: str) -> int:
+    """How many jobs the machine fits at once: one per GPU, else one (CPU cores are shared by torch's threads)."""
+    if device in ("auto", "cuda") and shutil.which("nvidia-smi"):
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+        return max(1, sum(line.startswith("GPU ") for line in listed.splitlines()))
+    return 1
 
 
 def watch_for_cancel(folder: JobFolder) -> None:
@@ -437,6 +474,8 @@ def main() -> None:
         folder.write_status(JobStatus.QUEUED, pid=os.getpid())
     watch_for_cancel(folder)
     try:
+        options = LocalOptions.model_validate(json.loads(folder.config.read_text())["options"])
+        slot = wait_for_slot(folder, options)  # noqa: F841  (held until this process exits)
         run(folder, resume)
     except BaseException as exc:  # the job must end as failed with its reason, never stay "running"
         traceback.print_exc()

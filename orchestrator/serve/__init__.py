@@ -8,6 +8,7 @@ from fto.orchestrator.errors import ConfigError
 from fto.orchestrator.network import is_loopback
 
 __all__ = ["ServeConfig", "check_exposure", "create_app"]
+MIN_KEY_LENGTH = 16
 
 
 def __getattr__(name: str) -> Any:
@@ -20,7 +21,13 @@ def __getattr__(name: str) -> Any:
 
 
 def check_exposure(host: str, api_key: str | None, key_env: str) -> None:
-    """Anyone who can reach the port can train and run models: off loopback, a key is not optional."""
+    """Anyone who can reach the port can train and run models: off loopback, a key is not optional, and a key
+    must be one (not blank, not short)."""
+    if api_key is not None and (len(api_key.strip()) < MIN_KEY_LENGTH or api_key != api_key.strip()):
+        raise ConfigError(
+            f"{key_env} must hold a key of at least {MIN_KEY_LENGTH} characters, without surrounding spaces",
+            field=key_env,
+        )
     if api_key is None and not is_loopback(host):
         raise ConfigError(
             f"fto serve on {host} would accept requests from other machines: set {key_env} to an API key "

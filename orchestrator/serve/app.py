@@ -10,6 +10,7 @@ required unless the server listens on loopback only; request bodies are size-lim
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from starlette.applications import Starlette
@@ -30,9 +31,18 @@ def create_app(config: ServeConfig) -> Guard:
     routes = [Route(f"/v1{r.path}", r.endpoint, methods=r.methods) for r in ROUTES]
     routes += [Route(f"/openai{r.path}", r.endpoint, methods=r.methods) for r in ROUTES]
     routes.append(Route("/openai/deployments/{deployment}/chat/completions", chat.create, methods=["POST"]))
-    app = Starlette(routes=routes, exception_handlers={**errors.HANDLERS, _TooLarge: _too_large_handler})
+    handlers = {**errors.HANDLERS, _TooLarge: _too_large_handler, _TooSlow: _too_slow_handler}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.serve = ServeState.build(config)
     return Guard(app, config)
+
+
+class _TooSlow(Exception):
+    """A body still incomplete at its deadline (a client trickling bytes holds a connection otherwise)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(seconds)
+        self.seconds = seconds
 
 
 class _TooLarge(Exception):
@@ -70,10 +80,14 @@ class Guard:
             return
         seen = 0
         started = False
+        deadline = asyncio.get_running_loop().time() + self.config.body_seconds
 
         async def counted_receive() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                raise _TooSlow(self.config.body_seconds) from None
             seen += len(message.get("body", b""))
             if seen > limit:
                 raise _TooLarge(limit)
@@ -89,6 +103,10 @@ class Guard:
         except _TooLarge:
             if not started:
                 await _send(send, _too_large(limit))
+        except _TooSlow as exc:
+            if not started:
+                message = f"The request body did not arrive within {exc.seconds:g} seconds"
+                await _send(send, error_response(408, message, "invalid_request_error", code="request_timeout"))
 
 
 def _too_large(limit: int) -> Response:
@@ -99,6 +117,12 @@ def _too_large(limit: int) -> Response:
 async def _send(send: Send, response: Response) -> None:
     await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
+
+
+async def _too_slow_handler(request: object, exc: Exception) -> Response:
+    assert isinstance(exc, _TooSlow)
+    return error_response(408, f"The request body did not arrive within {exc.seconds:g} seconds",
+                          "invalid_request_error", code="request_timeout")  # fmt: skip
 
 
 async def _too_large_handler(request: object, exc: Exception) -> Response:

@@ -12,7 +12,22 @@ import click
 @click.option("--api-key-env", default="FTO_SERVE_API_KEY", show_default=True, help="variable holding the API key")
 @click.option("--max-file-mb", default=512, show_default=True, help="largest file or upload part accepted")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
-def serve(host: str, port: int, models: tuple[str, ...], api_key_env: str, max_file_mb: int, device: str) -> None:
+@click.option(
+    "--max-workers", type=click.IntRange(min=1), help="training jobs at once (default: 1 on CPU, one per GPU)"
+)
+@click.option("--max-connections", default=256, show_default=True, help="connections at once (503 beyond)")
+@click.option("--body-seconds", default=120.0, show_default=True, help="time allowed for a request body to arrive")
+def serve(
+    host: str,
+    port: int,
+    models: tuple[str, ...],
+    api_key_env: str,
+    max_file_mb: int,
+    device: str,
+    max_workers: int | None,
+    max_connections: int,
+    body_seconds: float,
+) -> None:
     """An OpenAI-compatible fine-tuning API over the local backend (files, fine_tuning/jobs, models, chat)."""
     import os
 
@@ -21,15 +36,25 @@ def serve(host: str, port: int, models: tuple[str, ...], api_key_env: str, max_f
     from fto.orchestrator.paths import fto_home
     from fto.orchestrator.serve import ServeConfig, check_exposure, create_app
 
-    api_key = os.environ.get(api_key_env) or None
+    api_key = os.environ.get(api_key_env)
+    api_key = None if api_key == "" else api_key
     check_exposure(host, api_key, api_key_env)
     config = ServeConfig(
         root=fto_home() / "serve",
         base_models=models or ("embedded:tiny-llama",),
         api_key=api_key,
         max_file_bytes=max_file_mb * 1024 * 1024,
-        local_options={"device": device},
+        body_seconds=body_seconds,
+        max_connections=max_connections,
+        local_options={"device": device, **({"max_workers": max_workers} if max_workers else {})},
     )
     auth = f"bearer key from ${api_key_env}" if api_key else "no key (loopback only)"
     click.echo(f"fto serve: http://{host}:{port}/v1 — {auth} — Ctrl-C to stop")
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level="warning",
+        limit_concurrency=max_connections,  # beyond: 503, so slow clients cannot take every file descriptor
+        timeout_keep_alive=5,
+    )

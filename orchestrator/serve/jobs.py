@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fto.backends.base import UploadedData
+from fto.backends.base import PreparedData
 from fto.backends.local import LocalBackend, LocalOptions
 from fto.backends.local.folder import JobFolder
 from fto.backends.local.worker import CANCEL_GRACE_SECONDS
@@ -87,13 +87,11 @@ class ServeJobs:
             seed=seed,
             suffix=body.suffix,
         )
-        self._save(record)
         backend = LocalBackend("serve", LocalOptions(**{**self.options, "model": body.model}))
-        backend.submit(
-            spec,
-            UploadedData(train_file=str(train), validation_file=str(validation) if validation else None),
-            job_id,
-        )
+        # The job trains on its own copies: deleting the client's file later cannot take them away.
+        copies = backend.upload(PreparedData(train=train, validation=validation, train_examples=0))
+        self._save(record)
+        backend.submit(spec, copies, job_id)
         return self.view(job_id)
 
     def _checked_file(self, file_id: str, param: str, fmt: str) -> Path:

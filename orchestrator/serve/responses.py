@@ -32,13 +32,18 @@ def respond(model: type[BaseModel], data: dict[str, Any]) -> JSONResponse:
 
 
 def respond_list(
-    model: type[BaseModel], items: list[dict[str, Any]], has_more: bool, with_ids: bool = False
+    model: type[BaseModel],
+    items: list[dict[str, Any]],
+    has_more: bool,
+    with_ids: bool = False,
+    no_id: str | None = None,
 ) -> JSONResponse:
-    """A list page of API objects (`with_ids`: also first_id and last_id, as files and checkpoints have)."""
+    """A list page of API objects (`with_ids`: also first_id and last_id, as files and checkpoints have; `no_id`
+    stands for them on an empty page: the spec types the files list's as strings, the checkpoints' as nullable)."""
     body: dict[str, Any] = {"object": "list", "data": [as_openai(model, item) for item in items], "has_more": has_more}
     if with_ids:
-        body["first_id"] = items[0]["id"] if items else None
-        body["last_id"] = items[-1]["id"] if items else None
+        body["first_id"] = items[0]["id"] if items else no_id
+        body["last_id"] = items[-1]["id"] if items else no_id
     return JSONResponse(body)
 
 

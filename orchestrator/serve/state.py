@@ -25,6 +25,8 @@ class ServeConfig:
     api_key: str | None = None  # None: no auth (allowed on loopback only; the CLI enforces it)
     max_file_bytes: int = 512 * MB  # one file or upload part, as OpenAI's Files API
     max_json_bytes: int = 16 * MB
+    body_seconds: float = 120.0  # a request body must arrive within this (a trickling client is cut off: 408)
+    max_connections: int = 256  # the ASGI server answers 503 beyond this many connections at once
     local_options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -32,7 +32,7 @@ async def list_files(request: Request) -> Response:
     if request.query_params.get("order") == "asc":
         found.reverse()
     data, more = page(found, request, 10000)
-    return respond_list(FileObject, data, more, with_ids=True)
+    return respond_list(FileObject, data, more, with_ids=True, no_id="")
 
 
 async def retrieve(request: Request) -> Response:
