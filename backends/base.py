@@ -168,6 +168,11 @@ class Backend(ABC, Generic[OptionsT]):
     def upload(self, prepared: PreparedData) -> UploadedData:
         """Hand the prepared files to the provider."""
 
+    def has_files(self, uploaded: UploadedData) -> bool:
+        """Whether the provider still holds files uploaded earlier (fto reuses uploads of the same content, and
+        providers delete files). Backends that can ask, do; the default trusts the earlier upload."""
+        return True
+
     @abstractmethod
     def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
         """Start a fine-tuning job; return the provider's job id. `job_id` is ours, for idempotency."""

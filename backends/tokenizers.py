@@ -87,7 +87,7 @@ def tiktoken_encoding(name: str) -> Any:
 
 def tiktoken_counter(encoding: str, exact: bool, whose: str) -> TiktokenCounter:
     """A counter over `encoding`; when not `exact`, its name says it estimates `whose` tokenizer."""
-    label = encoding if exact else f"{encoding} (estimate: {whose}'s tokenizer is not available)"
+    label = encoding if exact else f"{encoding} ({whose}'s own tokenizer is not available here)"
     return TiktokenCounter(name=label, exact=exact, encoding=tiktoken_encoding(encoding))
 
 

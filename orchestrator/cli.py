@@ -15,6 +15,7 @@ from rich.table import Table
 
 from fto.orchestrator.errors import ConfigError, FtoError
 
+STATUS_REFRESH_SECONDS = 2.0  # how long `fto status` asks providers about stale jobs
 console = Console(soft_wrap=True)  # a long path or error stays on one line
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -165,7 +166,10 @@ def submit(job_file: str, backend: str | None) -> None:
 @cli.command()
 @click.argument("key", required=False)
 def wait(key: str | None) -> None:
-    """Wait for a job or experiment (default: every unfinished job) to finish."""
+    """Wait for a job or experiment (default: every unfinished job) to finish.
+
+    KEY is a job id, an experiment id or name, or a unique prefix of an id (as `fto status` shows them).
+    """
     store = _store()
     jobs = store.resolve_jobs(key)
     if not jobs:
@@ -186,13 +190,18 @@ def status(key: str | None, as_json: bool) -> None:
     Exits 0 when every job shown has succeeded, 1 when one failed or was cancelled, 2 while some still run.
     """
     store = _store()
-    jobs = sorted(store.resolve_jobs(key) if key else store.jobs()[-50:], key=lambda j: (j.experiment_id, j.created_at))
+    chosen = store.resolve_jobs(key) if key else store.jobs()[-50:]
+    _refresh_stale(store, chosen)
+    started = {j.experiment_id: store.experiment(j.experiment_id).created_at for j in chosen}
+    # experiments by start time, newest last (next to the prompt); jobs in the order they were made
+    jobs = sorted(store.jobs_by_id([j.id for j in chosen]), key=lambda j: (started[j.experiment_id], j.created_at))
     if as_json:
         click.echo(json.dumps([j.model_dump(mode="json") for j in jobs], indent=2))
     else:
         t = Table()
-        for column in ("experiment", "job", "backend", "status", "step", "loss", "fine-tuned model / error"):
-            t.add_column(column)
+        for column in ("experiment", "job", "backend", "status", "step", "loss"):
+            t.add_column(column, no_wrap=True)  # ids are for copying: never cut (unique prefixes work too)
+        t.add_column("fine-tuned model / error", overflow="fold")
         for i, job in enumerate(jobs):
             metric = store.last_metric(job.id)
             step = f"{metric.step}/{metric.total_steps}" if metric and metric.total_steps else ""
@@ -212,6 +221,27 @@ def status(key: str | None, as_json: bool) -> None:
             )
         console.print(t)
     sys.exit(_exit_code(jobs))
+
+
+def _refresh_stale(store: Any, jobs: list[Any]) -> None:
+    """Ask providers about unfinished jobs whose stored state is older than their poll interval (briefly)."""
+    from datetime import UTC, datetime
+
+    from fto.orchestrator.submit import backend_for
+
+    stale = []
+    for job in jobs:
+        if job.status.terminal or job.provider_job_id is None:
+            continue
+        interval = backend_for(store.experiment(job.experiment_id).spec, job.backend).min_poll_interval
+        if (datetime.now(UTC) - job.updated_at).total_seconds() > interval:
+            stale.append(job.id)
+    if stale:
+        import asyncio
+
+        from fto.orchestrator.poll import Poller
+
+        asyncio.run(Poller(store).run(stale, timeout=STATUS_REFRESH_SECONDS))
 
 
 def _exit_code(jobs: list[Any]) -> int:
@@ -292,7 +322,8 @@ def cancel(key: str) -> None:
         if job.status.terminal or job.provider_job_id is None:
             continue
         backend_for(store.experiment(job.experiment_id).spec, job.backend).cancel(job.provider_job_id)
-        console.print(f"cancel requested: {job.backend} {job.id}")
+        store.request_cancel(job.id)
+        console.print(f"cancel requested: {job.backend} {job.id} (cancelling until the provider confirms)")
 
 
 @cli.command()
@@ -304,13 +335,18 @@ def resume(job_id: str, no_wait: bool) -> None:
 
     store = _store()
     job = store.job(job_id)
+    if job.provider_job_id is None and job.status.value == "failed":
+        raise FtoError(
+            f"job {job.id} failed before it reached its provider ({job.error}); fix the cause and submit the job "
+            "file again (`fto logs` shows what happened)"
+        )
     if job.provider_job_id is None:
-        raise FtoError(f"job {job_id} was never submitted; `fto wait {job_id}` finishes submitting it")
+        raise FtoError(f"job {job.id} was never submitted; `fto wait {job.id}` finishes submitting it")
     backend_for(store.experiment(job.experiment_id).spec, job.backend).resume(job.provider_job_id)
-    store.reopen(job_id)
-    console.print(f"resumed {job.backend} {job_id}")
+    store.reopen(job.id)
+    console.print(f"resumed {job.backend} {job.id}")
     if not no_wait:
-        sys.exit(_exit_code(_wait(store, [job_id])))
+        sys.exit(_exit_code(_wait(store, [job.id])))
 
 
 @cli.command(name="eval")

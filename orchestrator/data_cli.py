@@ -134,6 +134,11 @@ def stats(
     console.print(
         f"tokenizer: {result['tokenizer']}" + ("" if result["tokens_exact"] else "  [yellow](counts are estimates)[/]")
     )
+    if target and not result["model_known"]:
+        console.print(
+            f"[yellow]warning:[/] {result['model']} is not in {target}'s model table: its token limit and price are "
+            "unknown (check the name, or add it to $FTO_HOME/providers.json)"
+        )
     console.print(
         f"missing a system message: {result['missing_system']}, missing a user message: {result['missing_user']}"
     )
@@ -183,18 +188,23 @@ def convert(
     mapping: str | None,
 ) -> None:
     """Convert FILE to another format (checked first: bad input writes nothing)."""
+    from fto.backends.registry import available, backend_class
+    from fto.orchestrator.data.formats import all_formats
     from fto.orchestrator.data.read import read_records
     from fto.orchestrator.data.validate import require_valid, valid_records, validate_file
+    from fto.orchestrator.data.write import write_records
+    from fto.orchestrator.errors import ConfigError
 
+    if to not in all_formats() and to not in available():
+        known = ", ".join(f for f, fmt in all_formats().items() if fmt.writable)
+        raise ConfigError(f"unknown target {to!r}: a format ({known}) or a backend ({', '.join(available())})",
+                          field="--to")  # fmt: skip
+    target = backend_class(to).training_format(model, max_length) if to in available() else to
     if skip_invalid:
         report, records = valid_records(file, fmt, _load_mapping(mapping))
     else:
         require_valid(validate_file(file, None, fmt, _load_mapping(mapping)))
         report, records = None, read_records(file, fmt, _load_mapping(mapping))
-    from fto.backends.registry import available, backend_class
-    from fto.orchestrator.data.write import write_records
-
-    target = backend_class(to).training_format(model, max_length) if to in available() else to
     written, skipped = _write(write_records, records, output, target, skip_unwritable, file)
     console.print(
         f"wrote {written} examples to {output} ({to})" + (f"; skipped {skipped} it cannot hold" if skipped else "")
@@ -233,7 +243,7 @@ def split(
     from fto.orchestrator.errors import DataError
 
     if not 0 < fraction < 1:
-        raise DataError(f"--validation must lie between 0 and 1, got {fraction}", field="--validation")
+        raise DataError(f"must lie between 0 and 1, got {fraction}", field="--validation")
     target = to or resolve_format(file, fmt, _load_mapping(mapping)).name
     rows = list(read_records(file, fmt, _load_mapping(mapping)))
     train, held = seeded_split(rows, fraction, seed)

@@ -90,6 +90,9 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(5)}"
 
 
+_TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
 class Store:
     """Experiments, jobs, their events and metrics, and eval results."""
 
@@ -185,16 +188,29 @@ class Store:
         return experiment, jobs
 
     def experiment(self, key: str) -> Experiment:
-        """By id, or by name (the latest experiment of that name)."""
+        """By id, by name (the latest experiment of that name), or by a unique prefix of its id (as git does)."""
         row = (
             self._db.execute("SELECT * FROM experiments WHERE id = ?", (key,)).fetchone()
             or self._db.execute(
                 "SELECT * FROM experiments WHERE name = ? ORDER BY created_at DESC LIMIT 1", (key,)
             ).fetchone()
+            or self._by_prefix("experiments", "exp-", key)
         )
         if row is None:
             raise NotFoundError(f"no experiment {key!r} in {self.path}")
         return _experiment(row)
+
+    def _by_prefix(self, table: str, kind: str, key: str) -> sqlite3.Row | None:
+        """The one row whose id starts with `key` (with or without its `kind` prefix); ambiguity is an error."""
+        pattern = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._db.execute(
+            f"SELECT * FROM {table} WHERE id LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\' LIMIT 6",
+            (pattern, kind + pattern),
+        ).fetchall()
+        if len(rows) > 1:
+            shown = ", ".join(row["id"] for row in rows[:5])
+            raise NotFoundError(f"{key!r} is the start of several ids ({shown}…): give more of it")
+        return rows[0] if rows else None
 
     def latest_experiment(self) -> Experiment:
         """The experiment started last."""
@@ -206,8 +222,10 @@ class Store:
     # jobs ----------------------------------------------------------------------------------------
 
     def job(self, job_id: str) -> Job:
-        """One job by id."""
-        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        """One job by id, or by a unique prefix of its id."""
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone() or self._by_prefix(
+            "jobs", "job-", job_id
+        )
         if row is None:
             raise NotFoundError(f"no job {job_id!r} in {self.path}")
         return _job(row)
@@ -241,6 +259,8 @@ class Store:
         if key is None:
             return self.jobs(active_only=True)
         if key.startswith("job-"):
+            return [self.job(key)]
+        if not key.startswith("exp-") and self._by_prefix("jobs", "job-", key) is not None:
             return [self.job(key)]
         return self.jobs(self.experiment(key).id)
 
@@ -312,6 +332,17 @@ class Store:
                 (provider_job_id, JobStatus.QUEUED.value, now().isoformat(), job_id),
             )
 
+    def request_cancel(self, job_id: str) -> None:
+        """Record at once that a cancel was asked (status cancelling, an event), before the provider confirms."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, updated_at = ? WHERE id = ? AND status NOT IN (?, ?, ?)",
+                (JobStatus.CANCELLING.value, now().isoformat(), job_id, *(s.value for s in _TERMINAL)),
+            )
+            self._append(
+                db, job_id, [JobEvent(created_at=now(), level="warning", message="cancel requested")], [], None
+            )
+
     def update_from_provider(self, job_id: str, state: ProviderJob) -> Job:
         """Record the provider's view; the first terminal status stamps finished_at."""
         with self._tx() as db:
@@ -328,13 +359,16 @@ class Store:
 
     def _update_state(self, db: sqlite3.Connection, job_id: str, state: ProviderJob) -> None:
         stamp = now().isoformat()
+        # A cancel asked for stays visible until the provider says the job ended.
         db.execute(
-            """UPDATE jobs SET status = ?, base_model = COALESCE(?, base_model),
+            """UPDATE jobs SET status = CASE WHEN status = 'cancelling' AND NOT ? THEN status ELSE ? END,
+               base_model = COALESCE(?, base_model),
                fine_tuned_model = COALESCE(?, fine_tuned_model), trained_tokens = COALESCE(?, trained_tokens),
                error = ?, updated_at = ?,
                finished_at = CASE WHEN ? AND finished_at IS NULL THEN ? ELSE finished_at END
                WHERE id = ?""",
             (
+                state.status.terminal,
                 state.status.value,
                 state.base_model,
                 state.fine_tuned_model,
@@ -356,7 +390,8 @@ class Store:
             )
 
     def fail(self, job_id: str, error: str) -> None:
-        """Mark a job failed with its cause."""
+        """Mark a job failed with its cause, which its events tell too (`fto logs`)."""
+        self.add_updates(job_id, [JobEvent(created_at=now(), level="error", message=redact(error))], [], None)
         self.update_from_provider(job_id, ProviderJob(status=JobStatus.FAILED, error=error))
 
     # events and metrics --------------------------------------------------------------------------

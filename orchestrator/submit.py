@@ -66,9 +66,15 @@ def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend,
         )
         digest = _digest(prepared.train, prepared.validation)
         known = store.uploaded(backend.provider_key, digest)  # per provider: sections may share one
-        if known:
-            uploaded = UploadedData.model_validate_json(known)
-        else:
+        uploaded = None
+        if known:  # the same content went to this provider before: reuse it, if the provider still has it
+            cached = UploadedData.model_validate_json(known)
+            if retry.call(lambda: backend.has_files(cached)):
+                uploaded = cached
+            else:
+                gone = "the provider no longer has the data uploaded earlier: uploading it again"
+                store.add_updates(job.id, [JobEvent(created_at=now(), message=gone)], [], None)
+        if uploaded is None:
             uploaded = retry.call(lambda: backend.upload(prepared))
             store.save_upload(backend.provider_key, digest, uploaded.model_dump_json())
         provider_job_id = _create(store, job, backend, experiment.spec, uploaded)

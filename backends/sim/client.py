@@ -13,7 +13,7 @@ import httpx
 from pydantic import Field
 
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
-from fto.orchestrator.errors import BackendError
+from fto.orchestrator.errors import BackendError, ConfigError
 from fto.schemas import Completion, JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates, Record
 
 STATUSES = {s.value: s for s in JobStatus} | {"validating_files": JobStatus.VALIDATING}
@@ -91,6 +91,26 @@ class SimBackend(Backend[SimOptions]):
 
     def upload(self, prepared: PreparedData) -> UploadedData:
         return UploadedData(train_file=self._request("POST", "/v1/files", content=prepared.train.read_bytes())["id"])
+
+    def check(self, spec: JobSpec) -> None:
+        """The simulated provider must be running: said in a second, before anything is recorded."""
+        super().check(spec)
+        try:
+            httpx.get(f"{self._client.base_url}/v1/stats", timeout=1.0)
+        except httpx.TransportError:
+            raise ConfigError(
+                f"no simulated provider answers at {self._client.base_url}: start it with `fto sim serve`",
+                field=f"backends.{self.name}.url",
+            ) from None
+
+    def has_files(self, uploaded: UploadedData) -> bool:
+        try:
+            self._request("GET", f"/v1/files/{uploaded.train_file}")
+        except BackendError as exc:
+            if exc.status_code == 404:
+                return False
+            raise
+        return True
 
     def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
         body: dict[str, Any] = {

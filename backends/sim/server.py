@@ -13,7 +13,9 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ class SimJob:
     created: float
     duration: float
     fails: bool
+    training_file: str = ""
     cancelled_at: float | None = None
     steps: int = 10
 
@@ -46,7 +49,7 @@ class SimProvider:
     latency: float = 0.0  # seconds each chat completion takes, as a model's answer would
     seed: int = 0
     jobs: dict[str, SimJob] = field(default_factory=dict)
-    files: set[str] = field(default_factory=set)
+    files: dict[str, dict[str, str]] = field(default_factory=dict)  # file id → its prompts and answers
     requests: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -131,8 +134,13 @@ class SimProvider:
             }
         if path == "/v1/files" and method == "POST":
             file_id = "file-" + hashlib.sha256(body).hexdigest()[:16]
-            self.files.add(file_id)
+            self.files[file_id] = _answers(body)
             return 200, {"id": file_id, "bytes": len(body)}
+        if path.startswith("/v1/files/") and method == "GET":
+            file_id = path.removeprefix("/v1/files/")
+            if file_id not in self.files:
+                return 404, {"error": {"message": f"no file {file_id!r}"}}
+            return 200, {"id": file_id}
         if path == "/v1/jobs" and method == "POST":
             request = json.loads(body or b"{}")
             if request.get("training_file") not in self.files:
@@ -143,6 +151,7 @@ class SimProvider:
                 created=now,
                 duration=float(request.get("duration") or self.duration),
                 fails=self.rng.random() < self.job_failure_rate,
+                training_file=request["training_file"],
             )
             self.jobs[job.id] = job
             return 200, {"id": job.id, "status": "queued"}
@@ -166,10 +175,47 @@ class SimProvider:
             last = next(
                 (m.get("content") for m in reversed(request.get("messages", [])) if m.get("role") == "user"), ""
             )
-            reply = f"echo: {last}"
+            reply = self._reply(str(request.get("model") or ""), str(last))
             usage = {"prompt_tokens": len(str(last).split()), "completion_tokens": len(reply.split())}
             return 200, {"choices": [{"message": {"role": "assistant", "content": reply}}], "usage": usage}
         return 404, {"error": {"message": f"no route {method} {path}"}}
+
+    def _reply(self, model: str, prompt: str) -> str:
+        """The base model echoes; a fine-tuned one answers with the answer its training data gave the closest prompt.
+
+        So a demo's comparison shows fine-tuning at work: the tuned model scores where the base cannot.
+        """
+        job = self.jobs.get(model.removeprefix("sim-tuned:")) if model.startswith("sim-tuned:") else None
+        answers = self.files.get(job.training_file, {}) if job else {}
+        if not answers:
+            return f"echo: {prompt}"
+        if prompt in answers:
+            return answers[prompt]
+        # the closest prompt shares the most rare words (a template's words are in every prompt: they weigh nothing)
+        texts = {known: _words(known) for known in answers}
+        seen_in = Counter(word for words in texts.values() for word in words)
+        words = _words(prompt)
+        closest = max(texts, key=lambda known: sum(math.log(len(texts) / seen_in[w]) for w in words & texts[known]))
+        return answers[closest]
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _answers(body: bytes) -> dict[str, str]:
+    """A chat JSONL file's last user prompt → assistant answer, for the fine-tuned model to repeat."""
+    found: dict[str, str] = {}
+    for line in body.splitlines():
+        try:
+            messages = json.loads(line).get("messages") or []
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        users = [m.get("content") for m in messages if m.get("role") == "user"]
+        answers = [m.get("content") for m in messages if m.get("role") == "assistant"]
+        if users and answers and isinstance(users[-1], str) and isinstance(answers[-1], str):
+            found[users[-1]] = answers[-1]
+    return found
 
 
 def _route(path: str) -> str:

@@ -7,6 +7,7 @@ examples' (prediction, reference) labels instead of averaging. Other packages ad
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import re
@@ -194,6 +195,6 @@ def get(name: str) -> Scorer:
             return Scorer(name, getattr(importlib.import_module(module), attr))
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"cannot load scorer {name!r}: {exc}", field="eval.scorers") from None
-    raise ConfigError(
-        f"unknown scorer {name!r} (known: {', '.join(known())}, or module:function)", field="eval.scorers"
-    )
+    close = difflib.get_close_matches(name, known(), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known())}, or module:function"
+    raise ConfigError(f"unknown scorer {name!r} ({hint})", field="eval.scorers")

@@ -44,8 +44,15 @@ class PromptCompletion(Format):
         )
 
     def dump(self, record: Record) -> dict[str, Any]:
-        if not isinstance(record, Conversation) or [m.role for m in record.messages] != ["user", "assistant"]:
-            raise not_supported(self.name, "anything but one user turn and one assistant turn")
+        if not isinstance(record, Conversation):
+            raise not_supported(self.name, "preference pairs")
+        roles = [m.role for m in record.messages]
+        if "system" in roles:
+            raise not_supported(self.name, "a system message (one prompt and one answer; convert to chat to keep it)")
+        if roles != ["user", "assistant"]:
+            raise not_supported(
+                self.name, f"{len(roles)} turns ({', '.join(roles)}): only one user and one assistant turn"
+            )
         metadata = dict(record.metadata or {})
         prompt, completion = metadata.pop("keys", PAIRS[0])
         return {prompt: record.messages[0].content or "", completion: record.messages[1].content or "", **metadata}

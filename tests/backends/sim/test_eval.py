@@ -48,12 +48,15 @@ def test_generations_are_cached_so_a_rerun_is_free_and_an_interrupted_eval_resum
 
     report = json.loads(run_fto("compare", "--json").stdout)
     scores = {m["target"]: m["scores"] for m in report["models"]}
-    assert scores["sim/fine-tuned"]["my_scorers:mentions_echo"] == 1.0  # the sim echoes the prompt
+    # the sim's base model echoes the prompt; its fine-tuned model answers from its training data
+    assert scores["sim/base"]["my_scorers:mentions_echo"] == 1.0
+    assert scores["sim/fine-tuned"]["my_scorers:mentions_echo"] == 0.0
     for model in report["models"]:
         for scorer, (low, high) in model["intervals"].items():
             assert low <= model["scores"][scorer] <= high
     assert {c["scorer"] for c in report["comparisons"]} == {"exact_match", "my_scorers:mentions_echo", "rouge_l"}
-    assert all(not c["significant"] for c in report["comparisons"])  # the sim's two models answer alike
+    exact = next(c for c in report["comparisons"] if c["scorer"] == "exact_match")
+    assert exact["significant"] and exact["difference"] > 0.3  # fine-tuning shows, even on the simulated provider
 
 
 def test_an_unknown_scorer_in_the_job_file_names_its_line(sim_server, tmp_path):
@@ -131,7 +134,13 @@ def test_a_judge_scores_every_model_and_compares_fine_tuned_with_base(sim_server
     outputs = [json.loads(x) for x in (folder / "sim.base.jsonl").read_text().splitlines()]
     right = sum(o["reference"] in o["output"] for o in outputs)  # the sim echoes the question ("catfish" has "fish")
     assert scores["sim/base"]["judge"] == pytest.approx((right * 8 / 9 + (30 - right) / 9) / 30)
-    assert scores["sim/fine-tuned"]["judge_win_rate_vs_base"] == pytest.approx(0.5)  # the same answers: ties
+    tuned = [json.loads(x) for x in (folder / "sim.fine-tuned.jsonl").read_text().splitlines()]
+    wins = [
+        1.0 if t["reference"] in t["output"] and b["reference"] not in b["output"] else
+        0.0 if b["reference"] in b["output"] and t["reference"] not in t["output"] else 0.5
+        for b, t in zip(outputs, tuned, strict=True)
+    ]  # fmt: skip
+    assert scores["sim/fine-tuned"]["judge_win_rate_vs_base"] == pytest.approx(sum(wins) / len(wins))
     kept = [json.loads(x) for x in (folder / "judge-rate.sim.base.jsonl").read_text().splitlines()]
     assert len(kept) == 30 and "Rating: [[2]]" in kept[0]["verdict"] and "[Question]" in kept[0]["prompt"]
     assert (folder / "judge-pairwise.sim.fine-tuned.jsonl").exists()
