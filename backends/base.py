@@ -134,6 +134,11 @@ class Backend(ABC, Generic[OptionsT]):
         return get_format(cls.describe().training_format)
 
     @classmethod
+    def model_note(cls, model: str) -> str | None:
+        """What a reader of a comparison should know about `model` (say, that it starts from random weights)."""
+        return None
+
+    @classmethod
     def for_judge(cls, name: str, model: str, base_url: str | None) -> Backend[Any]:
         """This backend set up to ask `model` for verdicts (`eval.judge`), at `base_url` when given."""
         raise UnsupportedError("this backend cannot act as a judge", backend=name)

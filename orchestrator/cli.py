@@ -121,21 +121,38 @@ def _wait(store: Any, job_ids: list[str]) -> list[Any]:
 
 def _evaluate_and_report(store: Any, experiment: Any, extra: list[Any] | None = None, only_extra: bool = False) -> None:
     from fto.orchestrator.eval.harness import evaluate
-    from fto.orchestrator.eval.report import comparison, table, verdicts, write_reports
+    from fto.orchestrator.eval.report import comparison
     from fto.orchestrator.progress import EvalProgress
 
     with EvalProgress(console) as show:
         evaluate(store, experiment, on_progress=show, extra=extra, only_extra=only_extra)
     data = comparison(store, experiment)
+    _show_comparison(store, experiment, data, first_scorer_only=True)
+    console.print(f"next: fto compare {experiment.id} --json  ·  fto status {experiment.id}")
+
+
+def _show_comparison(store: Any, experiment: Any, data: dict[str, Any], first_scorer_only: bool) -> None:
+    """The scores table, one verdict per backend, notes on the models, the paired tests, and the reports."""
+    from fto.backends import registry
+    from fto.orchestrator.eval.report import table, verdicts, write_reports
+
     console.print(table(data))
     for line in verdicts(data):
         console.print(_escape(line), highlight=False)
+    for name, section in experiment.spec.backends.items():
+        model = section.model or ""
+        note = (
+            registry.backend_class(section.type or name).model_note(model)
+            if name in registry.available() or section.type
+            else None
+        )
+        if note:
+            console.print(f"[dim]note: {_escape(note)}[/]", highlight=False)
     for paired in data["comparisons"]:
-        if paired["scorer"] == data["scorers"][0]:
+        if not first_scorer_only or paired["scorer"] == data["scorers"][0]:
             console.print(_escape(paired["text"]), highlight=False)
     markdown_path, html_path = write_reports(store, experiment)
     console.print(f"report: {html_path}  (markdown: {markdown_path})")
-    console.print(f"next: fto compare {experiment.id} --json  ·  fto status {experiment.id}")
 
 
 @cli.command()
@@ -274,12 +291,12 @@ def logs(job_id: str, follow: bool) -> None:
     from fto.orchestrator.poll import Poller
 
     store = _store()
-    job = store.job(job_id)
+    job = store.job(job_id)  # an id or a unique prefix of one
     shown = 0
 
     def show(_: Any = None) -> None:
         nonlocal shown
-        events = store.events(job_id)
+        events = store.events(job.id)
         for event in events[shown:]:
             style = {"error": "red", "warning": "yellow"}.get(event.level, "default")
             stamp = event.created_at.strftime("%H:%M:%S")
@@ -289,10 +306,10 @@ def logs(job_id: str, follow: bool) -> None:
     show()
     if follow and not job.status.terminal:
         try:
-            asyncio.run(Poller(store, on_tick=show).run([job_id]))
+            asyncio.run(Poller(store, on_tick=show).run([job.id]))
         except KeyboardInterrupt:
             sys.exit(130)
-        final = store.job(job_id)
+        final = store.job(job.id)
         console.print(final.status.value + (f": {_escape(final.error)}" if final.error else ""))
         sys.exit(_exit_code([final]))
 
@@ -306,9 +323,9 @@ def pause(job_id: str) -> None:
     store = _store()
     job = store.job(job_id)
     if job.provider_job_id is None or job.status.terminal:
-        raise FtoError(f"job {job_id} is not running (it is {job.status.value})")
+        raise FtoError(f"job {job.id} is not running (it is {job.status.value})")
     backend_for(store.experiment(job.experiment_id).spec, job.backend).pause(job.provider_job_id)
-    console.print(f"pause requested: {job.backend} {job_id}")
+    console.print(f"pause requested: {job.backend} {job.id}")
 
 
 @cli.command()
@@ -444,18 +461,19 @@ def _eval_only_experiment(
 @click.argument("experiment", required=False)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def compare(experiment: str | None, as_json: bool) -> None:
-    """Compare every evaluated model of an experiment (default: the latest)."""
-    from fto.orchestrator.eval.report import comparison, table
+    """Compare every evaluated model of an experiment (default: the latest): scores with 95% intervals, paired
+    tests of each fine-tuned model against its base, and the reports (report.html rewritten)."""
+    from fto.orchestrator.eval.report import comparison
 
     store = _store()
     exp = store.experiment(experiment) if experiment else store.latest_experiment()
     data = comparison(store, exp)
+    if not data["models"]:
+        raise FtoError(f"experiment {exp.id} has no eval results yet; run `fto eval {exp.id}`")
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
-    elif not data["models"]:
-        console.print(f"experiment {exp.id} has no eval results yet; run `fto eval {exp.id}`")
     else:
-        console.print(table(data))
+        _show_comparison(store, exp, data, first_scorer_only=False)
 
 
 @cli.command()

@@ -89,6 +89,15 @@ class LocalBackend(Backend[LocalOptions]):
         return super().token_counter(model, tokenizer)
 
     @classmethod
+    def model_note(cls, model: str) -> str | None:
+        if model.startswith("embedded:"):
+            return (
+                f"{model} is built on the spot with random weights: its base model knows nothing, so a base score "
+                "near 0 is expected; the fine-tuned score is what training taught it"
+            )
+        return None
+
+    @classmethod
     def inference_price(cls, model: str) -> Price | None:
         return 0.0, 0.0  # your own hardware: no per-token bill
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from typing import Any
 
+from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store
 from fto.schemas import Experiment
@@ -25,60 +27,100 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _ticks(top: float, count: int = 5) -> list[float]:
+    """`count` evenly spaced round values from 0 to about `top`, for an axis."""
+    if top <= 0:
+        return [0.0]
+    raw = top / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return [step * k for k in range(int(top / step) + 1)]
+
+
 def loss_chart(curves: dict[str, list[tuple[int, float]]], width: int = 1000, height: int = 280) -> str:
-    """Training loss of every job against its step, on shared axes."""
+    """Training loss of every job against its step, on shared axes with ticks."""
     points = [p for curve in curves.values() for p in curve]
     if not points:
         return "<p>No training metrics.</p>"
     max_step = max(s for s, _ in points) or 1
     top = max(v for _, v in points) or 1.0
-    pad = 40
+    left, pad = 60, 40
 
-    def xy(step: int, value: float) -> str:
-        return f"{pad + step / max_step * (width - 2 * pad):.1f},{height - pad - value / top * (height - 2 * pad):.1f}"
+    def x_of(step: float) -> float:
+        return left + step / max_step * (width - left - pad)
+
+    def y_of(value: float) -> float:
+        return height - pad - value / top * (height - 2 * pad)
 
     lines, legend = [], []
     for i, (label, curve) in enumerate(curves.items()):
         color = COLORS[i % len(COLORS)]
-        path = " ".join(xy(s, v) for s, v in curve)
+        path = " ".join(f"{x_of(s):.1f},{y_of(v):.1f}" for s, v in curve)
         lines.append(f'<polyline class="curve" fill="none" stroke="{color}" stroke-width="2" points="{path}"/>')
-        legend.append(f'<text x="{pad + 10}" y="{pad + 16 * i}" fill="{color}">{_e(label)}</text>')
+        legend.append(f'<text x="{left + 10}" y="{pad + 16 * i}" fill="{color}">{_e(label)}</text>')
+    ticks = [
+        f'<line class="tick" x1="{x_of(step):.1f}" y1="{height - pad}" x2="{x_of(step):.1f}" y2="{height - pad + 5}" '
+        f'stroke="#868e96"/><text x="{x_of(step):.1f}" y="{height - pad + 18}" text-anchor="middle">{step:g}</text>'
+        for step in _ticks(max_step)
+        if step <= max_step
+    ]
+    ticks += [
+        f'<line class="tick" x1="{left - 5}" y1="{y_of(value):.1f}" x2="{left}" y2="{y_of(value):.1f}" '
+        f'stroke="#868e96"/><text x="{left - 8}" y="{y_of(value) + 4:.1f}" text-anchor="end">{value:g}</text>'
+        for value in _ticks(top)
+        if value <= top
+    ]
     axes = (
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#868e96"/>'
-        f'<line x1="{pad}" y1="{pad / 2}" x2="{pad}" y2="{height - pad}" stroke="#868e96"/>'
-        f'<text x="{width / 2}" y="{height - 8}">step (max {max_step})</text>'
-        f'<text x="4" y="{pad / 2}">loss (max {top:.3g})</text>'
+        f'<line x1="{left}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#868e96"/>'
+        f'<line x1="{left}" y1="{pad / 2}" x2="{left}" y2="{height - pad}" stroke="#868e96"/>'
+        f'<text x="{width / 2}" y="{height - 4}" text-anchor="middle">step</text>'
+        f'<text x="4" y="{pad / 2 - 6}">loss</text>'
     )
     return (
         f'<svg id="loss-curves" class="chart" width="{width}" height="{height}" '
-        f'xmlns="http://www.w3.org/2000/svg">{axes}{"".join(lines)}{"".join(legend)}</svg>'
+        f'xmlns="http://www.w3.org/2000/svg">{axes}{"".join(ticks)}{"".join(lines)}{"".join(legend)}</svg>'
     )
 
 
 def score_chart(scorer: str, models: list[dict[str, Any]], width: int = 1000) -> str:
-    """One bar per model for a scorer, with its 95% interval as a whisker."""
+    """One bar per model for a scorer, with its 95% interval as a whisker, on this scorer's own scale.
+
+    Scores in [0, 1] share the scale 0–1; unbounded ones (perplexity, losses) run to their largest upper bound.
+    A score that could not be computed is shown as n/a, without a bar.
+    """
     row_h, label_w = 30, 220
     height = row_h * len(models) + 20
-    scale = width - label_w - 80
+    scale = width - label_w - 90
+    known = [m for m in models if _finite(m["scores"].get(scorer))]
+    highest = max(
+        (max(m["scores"][scorer], (m.get("intervals", {}).get(scorer) or [0, 0])[1] or 0) for m in known), default=1.0
+    )
+    top = 1.0 if highest <= 1.0 else highest  # one model's score never fills the chart unless it is the largest
     rows = []
     for i, model in enumerate(models):
         score = model["scores"].get(scorer)
-        if score is None:
+        y = 10 + i * row_h
+        rows.append(f'<text x="4" y="{y + 18}">{_e(model["target"])}</text>')
+        if not _finite(score):
+            rows.append(f'<text class="na" x="{label_w + 4}" y="{y + 18}">n/a</text>')
             continue
         low, high = model.get("intervals", {}).get(scorer) or (score, score)
-        y = 10 + i * row_h
+        low, high = (low if _finite(low) else score), (high if _finite(high) else score)
         color = COLORS[i % len(COLORS)]
         rows.append(
-            f'<text x="4" y="{y + 18}">{_e(model["target"])}</text>'
-            f'<rect class="bar" x="{label_w}" y="{y + 4}" width="{max(1.0, score * scale):.1f}" height="{row_h - 10}" '
-            f'fill="{color}"/><line class="interval" x1="{label_w + (low or 0) * scale:.1f}" y1="{y + row_h / 2}" '
-            f'x2="{label_w + (high or 0) * scale:.1f}" y2="{y + row_h / 2}" stroke="#212529" stroke-width="2"/>'
-            f'<text x="{label_w + scale + 8}" y="{y + 18}">{score:.3f}</text>'
+            f'<rect class="bar" x="{label_w}" y="{y + 4}" width="{max(1.0, score / top * scale):.1f}" '
+            f'height="{row_h - 10}" fill="{color}"/><line class="interval" x1="{label_w + low / top * scale:.1f}" '
+            f'y1="{y + row_h / 2}" x2="{label_w + high / top * scale:.1f}" y2="{y + row_h / 2}" stroke="#212529" '
+            f'stroke-width="2"/><text class="value" x="{label_w + scale + 10}" y="{y + 18}">{score:.4g}</text>'
         )
     return (
-        f'<svg id="scores-{_e(scorer)}" class="chart" width="{width}" height="{height}" '
+        f'<svg id="scores-{_e(scorer)}" class="chart" width="{width}" height="{height}" data-top="{top:g}" '
         f'xmlns="http://www.w3.org/2000/svg">{"".join(rows)}</svg>'
     )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
@@ -94,7 +136,8 @@ def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
         "<h2>Scores (95% bootstrap intervals)</h2>",
     ]
     for scorer in data["scorers"]:
-        parts += [f"<h3>{_e(scorer)}</h3>", score_chart(scorer, data["models"])]
+        direction = " <small>(lower is better)</small>" if lower_is_better(scorer) else ""
+        parts += [f"<h3>{_e(scorer)}{direction}</h3>", score_chart(scorer, data["models"])]
     if data.get("comparisons"):
         parts.append("<h2>Fine-tuned vs base, on the same examples</h2><ul>")
         for c in data["comparisons"]:
@@ -153,7 +196,7 @@ def _examples(experiment: Experiment, data: dict[str, Any], limit: int = 200) ->
     for i, row in enumerate(first[:limit]):
         cells = []
         for rows in outputs.values():
-            scores = ", ".join(f"{k} {v:.2f}" for k, v in rows[i]["scores"].items())
+            scores = ", ".join(f"{k} {v:.2f}" if _finite(v) else f"{k} n/a" for k, v in rows[i]["scores"].items())
             cells.append(f"<td><pre>{_e(rows[i]['output'])}</pre><small>{_e(scores)}</small></td>")
         parts.append(
             f"<tr><td class='num'>{_e(row['line'])}</td><td><pre>{_e(row['reference'])}</pre></td>{''.join(cells)}</tr>"

@@ -108,7 +108,7 @@ def _cell(row: dict[str, Any], scorer: str) -> str:
     score = row["scores"].get(scorer)
     low, high = row.get("intervals", {}).get(scorer) or (None, None)
     if score is None or score != score:
-        return ""
+        return "n/a"
     return f"{score:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
 
 
@@ -117,17 +117,19 @@ def _short_cell(row: dict[str, Any], scorer: str) -> str:
     score = row["scores"].get(scorer)
     low, high = row.get("intervals", {}).get(scorer) or (None, None)
     if score is None or score != score:
-        return ""
+        return "n/a"
     digits = 3 if abs(score) < 10 else 1
     return f"{score:.{digits}f}" + (f" ±{(high - low) / 2:.{digits}f}" if low is not None and high is not None else "")
 
 
 def table(data: dict[str, Any]) -> Table:
     """The comparison as a terminal table: each model's scores with their 95% intervals."""
-    t = Table(title=f"{data['name']} ({data['experiment']}): score ± half its 95% interval")
+    lower = [s for s in data["scorers"] if lower_is_better(s)]
+    caption = f"↓ lower is better: {', '.join(lower)}" if lower else None
+    t = Table(title=f"{data['name']} ({data['experiment']}): score ± half its 95% interval", caption=caption)
     t.add_column("model", no_wrap=True)
     for scorer in data["scorers"]:
-        t.add_column(scorer, justify="right")
+        t.add_column(scorer + (" ↓" if lower_is_better(scorer) else ""), justify="right")
     t.add_column("examples", justify="right")
     for row in data["models"]:
         t.add_row(row["target"], *(_short_cell(row, s) for s in data["scorers"]), str(row["examples"]))

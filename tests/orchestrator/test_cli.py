@@ -2,11 +2,13 @@
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -108,6 +110,35 @@ def test_quickstart_runs_end_to_end_and_the_fine_tuned_model_wins():
     assert job["status"] == "succeeded" and job["final_loss"] < 0.1
     status = json.loads(run_fto("status", report["experiment"], "--json").stdout)
     assert status[0]["status"] == "succeeded" and status[0]["fine_tuned_model"].endswith("adapter")
+    # said on screen: the embedded base starts from random weights; lower perplexity is better; which way it went
+    assert "random weights" in result.stdout and "lower is better: perplexity" in result.stdout
+    assert "significant: local/fine-tuned is better" in result.stdout
+    compared = run_fto("compare", report["experiment"])
+    assert compared.returncode == 0 and "perplexity: local/fine-tuned vs local/base" in compared.stdout
+    assert "report:" in compared.stdout
+    _check_the_perplexity_chart_in_chromium(Path(compared.stdout.split("report: ")[1].split()[0]))
+
+
+def _check_the_perplexity_chart_in_chromium(report: Path) -> None:
+    """Each metric on its own scale: a perplexity of 600 fills the chart, one of 2 barely shows; labels clear."""
+    from tests.backends.sim.test_report import CHROMIUM, FLAGS
+
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium (.ci/run installs it)")
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={report.parent / 'chromium'}", "--dump-dom", report.as_uri()],
+        capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    chart = dom.split('id="scores-perplexity"', 1)[1].split("</svg>", 1)[0]
+    widths = [float(w) for w in re.findall(r'class="bar"[^>]*width="([0-9.]+)"', chart)]
+    whisker_ends = [float(x) for x in re.findall(r'class="interval"[^>]*x2="([0-9.]+)"', chart)]
+    labels = [float(x) for x in re.findall(r'class="value" x="([0-9.]+)"', chart)]
+    base, tuned = widths
+    assert 600 < base <= 700 and tuned < base / 100, widths  # base ≈ the whole scale (690 px), fine-tuned ≈ 2 px
+    assert min(labels) > max(whisker_ends), (labels, whisker_ends)
+    assert "(lower is better)" in dom and "n/a" not in chart
+    ticks = dom.split('id="loss-curves"', 1)[1].split("</svg>", 1)[0].count('class="tick"')
+    assert ticks >= 6  # the loss chart has ticks on both axes
 
 
 def _job_status(fto_home) -> str | None:

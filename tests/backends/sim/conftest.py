@@ -10,8 +10,8 @@ from tests.serving import free_port, wait_until_up
 
 
 class SimServer:
-    def __init__(self, **options: float):
-        self.port = free_port()
+    def __init__(self, port: int | None = None, **options: float):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
         self.process = subprocess.Popen(
@@ -31,8 +31,8 @@ class SimServer:
 def sim_server():
     servers: list[SimServer] = []
 
-    def start(**options: float) -> SimServer:
-        servers.append(SimServer(**options))
+    def start(port: int | None = None, **options: float) -> SimServer:
+        servers.append(SimServer(port, **options))
         return servers[-1]
 
     yield start

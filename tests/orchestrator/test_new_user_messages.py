@@ -1,0 +1,59 @@
+"""Messages a new user met that misled them; each now says what is wrong and what to do (CLI in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ANIMALS, run_fto
+
+
+def test_an_unknown_target_format_is_named_as_the_problem(tmp_path: Path):
+    result = run_fto("data", "convert", str(ANIMALS), "--to", "parquet", "-o", str(tmp_path / "x"))
+    assert result.returncode == 2 and result.stderr.startswith("error: --to: unknown target 'parquet'")
+    assert "--skip-unwritable" not in result.stderr and not (tmp_path / "x").exists()
+
+
+def test_a_system_message_is_named_when_prompt_completion_cannot_hold_it(tmp_path: Path):
+    result = run_fto("data", "convert", str(ANIMALS), "--to", "prompt_completion", "-o", str(tmp_path / "x"))
+    assert result.returncode == 2 and "cannot hold a system message" in result.stderr
+
+
+def test_the_embedded_model_has_no_tokenizer_to_convert_with(tmp_path: Path):
+    out = tmp_path / "x.jsonl"
+    result = run_fto("data", "convert", str(ANIMALS), "--to", "local", "--model", "embedded:tiny-llama", "-o", str(out))
+    assert result.returncode == 2 and "trained per job" in result.stderr and "Repo id" not in result.stderr
+
+
+def test_stats_say_estimate_once_and_warn_about_an_unknown_model():
+    local = run_fto("data", "stats", str(ANIMALS), "--for", "local")
+    assert local.returncode == 0 and local.stdout.count("estimates") == 1  # "(counts are estimates)", once
+    unknown = run_fto("data", "stats", str(ANIMALS), "--for", "openai", "--model", "gpt-99")
+    assert "gpt-99 is not in openai's model table: its token limit and price are unknown" in unknown.stdout
+
+
+def test_an_option_is_named_once(tmp_path: Path):
+    result = run_fto("data", "split", str(ANIMALS), "--validation", "1.5", "-o", str(tmp_path))
+    assert result.stderr.strip() == "error: --validation: must lie between 0 and 1, got 1.5"
+
+
+def test_a_misspelt_scorer_gets_a_suggestion(write_job):
+    result = run_fto("submit", str(write_job({"eval": {"scorers": ["exact_mtch"]}})))
+    assert result.returncode == 2 and "did you mean 'exact_match'?" in result.stderr
+
+
+def test_wait_help_describes_its_argument():
+    assert "KEY is a job id, an experiment id or name, or a unique prefix" in run_fto("wait", "--help").stdout
+
+
+def test_status_in_80_columns_keeps_ids_whole(write_job, monkeypatch: pytest.MonkeyPatch, fto_home: Path):
+    sim = write_job({"backends": {"local": {"model": "/nonexistent/model-folder-for-a-failing-job"}}})
+    run_fto("submit", str(sim), "--backend", "local")
+    monkeypatch.setenv("COLUMNS", "80")
+    shown = run_fto("status")
+    (job,) = json.loads(run_fto("status", "--json").stdout)
+    assert job["id"] in shown.stdout and job["experiment_id"] in shown.stdout
+    assert os.environ["COLUMNS"] == "80"
