@@ -399,7 +399,13 @@ def train(job: WorkerJob, trainer: Trainer, device: Any) -> str:
             device=device.type,
             trainable_parameters=trainable,
         )
-        folder.write_status(JobStatus.RUNNING)
+        # the values "auto" became, as hosted providers report them once a job runs
+        resolved = {
+            "n_epochs": settings.epochs,
+            "batch_size": settings.batch_size,
+            "learning_rate": settings.learning_rate,
+        }
+        folder.write_status(JobStatus.RUNNING, hyperparameters=resolved)
     _Stop.training = True
     outcome = trainer.run(
         on_metric=folder.metric,
@@ -442,6 +448,8 @@ def save(job: WorkerJob, model: Any, tokenizer: Any, trainer: Trainer, outcome: 
 def _save_checkpoint(folder: JobFolder, trainer: Trainer) -> None:
     from fto.backends.local import checkpoint
 
+    if (latest := checkpoint.latest(folder.checkpoints_dir)) and latest.stem == f"step-{trainer.position.step:08d}":
+        return  # this step is saved already (the last periodic checkpoint can fall on the final step)
     path = checkpoint.save(folder.checkpoints_dir, trainer.position.step, trainer.state())
     folder.event(f"checkpoint {path.name}", step=trainer.position.step)
 

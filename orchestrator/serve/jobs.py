@@ -150,7 +150,7 @@ class ServeJobs:
             else None,
             "fine_tuned_model": self.model_id(record) if state.status == JobStatus.SUCCEEDED else None,
             "finished_at": finished,
-            "hyperparameters": {k: hyper[k] for k in ("n_epochs", "batch_size", "learning_rate_multiplier")},
+            "hyperparameters": self._resolved(job_id, hyper),
             "model": record["model"],
             "organization_id": ORGANIZATION,
             "result_files": [],
@@ -164,6 +164,17 @@ class ServeJobs:
             "method": record["method"],
             "metadata": record["metadata"],
         }
+
+    def _resolved(self, job_id: str, asked: dict[str, Any]) -> dict[str, Any]:
+        """The hyperparameters as asked, with "auto" replaced by the values used once training has begun."""
+        shown = {key: asked[key] for key in ("n_epochs", "batch_size", "learning_rate_multiplier")}
+        used = self._folder(job_id).read_status().get("hyperparameters")
+        if used:
+            shown["n_epochs"] = used["n_epochs"] if shown["n_epochs"] == "auto" else shown["n_epochs"]
+            shown["batch_size"] = used["batch_size"] if shown["batch_size"] == "auto" else shown["batch_size"]
+            if shown["learning_rate_multiplier"] == "auto":
+                shown["learning_rate_multiplier"] = 1.0  # the local backend's default rate, unscaled
+        return shown
 
     def _folder(self, job_id: str) -> JobFolder:
         return JobFolder(self.backend.root / "jobs" / job_id)

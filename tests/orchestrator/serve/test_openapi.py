@@ -156,6 +156,11 @@ def test_every_route_answers_as_openais_spec_says(serve, tmp_path):
         job = call("GET", f"/fine_tuning/jobs/{job['id']}", "/fine_tuning/jobs/{fine_tuning_job_id}")[1] or job
     assert job["status"] == "succeeded", job["error"]
     assert job["fine_tuned_model"].startswith("ft:embedded:tiny-llama:fto-serve:walk:")
+    # as OpenAI reports them once a job runs: the values "auto" became, not "auto"
+    assert job["hyperparameters"] == {"n_epochs": 3, "batch_size": 16, "learning_rate_multiplier": 1.0}
+    steps = [e["message"] for e in http.get(f"/fine_tuning/jobs/{job['id']}/events", params={"limit": 1000}).json()
+             ["data"] if e["message"].startswith("checkpoint step-")]  # fmt: skip
+    assert len(steps) == len(set(steps))  # each checkpoint told once
     events = call("GET", f"/fine_tuning/jobs/{job['id']}/events", "/fine_tuning/jobs/{fine_tuning_job_id}/events",
                   params={"limit": 5})[1]  # fmt: skip
     assert events and len(events["data"]) == 5 and events["has_more"]
