@@ -86,6 +86,7 @@ def test_convert_writes_the_plugins_training_format(parrot_plugin: Path, tmp_pat
     assert run_fto("data", "validate", str(out)).stdout.count("parrot_lines") == 1  # and read back by detection
 
 
+@pytest.mark.slow
 def test_run_and_compare_through_the_plugin_with_its_costs(parrot_plugin: Path, write_job):
     assert "parrot" in run_fto("backends").stdout
     schema = json.loads(run_fto("schema").stdout)

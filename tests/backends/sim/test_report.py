@@ -11,6 +11,8 @@ import yaml
 from fto.orchestrator.store import Store
 from tests.conftest import ANIMALS, run_fto
 
+pytestmark = pytest.mark.slow  # runs an experiment and Chromium
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
     "--headless",

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from fto.orchestrator.data.read import read_records
 from tests.conftest import SHARED_DATA, run_fto
 
@@ -56,6 +58,7 @@ def test_bad_input_converts_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_to_local_writes_token_ids_with_an_assistant_only_mask(tmp_path):
     from fto.backends.local.embedded import build_tokenizer
 

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import ANIMALS, run_fto
 
+pytestmark = pytest.mark.slow  # starts fto serve for each test
+
 
 def test_a_key_is_required_off_loopback(fto_home):
     result = run_fto("serve", "--host", "0.0.0.0", "--port", "1", timeout=60)
