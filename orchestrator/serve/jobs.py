@@ -6,6 +6,7 @@ each job in the one Store (FTO_HOME's database), beside every other job fto know
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
@@ -38,6 +39,7 @@ OPENAI_STATUS = {
     JobStatus.CANCELLED: "cancelled",
 }
 ORGANIZATION = "org-fto-serve"
+LOG = logging.getLogger("fto.serve")
 
 
 class ServeJobs:
@@ -121,12 +123,21 @@ class ServeJobs:
         return [record["id"] for record in self.store.serve_jobs()]
 
     def views(self, metadata: dict[str, str]) -> list[dict[str, Any]]:
-        """Job objects, newest first, of the jobs whose metadata holds every pair in `metadata`."""
-        return [
-            self.view(record["id"])
-            for record in self.store.serve_jobs()
-            if all((record["metadata"] or {}).get(key) == value for key, value in metadata.items())
-        ]
+        """Job objects, newest first, of the jobs whose metadata holds every pair in `metadata`.
+
+        One job that cannot be shown (its folder damaged, say) is left out and logged: it never takes the list down.
+        """
+        found = []
+        for record in self.store.serve_jobs():
+            if not all((record.get("metadata") or {}).get(key) == value for key, value in metadata.items()):
+                continue
+            try:
+                found.append(self.view(record["id"]))
+            except Exception as exc:  # a listing serves every client: one broken job must not fail it
+                LOG.warning(
+                    "fine-tuning job %s left out of the list: %s: %s", record.get("id"), type(exc).__name__, exc
+                )
+        return found
 
     # state ------------------------------------------------------------------------------------------
 
