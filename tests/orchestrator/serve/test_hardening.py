@@ -193,3 +193,16 @@ def test_a_blank_or_short_key_is_refused(key: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("FTO_SERVE_API_KEY", key)
     done = run_fto("serve", "--port", "1", timeout=60)
     assert done.returncode == 2 and "at least 16 characters" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_one_broken_job_never_takes_the_listing_down(serve):
+    server = serve()
+    file_id = _upload(server.url)
+    broken, fine = _job(server.url, file_id), _job(server.url, file_id)
+    _wait(server.url, broken["id"], {"succeeded", "failed"})
+    _wait(server.url, fine["id"], {"succeeded", "failed"})
+    for path in (server.home / "backends" / "serve" / "jobs" / broken["id"]).iterdir():
+        if path.is_file():
+            path.unlink()  # its folder damaged: the job can no longer be shown
+    listing = httpx.get(f"{server.url}/fine_tuning/jobs")
+    assert listing.status_code == 200 and [j["id"] for j in listing.json()["data"]] == [fine["id"]]
