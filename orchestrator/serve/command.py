@@ -17,6 +17,7 @@ import click
 )
 @click.option("--max-connections", default=256, show_default=True, help="connections at once (503 beyond)")
 @click.option("--body-seconds", default=120.0, show_default=True, help="time allowed for a request body to arrive")
+@click.option("--header-seconds", default=10.0, show_default=True, help="time allowed for a request's headers")
 def serve(
     host: str,
     port: int,
@@ -27,6 +28,7 @@ def serve(
     max_workers: int | None,
     max_connections: int,
     body_seconds: float,
+    header_seconds: float,
 ) -> None:
     """An OpenAI-compatible fine-tuning API over the local backend (files, fine_tuning/jobs, models, chat)."""
     import os
@@ -50,8 +52,11 @@ def serve(
     )
     auth = f"bearer key from ${api_key_env}" if api_key else "no key (loopback only)"
     click.echo(f"fto serve: http://{host}:{port}/v1 — {auth} — Ctrl-C to stop")
+    from fto.orchestrator.serve.protocol import with_header_deadline
+
     uvicorn.run(
         create_app(config),
+        http=with_header_deadline(header_seconds),
         host=host,
         port=port,
         log_level="warning",

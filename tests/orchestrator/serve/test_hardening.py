@@ -206,3 +206,25 @@ def test_one_broken_job_never_takes_the_listing_down(serve):
             path.unlink()  # its folder damaged: the job can no longer be shown
     listing = httpx.get(f"{server.url}/fine_tuning/jobs")
     assert listing.status_code == 200 and [j["id"] for j in listing.json()["data"]] == [fine["id"]]
+
+
+def test_a_client_trickling_its_headers_is_cut_off(serve):
+    server = serve("--header-seconds", "1")
+    port = int(server.url.split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        started = time.monotonic()
+        closed = False
+        for byte in b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
+            try:
+                conn.sendall(bytes([byte]))
+                conn.settimeout(0.2)
+                if conn.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+                break
+    assert closed and time.monotonic() - started < 5
+    assert httpx.get(f"{server.url}/models", timeout=10).status_code == 200  # others are served meanwhile
