@@ -87,6 +87,8 @@ def test_a_bad_training_line_is_named_and_no_job_starts(serve, tmp_path):
         ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "method": {"type": "dpo", "dpo": {
             "hyperparameters": {"beta": 3}}}}, "method.dpo.hyperparameters.beta"),
         ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "training_file": "file-x", "seed": 1}, "training_file"),
+        ("/fine_tuning/jobs", {"model": "embedded:tiny-llama", "training_file": "file-x",
+                               "hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),  # the older form
         ("/chat/completions", {"model": "embedded:tiny-llama", "messages": "hi"}, "messages"),
         ("/chat/completions", {"model": "embedded:tiny-llama", "messages": [{"role": "robot", "content": "x"}]},
          "messages[0].role"),
