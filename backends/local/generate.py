@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -55,9 +56,16 @@ class Generator:
     def __init__(self, device: str = "auto"):
         self.device = pick_device(device)
         self._models: dict[str, tuple[Any, Any]] = {}
+        # One caller at a time: fast tokenizers fail when two threads use one ("Already borrowed"), and a model
+        # must not be loaded twice. `fto serve` checks prompts in threads while a batch generates.
+        self._lock = threading.RLock()
 
     def generate(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[Completion]:
         """Replies of `model` (base folder or adapter) to each prompt, generated in batches."""
+        with self._lock:
+            return self._generate(model, prompts, params)
+
+    def _generate(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[Completion]:
         if model not in self._models:
             self._models[model] = load(model, self.device)
         net, tokenizer = self._models[model]
@@ -107,6 +115,10 @@ class Generator:
 
     def check_prompt(self, model: str, messages: Sequence[Message], params: GenerationParams) -> int:
         """The prompt's length in tokens; a ValueError when prompt and reply cannot fit the model's context."""
+        with self._lock:
+            return self._check_prompt(model, messages, params)
+
+    def _check_prompt(self, model: str, messages: Sequence[Message], params: GenerationParams) -> int:
         if model not in self._models:
             self._models[model] = load(model, self.device)
         net, tokenizer = self._models[model]
@@ -123,6 +135,10 @@ class Generator:
 
     def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
         """Mean negative log-likelihood of each conversation's last assistant turn, teacher-forced."""
+        with self._lock:
+            return self._reference_losses(model, conversations)
+
+    def _reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
         from fto.backends.local.packing import packed_row, token_logprobs
         from fto.backends.local.tokenized import encode
         from fto.orchestrator.data.formats.chat import dump_messages
