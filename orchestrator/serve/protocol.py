@@ -21,18 +21,22 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
+        """A new connection: its first request's headers are due within the deadline."""
         super().connection_made(transport)
         self._arm()
 
     def on_headers_complete(self) -> None:
+        """The headers arrived in time."""
         self._disarm()
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
+        """A response went out: the next request's headers are due within the deadline."""
         super().on_response_complete()
         self._arm()  # the next request on this connection gets the same deadline
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The connection ended: no deadline left to watch."""
         self._disarm()
         super().connection_lost(exc)
 
