@@ -104,7 +104,7 @@ def cookbook_validate(path: str, count_tokens: bool = False) -> None:
     billing = 0
     if count_tokens:
         sys.path.insert(0, str(REPO))
-        from fto.orchestrator.data.tokens import tiktoken_encoding
+        from fto.backends.tokenizers import tiktoken_encoding
 
         encoding = tiktoken_encoding("o200k_base")
         for ex in dataset:

@@ -12,9 +12,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import openai
 from pydantic import Field
 
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
@@ -25,6 +24,9 @@ from fto.orchestrator.network import is_loopback
 from fto.orchestrator.secrets import redact
 from fto.schemas import Completion, JobEvent, JobSpec, Message, Metric, ProviderJob, ProviderUpdates, Record
 from fto.schemas.provider import Price
+
+if TYPE_CHECKING:  # the SDK loads on first use: `fto data stats --for openai` needs only the price table
+    import openai
 
 T = TypeVar("T")
 MB = 1024 * 1024
@@ -92,6 +94,8 @@ class OpenAIBackend(Backend[OpenAIOptions]):
 
     @property
     def client(self) -> openai.OpenAI:
+        import openai
+
         if self._client is None:
             key = os.environ.get(self.options.api_key_env)
             common: dict[str, Any] = {"timeout": self.options.timeout, "max_retries": self.options.max_retries}
@@ -121,6 +125,8 @@ class OpenAIBackend(Backend[OpenAIOptions]):
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """One SDK call, its failures turned into ours: retryable or not, with the wait the provider asked for."""
+        import openai
+
         try:
             return fn()
         except openai.APITimeoutError:

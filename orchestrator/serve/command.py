@@ -15,9 +15,27 @@ import click
 @click.option(
     "--max-workers", type=click.IntRange(min=1), help="training jobs at once (default: 1 on CPU, one per GPU)"
 )
-@click.option("--max-connections", default=256, show_default=True, help="connections at once (503 beyond)")
-@click.option("--body-seconds", default=120.0, show_default=True, help="time allowed for a request body to arrive")
-@click.option("--header-seconds", default=10.0, show_default=True, help="time allowed for a request's headers")
+@click.option(
+    "--max-connections",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="connections at once (503 beyond)",
+)
+@click.option(
+    "--body-seconds",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="time allowed for a request body to arrive",
+)
+@click.option(
+    "--header-seconds",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="time allowed for a request's headers",
+)
 def serve(
     host: str,
     port: int,

@@ -1,4 +1,4 @@
-"""Scorers on real eval sets from ../shared/data, and the statistics that say whether a difference is real."""
+"""Scorers on real eval sets (tests/fixtures/data), and the statistics that say whether a difference is real."""
 
 import json
 
