@@ -139,6 +139,12 @@ class Backend(ABC, Generic[OptionsT]):
         return None
 
     @classmethod
+    def notice(cls, options: BackendOptions | None = None) -> str | None:
+        """What users must hear before sending work here (a service closing, say), shown by `fto backends` and at
+        submit; `options` narrows it to one configured endpoint. Refusing is `check`'s job."""
+        return None
+
+    @classmethod
     def for_judge(cls, name: str, model: str, base_url: str | None) -> Backend[Any]:
         """This backend set up to ask `model` for verdicts (`eval.judge`), at `base_url` when given."""
         raise UnsupportedError("this backend cannot act as a judge", backend=name)

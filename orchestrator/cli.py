@@ -93,6 +93,8 @@ def _submit(job_file: str, backend: str | None) -> Any:
         f"{len(submitted.data.train)} train, {len(submitted.data.validation)} validation, "
         f"{len(submitted.data.eval)} eval examples"
     )
+    for notice in submitted.notices:
+        err_console.print(f"[yellow]notice:[/] {_escape(notice)}", highlight=False)
     for job in submitted.jobs:
         line = f"  {job.backend:10} {job.id}  {job.status.value}"
         console.print(line + (f"  [red]{_escape(job.error)}[/]" if job.error else ""), highlight=False)
@@ -486,8 +488,14 @@ def schema() -> None:
 
 @cli.command()
 def backends() -> None:
-    """List the installed backends (entry-point group fto.backends)."""
-    from fto.backends.registry import available
+    """List the installed backends (entry-point group fto.backends), with what each provider's users must know."""
+    from fto.backends.registry import available, backend_class
 
     for name, ep in sorted(available().items()):
         console.print(f"{name:12} {ep.value}", highlight=False)
+        try:
+            notice = backend_class(name).notice()
+        except FtoError as exc:  # a backend whose extra is missing is listed all the same
+            notice = str(exc)
+        if notice:
+            console.print(f"{'':12} [yellow]{_escape(notice)}[/]", highlight=False)

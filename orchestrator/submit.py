@@ -28,6 +28,7 @@ class Submitted:
     experiment: Experiment
     jobs: list[Job]
     data: DatasetSplits
+    notices: list[str]
 
 
 def backend_for(spec: JobSpec, name: str) -> Backend:
@@ -52,12 +53,14 @@ def submit(store: Store, loaded: LoadedJob) -> Submitted:
     (folder / "job.yaml").write_text(loaded.path.read_text())
     for job, backend in zip(jobs, backends, strict=True):
         submit_job(store, experiment, job, backend, data)
-    return Submitted(experiment=experiment, jobs=store.jobs(experiment.id), data=data)
+    notices = [f"{b.name}: {text}" for b in backends if (text := b.notice(b.options))]
+    return Submitted(experiment=experiment, jobs=store.jobs(experiment.id), data=data, notices=notices)
 
 
 def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend, data: DatasetSplits) -> None:
     """Prepare, upload (or reuse an upload of the same content), and create the job exactly once."""
-    notes = backend.ignored(experiment.spec)
+    notice = backend.notice(backend.options)
+    notes = ([notice] if notice else []) + backend.ignored(experiment.spec)
     if notes:
         store.add_updates(job.id, [JobEvent(created_at=now(), level="warning", message=n) for n in notes], [], None)
     try:

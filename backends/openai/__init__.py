@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -18,8 +18,9 @@ from pydantic import Field
 
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.backends.openai import mapping
+from fto.orchestrator.clock import today
 from fto.orchestrator.data.formats.chat import dump_messages
-from fto.orchestrator.errors import BackendError, ConfigError, DataError
+from fto.orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
 from fto.orchestrator.network import is_loopback
 from fto.orchestrator.secrets import redact
 from fto.schemas import Completion, JobEvent, JobSpec, Message, Metric, ProviderJob, ProviderUpdates, Record
@@ -30,6 +31,11 @@ if TYPE_CHECKING:  # the SDK loads on first use: `fto data stats --for openai` n
 
 T = TypeVar("T")
 MB = 1024 * 1024
+# OpenAI's fine-tuning is closing: no new jobs after LAST_NEW_JOBS; these models and their fine-tunes retire after.
+LAST_NEW_JOBS = date(2027, 1, 6)
+RETIREMENT = date(2027, 1, 14)
+RETIRING = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini")
+ALTERNATIVES = "together, fireworks, vertex or bedrock (the same job file runs there: --backend NAME)"
 MAX_PAGES = 20  # per list and poll: 2,000 events; a longer backlog is read over the next polls
 
 
@@ -79,6 +85,18 @@ class OpenAIBackend(Backend[OpenAIOptions]):
             card = cls.describe().models.get(model.split(":")[1])
             return card.fine_tuned_inference_usd_per_1m if card else None
         return super().inference_price(model)
+
+    @classmethod
+    def notice(cls, options: BackendOptions | None = None) -> str | None:
+        """OpenAI's closing dates, for jobs sent to OpenAI itself (not to Azure or a compatible service)."""
+        if isinstance(options, OpenAIOptions) and (options.base_url or options.azure_endpoint):
+            return None
+        if today() > LAST_NEW_JOBS:
+            return f"OpenAI accepts no new fine-tuning jobs since {LAST_NEW_JOBS:%Y-%m-%d}: use {ALTERNATIVES}"
+        return (
+            f"OpenAI accepts no new fine-tuning jobs after {LAST_NEW_JOBS:%Y-%m-%d} and retires "
+            f"{', '.join(RETIRING)} and their fine-tunes on {RETIREMENT:%Y-%m-%d}; consider {ALTERNATIVES}"
+        )
 
     @classmethod
     def for_judge(cls, name: str, model: str, base_url: str | None) -> Backend[Any]:
@@ -155,6 +173,12 @@ class OpenAIBackend(Backend[OpenAIOptions]):
 
     def check(self, spec: JobSpec) -> None:
         super().check(spec)
+        closed = not (self.options.base_url or self.options.azure_endpoint) and today() > LAST_NEW_JOBS
+        if closed:
+            raise UnsupportedError(
+                f"OpenAI accepts no new fine-tuning jobs since {LAST_NEW_JOBS:%Y-%m-%d}: use {ALTERNATIVES}",
+                backend=self.name,
+            )
         self.client  # noqa: B018 — a missing key is said now, before anything is recorded or uploaded
         mapping.method(spec, self.name)  # raises on out-of-range hyperparameters
         mapping.metadata(spec, "fto-xxxxxxxxxx", self.name)
