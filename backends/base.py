@@ -184,6 +184,11 @@ class Backend(ABC, Generic[OptionsT]):
         providers delete files). Backends that can ask, do; the default trusts the earlier upload."""
         return True
 
+    def price_quote(self, spec: JobSpec, uploaded: UploadedData) -> str | None:
+        """The provider's own price for this job, once its data is uploaded (recorded as an event), where the
+        provider quotes one; raising refuses the job (more than the account may spend, say)."""
+        return None
+
     @abstractmethod
     def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
         """Start a fine-tuning job; return the provider's job id. `job_id` is ours, for idempotency."""

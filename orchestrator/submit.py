@@ -80,6 +80,9 @@ def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend,
         if uploaded is None:
             uploaded = retry.call(lambda: backend.upload(prepared))
             store.save_upload(backend.provider_key, digest, uploaded.model_dump_json())
+        quote = retry.call(lambda: backend.price_quote(experiment.spec, uploaded))
+        if quote:
+            store.add_updates(job.id, [JobEvent(created_at=now(), message=quote)], [], None)
         provider_job_id = _create(store, job, backend, experiment.spec, uploaded)
     except FtoError as exc:
         store.fail(job.id, str(exc))

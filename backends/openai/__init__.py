@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import Field
 
+from fto.backends import sdk_errors
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.backends.openai import mapping
 from fto.orchestrator.clock import today
 from fto.orchestrator.data.formats.chat import dump_messages
 from fto.orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
 from fto.orchestrator.network import is_loopback
-from fto.orchestrator.secrets import redact
 from fto.schemas import Completion, JobEvent, JobSpec, Message, Metric, ProviderJob, ProviderUpdates, Record
 from fto.schemas.provider import Price
 
@@ -145,29 +145,7 @@ class OpenAIBackend(Backend[OpenAIOptions]):
         """One SDK call, its failures turned into ours: retryable or not, with the wait the provider asked for."""
         import openai
 
-        try:
-            return fn()
-        except openai.APITimeoutError:
-            raise BackendError(f"{what}: timed out", backend=self.name, retryable=True) from None
-        except openai.APIConnectionError as exc:
-            raise BackendError(f"{what}: cannot reach the API: {exc}", backend=self.name, retryable=True) from None
-        except openai.APIStatusError as exc:
-            code = exc.status_code
-            detail = exc.body.get("message") if isinstance(exc.body, dict) else None
-            body_code = exc.body.get("code") if isinstance(exc.body, dict) else None
-            # A daily limit does not lift on retry the same day.
-            retryable = (code in (408, 409, 429) or code >= 500) and body_code != "daily_rate_limit_exceeded"
-            raise BackendError(
-                redact(f"{what}: {detail or exc.message} ({code})"),
-                backend=self.name,
-                status_code=code,
-                retryable=retryable,
-                retry_after=_retry_after(exc.response.headers.get("retry-after")) if code == 429 else None,
-            ) from None
-        except openai.APIResponseValidationError as exc:
-            raise BackendError(f"{what}: malformed response: {exc}", backend=self.name, retryable=True) from None
-        except json.JSONDecodeError as exc:
-            raise BackendError(f"{what}: malformed response: {exc}", backend=self.name, retryable=True) from None
+        return sdk_errors.call(openai, self.name, what, fn)
 
     # checks and data ---------------------------------------------------------------------------------
 
@@ -358,10 +336,3 @@ class OpenAIBackend(Backend[OpenAIOptions]):
             input_tokens=usage.prompt_tokens if usage else None,
             output_tokens=usage.completion_tokens if usage else None,
         )
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
