@@ -120,10 +120,17 @@ class Backend(ABC, Generic[OptionsT]):
         return tiktoken_counter(encoding, info.tokens_exact and card is not None, model or info.label)
 
     @classmethod
-    def inference_price(cls, model: str) -> Price | None:
-        """USD per 1M (input, output) tokens to query `model`, or None when the provider's table lacks it."""
-        card = cls.describe().models.get(model)
-        return card.inference_usd_per_1m if card else None
+    def inference_price(cls, model: str, base_model: str | None = None) -> Price | None:
+        """USD per 1M (input, output) tokens to query `model`, or None when the provider's table lacks it.
+
+        A model the table lacks that was tuned from `base_model` costs what the table says tuned models of that base
+        cost (or the base's own price, where the provider charges the same).
+        """
+        cards = cls.describe().models
+        if model in cards:
+            return cards[model].inference_usd_per_1m
+        base = cards.get(base_model) if base_model else None
+        return (base.fine_tuned_inference_usd_per_1m or base.inference_usd_per_1m) if base else None
 
     @classmethod
     def training_format(cls, model: str | None = None, max_length: int = 4096) -> Format:

@@ -185,7 +185,7 @@ def _check_backend_sections(spec: JobSpec, lines: dict[Loc, int], file: str) -> 
     for name, section in spec.backends.items():
         loc: Loc = ("backends", name)
         for key in section.options():
-            if looks_like_secret_name(key):
+            if looks_like_secret_name(key) and not key.endswith("_env"):  # *_env names a variable: no secret
                 raise ConfigError(
                     "secrets are never read from the job file; set them in the environment "
                     "(the backend's page names the variable) instead",

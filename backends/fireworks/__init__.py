@@ -82,9 +82,10 @@ class FireworksBackend(Backend[FireworksOptions]):
         self._client: fireworks.Fireworks | None = None
 
     @classmethod
-    def inference_price(cls, model: str) -> Price | None:
-        """Base models from the table; a fine-tuned one (`MODEL#DEPLOYMENT`) is billed by deployment hour."""
-        return super().inference_price(model.split("#", 1)[0])
+    def inference_price(cls, model: str, base_model: str | None = None) -> Price | None:
+        """Base models from the table; a fine-tuned one on a deployment is billed by GPU hour, not per token: its
+        calls are priced at the base's serverless rate, as a point of comparison."""
+        return super().inference_price(model.split("#", 1)[0], base_model)
 
     @property
     def account(self) -> str:

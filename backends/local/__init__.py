@@ -98,7 +98,7 @@ class LocalBackend(Backend[LocalOptions]):
         return None
 
     @classmethod
-    def inference_price(cls, model: str) -> Price | None:
+    def inference_price(cls, model: str, base_model: str | None = None) -> Price | None:
         return 0.0, 0.0  # your own hardware: no per-token bill
 
     @classmethod

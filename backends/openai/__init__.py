@@ -79,12 +79,12 @@ class OpenAIBackend(Backend[OpenAIOptions]):
         self._client: openai.OpenAI | None = None
 
     @classmethod
-    def inference_price(cls, model: str) -> Price | None:
+    def inference_price(cls, model: str, base_model: str | None = None) -> Price | None:
         """Base models from the table; fine-tuned ones (`ft:BASE:ORG:SUFFIX:ID`) at their base's fine-tuned price."""
         if model.startswith("ft:"):
             card = cls.describe().models.get(model.split(":")[1])
             return card.fine_tuned_inference_usd_per_1m if card else None
-        return super().inference_price(model)
+        return super().inference_price(model, base_model)
 
     @classmethod
     def notice(cls, options: BackendOptions | None = None) -> str | None:

@@ -73,12 +73,12 @@ class TogetherBackend(Backend[TogetherOptions]):
         self._limits: Any = None
 
     @classmethod
-    def inference_price(cls, model: str) -> Price | None:
+    def inference_price(cls, model: str, base_model: str | None = None) -> Price | None:
         """Base models from the table; a fine-tuned one (`ACCOUNT/BASE-SUFFIX`) at its base's LoRA price."""
-        cards = cls.describe().models
-        if model in cards:
-            return cards[model].inference_usd_per_1m
-        for name, card in cards.items():
+        known = super().inference_price(model, base_model)
+        if known:
+            return known
+        for name, card in cls.describe().models.items():
             if name.rsplit("/", 1)[-1] in model:
                 return card.fine_tuned_inference_usd_per_1m or card.inference_usd_per_1m
         return None

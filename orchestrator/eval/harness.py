@@ -40,6 +40,7 @@ class Target:
     model: str
     job_id: str | None
     section: BackendSection | None = None  # the backend's options, from the job file it came from
+    base_model: str | None = None  # what a fine-tuned model was tuned from (its price may follow the base's)
 
     @property
     def backend_type(self) -> str:
@@ -61,7 +62,9 @@ def targets(store: Store, experiment: Experiment) -> list[Target]:
         section = store.experiment(job.experiment_id).spec.backends.get(job.backend)
         if (spec_eval is None or spec_eval.base) and job.base_model:
             found.append(Target(f"{job.backend}/base", job.backend, job.base_model, job.id, section))
-        found.append(Target(f"{job.backend}/fine-tuned", job.backend, job.fine_tuned_model, job.id, section))
+        found.append(
+            Target(f"{job.backend}/fine-tuned", job.backend, job.fine_tuned_model, job.id, section, job.base_model)
+        )
     return found
 
 
@@ -73,7 +76,7 @@ def parse_target(store: Store, text: str, spec: JobSpec | None) -> list[Target]:
         if job.status != JobStatus.SUCCEEDED or not job.fine_tuned_model:
             raise FtoError(f"job {rest} has no fine-tuned model (it is {job.status.value})")
         section = store.experiment(job.experiment_id).spec.backends.get(job.backend)
-        return [Target(f"{job.backend}/{job.id}", job.backend, job.fine_tuned_model, job.id, section)]
+        return [Target(f"{job.backend}/{job.id}", job.backend, job.fine_tuned_model, job.id, section, job.base_model)]
     if rest and (kind in registry.available() or (spec and kind in spec.backends)):
         section = spec.backends.get(kind) if spec else None
         return [Target(f"{kind}/{rest}", kind, rest, None, section)]
@@ -177,7 +180,7 @@ def evaluate(
         seconds = time.perf_counter() - started
         outputs = [c.text for c in completions]
         outputs_by_label[target.label] = outputs
-        usage[target.label] = usage_summary(completions, target.backend_type, target.model)
+        usage[target.label] = usage_summary(completions, target.backend_type, target.model, target.base_model)
         per_example = [
             {s.name: float(s.score(out, ref, example)) for s in scorers if s.name != "judge"}
             for out, ref, example in zip(outputs, references, examples, strict=True)
@@ -214,7 +217,7 @@ def evaluate(
                     "input_tokens": c.input_tokens,
                     "output_tokens": c.output_tokens,
                     "seconds": c.seconds,
-                    "cost_usd": call_cost(target.backend_type, target.model, c),
+                    "cost_usd": call_cost(target.backend_type, target.model, c, target.base_model),
                 }
                 f.write(json.dumps(output_row) + "\n")
         results[target.label] = {name: value[0] for name, value in scores.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from statistics import fmean, median
 from typing import Any
 
@@ -10,23 +11,29 @@ from fto.schemas import Completion
 from fto.schemas.provider import Price
 
 
-def prices(backend_type: str, model: str) -> Price | None:
-    """USD per 1M (input, output) tokens for `model` on a backend, or None when the backend does not know."""
-    return registry.backend_class(backend_type).inference_price(model)
+def prices(backend_type: str, model: str, base_model: str | None = None) -> Price | None:
+    """USD per 1M (input, output) tokens for `model` (tuned from `base_model`, when known) on a backend, or None
+    when the backend does not know."""
+    price_of = registry.backend_class(backend_type).inference_price
+    if len(inspect.signature(price_of).parameters) < 2:  # plugins written before base_model existed
+        return price_of(model)
+    return price_of(model, base_model)
 
 
-def call_cost(backend_type: str, model: str, completion: Completion) -> float | None:
+def call_cost(backend_type: str, model: str, completion: Completion, base_model: str | None = None) -> float | None:
     """Dollars one call cost, or None when its tokens or the model's price are unknown."""
-    price = prices(backend_type, model)
+    price = prices(backend_type, model, base_model)
     if price is None or completion.input_tokens is None or completion.output_tokens is None:
         return None
     return (completion.input_tokens * price[0] + completion.output_tokens * price[1]) / 1e6
 
 
-def usage_summary(completions: list[Completion], backend_type: str, model: str) -> dict[str, Any]:
+def usage_summary(
+    completions: list[Completion], backend_type: str, model: str, base_model: str | None = None
+) -> dict[str, Any]:
     """Totals for one model's calls; unknown counts stay None rather than pretend to be zero."""
     latencies = [c.seconds for c in completions if c.seconds is not None]
-    costs = [call_cost(backend_type, model, c) for c in completions]
+    costs = [call_cost(backend_type, model, c, base_model) for c in completions]
 
     def total(values: list[Any]) -> Any:
         return None if not values or any(v is None for v in values) else sum(values)
