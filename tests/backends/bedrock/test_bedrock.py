@@ -10,7 +10,7 @@ import pytest
 
 from fto.orchestrator.store import Store
 from fto.schemas import JobStatus
-from tests.backends.anthropic.conftest import BUCKET, ROLE
+from tests.backends.bedrock.conftest import BUCKET, ROLE
 from tests.conftest import ANIMALS, SHARED_DATA, run_fto
 
 pytestmark = pytest.mark.slow  # runs moto's server
@@ -57,7 +57,9 @@ def test_claude_on_bedrock_end_to_end(aws, messages, write_job, fto_home):
     first = json.loads(lines[0])
     assert set(first) == {"system", "messages"} and [m["role"] for m in first["messages"]] == ["user", "assistant"]
     assert remote["validationDataConfig"]["validators"][0]["s3Uri"].endswith("validation.jsonl")
-    assert any("learning_rate is for local training" in e.message for e in store.events(job.id))
+    assert any(
+        "hyperparameters.learning_rate is not a Bedrock setting for Claude" in e.message for e in store.events(job.id)
+    )
 
     # Bedrock finishes the job and writes its step-wise losses to the output folder
     output = remote["outputDataConfig"]["s3Uri"].removeprefix(f"s3://{BUCKET}/")

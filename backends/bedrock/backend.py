@@ -1,36 +1,38 @@
-"""The anthropic backend's client: Bedrock customization jobs through boto3, Claude through the anthropic SDK."""
+"""The bedrock backend's client: customization jobs through boto3 for every family, inference through each
+family's runtime (Claude: the anthropic SDK; Nova and Llama: Bedrock's Converse API)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-import anthropic
-import boto3
 from pydantic import Field
 
-from fto.backends.anthropic import mapping
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
+from fto.backends.bedrock import mapping
+from fto.backends.bedrock.families import Family, family_of
 from fto.orchestrator.data.stats import measure
 from fto.orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
 from fto.orchestrator.secrets import redact
-from fto.schemas import Completion, JobEvent, JobSpec, Message, ProviderJob, ProviderUpdates, Record
+from fto.schemas import Completion, Conversation, JobEvent, JobSpec, Message, ProviderJob, ProviderUpdates, Record
 
 T = TypeVar("T")
 RETRYABLE_AWS = {"ThrottlingException", "ServiceUnavailableException", "InternalServerException", "TooManyRequests"}
 
 
-class AnthropicOptions(BackendOptions):
-    """The `anthropic` section of a job file: Bedrock region, role, bucket and the endpoints to use."""
+class BedrockOptions(BackendOptions):
+    """The `bedrock` (or `anthropic`) section of a job file: base model, region, role, bucket and endpoints."""
 
     model: str = Field(
-        default="anthropic.claude-3-haiku-20240307-v1:0:200k", description="Bedrock base model to customize"
+        default="anthropic.claude-3-haiku-20240307-v1:0:200k",
+        description="Bedrock base model to customize: anthropic.claude-*, amazon.nova-*, meta.llama3-*",
     )
     region: str = Field(default="us-west-2", description="AWS region (Claude fine-tuning runs in us-west-2)")
     role_arn: str | None = Field(default=None, description="IAM role Bedrock assumes to read and write S3")
@@ -38,11 +40,15 @@ class AnthropicOptions(BackendOptions):
     s3_prefix: str = Field(default="fto", description="key prefix inside the bucket")
     early_stopping_threshold: float | None = Field(default=None, description="Bedrock: 0–0.1 (default 0.001)")
     early_stopping_patience: int | None = Field(default=None, description="Bedrock: 1–10 epochs (default 2)")
-    max_records: int = Field(
-        default=10000, gt=0, description="training + validation records; an AWS quota you can have raised"
+    learning_rate_warmup_steps: int | None = Field(default=None, description="Nova: 0–100 steps (default 10)")
+    max_records: int | None = Field(
+        default=None, gt=0, description="training + validation records (default: the family's AWS quota, raisable)"
     )
     inference_model: str | None = Field(
         default=None, description="provisioned throughput ARN to query the custom model (Bedrock requires one)"
+    )
+    base_inference_model: str | None = Field(
+        default=None, description="model id or inference profile to query the base model on demand"
     )
     endpoint_url: str | None = Field(default=None, description="Bedrock and S3 endpoint (a VPC endpoint, or a test)")
     runtime_url: str | None = Field(default=None, description="Bedrock runtime endpoint for inference")
@@ -55,30 +61,35 @@ class AnthropicOptions(BackendOptions):
     max_poll_interval: float = Field(default=300.0, gt=0, description="seconds between polls while it does not")
 
 
-class AnthropicBackend(Backend[AnthropicOptions]):
-    """Claude fine-tuned by Amazon Bedrock model customization jobs, and queried through the anthropic SDK."""
+class BedrockBackend(Backend[BedrockOptions]):
+    """Claude, Nova and Llama fine-tuned by Amazon Bedrock model customization jobs, and queried on Bedrock."""
 
-    Options: ClassVar[type[BackendOptions]] = AnthropicOptions
-    methods: ClassVar[frozenset[str]] = frozenset({"sft"})  # Bedrock fine-tunes Claude with SFT only
+    Options: ClassVar[type[BackendOptions]] = BedrockOptions
+    methods: ClassVar[frozenset[str]] = frozenset({"sft"})  # Bedrock fine-tunes these families with SFT only
     max_concurrency: int = 4
     max_requests_per_second: float = 2.0
 
-    def __init__(self, name: str, options: AnthropicOptions):
+    def __init__(self, name: str, options: BedrockOptions):
         super().__init__(name, options)
         self.min_poll_interval, self.max_poll_interval = self.options.min_poll_interval, self.options.max_poll_interval
         self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def for_judge(cls, name: str, model: str, base_url: str | None) -> Backend[Any]:
         if not model.startswith(("anthropic.", "arn:")) and not os.environ.get("ANTHROPIC_API_KEY"):
             raise ConfigError("the judge needs ANTHROPIC_API_KEY in the environment (never in job files)")
-        return cls(name, AnthropicOptions(model=model, anthropic_base_url=base_url))
+        return cls(name, BedrockOptions(model=model, anthropic_base_url=base_url))
 
     @property
     def provider_key(self) -> str:
         return f"bedrock {self.options.region} {self.options.endpoint_url or ''}".strip()
 
     def _aws(self, service: str) -> Any:
+        with self._lock:  # boto3's default session is not safe to make clients from in several threads at once
+            return self._clients.get(service) or self._make_aws(service)
+
+    def _make_aws(self, service: str) -> Any:
         if service not in self._clients:
             import boto3
             from botocore.config import Config
@@ -86,7 +97,7 @@ class AnthropicBackend(Backend[AnthropicOptions]):
             self._clients[service] = boto3.client(
                 service,
                 region_name=self.options.region,
-                endpoint_url=self.options.endpoint_url,
+                endpoint_url=self.options.runtime_url if service == "bedrock-runtime" else self.options.endpoint_url,
                 config=Config(retries={"max_attempts": self.options.max_retries + 1, "mode": "standard"},
                               read_timeout=self.options.timeout, connect_timeout=min(self.options.timeout, 10)),
             )  # fmt: skip
@@ -116,10 +127,16 @@ class AnthropicBackend(Backend[AnthropicOptions]):
 
     # checks and data ---------------------------------------------------------------------------------
 
+    @property
+    def family(self) -> Family:
+        return family_of(self.options.model, self.name)
+
     def check(self, spec: JobSpec) -> None:
+        family = self.family
         if spec.method != "sft":
             raise UnsupportedError(
-                f"method {spec.method!r}: Bedrock fine-tunes Claude with supervised examples only (method: sft)",
+                f"method {spec.method!r}: Bedrock fine-tunes {family.label} with supervised examples only "
+                "(method: sft)",
                 backend=self.name,
             )
         missing = [name for name in ("role_arn", "s3_bucket") if not getattr(self.options, name)]
@@ -129,7 +146,8 @@ class AnthropicBackend(Backend[AnthropicOptions]):
                 "the role lets Bedrock read it)",
                 field=f"backends.{self.name}",
             )
-        mapping.hyperparameters(spec, self._early_stopping(), True, self.name)
+        family.hyperparameters(spec, self.options, True, self.name)
+        import boto3
 
         if boto3.Session().get_credentials() is None:  # said now, not after the data is prepared
             raise ConfigError(
@@ -138,32 +156,33 @@ class AnthropicBackend(Backend[AnthropicOptions]):
             )
 
     def ignored(self, spec: JobSpec) -> list[str]:
+        family = self.family
+        taken = ", ".join(k.source.removeprefix("hyperparameters.") for k in family.knobs)
         return [
-            f"hyperparameters.{name} is for local training; Bedrock chooses it (use learning_rate_multiplier)"
-            for name in mapping.ignored_settings(spec)
+            f"{name} is not a Bedrock setting for {family.label} (it takes {taken})" for name in family.unused(spec)
         ]
-
-    def _early_stopping(self) -> dict[str, float | None]:
-        return {"threshold": self.options.early_stopping_threshold, "patience": self.options.early_stopping_patience}
 
     def prepare(
         self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
-        """Bedrock's Claude JSONL, after the checks Bedrock would otherwise fail the job on, hours later."""
-        rules = self.describe().data
+        """The family's JSONL, after the checks Bedrock would otherwise fail the job on, hours later."""
+        family = self.family
         _, card = self.describe().model(self.options.model)
-        if len(train) < rules.min_examples:
+        if len(train) < family.min_records:
             raise DataError(
-                f"Bedrock needs at least {rules.min_examples} training records for Claude; "
+                f"Bedrock needs at least {family.min_records} training records for {family.label}; "
                 f"the training split has {len(train)}",
                 file=spec.data.train,
             )
-        if len(train) + len(validation) > self.options.max_records:
+        most = self.options.max_records or family.max_records
+        if len(train) + len(validation) > most:
             raise DataError(
-                f"Bedrock takes at most {self.options.max_records} training and validation records together; "
+                f"Bedrock takes at most {most} training and validation records together for {family.label}; "
                 f"this job has {len(train) + len(validation)} (the quota can be raised: then set max_records)",
                 file=spec.data.train,
             )
+        if family.single_turn:
+            train, validation = _single_turn(train, spec, family), _single_turn(validation, spec, family)
         limit = card.max_tokens_per_example if card else None
         if limit:
             counter = self.token_counter(self.options.model)  # cl100k, an estimate for Claude
@@ -172,11 +191,11 @@ class AnthropicBackend(Backend[AnthropicOptions]):
                 if total > limit:
                     raise DataError(
                         f"about {total} tokens: over Bedrock's {limit} per record for {self.options.model} "
-                        "(an estimate: Claude's tokenizer is not public)",
+                        f"(an estimate: {family.label}'s tokenizer is not used offline)",
                         file=spec.data.train,
                         line=record.source_line,
                     )
-        return PreparedData.write(train, validation, workdir, "bedrock_claude")
+        return PreparedData.write(train, validation, workdir, family.training_format)
 
     def upload(self, prepared: PreparedData) -> UploadedData:
         return UploadedData(
@@ -208,8 +227,8 @@ class AnthropicBackend(Backend[AnthropicOptions]):
             "outputDataConfig": {
                 "s3Uri": f"s3://{self.options.s3_bucket}/{self.options.s3_prefix.strip('/')}/output/{job_id}/"
             },
-            "hyperParameters": mapping.hyperparameters(
-                spec, self._early_stopping(), uploaded.validation_file is not None, self.name
+            "hyperParameters": self.family.hyperparameters(
+                spec, self.options, uploaded.validation_file is not None, self.name
             ),
             "clientRequestToken": job_id,
             "jobTags": [{"key": "fto_job_id", "value": job_id}]
@@ -318,22 +337,40 @@ class AnthropicBackend(Backend[AnthropicOptions]):
                 )
         return self._clients[key]
 
-    def inference_model(self, model: str) -> tuple[str, bool]:
-        """(model id to call, whether through Bedrock). Custom models need provisioned throughput; the base
-        model is called by its on-demand id, without the customization variant (`:200k`)."""
+    def inference_model(self, model: str) -> tuple[str, str]:
+        """(model id to call, runtime: "anthropic" for the Anthropic API, "bedrock-claude" or "converse").
+
+        Custom models (ARNs) need provisioned throughput; a base model is called by its on-demand id (or the
+        inference profile named as base_inference_model), without the customization variant (`:200k`).
+        """
+        runtime = self.family.runtime if self._is_bedrock_family() else "anthropic"
         if model.startswith("arn:"):
-            return (self.options.inference_model or model), True
-        if model.startswith("anthropic."):
-            return re.sub(r":\d+k$", "", model), True
-        return model, False
+            target = self.options.inference_model or model
+        elif model == self.options.model and self.options.base_inference_model:
+            target = self.options.base_inference_model
+        elif model.startswith(("anthropic.", "amazon.", "meta.", "us.", "eu.", "apac.")):
+            target = re.sub(r":\d+k$", "", model)
+        else:
+            return model, "anthropic"  # claude-* by the Anthropic API's name (a judge, a direct comparison)
+        return target, "bedrock-claude" if runtime == "anthropic" else "converse"
+
+    def _is_bedrock_family(self) -> bool:
+        try:
+            self.family  # noqa: B018
+        except UnsupportedError:
+            return False
+        return True
 
     def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        target, runtime = self.inference_model(model)
+        if runtime == "converse":
+            return self._converse(target, messages, params)
+        import anthropic
 
-        target, bedrock = self.inference_model(model)
         system = "\n".join(m.content or "" for m in messages if m.role == "system")
         turns = [{"role": m.role, "content": m.content or ""} for m in messages if m.role in ("user", "assistant")]
         try:
-            response = self._anthropic_client(bedrock).messages.create(
+            response = self._anthropic_client(runtime == "bedrock-claude").messages.create(
                 model=target,
                 max_tokens=params.max_new_tokens,
                 messages=turns,
@@ -353,3 +390,45 @@ class AnthropicBackend(Backend[AnthropicOptions]):
         return Completion(
             text=text, input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens
         )
+
+    def _converse(self, target: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        """One reply through Bedrock's Converse API (Nova, Llama; base on demand, custom on provisioned throughput)."""
+        system = [{"text": m.content or ""} for m in messages if m.role == "system"]
+        turns = [{"role": m.role, "content": [{"text": m.content or ""}]} for m in messages
+                 if m.role in ("user", "assistant")]  # fmt: skip
+        request: dict[str, Any] = {
+            "modelId": target,
+            "messages": turns,
+            "inferenceConfig": {"maxTokens": params.max_new_tokens, "temperature": params.temperature},
+        }
+        if system:
+            request["system"] = system
+        response = self._call("converse", lambda: self._aws("bedrock-runtime").converse(**request))
+        blocks = response.get("output", {}).get("message", {}).get("content", [])
+        usage = response.get("usage", {})
+        return Completion(
+            text="".join(b.get("text", "") for b in blocks),
+            input_tokens=usage.get("inputTokens"),
+            output_tokens=usage.get("outputTokens"),
+        )
+
+
+def _single_turn(records: Sequence[Record], spec: JobSpec, family: Family) -> list[Record]:
+    """Prompt/completion records: the system prompt folded into the prompt; more than one exchange refused."""
+    out: list[Record] = []
+    for record in records:
+        if not isinstance(record, Conversation):
+            out.append(record)
+            continue
+        system = [m.content or "" for m in record.messages if m.role == "system"]
+        turns = [m for m in record.messages if m.role != "system"]
+        if [m.role for m in turns] != ["user", "assistant"]:
+            raise DataError(
+                f"{family.label} on Bedrock trains on prompt/completion pairs: one user turn and one answer "
+                f"(this record has {len(turns)} turns)",
+                file=spec.data.train,
+                line=record.source_line,
+            )
+        prompt = "\n\n".join([*system, turns[0].content or ""])
+        out.append(record.model_copy(update={"messages": [Message(role="user", content=prompt), turns[1]]}))
+    return out

@@ -121,3 +121,14 @@ def messages():
     started = Messages()
     yield started
     started.httpd.shutdown()
+
+
+@pytest.fixture
+def converse():
+    from tests.backends.bedrock.converse import Converse
+    from tests.loopback import running
+
+    provider = Converse()
+    with running(provider) as url:
+        provider.base_url = url  # type: ignore[attr-defined]
+        yield provider
