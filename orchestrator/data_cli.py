@@ -11,6 +11,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from fto.orchestrator.errors import ConfigError
+
 console = Console(soft_wrap=True)
 
 _format = click.option(
@@ -107,6 +109,7 @@ def validate(
 @click.option("--model", help="target model; default: the target's default model")
 @click.option("--tokenizer", help="count with this model folder's tokenizer instead")
 @click.option("--epochs", type=int, help="epochs to price; default: what the provider picks for 'auto'")
+@click.option("--quote", is_flag=True, help="also ask the provider its own price (uploads the file; needs its key)")
 @_format
 @_mapping
 @click.option("--json", "as_json", is_flag=True)
@@ -116,6 +119,7 @@ def stats(
     model: str | None,
     tokenizer: str | None,
     epochs: int | None,
+    quote: bool,
     fmt: str,
     mapping: str | None,
     as_json: bool,
@@ -124,6 +128,13 @@ def stats(
     from fto.orchestrator.data.stats import dataset_stats
 
     result = dataset_stats(file, target, model, tokenizer, fmt, _load_mapping(mapping), epochs)
+    if quote:
+        if not target:
+            raise ConfigError("--quote asks a provider: name it with --for", field="--quote")
+        from fto.orchestrator.data.quote import provider_quote
+
+        said = provider_quote(file, target, model, epochs, fmt, _load_mapping(mapping))
+        result["provider_quote"] = said or f"{target} quotes no price before a job: the estimate is from its table"
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -164,6 +175,8 @@ def stats(
         )
     elif target:
         console.print(f"no price for {result['model']} in the price table; add it to $FTO_HOME/providers.json")
+    if "provider_quote" in result:
+        console.print(f"provider's quote: {result['provider_quote']}")
 
 
 @data.command()

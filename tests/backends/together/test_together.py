@@ -177,3 +177,17 @@ def test_stats_for_together_labels_its_estimate_and_prices(tmp_path):
     text = " ".join(result.stdout.split())
     assert "for together meta-llama/Meta-Llama-3.1-8B-Instruct-Reference" in text
     assert "estimate" in text.lower() and "$0.48/1M tokens" in text
+
+
+def test_stats_quote_asks_together_its_own_price(together_api, monkeypatch):
+    monkeypatch.setenv("TOGETHER_BASE_URL", together_api.base_url)  # the SDK's own variable
+    monkeypatch.setenv("TOGETHER_API_KEY", "tg-test-key-for-quote")
+    result = run_fto("data", "stats", str(ANIMALS), "--for", "together", "--epochs", "2", "--quote", "--json")
+    assert result.returncode == 0, result.stderr
+    quoted = json.loads(result.stdout)["provider_quote"]
+    [upload] = together_api.files.values()
+    tokens = len(upload["content"]) // 4 * 2  # what the loopback Together charges for: bytes / 4 × epochs
+    assert quoted == f"Together estimates ${tokens * 0.48 / 1e6:,.2f} for {tokens:,} training tokens"
+    assert not together_api.jobs  # a quote starts nothing
+    without = run_fto("data", "stats", str(ANIMALS), "--quote")
+    assert without.returncode != 0 and "--quote asks a provider: name it with --for" in without.stderr
