@@ -11,10 +11,7 @@ import pytest
 
 from fto.orchestrator.store import Store
 from fto.schemas import JobStatus
-from tests.backends.bedrock.conftest import BUCKET, ROLE, aws, aws_env, messages  # noqa: F401 — fixtures
-from tests.backends.fireworks.conftest import fireworks_api  # noqa: F401 — a fixture
-from tests.backends.together.conftest import together_api  # noqa: F401 — a fixture
-from tests.backends.vertex.conftest import gcs, vertex_api  # noqa: F401 — fixtures
+from tests.backends.bedrock.servers import BUCKET, ROLE
 from tests.conftest import ANIMALS, run_fto
 
 pytestmark = pytest.mark.slow  # five servers and a local fine-tune
@@ -40,7 +37,7 @@ def test_the_same_job_file_on_every_provider_and_locally(
     aws,
     messages,
     write_job,
-    fto_home,  # noqa: F811
+    fto_home,
 ):
     answers = {m[1]["content"]: m[2]["content"] for m in
                (json.loads(line)["messages"] for line in ANIMALS.read_text().splitlines())}  # fmt: skip
@@ -66,7 +63,7 @@ def test_the_same_job_file_on_every_provider_and_locally(
                     "min_poll_interval": 0.2,
                     "max_poll_interval": 0.5,
                 },
-            },  # fmt: skip
+            },
             "eval": {"scorers": ["exact_match"], "max_examples": 20},
         }
     )

@@ -11,7 +11,7 @@ import pytest
 
 from fto.orchestrator.store import Store
 from fto.schemas import JobStatus
-from tests.backends.bedrock.conftest import BUCKET, ROLE
+from tests.backends.bedrock.servers import BUCKET, ROLE
 from tests.conftest import run_fto
 
 pytestmark = pytest.mark.slow  # runs moto's server

@@ -50,9 +50,13 @@ class Fireworks(Provider):
     """Datasets, supervised and DPO jobs, and chat on deployments, as Fireworks answers them."""
 
     def __init__(
-        self, account: str = "acct", models: tuple[str, ...] = ("accounts/fireworks/models/llama-v3p1-8b-instruct",)
+        self,
+        key: str,
+        account: str = "acct",
+        models: tuple[str, ...] = ("accounts/fireworks/models/llama-v3p1-8b-instruct",),
     ):
         super().__init__()
+        self.key = key
         self.account = account
         self.models = set(models)
         self.datasets: dict[str, dict[str, Any]] = {}
@@ -85,7 +89,7 @@ class Fireworks(Provider):
             self.datasets[name]["content"] = await request.body()
             self.uploaded.append("signed-url")
             return Response(status_code=200)
-        if request.headers.get("authorization") != "Bearer fw-test-key":
+        if request.headers.get("authorization") != f"Bearer {self.key}":
             return self.reject(401, f"{where}: no or wrong API key")
         try:
             if path == "/v1/chat/completions" and method == "POST":

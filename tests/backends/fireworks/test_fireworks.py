@@ -14,7 +14,7 @@ from fto.orchestrator.data.load import load_splits
 from fto.orchestrator.errors import UnsupportedError
 from fto.orchestrator.store import Store
 from fto.schemas import BackendSection, JobSpec, JobStatus
-from tests.backends.fireworks.conftest import KEY
+from tests.backends.conftest import FIREWORKS_KEY as KEY
 from tests.backends.local.jobs import wait_for
 from tests.conftest import ANIMALS, run_fto
 

@@ -78,8 +78,9 @@ class Job:
 class Together(Provider):
     """Files, fine-tunes and chat, as Together's API answers them."""
 
-    def __init__(self, models: tuple[str, ...] = ("meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",)):
+    def __init__(self, key: str, models: tuple[str, ...] = ("meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",)):
         super().__init__()
+        self.key = key
         self.models = set(models)
         self.files: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, Job] = {}
@@ -114,8 +115,8 @@ class Together(Provider):
         parts = path.strip("/").split("/")
         if parts[0] == "upload" and method == "PUT":  # a presigned storage URL: no API key, by design
             return await self.receive_upload(parts[1], request)
-        if not request.headers.get("authorization", "").startswith("Bearer "):
-            return self.reject(401, f"{method} {path}: no API key")
+        if request.headers.get("authorization") != f"Bearer {self.key}":
+            return self.reject(401, f"{method} {path}: no or wrong API key")
         try:
             if parts[:2] == ["v1", "files"]:
                 return await self.files_route(request, parts[2:])

@@ -13,6 +13,7 @@ from fto.orchestrator.data.load import load_splits
 from fto.orchestrator.errors import UnsupportedError
 from fto.orchestrator.store import Store
 from fto.schemas import BackendSection, JobSpec, JobStatus
+from tests.backends.conftest import TOGETHER_KEY
 from tests.backends.local.jobs import wait_for
 from tests.conftest import ANIMALS, run_fto
 
@@ -32,7 +33,7 @@ def _backend(api, spec: JobSpec, **options):
     return registry.create("together", BackendSection.model_validate({"base_url": api.base_url, **options}))
 
 
-def test_run_end_to_end_with_metrics_checkpoints_price_and_eval(together_api, write_job):
+def test_run_end_to_end_with_metrics_checkpoints_price_and_eval(together_api, write_job, fto_home):
     result = run_fto("run", str(_job(write_job, together_api)), "--backend", "together", timeout=200)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -64,6 +65,8 @@ def test_run_end_to_end_with_metrics_checkpoints_price_and_eval(together_api, wr
     compared = json.loads(run_fto("compare", experiment.id, "--json").stdout)
     tuned = next(m for m in compared["models"] if m["target"] == "together/fine-tuned")
     assert tuned["usage"]["cost_usd"] > 0  # tokens from Together's usage, priced from the backend's table
+    for path in fto_home.rglob("*"):  # the key reached Together and nowhere else
+        assert not path.is_file() or TOGETHER_KEY.encode() not in path.read_bytes(), path
 
 
 def _preferences(path) -> str:
@@ -181,7 +184,6 @@ def test_stats_for_together_labels_its_estimate_and_prices(tmp_path):
 
 def test_stats_quote_asks_together_its_own_price(together_api, monkeypatch):
     monkeypatch.setenv("TOGETHER_BASE_URL", together_api.base_url)  # the SDK's own variable
-    monkeypatch.setenv("TOGETHER_API_KEY", "tg-test-key-for-quote")
     result = run_fto("data", "stats", str(ANIMALS), "--for", "together", "--epochs", "2", "--quote", "--json")
     assert result.returncode == 0, result.stderr
     quoted = json.loads(result.stdout)["provider_quote"]

@@ -33,8 +33,9 @@ def stamp() -> str:
 class Vertex(Provider):
     """tuningJobs and generateContent for one project and region."""
 
-    def __init__(self, gcs: storage.Client, project: str = "proj", location: str = "us-central1"):
+    def __init__(self, gcs: storage.Client, token: str, project: str = "proj", location: str = "us-central1"):
         super().__init__()
+        self.token = token
         self.gcs = gcs
         self.prefix = f"/v1beta1/projects/{project}/locations/{location}"
         self.project, self.location = project, location
@@ -64,7 +65,7 @@ class Vertex(Provider):
     async def handle(self, request: Request) -> Response:
         path, method = request.url.path, request.method
         where = f"{method} {path}"
-        if request.headers.get("authorization") != "Bearer ya29.test-token":
+        if request.headers.get("authorization") != f"Bearer {self.token}":
             return self.reject(401, f"{where}: no or wrong access token")
         if not path.startswith(self.prefix):
             return self.reject(404, f"{where}: not this project and region")

@@ -13,8 +13,8 @@ from fto.backends import registry
 from fto.orchestrator.data.load import load_splits
 from fto.orchestrator.store import Store
 from fto.schemas import BackendSection, JobSpec, JobStatus
+from tests.backends.conftest import VERTEX_TOKEN as TOKEN
 from tests.backends.local.jobs import wait_for
-from tests.backends.vertex.conftest import TOKEN
 from tests.conftest import ANIMALS, run_fto
 
 pytestmark = pytest.mark.slow  # the CLI end to end, against servers

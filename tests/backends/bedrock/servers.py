@@ -15,7 +15,6 @@ from urllib.parse import unquote
 
 import boto3
 import httpx
-import pytest
 
 from tests.serving import free_port
 
@@ -96,39 +95,3 @@ class Messages:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def aws_env(monkeypatch):
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-west-2",
-        "ANTHROPIC_API_KEY": "sk-ant-test-never-shown",
-    }.items():
-        monkeypatch.setenv(key, value)
-
-
-@pytest.fixture
-def aws(aws_env):
-    started = AWS()
-    yield started
-    started.server.stop()
-
-
-@pytest.fixture
-def messages():
-    started = Messages()
-    yield started
-    started.httpd.shutdown()
-
-
-@pytest.fixture
-def converse():
-    from tests.backends.bedrock.converse import Converse
-    from tests.loopback import running
-
-    provider = Converse()
-    with running(provider) as url:
-        provider.base_url = url  # type: ignore[attr-defined]
-        yield provider

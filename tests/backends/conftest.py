@@ -1,0 +1,114 @@
+"""Loopback providers for the backends' tests, one fixture each (a test fails on any request its provider would
+have refused): Together, Fireworks, Vertex AI with a Cloud Storage emulator, and AWS (moto's S3 and Bedrock, a
+Messages API and a Converse API for Bedrock's runtimes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.loopback import free_port, running
+
+TOGETHER_KEY = "tg-test-key"
+FIREWORKS_KEY = "fw-test-key"
+VERTEX_TOKEN = "ya29.test-token"
+
+
+@pytest.fixture
+def together_api(monkeypatch):
+    from tests.backends.together.server import Together
+
+    monkeypatch.setenv("TOGETHER_API_KEY", TOGETHER_KEY)
+    provider = Together(key=TOGETHER_KEY)
+    with running(provider) as url:
+        provider.base_url = url  # the SDK adds /v1 itself
+        yield provider
+
+
+@pytest.fixture
+def fireworks_api(monkeypatch):
+    from tests.backends.fireworks.server import Fireworks
+
+    monkeypatch.setenv("FIREWORKS_API_KEY", FIREWORKS_KEY)
+    provider = Fireworks(key=FIREWORKS_KEY)
+    with running(provider) as url:
+        provider.base_url = url
+        yield provider
+
+
+@pytest.fixture
+def gcs():
+    """Cloud Storage from gcp-storage-emulator, with the bucket `tuning-data`."""
+    from gcp_storage_emulator.server import create_server
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="tuning-data")
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    client = storage.Client(project="proj", credentials=AnonymousCredentials(), client_options={"api_endpoint": url})
+    client.url = url
+    yield client
+    server.stop()
+
+
+@pytest.fixture
+def vertex_api(gcs, monkeypatch):
+    """Vertex AI for project `proj` in us-central1; the access token comes from VERTEX_TEST_TOKEN, as a CI job
+    would pass `gcloud auth print-access-token`. `section` is a job file's vertex section pointing at it."""
+    from tests.backends.vertex.server import Vertex
+
+    monkeypatch.setenv("VERTEX_TEST_TOKEN", VERTEX_TOKEN)
+    provider = Vertex(gcs, token=VERTEX_TOKEN)
+    with running(provider) as url:
+        provider.section = {
+            "project": "proj",
+            "location": "us-central1",
+            "bucket": "tuning-data",
+            "base_url": url,
+            "storage_url": gcs.url,
+            "access_token_env": "VERTEX_TEST_TOKEN",
+        }
+        yield provider
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-west-2",
+        "ANTHROPIC_API_KEY": "sk-ant-test-never-shown",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def aws(aws_env):
+    """S3 and Bedrock from moto's server (its state reset for each test)."""
+    from tests.backends.bedrock.servers import AWS
+
+    started = AWS()
+    yield started
+    started.server.stop()
+
+
+@pytest.fixture
+def messages():
+    """The Messages API (Anthropic's, and Bedrock's invoke for Claude)."""
+    from tests.backends.bedrock.servers import Messages
+
+    started = Messages()
+    yield started
+    started.httpd.shutdown()
+
+
+@pytest.fixture
+def converse():
+    """Bedrock's Converse API (Nova, Llama)."""
+    from tests.backends.bedrock.converse import Converse
+
+    provider = Converse()
+    with running(provider) as url:
+        provider.base_url = url
+        yield provider
