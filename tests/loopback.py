@@ -99,6 +99,7 @@ class Provider:
             response = self.error(503, "service unavailable")
         else:
             if fault and fault.kind == "slow":
+                await request.body()  # read while the client still waits; it hangs up during the sleep
                 await asyncio.sleep(fault.seconds)
             try:
                 response = await self.handle(request)
@@ -108,6 +109,31 @@ class Provider:
             if fault and fault.kind == "lost":  # the work was done; the answer never reaches the client
                 response = self.error(502, "bad gateway")
         await response(scope, receive, send)
+
+
+class Proxy(Provider):
+    """Forwards every request to `upstream` (moto's server, say), so that faults can be injected in front of a
+    server that has no hooks for them. Errors come in AWS's JSON shape (`x-amzn-ErrorType`)."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__()
+        self.upstream = upstream
+
+    def error(self, status: int, message: str) -> Response:
+        kind = {429: "ThrottlingException", 503: "ServiceUnavailableException"}.get(status, "InternalServerException")
+        return JSONResponse({"message": message}, status_code=status, headers={"x-amzn-ErrorType": kind})
+
+    async def handle(self, request: Request) -> Response:
+        import httpx
+
+        url = (
+            self.upstream + request.scope["raw_path"].decode() + (f"?{request.url.query}" if request.url.query else "")
+        )
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with httpx.AsyncClient() as client:
+            answer = await client.request(request.method, url, content=await request.body(), headers=headers)
+        hop = ("content-length", "transfer-encoding", "content-encoding", "connection")
+        return Response(answer.content, answer.status_code, {k: v for k, v in answer.headers.items() if k not in hop})
 
 
 def free_port() -> int:

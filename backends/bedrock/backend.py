@@ -104,10 +104,13 @@ class BedrockBackend(Backend[BedrockOptions]):
         return self._clients[service]
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
             return fn()
+        except S3UploadFailedError as exc:  # boto3's transfer manager wraps the S3 error it gave up on
+            raise BackendError(redact(f"{what}: {exc}"), backend=self.name, retryable=True) from None
         except NoCredentialsError:
             raise ConfigError(
                 "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE", field=self.name
@@ -243,13 +246,17 @@ class BedrockBackend(Backend[BedrockOptions]):
         from botocore.exceptions import ClientError
 
         name = self._job_name(job_id)
-        try:
-            self._aws("bedrock").get_model_customization_job(jobIdentifier=name)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return None
-            raise
-        return name
+
+        def lookup() -> str | None:
+            try:
+                self._aws("bedrock").get_model_customization_job(jobIdentifier=name)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    return None
+                raise
+            return name
+
+        return self._call("find customization job", lookup)  # a timeout here is retried like any other
 
     def _job(self, provider_job_id: str) -> dict[str, Any]:
         return self._call(

@@ -218,7 +218,7 @@ class TogetherBackend(Backend[TogetherOptions]):
             lambda: self.client.fine_tuning.create(
                 training_file=uploaded.train_file,
                 validation_file=uploaded.validation_file or "",
-                model=self.options.model if not self.options.from_checkpoint else None,
+                model=None if self.options.from_checkpoint else self.options.model,  # the SDK takes one or the other
                 suffix=mapping.suffix(spec, job_id),
                 model_limits=self._model_limits(),
                 **args,  # no wandb_* arguments: metrics stay with Together and fto

@@ -55,12 +55,15 @@ def test_nova_end_to_end_through_converse(aws, converse, write_job, fto_home):
     training = "\n".join(json.dumps({"messages": [{"role": m["role"], "content": m["content"][0]["text"]}
                                                   for m in line["messages"]]}) for line in lines)  # fmt: skip
     converse.recall.learn(PROVISIONED, training.encode())
+    converse.faults.add("POST", r"/model/.*/converse", "429")  # throttled once: retried, after Retry-After
+    converse.faults.add("POST", r"/model/.*/converse", "503")
     evaluated = run_fto("eval", job.experiment_id, timeout=120)
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     scores = {(r["target"], r["scorer"]): r["score"] for r in store.scores(job.experiment_id)}
     assert scores[("bedrock/fine-tuned", "exact_match")] >= 0.4
     assert scores[("bedrock/base", "exact_match")] <= 0.1
     assert {c["model"] for c in converse.calls} == {PROVISIONED, "amazon.nova-micro-v1:0"}
+    assert not converse.faults.pending
     assert converse.calls[0]["body"]["system"][0]["text"].startswith("Answer with the animal's class")
     usage = json.loads((fto_home / "experiments" / job.experiment_id / "eval" / "usage.json").read_text())
     assert usage["bedrock/base"]["cost_usd"] > 0

@@ -96,7 +96,7 @@ def test_dpo_pairs_go_up_in_together_preference_shape(together_api, tmp_path):
             "hyperparameters": {"beta": 0.2, "epochs": 1},
         }
     )
-    backend = _backend(together_api, spec, lora=False)
+    backend = _backend(together_api, spec, lora=False, from_checkpoint="ft-earlier:10")
     backend.check(spec)
     data = load_splits(spec)
     prepared = backend.prepare(spec, data.train, data.validation, tmp_path)
@@ -108,6 +108,7 @@ def test_dpo_pairs_go_up_in_together_preference_shape(together_api, tmp_path):
     assert sent["training_method"] == {"method": "dpo", "dpo_beta": 0.2, "dpo_normalize_logratios_by_length": False,
                                        "dpo_reference_free": False}  # fmt: skip
     assert sent["training_type"] == {"type": "Full"}
+    assert sent["from_checkpoint"] == "ft-earlier:10" and "model" not in sent  # the SDK sends one or the other
     assert backend.find("job-dpo") == provider_id and backend.find("job-other") is None
 
 
