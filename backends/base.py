@@ -88,6 +88,8 @@ class Backend(ABC, Generic[OptionsT]):
 
     Options: ClassVar[type[BackendOptions]] = BackendOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft"})
+    # Whether training data leaves this machine for a provider (sensitive data then needs the user's consent).
+    hosted: ClassVar[bool] = True
     # Polling: quick while a job changes, backing off to the slow interval while it does not.
     min_poll_interval: float = 5.0
     max_poll_interval: float = 60.0

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from fto.orchestrator.errors import ConfigError, FtoError
 
+SHOWN_FINDINGS = 3  # data-check findings listed at submit (most important first); all are in the report
 STATUS_REFRESH_SECONDS = 2.0  # how long `fto status` asks providers about stale jobs
 console = Console(soft_wrap=True)  # a long path or error stays on one line
 err_console = Console(stderr=True, soft_wrap=True)
@@ -81,13 +82,13 @@ def _store() -> Any:
     return Store()
 
 
-def _submit(job_file: str, backend: str | None) -> Any:
+def _submit(job_file: str, backend: str | None, allow_sensitive: bool = False) -> Any:
     from fto.orchestrator.config import load_job
     from fto.orchestrator.submit import submit
 
     loaded = load_job(job_file, backend)
     store = _store()
-    submitted = submit(store, loaded)
+    submitted = submit(store, loaded, allow_sensitive)
     console.print(
         f"experiment [bold]{submitted.experiment.id}[/] ({submitted.experiment.name}): "
         f"{len(submitted.data.train)} train, {len(submitted.data.validation)} validation, "
@@ -95,6 +96,14 @@ def _submit(job_file: str, backend: str | None) -> Any:
     )
     for notice in submitted.notices:
         err_console.print(f"[yellow]notice:[/] {_escape(notice)}", highlight=False)
+    if submitted.check and submitted.check.issues:
+        found = submitted.check
+        err_console.print(f"[yellow]data check:[/] {_escape(found.summary())}", highlight=False)
+        for issue in found.by_importance()[:SHOWN_FINDINGS]:
+            err_console.print(f"  {_escape(str(issue))}", highlight=False)
+        if len(found.issues) > SHOWN_FINDINGS:
+            more = len(found.issues) - SHOWN_FINDINGS
+            err_console.print(f"  … {more} more: fto data check {found.file}  (also in the report)", highlight=False)
     for job in submitted.jobs:
         line = f"  {job.backend:10} {job.id}  {job.status.value}"
         console.print(line + (f"  [red]{_escape(job.error)}[/]" if job.error else ""), highlight=False)
@@ -160,9 +169,10 @@ def _show_comparison(store: Any, experiment: Any, data: dict[str, Any], first_sc
 @cli.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("--backend", "-b", help="backend(s) to run on, comma-separated; default: every section in the file")
-def run(job_file: str, backend: str | None) -> None:
+@click.option("--allow-sensitive", is_flag=True, help="send data the check finds personal or secret to hosted backends")
+def run(job_file: str, backend: str | None, allow_sensitive: bool) -> None:
     """Submit JOB_FILE, wait for training, evaluate base and fine-tuned models, and report."""
-    store, submitted = _submit(job_file, backend)
+    store, submitted = _submit(job_file, backend, allow_sensitive)
     console.print(f"training; if this process stops, the jobs go on: fto wait {submitted.experiment.id}")
     jobs = _wait(store, [j.id for j in submitted.jobs])
     if submitted.experiment.spec.eval and any(j.status.value == "succeeded" for j in jobs):
@@ -174,9 +184,10 @@ def run(job_file: str, backend: str | None) -> None:
 @cli.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("--backend", "-b", help="backend(s) to submit to, comma-separated; default: every section in the file")
-def submit(job_file: str, backend: str | None) -> None:
+@click.option("--allow-sensitive", is_flag=True, help="send data the check finds personal or secret to hosted backends")
+def submit(job_file: str, backend: str | None, allow_sensitive: bool) -> None:
     """Submit JOB_FILE and return at once; follow with `fto wait`."""
-    _, submitted = _submit(job_file, backend)
+    _, submitted = _submit(job_file, backend, allow_sensitive)
     console.print(f"next: fto wait {submitted.experiment.id}")
     if any(j.error for j in submitted.jobs):
         sys.exit(1)

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fto.orchestrator.errors import ConfigError
@@ -177,6 +178,50 @@ def stats(
         console.print(f"no price for {result['model']} in the price table; add it to $FTO_HOME/providers.json")
     if "provider_quote" in result:
         console.print(f"provider's quote: {result['provider_quote']}")
+
+
+@data.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--eval", "eval_file", type=click.Path(dir_okay=False), help="an eval set to look for leaks into")
+@_target
+@click.option("--model", help="--for BACKEND: the model whose token limit answers are cut at")
+@click.option("--max-tokens", type=int, help="flag examples longer than this many tokens (answers cut in training)")
+@click.option("--threshold", default=0.8, show_default=True, type=click.FloatRange(0.1, 1.0),
+              help="similarity (MinHash Jaccard) from which examples count as near-duplicates")  # fmt: skip
+@_format
+@_mapping
+@click.option("--json", "as_json", is_flag=True)
+def check(
+    file: str,
+    eval_file: str | None,
+    target: str | None,
+    model: str | None,
+    max_tokens: int | None,
+    threshold: float,
+    fmt: str,
+    mapping: str | None,
+    as_json: bool,
+) -> None:
+    """Look for the common mistakes: too little data, duplicates and near-duplicates, conflicting answers, eval
+    leaks, empty or cut answers, odd answers, and sensitive data (e-mails, phones, cards, IBANs, keys).
+
+    Findings are warnings: exit 0 unless the file cannot be read. `fto submit` and `fto run` run the same check.
+    """
+    from fto.orchestrator.data.check import CheckOptions, check_file
+    from fto.orchestrator.data.check.limits import token_limit
+
+    limit, counter = token_limit(target, model, max_tokens)
+    options = CheckOptions(near_duplicate_threshold=threshold, token_limit=limit, count_tokens=counter)
+    report = check_file(file, eval_file, options, fmt, _load_mapping(mapping))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    console.print(f"{file}: {report.examples} examples" + (f", eval {eval_file}: {report.eval_examples}" if eval_file
+                                                               else ""), highlight=False)  # fmt: skip
+    for issue in report.issues:
+        console.print(f"[yellow]warning:[/] {escape(str(issue))}", highlight=False)
+    console.print("no findings" if not report.issues else f"{len(report.issues)} findings: " +
+                  ", ".join(f"{code} {n}" for code, n in report.counts.items()))  # fmt: skip
 
 
 @data.command()

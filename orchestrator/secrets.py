@@ -10,6 +10,11 @@ _SECRET_NAME = re.compile(r"(api[_-]?key|secret|token|password|credential)", re.
 _KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|sk-ant-[A-Za-z0-9_-]{8,}|AKIA[0-9A-Z]{16})\b")
 
 
+def key_shapes(text: str) -> list[str]:
+    """Provider keys in `text` (by their shape), as they would be redacted."""
+    return _KEY_SHAPES.findall(text)
+
+
 def looks_like_secret_name(name: str) -> bool:
     """Whether a key name looks like it holds a secret (api_key, token, password, …)."""
     return bool(_SECRET_NAME.search(name))

@@ -8,6 +8,7 @@ which the backend passes as an idempotency key) before ever sending the request 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from fto.backends import registry
 from fto.backends.base import Backend, UploadedData
 from fto.orchestrator import retry
 from fto.orchestrator.config import LoadedJob
+from fto.orchestrator.data.check import CheckReport
+from fto.orchestrator.data.check.guard import check_before_submit
 from fto.orchestrator.data.load import DatasetSplits, load_splits, save_conversations
 from fto.orchestrator.errors import BackendError, FtoError
 from fto.orchestrator.paths import experiment_dir
@@ -29,6 +32,7 @@ class Submitted:
     jobs: list[Job]
     data: DatasetSplits
     notices: list[str]
+    check: CheckReport | None  # the data check's findings (warnings)
 
 
 def backend_for(spec: JobSpec, name: str) -> Backend:
@@ -36,7 +40,7 @@ def backend_for(spec: JobSpec, name: str) -> Backend:
     return registry.create(name, spec.backends.get(name))
 
 
-def submit(store: Store, loaded: LoadedJob) -> Submitted:
+def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Submitted:
     """Validate the data once, refuse what a backend cannot do, then submit to each backend in turn.
 
     Nothing reaches a provider until every check has passed for every chosen backend.
@@ -46,15 +50,18 @@ def submit(store: Store, loaded: LoadedJob) -> Submitted:
     for backend in backends:  # what a backend cannot do is said before the data is even read
         backend.check(spec)
     data = load_splits(spec)
+    report = check_before_submit(spec, data, backends, allow_sensitive)  # may stop the job: nothing recorded yet
 
     experiment, jobs = store.create_experiment(spec, str(loaded.path), loaded.backends)
     folder = experiment_dir(experiment.id)
+    if report is not None:
+        (folder / "check.json").write_text(json.dumps(report.to_json(), indent=2))
     save_conversations(data.eval, folder / "eval.jsonl")
     (folder / "job.yaml").write_text(loaded.path.read_text())
     for job, backend in zip(jobs, backends, strict=True):
         submit_job(store, experiment, job, backend, data)
     notices = [f"{b.name}: {text}" for b in backends if (text := b.notice(b.options))]
-    return Submitted(experiment=experiment, jobs=store.jobs(experiment.id), data=data, notices=notices)
+    return Submitted(experiment=experiment, jobs=store.jobs(experiment.id), data=data, notices=notices, check=report)
 
 
 def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend, data: DatasetSplits) -> None:

@@ -129,6 +129,20 @@ class NotifySpec(_Strict):
     command: str | None = Field(default=None, description="shell command; FTO_EXPERIMENT and FTO_STATUS are set")
 
 
+class CheckSpec(_Strict):
+    """The data check `fto submit` runs before anything is sent: which findings stop the job."""
+
+    enabled: bool = Field(default=True, description="false skips the check (formats are still validated)")
+    strict: list[str] = Field(
+        default_factory=list,
+        description="finding codes that are errors here (e.g. duplicate, eval_leak; `sensitive` for every kind)",
+    )
+    sensitive: Literal["refuse", "allow"] = Field(
+        default="refuse", description="allow: send e-mails, phone numbers, cards, IBANs or keys to hosted backends"
+    )
+    near_duplicate_threshold: float = Field(default=0.8, ge=0.1, le=1.0, description="MinHash Jaccard similarity")
+
+
 class JobSpec(_Strict):
     """A job file: what to train on, how, where, and how to judge the result."""
 
@@ -144,3 +158,4 @@ class JobSpec(_Strict):
     )
     eval: EvalSpec | None = Field(default_factory=EvalSpec, description="null to skip evaluation")
     notify: NotifySpec | None = Field(default=None, description="a webhook or command to call when all jobs end")
+    check: CheckSpec = Field(default_factory=CheckSpec, description="the data check run before submitting")

@@ -69,6 +69,7 @@ class LocalOptions(BackendOptions):
 class LocalBackend(Backend[LocalOptions]):
     """Fine-tunes with transformers + peft in a detached worker process per job, on this machine."""
 
+    hosted: ClassVar[bool] = False  # the data never leaves this machine
     Options: ClassVar[type[BackendOptions]] = LocalOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
     min_poll_interval: float = 0.5  # reading a few files is cheap

@@ -36,6 +36,7 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         )
         row["scores"][r["scorer"]] = r["score"]
         row["intervals"][r["scorer"]] = [r["low"], r["high"]]
+    check_file = experiment_dir(experiment.id) / "check.json"
     usage_file = experiment_dir(experiment.id) / "eval" / "usage.json"
     usage = json.loads(usage_file.read_text()) if usage_file.exists() else {}
     for label, row in rows.items():
@@ -65,6 +66,7 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         "models": list(rows.values()),
         "jobs": job_rows,
         "comparisons": comparisons(experiment, list(rows), scorers),
+        "check": json.loads(check_file.read_text()) if check_file.exists() else None,  # the data check at submit
     }
 
 
@@ -174,10 +176,27 @@ def markdown(data: dict[str, Any]) -> str:
     if data.get("comparisons"):
         lines += ["", "## Fine-tuned vs base (paired bootstrap on the same examples)", ""]
         lines += [f"- {c['text']} [{c['scorer']}]" for c in data["comparisons"]]
+    check = data.get("check")
+    if check:
+        lines += ["", "## Data check", ""]
+        lines += [f"- {issue}" for issue in check_lines(check)] or ["- no findings"]
     failed = [j for j in data["jobs"] if j["error"]]
     if failed:
         lines += ["", "## Errors", ""] + [f"- `{j['job']}` ({j['backend']}): {j['error']}" for j in failed]
     return "\n".join(lines) + "\n"
+
+
+def check_lines(check: dict[str, Any], limit: int = 20) -> list[str]:
+    """The data check's findings as lines (the first `limit`, then how many more)."""
+    issues = check.get("issues", [])
+    shown = []
+    for issue in issues[:limit]:
+        lines = issue["lines"]
+        where = f"{issue['file']}:{', '.join(map(str, lines[:8]))}{'…' if len(lines) > 8 else ''}" if lines else ""
+        shown.append(f"{issue['message']} [{issue['code']}]" + (f" — {where}" if where else ""))
+    if len(issues) > limit:
+        shown.append(f"… {len(issues) - limit} more in check.json")
+    return shown
 
 
 def _num(value: float | None) -> str:
