@@ -118,6 +118,10 @@ class EvalSpec(_Strict):
     max_new_tokens: int = Field(default=64, gt=0)
     temperature: float = Field(default=0.0, ge=0.0)
     base: bool = Field(default=True, description="also evaluate each backend's base model, for comparison")
+    checkpoint: Literal["last", "best"] = Field(
+        default="last",
+        description="best: when a job overfit, evaluate the checkpoint saved closest before its best validation loss",
+    )
     judge: JudgeSpec | None = Field(default=None, description="an LLM judge; its key comes from the environment")
 
 

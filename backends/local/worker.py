@@ -258,7 +258,7 @@ def run(folder: JobFolder, resume: bool) -> None:
     model, reference = attach_adapters(model, job, is_embedded)
     settings = train_settings(job, tokenizer, is_embedded)
     trainer = build_trainer(job, model, (train_set, validation_set), settings, device, reference)
-    outcome = train(job, trainer, device)
+    outcome = train(job, trainer, device, tokenizer)
     save(job, model, tokenizer, trainer, outcome)
 
 
@@ -384,7 +384,7 @@ def build_trainer(
     return trainer
 
 
-def train(job: WorkerJob, trainer: Trainer, device: Any) -> str:
+def train(job: WorkerJob, trainer: Trainer, device: Any, tokenizer: Any) -> str:
     """Run the training loop; returns how it ended ('finished', 'stopped' or 'early-stopped')."""
     settings, folder = trainer.settings, job.folder
     if job.rank_zero:
@@ -410,7 +410,7 @@ def train(job: WorkerJob, trainer: Trainer, device: Any) -> str:
     outcome = trainer.run(
         on_metric=folder.metric,
         should_stop=lambda: _Stop.requested or folder.cancel_file.exists(),
-        on_checkpoint=lambda: _save_checkpoint(folder, trainer),
+        on_checkpoint=lambda: _save_checkpoint(folder, trainer, tokenizer if job.options.tuning != "full" else None),
         on_event=folder.event,
     )
     _Stop.saving = True
@@ -445,13 +445,24 @@ def save(job: WorkerJob, model: Any, tokenizer: Any, trainer: Trainer, outcome: 
     )
 
 
-def _save_checkpoint(folder: JobFolder, trainer: Trainer) -> None:
+def _save_checkpoint(folder: JobFolder, trainer: Trainer, tokenizer: Any = None) -> None:
+    """The training state (for `fto resume`) and, with a tokenizer, the adapter as it is now: a model that eval
+    can query (`eval: {checkpoint: best}` picks the one before validation loss started rising). Adapters are
+    small, so every periodic one is kept; full fine-tunes keep none (a model per checkpoint would be too big)."""
     from fto.backends.local import checkpoint
 
-    if (latest := checkpoint.latest(folder.checkpoints_dir)) and latest.stem == f"step-{trainer.position.step:08d}":
+    step = trainer.position.step
+    if (latest := checkpoint.latest(folder.checkpoints_dir)) and latest.stem == f"step-{step:08d}":
         return  # this step is saved already (the last periodic checkpoint can fall on the final step)
-    path = checkpoint.save(folder.checkpoints_dir, trainer.position.step, trainer.state())
-    folder.event(f"checkpoint {path.name}", step=trainer.position.step)
+    path = checkpoint.save(folder.checkpoints_dir, step, trainer.state())
+    if tokenizer is None or trainer.sharded:
+        folder.event(f"checkpoint {path.name}", step=step)
+        return
+    adapter = folder.checkpoints_dir / f"adapter-step-{step:08d}"
+    model: Any = trainer.model  # a peft model: saving writes the adapter alone
+    model.save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    folder.event(f"checkpoint {path.name}; adapter {adapter.name}", step=step, checkpoint=str(adapter))
 
 
 def _shard(model: Any) -> None:

@@ -17,14 +17,15 @@ from fto.backends import registry
 from fto.backends.base import Backend, GenerationParams
 from fto.orchestrator.data.load import load_conversations
 from fto.orchestrator.errors import FtoError, NotFoundError, UnsupportedError
+from fto.orchestrator.eval import overfit
 from fto.orchestrator.eval.judge import Judge, question_text
 from fto.orchestrator.eval.scorers import Scorer, normalize
 from fto.orchestrator.eval.scorers import get as get_scorer
 from fto.orchestrator.eval.stats import bootstrap_interval
 from fto.orchestrator.eval.usage import call_cost, usage_summary
 from fto.orchestrator.paths import experiment_dir
-from fto.orchestrator.store import Store
-from fto.schemas import BackendSection, Completion, Experiment, JobSpec, JobStatus, Message
+from fto.orchestrator.store import Store, now
+from fto.schemas import BackendSection, Completion, Experiment, JobEvent, JobSpec, JobStatus, Message
 
 CHUNK = 16  # examples per generation call: the progress bar moves at this grain
 
@@ -53,7 +54,11 @@ class Target:
 
 
 def targets(store: Store, experiment: Experiment) -> list[Target]:
-    """Every succeeded job of an experiment: its fine-tuned model, and its base unless eval.base is off."""
+    """Every succeeded job of an experiment: its fine-tuned model, and its base unless eval.base is off.
+
+    With `eval.checkpoint: best`, a job that overfit is evaluated at the checkpoint saved closest before its best
+    validation loss (and the choice is recorded on the job).
+    """
     spec_eval = experiment.spec.eval
     found: list[Target] = []
     for job in store.jobs(experiment.id):
@@ -62,10 +67,25 @@ def targets(store: Store, experiment: Experiment) -> list[Target]:
         section = store.experiment(job.experiment_id).spec.backends.get(job.backend)
         if (spec_eval is None or spec_eval.base) and job.base_model:
             found.append(Target(f"{job.backend}/base", job.backend, job.base_model, job.id, section))
-        found.append(
-            Target(f"{job.backend}/fine-tuned", job.backend, job.fine_tuned_model, job.id, section, job.base_model)
-        )
+        model = job.fine_tuned_model
+        if spec_eval is not None and spec_eval.checkpoint == "best":
+            model = _best_model(store, job.id) or model
+        found.append(Target(f"{job.backend}/fine-tuned", job.backend, model, job.id, section, job.base_model))
     return found
+
+
+def _best_model(store: Store, job_id: str) -> str | None:
+    """The checkpoint to evaluate instead of the last model, when the job overfit and saved one before its best."""
+    found = overfit.detect(store.metrics(job_id))
+    events = store.events(job_id)
+    chosen = overfit.best_checkpoint(events, found.best_step) if found else None
+    if found is None or chosen is None:
+        return None
+    note = f"eval uses the checkpoint at step {chosen[0]} (checkpoint: best): {found.text()}"
+    if not any(e.message == note for e in events):
+        data = {"best_step": found.best_step, "checkpoint": chosen[1]}
+        store.add_updates(job_id, [JobEvent(created_at=now(), level="warning", message=note, data=data)], [], None)
+    return chosen[1]
 
 
 def parse_target(store: Store, text: str, spec: JobSpec | None) -> list[Target]:

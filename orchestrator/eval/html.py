@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from fto.orchestrator.eval.report import check_lines
+from fto.orchestrator.eval.report import check_lines, overfit_text
 from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store
@@ -173,6 +173,10 @@ def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
                 f"<td class='num'>{_e(u['cost_usd'])}</td><td class='num'>{_e(u['latency_mean_s'])}</td></tr>"
             )
         parts.append("</table>")
+    if data.get("overfitting"):
+        parts.append("<h2>Overfitting</h2><ul>")
+        parts += [f"<li>{_e(job)}: {_e(overfit_text(found))}</li>" for job, found in data["overfitting"].items()]
+        parts.append("</ul>")
     if data.get("check"):
         parts.append("<h2>Data check</h2><ul>")
         parts += [f"<li>{_e(line)}</li>" for line in check_lines(data["check"])] or ["<li>no findings</li>"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from fto.orchestrator.eval import overfit
 from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.eval.stats import paired_comparison
 from fto.orchestrator.paths import experiment_dir
@@ -67,6 +68,9 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         "jobs": job_rows,
         "comparisons": comparisons(experiment, list(rows), scorers),
         "check": json.loads(check_file.read_text()) if check_file.exists() else None,  # the data check at submit
+        "overfitting": {
+            job.id: found.to_json() for job in jobs.values() if (found := overfit.detect(store.metrics(job.id)))
+        },
     }
 
 
@@ -176,6 +180,9 @@ def markdown(data: dict[str, Any]) -> str:
     if data.get("comparisons"):
         lines += ["", "## Fine-tuned vs base (paired bootstrap on the same examples)", ""]
         lines += [f"- {c['text']} [{c['scorer']}]" for c in data["comparisons"]]
+    if data.get("overfitting"):
+        lines += ["", "## Overfitting", ""]
+        lines += [f"- `{job}`: {overfit_text(found)}" for job, found in data["overfitting"].items()]
     check = data.get("check")
     if check:
         lines += ["", "## Data check", ""]
@@ -184,6 +191,11 @@ def markdown(data: dict[str, Any]) -> str:
     if failed:
         lines += ["", "## Errors", ""] + [f"- `{j['job']}` ({j['backend']}): {j['error']}" for j in failed]
     return "\n".join(lines) + "\n"
+
+
+def overfit_text(found: dict[str, Any]) -> str:
+    """A stored overfitting finding as one line."""
+    return overfit.Overfit(**found).text()
 
 
 def check_lines(check: dict[str, Any], limit: int = 20) -> list[str]:

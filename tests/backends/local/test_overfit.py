@@ -1,0 +1,52 @@
+"""A local run built to overfit — 24 examples with random labels, 60 epochs, validation after each — is flagged,
+and `eval: {checkpoint: best}` evaluates the adapter saved at the best step, which scores better on held-out data
+(perplexity of the reference answers) than the last one."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import yaml
+
+from fto.orchestrator.store import Store
+from tests.conftest import ANIMALS, run_fto
+
+pytestmark = pytest.mark.slow  # trains a model
+
+
+def test_an_overfit_run_is_flagged_and_its_best_checkpoint_evaluated(tmp_path, fto_home):
+    rows = [json.loads(line) for line in ANIMALS.read_text().splitlines()]
+    rng = random.Random(0)
+    noisy = rows[:24]
+    for row in noisy:  # labels it can only memorise
+        row["messages"][-1]["content"] = rng.choice(["bird", "mammal", "fish", "reptile", "insect"])
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in noisy))
+    (tmp_path / "valid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[199:260]))
+    job = {
+        "name": "overfit",
+        "data": {"train": "train.jsonl", "validation": "valid.jsonl"},
+        "hyperparameters": {"epochs": 60, "batch_size": 24, "learning_rate": 1e-2, "lora": {"r": 16, "alpha": 32}},
+        "check": {"enabled": False},
+        "backends": {"local": {"model": "embedded:tiny-llama", "checkpoint_every": 1}},
+        "eval": {"checkpoint": "best", "scorers": ["perplexity"], "max_examples": 60, "max_new_tokens": 4},
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    result = run_fto("run", str(tmp_path / "job.yaml"), timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    store = Store()
+    [experiment] = store.experiments()
+    [trained] = store.jobs(experiment.id)
+    [note] = [e for e in store.events(trained.id) if "checkpoint: best" in e.message]
+    assert "overfitting: validation loss rose" in note.message and note.data["best_step"] < 60
+    assert note.data["checkpoint"].endswith(f"adapter-step-{note.data['best_step']:08d}")
+    compared = json.loads(run_fto("compare", experiment.id, "--json").stdout)
+    assert compared["overfitting"][trained.id]["best_step"] == note.data["best_step"]
+    # the last adapter, on the same held-out examples
+    last = run_fto("eval", experiment.id, "--target", f"job:{trained.id}", timeout=300)
+    assert last.returncode == 0, last.stdout + last.stderr
+    scores = {r["target"]: r["score"] for r in store.scores(experiment.id) if r["scorer"] == "perplexity"}
+    assert scores["local/fine-tuned"] < scores[f"local/{trained.id}"]  # the best step generalises better
+    report = (fto_home / "experiments" / experiment.id / "report.md").read_text()
+    assert "## Overfitting" in report
