@@ -82,11 +82,15 @@ def _store() -> Any:
     return Store()
 
 
-def _submit(job_file: str, backend: str | None, allow_sensitive: bool = False) -> Any:
+def _submit(job_file: str, backend: str | None, allow_sensitive: bool = False, curve: str | None = None) -> Any:
     from fto.orchestrator.config import load_job
     from fto.orchestrator.submit import submit
 
     loaded = load_job(job_file, backend)
+    if curve:
+        from fto.orchestrator.learning_curve import expand, parse_fractions
+
+        loaded = expand(loaded, parse_fractions(curve))
     store = _store()
     submitted = submit(store, loaded, allow_sensitive)
     console.print(
@@ -150,6 +154,7 @@ def _show_comparison(store: Any, experiment: Any, data: dict[str, Any], first_sc
     console.print(table(data))
     for line in verdicts(data):
         console.print(_escape(line), highlight=False)
+    shown: set[str] = set()
     for name, section in experiment.spec.backends.items():
         model = section.model or ""
         note = (
@@ -157,7 +162,8 @@ def _show_comparison(store: Any, experiment: Any, data: dict[str, Any], first_sc
             if name in registry.available() or section.type
             else None
         )
-        if note:
+        if note and note not in shown:  # sections of one backend (a learning curve's) share their notes
+            shown.add(note)
             console.print(f"[dim]note: {_escape(note)}[/]", highlight=False)
     for paired in data["comparisons"]:
         if not first_scorer_only or paired["scorer"] == data["scorers"][0]:
@@ -170,9 +176,12 @@ def _show_comparison(store: Any, experiment: Any, data: dict[str, Any], first_sc
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("--backend", "-b", help="backend(s) to run on, comma-separated; default: every section in the file")
 @click.option("--allow-sensitive", is_flag=True, help="send data the check finds personal or secret to hosted backends")
-def run(job_file: str, backend: str | None, allow_sensitive: bool) -> None:
+@click.option(
+    "--learning-curve", "curve", metavar="FRACTIONS", help="also train on nested fractions of the data, e.g. 0.25,0.5,1"
+)
+def run(job_file: str, backend: str | None, allow_sensitive: bool, curve: str | None) -> None:
     """Submit JOB_FILE, wait for training, evaluate base and fine-tuned models, and report."""
-    store, submitted = _submit(job_file, backend, allow_sensitive)
+    store, submitted = _submit(job_file, backend, allow_sensitive, curve)
     console.print(f"training; if this process stops, the jobs go on: fto wait {submitted.experiment.id}")
     jobs = _wait(store, [j.id for j in submitted.jobs])
     if submitted.experiment.spec.eval and any(j.status.value == "succeeded" for j in jobs):
@@ -185,9 +194,12 @@ def run(job_file: str, backend: str | None, allow_sensitive: bool) -> None:
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("--backend", "-b", help="backend(s) to submit to, comma-separated; default: every section in the file")
 @click.option("--allow-sensitive", is_flag=True, help="send data the check finds personal or secret to hosted backends")
-def submit(job_file: str, backend: str | None, allow_sensitive: bool) -> None:
+@click.option(
+    "--learning-curve", "curve", metavar="FRACTIONS", help="also train on nested fractions of the data, e.g. 0.25,0.5,1"
+)
+def submit(job_file: str, backend: str | None, allow_sensitive: bool, curve: str | None) -> None:
     """Submit JOB_FILE and return at once; follow with `fto wait`."""
-    _, submitted = _submit(job_file, backend, allow_sensitive)
+    _, submitted = _submit(job_file, backend, allow_sensitive, curve)
     console.print(f"next: fto wait {submitted.experiment.id}")
     if any(j.error for j in submitted.jobs):
         sys.exit(1)

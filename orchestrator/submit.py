@@ -20,6 +20,7 @@ from fto.orchestrator.data.check import CheckReport
 from fto.orchestrator.data.check.guard import check_before_submit
 from fto.orchestrator.data.load import DatasetSplits, load_splits, save_conversations
 from fto.orchestrator.errors import BackendError, FtoError
+from fto.orchestrator.learning_curve import subset
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.secrets import redact
 from fto.orchestrator.store import Store, now
@@ -68,6 +69,13 @@ def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend,
     """Prepare, upload (or reuse an upload of the same content), and create the job exactly once."""
     notice = backend.notice(backend.options)
     notes = ([notice] if notice else []) + backend.ignored(experiment.spec)
+    fraction = experiment.spec.fractions.get(job.backend)
+    if fraction is not None:  # a point of a learning curve: this job trains on a nested subset
+        train = subset(data.train, fraction, experiment.spec.seed)
+        point = f"learning curve: trains on {len(train)} of {len(data.train)} examples ({fraction:g})"
+        marked = JobEvent(created_at=now(), message=point, data={"fraction": fraction, "examples": len(train)})
+        store.add_updates(job.id, [marked], [], None)
+        data = DatasetSplits(train=train, validation=data.validation, eval=data.eval)
     if notes:
         store.add_updates(job.id, [JobEvent(created_at=now(), level="warning", message=n) for n in notes], [], None)
     try:

@@ -163,3 +163,8 @@ class JobSpec(_Strict):
     eval: EvalSpec | None = Field(default_factory=EvalSpec, description="null to skip evaluation")
     notify: NotifySpec | None = Field(default=None, description="a webhook or command to call when all jobs end")
     check: CheckSpec = Field(default_factory=CheckSpec, description="the data check run before submitting")
+    fractions: dict[str, float] = Field(
+        default_factory=dict,
+        description="learning curve: backend section → the fraction of the training data it trains on (nested "
+        "subsets, same seed); `--learning-curve 0.25,0.5,1` fills it in",
+    )

@@ -65,7 +65,9 @@ def targets(store: Store, experiment: Experiment) -> list[Target]:
         if job.status != JobStatus.SUCCEEDED or not job.fine_tuned_model:
             continue
         section = store.experiment(job.experiment_id).spec.backends.get(job.backend)
-        if (spec_eval is None or spec_eval.base) and job.base_model:
+        fractions = experiment.spec.fractions
+        smaller = fractions.get(job.backend, 1.0) < max(fractions.values(), default=1.0)  # its base is the same
+        if (spec_eval is None or spec_eval.base) and job.base_model and not smaller:
             found.append(Target(f"{job.backend}/base", job.backend, job.base_model, job.id, section))
         model = job.fine_tuned_model
         if spec_eval is not None and spec_eval.checkpoint == "best":

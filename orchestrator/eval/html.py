@@ -120,6 +120,37 @@ def score_chart(scorer: str, models: list[dict[str, Any]], width: int = 1000) ->
     )
 
 
+def curve_chart(curve: dict[str, Any], width: int = 600, height: int = 220) -> str:
+    """Score against training examples, each point with its 95% interval."""
+    points = [p for p in curve["points"] if p["examples"] and _finite(p["score"])]
+    if not points:
+        return ""
+    most = max(p["examples"] for p in points)
+    values = [v for p in points for v in (p["score"], *p["interval"]) if _finite(v)]
+    top, bottom = max(values), min(0.0, min(values))
+    span = (top - bottom) or 1.0
+
+    def x_of(examples: float) -> float:
+        return 50 + (width - 70) * examples / most
+
+    def y_of(value: float) -> float:
+        return height - 30 - (height - 50) * (value - bottom) / span
+
+    marks = []
+    for p in points:
+        x = x_of(p["examples"])
+        low, high = (v if _finite(v) else p["score"] for v in p["interval"])
+        marks.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{y_of(low):.1f}' y2='{y_of(high):.1f}' stroke='#888'/>")
+        marks.append(f"<circle cx='{x:.1f}' cy='{y_of(p['score']):.1f}' r='4' fill='#2a6'/>")
+        marks.append(f"<text x='{x:.1f}' y='{height - 10}' text-anchor='middle'>{p['examples']}</text>")
+    path = " ".join(f"{x_of(p['examples']):.1f},{y_of(p['score']):.1f}" for p in points)
+    return (
+        f"<svg width='{width}' height='{height}' role='img' aria-label='learning curve'>"
+        f"<polyline points='{path}' fill='none' stroke='#2a6'/>{''.join(marks)}"
+        f"<text x='5' y='15'>{_e(curve['scorer'])}</text></svg>"
+    )
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
@@ -173,6 +204,10 @@ def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
                 f"<td class='num'>{_e(u['cost_usd'])}</td><td class='num'>{_e(u['latency_mean_s'])}</td></tr>"
             )
         parts.append("</table>")
+    for curve in data.get("learning_curve") or []:
+        parts.append(f"<h2>Learning curve: {_e(curve['backend'])}</h2>")
+        parts.append(curve_chart(curve))
+        parts.append(f"<p>{_e(curve['verdict'])}</p>")
     if data.get("overfitting"):
         parts.append("<h2>Overfitting</h2><ul>")
         parts += [f"<li>{_e(job)}: {_e(overfit_text(found))}</li>" for job, found in data["overfitting"].items()]

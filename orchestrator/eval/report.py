@@ -68,6 +68,7 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         "jobs": job_rows,
         "comparisons": comparisons(experiment, list(rows), scorers),
         "check": json.loads(check_file.read_text()) if check_file.exists() else None,  # the data check at submit
+        "learning_curve": learning_curve(store, experiment, rows, scorers),
         "overfitting": {
             job.id: found.to_json() for job in jobs.values() if (found := overfit.detect(store.metrics(job.id)))
         },
@@ -180,6 +181,13 @@ def markdown(data: dict[str, Any]) -> str:
     if data.get("comparisons"):
         lines += ["", "## Fine-tuned vs base (paired bootstrap on the same examples)", ""]
         lines += [f"- {c['text']} [{c['scorer']}]" for c in data["comparisons"]]
+    for curve in data.get("learning_curve") or []:
+        lines += ["", f"## Learning curve: {curve['backend']} ({curve['scorer']})", "",
+                  "| fraction | examples | score | 95% interval |", "|---:|---:|---:|---|"]  # fmt: skip
+        for p in curve["points"]:
+            low, high = p["interval"]
+            lines.append(f"| {p['fraction']:g} | {p['examples']} | {p['score']:.3f} | {_num(low)} – {_num(high)} |")
+        lines += ["", curve["verdict"]]
     if data.get("overfitting"):
         lines += ["", "## Overfitting", ""]
         lines += [f"- `{job}`: {overfit_text(found)}" for job, found in data["overfitting"].items()]
@@ -191,6 +199,48 @@ def markdown(data: dict[str, Any]) -> str:
     if failed:
         lines += ["", "## Errors", ""] + [f"- `{j['job']}` ({j['backend']}): {j['error']}" for j in failed]
     return "\n".join(lines) + "\n"
+
+
+def learning_curve(
+    store: Store, experiment: Experiment, rows: dict[str, dict[str, Any]], scorers: list[str]
+) -> list[dict[str, Any]]:
+    """Per backend of a learning curve: score (first scorer) against training examples, and whether it still
+    improves between the two largest fractions by more than the larger one's interval half-width."""
+    if not experiment.spec.fractions or not scorers:
+        return []
+    scorer = scorers[0]
+    sign = -1 if lower_is_better(scorer) else 1
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for job in store.jobs(experiment.id):
+        fraction = experiment.spec.fractions.get(job.backend)
+        row = rows.get(f"{job.backend}/fine-tuned")
+        if fraction is None or row is None or scorer not in row["scores"]:
+            continue
+        examples = next((int(e.data["examples"]) for e in store.events(job.id) if "examples" in e.data), None)
+        curves.setdefault(job.backend.partition("@")[0], []).append(
+            {"fraction": fraction, "examples": examples, "score": row["scores"][scorer],
+             "interval": row["intervals"][scorer]}
+        )  # fmt: skip
+    out = []
+    for backend, points in curves.items():
+        points.sort(key=lambda p: p["fraction"])
+        verdict = "one point: nothing to compare"
+        if len(points) > 1:
+            previous, last = points[-2], points[-1]
+            gain = sign * (last["score"] - previous["score"])
+            low, high = last["interval"]
+            margin = (high - low) / 2 if low is not None and high is not None else 0.0
+            moved = (
+                f"from {previous['examples']} to {last['examples']} examples ({scorer} {previous['score']:.3f} → "
+                f"{last['score']:.3f}"
+            )
+            verdict = (
+                f"still improving {moved}): more data is likely to help"
+                if gain > margin
+                else f"flat {moved}, within ±{margin:.3f}): more data of the same kind may not help much"
+            )
+        out.append({"backend": backend, "scorer": scorer, "points": points, "verdict": verdict})
+    return out
 
 
 def overfit_text(found: dict[str, Any]) -> str:
