@@ -18,7 +18,7 @@ from fto.orchestrator import retry
 from fto.orchestrator.config import LoadedJob
 from fto.orchestrator.data.check import CheckReport
 from fto.orchestrator.data.check.guard import check_before_submit
-from fto.orchestrator.data.load import DatasetSplits, load_splits, save_conversations
+from fto.orchestrator.data.load import DatasetSplits, load_splits, save_conversations, training_sample
 from fto.orchestrator.errors import BackendError, FtoError
 from fto.orchestrator.learning_curve import subset
 from fto.orchestrator.paths import experiment_dir
@@ -58,6 +58,10 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
     if report is not None:
         (folder / "check.json").write_text(json.dumps(report.to_json(), indent=2))
     save_conversations(data.eval, folder / "eval.jsonl")
+    if spec.eval and spec.eval.train_sample:
+        save_conversations(
+            training_sample(data.train, spec.eval.train_sample, spec.seed), folder / "train_sample.jsonl"
+        )
     (folder / "job.yaml").write_text(loaded.path.read_text())
     for job, backend in zip(jobs, backends, strict=True):
         submit_job(store, experiment, job, backend, data)

@@ -118,6 +118,11 @@ class EvalSpec(_Strict):
     max_new_tokens: int = Field(default=64, gt=0)
     temperature: float = Field(default=0.0, ge=0.0)
     base: bool = Field(default=True, description="also evaluate each backend's base model, for comparison")
+    train_sample: int = Field(
+        default=50,
+        ge=0,
+        description="training examples each fine-tuned model also answers, to measure the generalisation gap (0: off)",
+    )
     checkpoint: Literal["last", "best"] = Field(
         default="last",
         description="best: when a job overfit, evaluate the checkpoint saved closest before its best validation loss",

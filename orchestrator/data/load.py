@@ -102,6 +102,13 @@ def _as_eval_example(record: Record) -> Conversation:
     return record
 
 
+def training_sample(train: list[Record], size: int, seed: int) -> list[Conversation]:
+    """Up to `size` training examples (seeded), as eval examples: the generalisation gap is measured on them."""
+    order = list(range(len(train)))
+    random.Random(seed + 1).shuffle(order)  # not the validation split's order
+    return [_as_eval_example(train[i]) for i in sorted(order[:size])]
+
+
 def save_conversations(rows: list[Conversation], path: Path) -> None:
     """Canonical JSONL, so a later `fto eval` uses exactly the examples this run held out."""
     with open(path, "w", encoding="utf-8") as out:

@@ -248,7 +248,44 @@ def evaluate(
     (folder / "eval" / "usage.json").write_text(json.dumps(usage))  # tokens, latency and cost of the calls
     if judge and spec.eval.judge and spec.eval.judge.pairwise:
         _pairwise(store, experiment, judge, prompts, references, outputs_by_label, chosen)
+    gaps = {t.label: _gap(store, backends, t, folder, scorers, params, results[t.label]) for t in chosen
+            if t.label.endswith("/fine-tuned") and t.label in results}  # fmt: skip
+    (folder / "eval" / "gap.json").write_text(json.dumps({k: v for k, v in gaps.items() if v}))
     return results
+
+
+# Scorers that score an answer against its reference alone (no judge, no likelihoods): cheap on a training sample.
+GAP_SKIPS = ("judge", "valid_loss", "perplexity")
+MEMORISATION = 0.2  # a training score this much above the held-out one is called memorisation
+
+
+def _gap(
+    store: Store,
+    backends: dict[str, Backend],
+    target: Target,
+    folder: Path,
+    scorers: list[Any],
+    params: GenerationParams,
+    held_out: dict[str, float],
+) -> dict[str, Any] | None:
+    """The same scorers on a sample of the training data, next to the held-out scores (the generalisation gap)."""
+    sample_file = folder / "train_sample.jsonl"
+    usable = [s for s in scorers if s.name not in GAP_SKIPS and s.name in held_out]
+    if not sample_file.exists() or not usable:
+        return None
+    examples = load_conversations(sample_file)
+    pairs = [e.prompt_and_reference() for e in examples]
+    key = f"{target.backend} {target.section.model_dump_json() if target.section else ''}"
+    backend = backends.get(key) or target.make_backend()
+    outputs = [c.text for c in generate(store, backend, target, [list(p) for p, _ in pairs], params)]
+    gaps: dict[str, Any] = {}
+    for scorer in usable:
+        scores = [float(scorer.score(out, ref, ex)) for out, (_, ref), ex in zip(outputs, pairs, examples, strict=True)]
+        train = sum(scores) / len(scores) if scores else float("nan")
+        gap = train - held_out[scorer.name]
+        gaps[scorer.name] = {"train": round(train, 4), "held_out": round(held_out[scorer.name], 4),
+                             "gap": round(gap, 4), "memorisation": gap >= MEMORISATION}  # fmt: skip
+    return {"examples": len(examples), "scorers": gaps}
 
 
 def _reference_losses(backend: Backend, target: Target, examples: list[Any]) -> list[float]:

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from fto.orchestrator.eval.report import check_lines, overfit_text
+from fto.orchestrator.eval.report import check_lines, gap_lines, overfit_text
 from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store
@@ -208,6 +208,10 @@ def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
         parts.append(f"<h2>Learning curve: {_e(curve['backend'])}</h2>")
         parts.append(curve_chart(curve))
         parts.append(f"<p>{_e(curve['verdict'])}</p>")
+    if data.get("generalisation_gap"):
+        parts.append("<h2>Generalisation gap</h2><ul>")
+        parts += [f"<li>{_e(line)}</li>" for line in gap_lines(data["generalisation_gap"])]
+        parts.append("</ul>")
     if data.get("overfitting"):
         parts.append("<h2>Overfitting</h2><ul>")
         parts += [f"<li>{_e(job)}: {_e(overfit_text(found))}</li>" for job, found in data["overfitting"].items()]

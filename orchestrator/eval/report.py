@@ -38,6 +38,7 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         row["scores"][r["scorer"]] = r["score"]
         row["intervals"][r["scorer"]] = [r["low"], r["high"]]
     check_file = experiment_dir(experiment.id) / "check.json"
+    gap_file = experiment_dir(experiment.id) / "eval" / "gap.json"
     usage_file = experiment_dir(experiment.id) / "eval" / "usage.json"
     usage = json.loads(usage_file.read_text()) if usage_file.exists() else {}
     for label, row in rows.items():
@@ -69,6 +70,7 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         "comparisons": comparisons(experiment, list(rows), scorers),
         "check": json.loads(check_file.read_text()) if check_file.exists() else None,  # the data check at submit
         "learning_curve": learning_curve(store, experiment, rows, scorers),
+        "generalisation_gap": json.loads(gap_file.read_text()) if gap_file.exists() else {},
         "overfitting": {
             job.id: found.to_json() for job in jobs.values() if (found := overfit.detect(store.metrics(job.id)))
         },
@@ -188,6 +190,9 @@ def markdown(data: dict[str, Any]) -> str:
             low, high = p["interval"]
             lines.append(f"| {p['fraction']:g} | {p['examples']} | {p['score']:.3f} | {_num(low)} – {_num(high)} |")
         lines += ["", curve["verdict"]]
+    if data.get("generalisation_gap"):
+        lines += ["", "## Generalisation gap (a sample of the training data vs the held-out examples)", ""]
+        lines += [f"- {line}" for line in gap_lines(data["generalisation_gap"])]
     if data.get("overfitting"):
         lines += ["", "## Overfitting", ""]
         lines += [f"- `{job}`: {overfit_text(found)}" for job, found in data["overfitting"].items()]
@@ -241,6 +246,18 @@ def learning_curve(
             )
         out.append({"backend": backend, "scorer": scorer, "points": points, "verdict": verdict})
     return out
+
+
+def gap_lines(gaps: dict[str, Any]) -> list[str]:
+    """Per fine-tuned model and scorer: training-sample score, held-out score, and memorisation when far apart."""
+    lines = []
+    for label, found in gaps.items():
+        for scorer, g in found["scorers"].items():
+            verdict = "memorisation: it answers its training data far better than new examples" if g["memorisation"] \
+                else "generalises"  # fmt: skip
+            lines.append(f"{label} {scorer}: {g['train']:.3f} on {found['examples']} training examples vs "
+                         f"{g['held_out']:.3f} held out (gap {g['gap']:+.3f}) — {verdict}")  # fmt: skip
+    return lines
 
 
 def overfit_text(found: dict[str, Any]) -> str:

@@ -16,7 +16,8 @@ from tests.conftest import ANIMALS, run_fto
 pytestmark = pytest.mark.slow  # trains a model
 
 
-def test_an_overfit_run_is_flagged_and_its_best_checkpoint_evaluated(tmp_path, fto_home):
+def _overfit_job(tmp_path, checkpoint: str) -> str:
+    """24 examples with random labels, 60 epochs, validation after each: built to memorise."""
     rows = [json.loads(line) for line in ANIMALS.read_text().splitlines()]
     rng = random.Random(0)
     noisy = rows[:24]
@@ -30,10 +31,15 @@ def test_an_overfit_run_is_flagged_and_its_best_checkpoint_evaluated(tmp_path, f
         "hyperparameters": {"epochs": 60, "batch_size": 24, "learning_rate": 1e-2, "lora": {"r": 16, "alpha": 32}},
         "check": {"enabled": False},
         "backends": {"local": {"model": "embedded:tiny-llama", "checkpoint_every": 1}},
-        "eval": {"checkpoint": "best", "scorers": ["perplexity"], "max_examples": 60, "max_new_tokens": 4},
-    }
+        "eval": {"checkpoint": checkpoint, "scorers": ["perplexity", "exact_match"], "max_examples": 60,
+                 "max_new_tokens": 4},
+    }  # fmt: skip
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
-    result = run_fto("run", str(tmp_path / "job.yaml"), timeout=400)
+    return str(tmp_path / "job.yaml")
+
+
+def test_an_overfit_run_is_flagged_and_its_best_checkpoint_evaluated(tmp_path, fto_home):
+    result = run_fto("run", _overfit_job(tmp_path, "best"), timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     store = Store()
     [experiment] = store.experiments()
@@ -50,3 +56,14 @@ def test_an_overfit_run_is_flagged_and_its_best_checkpoint_evaluated(tmp_path, f
     assert scores["local/fine-tuned"] < scores[f"local/{trained.id}"]  # the best step generalises better
     report = (fto_home / "experiments" / experiment.id / "report.md").read_text()
     assert "## Overfitting" in report
+
+
+def test_the_last_model_of_an_overfit_run_is_called_memorisation(tmp_path, fto_home):
+    result = run_fto("run", _overfit_job(tmp_path, "last"), timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [experiment] = Store().experiments()
+    gap = json.loads(run_fto("compare", experiment.id, "--json").stdout)["generalisation_gap"]["local/fine-tuned"]
+    exact = gap["scorers"]["exact_match"]
+    assert gap["examples"] == 24 and exact["memorisation"] and exact["train"] - exact["held_out"] >= 0.2
+    report = (fto_home / "experiments" / experiment.id / "report.md").read_text()
+    assert "memorisation: it answers its training data far better than new examples" in report
