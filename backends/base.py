@@ -249,6 +249,16 @@ class Backend(ABC, Generic[OptionsT]):
         """Continue a paused, cancelled or crashed job where it stopped, where the provider can."""
         raise UnsupportedError("resuming jobs is not supported", backend=self.name)
 
+    def export(self, provider_job_id: str, model: str, target: str, out: Path | None) -> list[str]:
+        """Take a fine-tuned `model` to where models run (`fto export`); returns lines telling the user what was
+        written or what to do. Hosted models stay with their provider: the default says how to call them."""
+        label = self.describe().label
+        return [
+            f"{label} serves this model: nothing to download. Call it as `{model}` through {label}'s API "
+            f"(backend {self.name}; its page in docs/ says how), or compare it: fto eval EXPERIMENT --target "
+            f"{self.name}:{model}"
+        ]
+
     def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
         """Per conversation, the model's mean token loss on its last assistant turn (for perplexity).
 

@@ -502,6 +502,32 @@ def compare(experiment: str | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("job_id")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Choice(["merged", "ollama", "vllm", "gguf"]),
+    help="merged: transformers layout; ollama: a Modelfile; vllm: files and command; gguf: through llama.cpp",
+)
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="folder to write (default ./JOB-TARGET)")
+def export(job_id: str, target: str, output: str | None) -> None:
+    """Take a finished job's model to where models run; a hosted model says how to call it."""
+    from pathlib import Path
+
+    from fto.orchestrator.submit import backend_for
+
+    store = _store()
+    job = store.job(job_id)
+    if job.status.value != "succeeded" or not job.fine_tuned_model:
+        raise FtoError(f"job {job.id} has no fine-tuned model to export (it is {job.status.value})")
+    backend = backend_for(store.experiment(job.experiment_id).spec, job.backend)
+    for line in backend.export(job.provider_job_id or job.id, job.fine_tuned_model, target,
+                               Path(output) if output else None):  # fmt: skip
+        console.print(_escape(line), highlight=False)
+
+
+@cli.command()
 def schema() -> None:
     """Print the JSON Schema of the job file (for editor completion)."""
     from fto.orchestrator.job_schema import job_file_schema

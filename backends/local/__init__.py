@@ -260,6 +260,12 @@ class LocalBackend(Backend[LocalOptions]):
     def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
         return self.complete_many(model, [messages], params)[0]
 
+    def export(self, provider_job_id: str, model: str, target: str, out: Path | None) -> list[str]:
+        """merged, ollama, vllm or gguf (backends/local/export.py); torch loads only for merged and gguf."""
+        from fto.backends.local import export
+
+        return export.export(model, target, out or Path.cwd() / f"{provider_job_id}-{target}")
+
     def complete_many(
         self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams
     ) -> list[Completion]:

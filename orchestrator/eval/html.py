@@ -38,8 +38,14 @@ def _ticks(top: float, count: int = 5) -> list[float]:
     return [step * k for k in range(int(top / step) + 1)]
 
 
-def loss_chart(curves: dict[str, list[tuple[int, float]]], width: int = 1000, height: int = 280) -> str:
-    """Training loss of every job against its step, on shared axes with ticks."""
+def loss_chart(
+    curves: dict[str, list[tuple[int, float]]],
+    width: int = 1000,
+    height: int = 280,
+    marks: dict[str, int] | None = None,
+) -> str:
+    """Loss of every job (training, and validation where reported) against its step, on shared axes with ticks;
+    `marks` draws a labelled line at a step (the best step of a job that overfit)."""
     points = [p for curve in curves.values() for p in curve]
     if not points:
         return "<p>No training metrics.</p>"
@@ -71,6 +77,13 @@ def loss_chart(curves: dict[str, list[tuple[int, float]]], width: int = 1000, he
         for value in _ticks(top)
         if value <= top
     ]
+    for label, step in (marks or {}).items():
+        x = x_of(step)
+        lines.append(
+            f'<line class="best-step" x1="{x:.1f}" y1="{pad / 2}" x2="{x:.1f}" y2="{height - pad}" '
+            f'stroke="#e03131" stroke-dasharray="4 3"/><text x="{x + 4:.1f}" y="{pad / 2 + 10}" fill="#e03131">'
+            f"{_e(label)}</text>"
+        )
     axes = (
         f'<line x1="{left}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#868e96"/>'
         f'<line x1="{left}" y1="{pad / 2}" x2="{left}" y2="{height - pad}" stroke="#868e96"/>'
@@ -157,10 +170,14 @@ def _finite(value: Any) -> bool:
 
 def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
     """The self-contained HTML report of an experiment: loss curves, scores with intervals, per-example outputs."""
-    curves = {
-        f"{j['backend']} {j['job']}": [(m.step, m.loss) for m in store.metrics(j["job"]) if m.loss is not None]
-        for j in data["jobs"]
-    }
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for j in data["jobs"]:
+        metrics = store.metrics(j["job"])
+        curves[f"{j['backend']} {j['job']}"] = [(m.step, m.loss) for m in metrics if m.loss is not None]
+        valid = [(m.step, m.valid_loss) for m in metrics if m.valid_loss is not None]
+        if valid:
+            curves[f"{j['backend']} {j['job']} (validation)"] = valid
+    best = {f"best step of {job}": found["best_step"] for job, found in (data.get("overfitting") or {}).items()}
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(data['name'])} — fto report</title>"
         f"<style>{STYLE}</style></head><body>",
@@ -178,7 +195,7 @@ def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
         parts.append("</ul>")
     parts += [
         "<h2>Training loss</h2>",
-        loss_chart(curves),
+        loss_chart(curves, marks=best),
         "<h2>Jobs: time and tokens</h2>",
         "<table><tr><th>job</th><th>backend</th><th>status</th><th>minutes</th><th>trained tokens</th>"
         "<th>final loss</th><th>fine-tuned model</th></tr>",

@@ -17,6 +17,7 @@ GUIDELINE = {"sft": 500, "dpo": 1000}
 CLASS_LIKE_MAX_LABELS = 20  # answers look like classes when there are this few distinct short ones
 REPEATED_ANSWER_MIN = 5  # one answer for at least this many different prompts (and 5% of them) is suspicious
 FORM_MAJORITY = 0.8  # when this share of answers is JSON, the others are flagged
+NEAR_DUPLICATE_LIMIT = 100_000  # near-duplicates are looked for among this many examples (memory grows with them)
 Count = Callable[[str], int]
 
 
@@ -172,6 +173,10 @@ def _duplicates(rows: list[_Row], file: str, options: CheckOptions, add: Callabl
         add(Issue("duplicate", f"{len(lines)} identical examples", file, lines))
     first_of = {lines[0] for lines in groups.values()}  # one of each exact group takes part in the near search
     candidates = [row for row in rows if row.line in first_of]
+    if len(candidates) > NEAR_DUPLICATE_LIMIT:
+        add(Issue("near_duplicate_sampled", f"near-duplicates were looked for among the first {NEAR_DUPLICATE_LIMIT:,} "
+                  f"of {len(candidates):,} distinct examples", file))  # fmt: skip
+        candidates = candidates[:NEAR_DUPLICATE_LIMIT]
     index = similar.Index(options.near_duplicate_threshold)
     seen: set[int] = set()
     for position, signature in enumerate(similar.signatures([r.prompt + "\n" + r.answer for r in candidates])):

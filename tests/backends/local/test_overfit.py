@@ -56,6 +56,8 @@ def test_an_overfit_run_is_flagged_and_its_best_checkpoint_evaluated(tmp_path, f
     assert scores["local/fine-tuned"] < scores[f"local/{trained.id}"]  # the best step generalises better
     report = (fto_home / "experiments" / experiment.id / "report.md").read_text()
     assert "## Overfitting" in report
+    chart = (fto_home / "experiments" / experiment.id / "report.html").read_text()
+    assert f"best step of {trained.id}" in chart and 'class="best-step"' in chart  # marked on the loss chart
 
 
 def test_the_last_model_of_an_overfit_run_is_called_memorisation(tmp_path, fto_home):

@@ -35,13 +35,13 @@ def test_generations_are_cached_so_a_rerun_is_free_and_an_interrupted_eval_resum
     result = run_fto("run", _job(tmp_path, server.url, ["exact_match", "my_scorers:mentions_echo", "rouge_l"]))
     assert result.returncode == 0, result.stderr
     calls = server.stats()["requests"]["POST /v1/chat/completions"]
-    assert calls == 60  # 30 examples, base and fine-tuned
+    assert calls == 60 + 50  # 30 examples, base and fine-tuned; 50 training examples for the generalisation gap
 
     assert run_fto("eval").returncode == 0
     assert server.stats()["requests"]["POST /v1/chat/completions"] == calls  # all from the cache
 
     store = Store()
-    with sqlite3.connect(store.path) as db:  # as if the eval had been interrupted after 50 generations
+    with sqlite3.connect(store.path) as db:  # as if the eval had been interrupted 10 generations short
         db.execute("DELETE FROM generations WHERE rowid IN (SELECT rowid FROM generations LIMIT 10)")
     assert run_fto("eval").returncode == 0
     assert server.stats()["requests"]["POST /v1/chat/completions"] == calls + 10
