@@ -138,6 +138,14 @@ class NotifySpec(_Strict):
     command: str | None = Field(default=None, description="shell command; FTO_EXPERIMENT and FTO_STATUS are set")
 
 
+# The data check's finding codes (orchestrator/data/check); `sensitive` stands for every sensitive_* one.
+CHECK_CODES = frozenset({
+    "too_little_data", "duplicate", "near_duplicate", "near_duplicate_sampled", "conflict", "eval_leak",
+    "eval_near_leak", "empty_answer", "cut_answer", "repeated_answer", "label_imbalance", "answer_form", "sensitive",
+    "sensitive_email", "sensitive_phone", "sensitive_card", "sensitive_iban", "sensitive_secret",
+})  # fmt: skip
+
+
 class CheckSpec(_Strict):
     """The data check `fto submit` runs before anything is sent: which findings stop the job."""
 
@@ -150,6 +158,14 @@ class CheckSpec(_Strict):
         default="refuse", description="allow: send e-mails, phone numbers, cards, IBANs or keys to hosted backends"
     )
     near_duplicate_threshold: float = Field(default=0.8, ge=0.1, le=1.0, description="MinHash Jaccard similarity")
+
+    @field_validator("strict")
+    @classmethod
+    def _known_codes(cls, codes: list[str]) -> list[str]:
+        unknown = [c for c in codes if c not in CHECK_CODES]
+        if unknown:
+            raise ValueError(f"unknown finding code {unknown[0]!r} (codes: {', '.join(sorted(CHECK_CODES))})")
+        return codes
 
 
 class JobSpec(_Strict):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import Field
 
-from fto.backends import sdk_errors
+from fto.backends import chat_response, sdk_errors
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.backends.fireworks import mapping
 from fto.orchestrator.data.formats.chat import dump_messages
@@ -355,12 +355,4 @@ class FireworksBackend(Backend[FireworksOptions]):
                 seed=params.seed,
             ),
         )
-        if not response.choices:
-            raise BackendError("chat completion: the response has no choices", backend=self.name, retryable=True)
-        usage = response.usage
-        content = response.choices[0].message.content
-        return Completion(
-            text=content if isinstance(content, str) else "",
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
-        )
+        return chat_response.completion(response, self.name)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import Field
 
-from fto.backends import sdk_errors
+from fto.backends import chat_response, sdk_errors
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.backends.openai import mapping
 from fto.orchestrator.clock import today
@@ -328,11 +328,4 @@ class OpenAIBackend(Backend[OpenAIOptions]):
                 seed=params.seed,
             ),
         )
-        if not response.choices:
-            raise BackendError("chat completion: the response has no choices", backend=self.name, retryable=True)
-        usage = response.usage
-        return Completion(
-            text=response.choices[0].message.content or "",
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
-        )
+        return chat_response.completion(response, self.name)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field
 
-from fto.backends import sdk_errors
+from fto.backends import chat_response, sdk_errors
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.backends.together import mapping
 from fto.orchestrator.data.formats.chat import dump_messages
@@ -295,12 +295,4 @@ class TogetherBackend(Backend[TogetherOptions]):
                 seed=params.seed,
             ),
         )
-        if not response.choices:
-            raise BackendError("chat completion: the response has no choices", backend=self.name, retryable=True)
-        usage = response.usage
-        message = response.choices[0].message
-        return Completion(
-            text=(message.content if message else None) or "",
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
-        )
+        return chat_response.completion(response, self.name)

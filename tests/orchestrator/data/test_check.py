@@ -171,3 +171,18 @@ def test_the_real_fixture_files_check_clean_or_with_pinned_findings(file, pinned
     for issue in report.issues:
         found.setdefault(issue.code, []).append(tuple(issue.lines))
     assert found == pinned, [str(i) for i in report.issues]
+
+
+@pytest.mark.timeout(60)
+def test_an_unknown_code_in_check_strict_names_its_line(tmp_path):
+    from fto.schemas.job_spec import CHECK_CODES
+
+    train, _ = _crafted(tmp_path)
+    report = check_file(str(train))
+    assert {issue.code for issue in report.issues} <= CHECK_CODES  # every code the check emits can be made strict
+    job = tmp_path / "job.yaml"
+    job.write_text(f"name: x\ndata: {{train: {train}}}\ncheck: {{strict: [duplicat]}}\n"
+                   "backends: {local: {model: embedded:tiny-llama}}\n")  # fmt: skip
+    result = run_fto("submit", str(job))
+    assert result.returncode == 2 and "job.yaml:3: check.strict" in result.stderr
+    assert "unknown finding code 'duplicat'" in result.stderr and "Traceback" not in result.stderr

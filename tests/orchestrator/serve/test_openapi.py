@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 
 from fto.orchestrator.serve import ServeConfig, create_app
 from tests.conftest import ANIMALS, FIXTURES
+from tests.openapi import normalise
 
 pytestmark = pytest.mark.slow  # trains through fto serve
 
@@ -29,32 +30,12 @@ SPEC = FIXTURES / "openai-openapi" / "openapi-subset.json"
 @cache
 def spec() -> dict[str, Any]:
     raw = json.loads(SPEC.read_text(encoding="utf-8"))  # a missing file fails every test here: never a skip
-    normalised = _normalise(raw)
+    normalised = normalise(raw)
     # The pause endpoint's own example answers status "paused", which the job's status enum lacks (FACTS.md).
     normalised["components"]["schemas"]["FineTuningJob"]["properties"]["status"]["enum"].append("paused")
     # fto serve answers a cancel at once with "cancelling" (the worker stops at its next step); OpenAI lists none.
     normalised["components"]["schemas"]["FineTuningJob"]["properties"]["status"]["enum"].append("cancelling")
     return normalised
-
-
-def _normalise(node: Any) -> Any:
-    """OpenAPI 3.0 idioms that the 3.1 spec still uses, rewritten as JSON Schema 2020-12 says them."""
-    if isinstance(node, list):
-        return [_normalise(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    node = {k: _normalise(v) for k, v in node.items()}
-    for bound, strict in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-        if node.get(strict) is True:
-            node[strict] = node.pop(bound)
-        elif node.get(strict) is False:
-            node.pop(strict)
-    if "allOf" in node and any(part == {"nullable": True} for part in node["allOf"]):
-        rest = [part for part in node.pop("allOf") if part != {"nullable": True}]
-        return {"anyOf": [{"allOf": rest}, {"type": "null"}], **node}
-    if node.pop("nullable", False):
-        return {"anyOf": [node, {"type": "null"}]}
-    return node
 
 
 def check(response: httpx.Response, path: str, method: str) -> dict[str, Any] | None:
