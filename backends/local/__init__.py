@@ -251,11 +251,11 @@ class LocalBackend(Backend[LocalOptions]):
                 os.kill(pid, signal.SIGTERM)  # the worker stops at the next step and records "cancelled"
 
     def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
-        return self._generation().reference_losses(model, conversations)
+        return self.generator().reference_losses(model, conversations)
 
     def check_prompt(self, model: str, messages: Sequence[Message], params: GenerationParams) -> int:
         """The prompt's tokens; a ValueError when prompt and reply would not fit `model`'s context."""
-        return int(self._generation().check_prompt(model, messages, params))
+        return int(self.generator().check_prompt(model, messages, params))
 
     def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
         return self.complete_many(model, [messages], params)[0]
@@ -269,9 +269,10 @@ class LocalBackend(Backend[LocalOptions]):
     def complete_many(
         self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams
     ) -> list[Completion]:
-        return self._generation().generate(model, prompts, params)
+        return self.generator().generate(model, prompts, params)
 
-    def _generation(self) -> Any:
+    def generator(self) -> Any:
+        """The loaded models and their batched generation (torch is imported on first use)."""
         if self._generator is None:
             from fto.backends.local.generate import Generator  # torch is imported only when generating
 

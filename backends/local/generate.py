@@ -36,7 +36,8 @@ def pick_device(choice: str) -> torch.device:
 
 
 def load(path: str, device: torch.device) -> tuple[Any, Any]:
-    """A full model folder, or a LoRA adapter folder (its base is named in adapter_config.json)."""
+    """A full model folder, a LoRA adapter folder (its base is named in adapter_config.json), or a model in the
+    Hugging Face cache by its id (never downloaded here)."""
     folder = Path(path)
     if (folder / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
@@ -45,9 +46,24 @@ def load(path: str, device: torch.device) -> tuple[Any, Any]:
     elif (folder / "config.json").is_file():
         model = AutoModelForCausalLM.from_pretrained(folder)
     else:
-        raise FileNotFoundError(f"not a model or adapter folder: {folder}")
+        folder = Path(cached_model(path))
+        model = AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return model.to(device).eval(), tokenizer
+
+
+def cached_model(model_id: str) -> str:
+    """The folder of a model in the Hugging Face cache; FileNotFoundError naming the cache when it is not there."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.constants import HF_HUB_CACHE
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return str(snapshot_download(model_id, local_files_only=True))
+    except (LocalEntryNotFoundError, ValueError, OSError):
+        raise FileNotFoundError(
+            f"{model_id} is neither a model folder nor a model in the Hugging Face cache ({HF_HUB_CACHE})"
+        ) from None
 
 
 class Generator:
@@ -59,6 +75,91 @@ class Generator:
         # One caller at a time: fast tokenizers fail when two threads use one ("Already borrowed"), and a model
         # must not be loaded twice. `fto serve` checks prompts in threads while a batch generates.
         self._lock = threading.RLock()
+        self._engine: Any = None
+        self._json_tables: dict[str, Any] = {}
+
+    def loaded(self, model: str) -> tuple[Any, Any]:
+        """`model`'s network and tokenizer, loaded on first use."""
+        with self._lock:
+            if model not in self._models:
+                self._models[model] = load(model, self.device)
+            return self._models[model]
+
+    def engine(self) -> Any:
+        """The continuous-batching engine over these models (`fto serve` streams through it)."""
+        from fto.backends.local.engine import Engine
+
+        with self._lock:
+            if self._engine is None:
+                self._engine = Engine(self.loaded, self._lock, self.device)
+            return self._engine
+
+    def encode_chat(
+        self, model: str, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> list[int]:
+        """The prompt's tokens: the messages (and tools) through the model's chat template, ready for a reply."""
+        with self._lock:
+            _, tokenizer = self.loaded(model)
+            text = tokenizer.apply_chat_template(
+                list(messages), tools=tools, tokenize=False, add_generation_prompt=True
+            )
+            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_text(self, model: str, text: str) -> list[int]:
+        """A plain prompt's tokens (the tokenizer's own start token included, as the model was trained)."""
+        with self._lock:
+            return list(self.loaded(model)[1](text)["input_ids"])
+
+    def takes_tools(self, model: str) -> bool:
+        """Whether the model's chat template renders tool definitions."""
+        with self._lock:
+            template = self.loaded(model)[1].chat_template or ""
+            return "tools" in (template if isinstance(template, str) else str(template))
+
+    def context(self, model: str) -> int:
+        """The model's context length in tokens (0 when its config does not say)."""
+        return int(getattr(self.loaded(model)[0].config, "max_position_embeddings", 0) or 0)
+
+    def vocabulary_size(self, model: str) -> int:
+        """How many token ids the model knows."""
+        with self._lock:
+            return len(self.loaded(model)[1])
+
+    def decode(self, model: str, tokens: Sequence[int]) -> list[str]:
+        """Each token's text."""
+        with self._lock:
+            tokenizer = self.loaded(model)[1]
+            return [tokenizer.decode([t]) for t in tokens]
+
+    def score(self, model: str, tokens: Sequence[int], top: int) -> list[tuple[float | None, list[tuple[str, float]]]]:
+        """Each token's log-probability given those before it (None for the first) and the `top` likeliest there."""
+        with self._lock:
+            net, tokenizer = self.loaded(model)
+            with torch.no_grad():
+                logits = net(input_ids=torch.tensor([list(tokens)], device=self.device)).logits[0].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            scored: list[tuple[float | None, list[tuple[str, float]]]] = [(None, [])]
+            for position in range(1, len(tokens)):
+                row = logp[position - 1]
+                best = torch.topk(row, top) if top else None
+                alternatives = (
+                    [(tokenizer.decode([int(i)]), float(v)) for v, i in zip(best.values, best.indices, strict=True)]
+                    if best is not None
+                    else []
+                )
+                scored.append((float(row[tokens[position]]), alternatives))
+            return scored
+
+    def json_mode(self, model: str) -> Any:
+        """For one reply: the function giving the tokens allowed next for it to stay a JSON object."""
+        from fto.backends.local.engine import end_ids
+        from fto.backends.local.json_mode import json_object, vocabulary
+
+        with self._lock:
+            if model not in self._json_tables:
+                net, tokenizer = self.loaded(model)
+                self._json_tables[model] = vocabulary(tokenizer, sorted(end_ids(net, tokenizer)))
+            return json_object(self._json_tables[model])
 
     def generate(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[Completion]:
         """Replies of `model` (base folder or adapter) to each prompt, generated in batches."""
@@ -66,9 +167,7 @@ class Generator:
             return self._generate(model, prompts, params)
 
     def _generate(self, model: str, prompts: Sequence[Sequence[Message]], params: GenerationParams) -> list[Completion]:
-        if model not in self._models:
-            self._models[model] = load(model, self.device)
-        net, tokenizer = self._models[model]
+        net, tokenizer = self.loaded(model)
         tokenizer.padding_side = "left"  # generated tokens must follow each prompt directly
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         torch.manual_seed(params.seed)
@@ -119,9 +218,7 @@ class Generator:
             return self._check_prompt(model, messages, params)
 
     def _check_prompt(self, model: str, messages: Sequence[Message], params: GenerationParams) -> int:
-        if model not in self._models:
-            self._models[model] = load(model, self.device)
-        net, tokenizer = self._models[model]
+        net, tokenizer = self.loaded(model)
         chat = [m.model_dump(exclude_none=True, exclude={"weight"}) for m in messages]
         text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -143,9 +240,7 @@ class Generator:
         from fto.backends.local.tokenized import encode
         from fto.orchestrator.data.formats.chat import dump_messages
 
-        if model not in self._models:
-            self._models[model] = load(model, self.device)
-        net, tokenizer = self._models[model]
+        net, tokenizer = self.loaded(model)
         losses = []
         with torch.no_grad():
             for messages in conversations:

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fto.orchestrator.serve import errors
 from fto.orchestrator.serve.errors import error_response
-from fto.orchestrator.serve.routes import ROUTES, chat
+from fto.orchestrator.serve.routes import ROUTES, chat, completions
 from fto.orchestrator.serve.state import ServeConfig, ServeState
 
 __all__ = ["ServeConfig", "create_app"]
@@ -30,7 +30,8 @@ def create_app(config: ServeConfig) -> Guard:
     """The ASGI app: every route under OpenAI's `/v1` and Azure's `/openai` paths, behind auth and size limits."""
     routes = [Route(f"/v1{r.path}", r.endpoint, methods=r.methods) for r in ROUTES]
     routes += [Route(f"/openai{r.path}", r.endpoint, methods=r.methods) for r in ROUTES]
-    routes.append(Route("/openai/deployments/{deployment}/chat/completions", chat.create, methods=["POST"]))
+    for name, route in (("chat/completions", chat.create), ("completions", completions.create)):
+        routes.append(Route(f"/openai/deployments/{{deployment}}/{name}", route, methods=["POST"]))
     handlers = {**errors.HANDLERS, _TooLarge: _too_large_handler, _TooSlow: _too_slow_handler}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.serve = ServeState.build(config)

@@ -21,6 +21,10 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.kind, self.param, self.code = status, kind, param, code
 
+    def body(self) -> dict[str, str | None]:
+        """The error's fields in OpenAI's shape (the value of its "error" key)."""
+        return {"message": str(self), "type": self.kind, "param": self.param, "code": self.code}
+
 
 class NotFound(ApiError):
     """No such file, upload, job or model."""
@@ -38,8 +42,7 @@ class Invalid(ApiError):
 
 def error_response(status: int, message: str, kind: str, param: str | None = None, code: str | None = None) -> Response:
     """An error in OpenAI's shape."""
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse({"error": ApiError(status, message, kind, param, code).body()}, status_code=status)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:

@@ -96,17 +96,72 @@ class ChatMessage(_Body):
     role: Literal["system", "developer", "user", "assistant", "tool"]
 
 
-class ChatCompletionRequest(_Body):
+Stop = (
+    Annotated[StrictStr, Field(min_length=1)]
+    | Annotated[list[Annotated[StrictStr, Field(min_length=1)]], Field(max_length=4)]
+)
+MaxTokens = Annotated[StrictInt, Field(ge=1, le=4096)]
+
+
+class StreamOptions(_Body):
+    """stream_options: a last chunk carrying the usage."""
+
+    include_usage: StrictBool = False
+
+
+class ResponseFormat(_Body):
+    """response_format: plain text, or a JSON object (generation is constrained to valid JSON)."""
+
+    type: Literal["text", "json_object"]
+
+
+class FunctionDefinition(_Body):
+    """A tool's function, as the chat template renders it."""
+
+    name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Body):
+    """One tool the model may call."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class _Sampled(_Body):
+    """The sampling fields chat and text completions share."""
+
+    temperature: Annotated[Number, Field(ge=0, le=2)] = 1.0
+    top_p: Annotated[Number, Field(gt=0, le=1)] = 1.0
+    seed: Annotated[StrictInt, Field(ge=-(2**63), le=INT64)] | None = None
+    n: Annotated[StrictInt, Field(ge=1, le=16)] = 1
+    stop: Stop | None = None
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+
+    def stops(self) -> tuple[str, ...]:
+        """`stop` as a tuple (one string or up to four)."""
+        return () if self.stop is None else (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def usage_chunk(self) -> bool:
+        """Whether a stream ends with a chunk carrying the usage."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_Sampled):
     """POST /chat/completions: the fields fto serve acts on (others OpenAI defines are accepted and ignored)."""
 
     model: StrictStr | None = None  # Azure names the deployment in the path instead
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
-    max_completion_tokens: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
-    temperature: Annotated[Number, Field(ge=0, le=2)] = 1.0
-    seed: Annotated[StrictInt, Field(ge=-(2**63), le=INT64)] | None = None
-    n: Annotated[StrictInt, Field(ge=1, le=1)] = 1
-    stream: StrictBool = False
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
+    logprobs: StrictBool = False
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
 
     def raw_messages(self) -> list[dict[str, Any]]:
         """The messages as sent, `developer` read as the system prompt it replaces."""
@@ -116,6 +171,59 @@ class ChatCompletionRequest(_Body):
             if raw["role"] == "developer":
                 raw["role"] = "system"
             out.append(raw)
+        return out
+
+
+class CompletionRequest(_Sampled):
+    """POST /completions: a text prompt (or token ids, as lm-eval sends), continued or scored."""
+
+    model: StrictStr | None = None  # Azure names the deployment in the path instead
+    prompt: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
+    max_tokens: Annotated[StrictInt, Field(ge=0, le=4096)] = 16  # 0 with echo: score the prompt only
+    echo: StrictBool = False
+    logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
+    suffix: None = None  # insertion is not supported (a clear 400 rather than an ignored field)
+
+
+class InputText(_Body):
+    """A text part of a Responses input message."""
+
+    type: Literal["input_text", "output_text"]
+    text: StrictStr
+
+
+class InputMessage(_Body):
+    """A message of a Responses input."""
+
+    type: Literal["message"] = "message"
+    role: Literal["system", "developer", "user", "assistant"]
+    content: StrictStr | list[InputText]
+
+    def text(self) -> str:
+        """The message's text, its parts joined."""
+        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+
+class ResponseRequest(_Body):
+    """POST /responses: the core of OpenAI's Responses API (text or message input, streamed or not)."""
+
+    model: StrictStr
+    input: StrictStr | list[InputMessage] = Field(min_length=1)
+    instructions: StrictStr | None = None
+    max_output_tokens: Annotated[StrictInt, Field(ge=16, le=4096)] | None = None
+    temperature: Annotated[Number, Field(ge=0, le=2)] = 1.0
+    top_p: Annotated[Number, Field(gt=0, le=1)] = 1.0
+    stream: StrictBool = False
+    store: StrictBool = False
+    metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=512)]] | None = Field(default=None, max_length=16)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The conversation: instructions as the system message, then the input."""
+        out = [{"role": "system", "content": self.instructions}] if self.instructions else []
+        if isinstance(self.input, str):
+            return [*out, {"role": "user", "content": self.input}]
+        for item in self.input:
+            out.append({"role": "system" if item.role == "developer" else item.role, "content": item.text()})
         return out
 
 

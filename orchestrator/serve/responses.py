@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from openai.types import Completion, CompletionChoice
+from openai.types.completion_choice import Logprobs
 from openai.types.fine_tuning import FineTuningJob
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -19,6 +21,26 @@ class PausableFineTuningJob(FineTuningJob):
     status: Literal[  # type: ignore[assignment]
         "validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused", "cancelling"
     ]
+
+
+class EchoLogprobs(Logprobs):
+    """Logprobs, whose first echoed prompt token has none (`null`, as OpenAI's API answers; the SDK's types and
+    the spec say numbers only)."""
+
+    token_logprobs: list[float | None] | None = None  # type: ignore[assignment]
+    top_logprobs: list[dict[str, float] | None] | None = None  # type: ignore[assignment]
+
+
+class EchoChoice(CompletionChoice):
+    """CompletionChoice with EchoLogprobs."""
+
+    logprobs: EchoLogprobs | None = None
+
+
+class EchoCompletion(Completion):
+    """Completion with EchoLogprobs."""
+
+    choices: list[EchoChoice]  # type: ignore[assignment]
 
 
 def as_openai(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What every route of `fto serve` shares: its settings, files, jobs and the generation batcher."""
+"""What every route of `fto serve` shares: its settings, files and jobs (generation goes through the jobs'
+local backend)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 from starlette.requests import Request
 
-from fto.orchestrator.serve.batching import Batcher
 from fto.orchestrator.serve.files import FileStore
 from fto.orchestrator.serve.jobs import ServeJobs
 
@@ -37,14 +37,13 @@ class ServeState:
     config: ServeConfig
     files: FileStore
     jobs: ServeJobs
-    batcher: Batcher
 
     @classmethod
     def build(cls, config: ServeConfig) -> ServeState:
-        """Files under the config's root, jobs in the one Store, and a batcher over the local backend."""
+        """Files under the config's root and jobs in the one Store, over the local backend."""
         files = FileStore(config.root)
         jobs = ServeJobs(files, config.base_models, config.local_options)
-        return cls(config, files, jobs, Batcher(jobs.backend))
+        return cls(config, files, jobs)
 
 
 def state(request: Request) -> ServeState:
