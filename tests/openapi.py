@@ -71,6 +71,13 @@ class Spec:
             return [] if body in (None, b"", {}) else [f"{method.upper()} {path} takes no {media} body"]
         return self.errors(content[media]["schema"], body)
 
+    def event_errors(self, method: str, path: str, event: Any) -> list[str]:
+        """Problems with one streamed event (the route's text/event-stream schema; a completions chunk has the
+        shape of the whole answer, which is all its spec lists)."""
+        content = self.operation(method, path)["responses"]["200"]["content"]
+        found = content.get("text/event-stream") or content["application/json"]
+        return self.errors(found["schema"], event)
+
     def response_errors(self, method: str, path: str, status: int, body: Any) -> list[str]:
         """Problems with a response the server is about to send."""
         responses = self.operation(method, path).get("responses", {})

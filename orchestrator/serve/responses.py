@@ -32,9 +32,11 @@ class EchoLogprobs(Logprobs):
 
 
 class EchoChoice(CompletionChoice):
-    """CompletionChoice with EchoLogprobs."""
+    """CompletionChoice with EchoLogprobs, whose finish_reason is null until a streamed choice ends (as OpenAI
+    streams it; the spec documents only whole answers)."""
 
     logprobs: EchoLogprobs | None = None
+    finish_reason: Literal["stop", "length", "content_filter"] | None  # type: ignore[assignment]
 
 
 class EchoCompletion(Completion):

@@ -57,7 +57,7 @@ async def create(request: Request) -> Response:
 
 
 def _message(ids: dict[str, str], text: str | None, status: str) -> dict[str, Any]:
-    content = [] if text is None else [{"type": "output_text", "text": text, "annotations": []}]
+    content = [] if text is None else [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
     return {"type": "message", "id": ids["message"], "status": status, "role": "assistant", "content": content}
 
 
@@ -82,8 +82,7 @@ def _response(ids: dict[str, str], body: ResponseRequest, output: Output | None)
         "error": None,
         "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "output": [] if output is None else [_message(ids, output.text, status)],
-        "usage": None,
-    }
+    }  # no usage before the end: the spec types it as an object, never null
     if output is not None:
         data["usage"] = {
             "input_tokens": output.prompt_tokens,
@@ -111,7 +110,7 @@ async def _events(ids: dict[str, str], body: ResponseRequest, stream: AsyncItera
     yield event(ResponseInProgressEvent, "response.in_progress", response=_response(ids, body, None))
     yield event(ResponseOutputItemAddedEvent, "response.output_item.added", output_index=0,
                 item=_message(ids, None, "in_progress"))  # fmt: skip
-    empty = {"type": "output_text", "text": "", "annotations": []}
+    empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
     yield event(ResponseContentPartAddedEvent, "response.content_part.added", **part, part=empty)
     output = Output()
     async for piece in stream:
@@ -119,7 +118,7 @@ async def _events(ids: dict[str, str], body: ResponseRequest, stream: AsyncItera
         if piece.text:
             yield event(ResponseTextDeltaEvent, "response.output_text.delta", **part, delta=piece.text, logprobs=[])
     final = _response(ids, body, output)
-    text_part = {"type": "output_text", "text": output.text, "annotations": []}
+    text_part = {"type": "output_text", "text": output.text, "annotations": [], "logprobs": []}
     yield event(ResponseTextDoneEvent, "response.output_text.done", **part, text=output.text, logprobs=[])
     yield event(ResponseContentPartDoneEvent, "response.content_part.done", **part, part=text_part)
     yield event(ResponseOutputItemDoneEvent, "response.output_item.done", output_index=0, item=final["output"][0])

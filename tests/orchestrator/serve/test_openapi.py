@@ -167,6 +167,12 @@ def test_every_route_answers_as_openais_spec_says(serve, tmp_path):
     assert (
         chat and chat["usage"]["completion_tokens"] <= 4 and isinstance(chat["choices"][0]["message"]["content"], str)
     )
+    text = call("POST", "/completions", "/completions", json={"model": job["fine_tuned_model"], "prompt": "dog",
+                "max_tokens": 4, "logprobs": 2})[1]  # fmt: skip
+    assert text and len(text["choices"][0]["logprobs"]["tokens"]) == text["usage"]["completion_tokens"]
+    response = call("POST", "/responses", "/responses", json={"model": job["fine_tuned_model"], "input": "dog",
+                    "max_output_tokens": 16})[1]  # fmt: skip
+    assert response and response["output"][0]["content"][0]["type"] == "output_text"
 
     # a long job: pause, resume, cancel
     long = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50}}}
