@@ -30,6 +30,7 @@ class Sampling:
     stop: tuple[str, ...] = ()
     logprobs: int | None = None  # None: none; k: the chosen token's log-probability and the k likeliest
     trim: bool = False  # a chat reply: no leading or trailing whitespace (as the eval harness reads replies)
+    end_token_logprob: bool = False  # the end token among the log-probabilities (text completions show it)
     allowed: Callable[[list[int]], Sequence[int] | None] | None = None  # tokens allowed next (JSON mode)
 
 
@@ -204,7 +205,8 @@ class Engine:
             if sequence.sampling.logprobs is not None and logp is not None:
                 sequence.pending.append(_token_info(tokenizer, logp[line], token, sequence.sampling))
             if token in ends:
-                sequence.pending = sequence.pending[:-1]  # the end-of-turn token is not part of the reply
+                if not sequence.sampling.end_token_logprob:
+                    sequence.pending = sequence.pending[:-1]  # a chat reply's end token is not part of it
                 self._finish(sequence, tokenizer, "stop")
                 continue
             sequence.generated.append(token)

@@ -46,6 +46,7 @@ async def create(request: Request) -> Response:
                 seed=None if body.seed is None else body.seed + index,
                 stop=body.stops(),
                 logprobs=body.logprobs,
+                end_token_logprob=True,  # as OpenAI shows it; lm-eval drops the last token, taking it for the reply
             )
             streams.append(pieces(request, path, prompt, sampling) if body.max_tokens else _nothing(len(prompt)))
     head = {"id": f"cmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": body.model}

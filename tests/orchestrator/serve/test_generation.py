@@ -129,7 +129,11 @@ def test_sixteen_async_streams_share_the_batch_and_each_gets_its_own_greedy_repl
             async def one(messages: list[dict[str, str]], delay: float) -> str:
                 await asyncio.sleep(delay)  # arrivals spread out: later ones join a batch already running
                 stream = await aclient.chat.completions.create(
-                    model=str(model), messages=messages, temperature=0, max_tokens=10, stream=True  # type: ignore[arg-type]
+                    model=str(model),
+                    messages=messages,
+                    temperature=0,
+                    max_tokens=10,
+                    stream=True,  # type: ignore[arg-type]
                 )
                 return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
@@ -271,3 +275,15 @@ def test_a_model_in_the_hugging_face_cache_is_served_by_its_id(model, tmp_path):
         assert "Hugging Face cache" in str(missing.value)
     finally:
         server.stop()
+
+
+def test_langchain_chat_openai_invokes_and_streams(server, model):
+    from langchain_openai import ChatOpenAI
+
+    client = OpenAI(base_url=server.url, api_key="unused")
+    expected = greedy(client, model, QUESTION).choices[0].message.content
+    llm = ChatOpenAI(base_url=server.url, api_key="unused", model=str(model), temperature=0, max_tokens=12)  # type: ignore[arg-type]
+    whole = llm.invoke(QUESTION[0]["content"])
+    assert whole.content == expected
+    assert whole.usage_metadata and whole.usage_metadata["output_tokens"] == 12
+    assert "".join(str(chunk.content) for chunk in llm.stream(QUESTION[0]["content"])) == expected

@@ -169,7 +169,7 @@ def test_every_route_answers_as_openais_spec_says(serve, tmp_path):
     )
     text = call("POST", "/completions", "/completions", json={"model": job["fine_tuned_model"], "prompt": "dog",
                 "max_tokens": 4, "logprobs": 2})[1]  # fmt: skip
-    assert text and len(text["choices"][0]["logprobs"]["tokens"]) == text["usage"]["completion_tokens"]
+    assert text and len(text["choices"][0]["logprobs"]["tokens"]) <= text["usage"]["completion_tokens"] <= 4
     response = call("POST", "/responses", "/responses", json={"model": job["fine_tuned_model"], "input": "dog",
                     "max_output_tokens": 16})[1]  # fmt: skip
     assert response and response["output"][0]["content"][0]["type"] == "output_text"
