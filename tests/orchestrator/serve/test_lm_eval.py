@@ -103,12 +103,8 @@ def test_lm_eval_scores_match_ftos_own(trained, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     math = [json.loads(line) for line in (work / "math.jsonl").read_text().splitlines()]
-    (tmp_path / "fto_gsm8k_tiny.jsonl").write_text(
-        "".join(
-            json.dumps({"question": r["messages"][0]["content"], "answer": r["messages"][1]["content"]}) + "\n"
-            for r in math
-        )  # fmt: skip
-    )
+    questions = [{"question": r["messages"][0]["content"], "answer": r["messages"][1]["content"]} for r in math]
+    (tmp_path / "fto_gsm8k_tiny.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
     tokenizer = AutoTokenizer.from_pretrained(trained["base"])
     choices_rows = []
     for row in trained["animals"]:
