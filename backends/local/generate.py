@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from fto.backends.base import GenerationParams
+from fto.backends.local.hub import cached_model
 from fto.schemas import Completion, Message
 
 # The eval shares the user's terminal with our own progress bars: keep transformers' quiet.
@@ -50,20 +51,6 @@ def load(path: str, device: torch.device) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return model.to(device).eval(), tokenizer
-
-
-def cached_model(model_id: str) -> str:
-    """The folder of a model in the Hugging Face cache; FileNotFoundError naming the cache when it is not there."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.constants import HF_HUB_CACHE
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return str(snapshot_download(model_id, local_files_only=True))
-    except (LocalEntryNotFoundError, ValueError, OSError):
-        raise FileNotFoundError(
-            f"{model_id} is neither a model folder nor a model in the Hugging Face cache ({HF_HUB_CACHE})"
-        ) from None
 
 
 class Generator:

@@ -8,7 +8,13 @@ import click
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="off loopback, an API key is required")
 @click.option("--port", default=8000, show_default=True)
-@click.option("--model", "models", multiple=True, help="base models clients may fine-tune (default: the embedded one)")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="a base model to serve and offer for fine-tuning: a folder or a Hugging Face cache id (repeatable; "
+    "default: the embedded tiny Llama)",
+)
 @click.option("--api-key-env", default="FTO_SERVE_API_KEY", show_default=True, help="variable holding the API key")
 @click.option("--max-file-mb", default=512, show_default=True, help="largest file or upload part accepted")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
@@ -48,14 +54,20 @@ def serve(
     body_seconds: float,
     header_seconds: float,
 ) -> None:
-    """An OpenAI-compatible fine-tuning API over the local backend (files, fine_tuning/jobs, models, chat)."""
+    """An OpenAI-compatible API over the local backend: fine-tuning (files, uploads, fine_tuning/jobs) and the
+    base and fine-tuned models (chat/completions, completions, responses; streamed, batched continuously)."""
     import os
 
     import uvicorn
 
+    from fto.backends.local.hub import servable
     from fto.orchestrator.paths import fto_home
     from fto.orchestrator.serve import ServeConfig, check_exposure, create_app
 
+    for model in models:
+        problem = None if model.startswith("embedded:") else servable(model)
+        if problem:
+            raise click.UsageError(f"--model {model}: {problem}")
     api_key = os.environ.get(api_key_env)
     api_key = None if api_key == "" else api_key
     check_exposure(host, api_key, api_key_env)

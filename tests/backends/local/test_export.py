@@ -1,4 +1,4 @@
-"""`fto export` of a finished local job: merged (plain transformers reproduces the served outputs), an Ollama
+"""`fto export` of a finished local job: merged (plain transformers reproduces what `fto serve` answers), an Ollama
 Modelfile naming files that exist with the chat template as TEMPLATE, vLLM's files and command, GGUF's clear
 message when llama.cpp is missing; a hosted model says how to call it."""
 
@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from openai import OpenAI
 
 from fto.backends import registry
 from fto.backends.base import GenerationParams
 from fto.orchestrator.store import Store
 from fto.schemas import BackendSection, Message
 from tests.conftest import run_fto
+from tests.serving import ServeProcess
 
 pytestmark = pytest.mark.slow  # trains a model
 
@@ -40,7 +42,7 @@ def trained(tmp_path_factory):
         os.environ["FTO_HOME"] = old
 
 
-def test_merged_reproduces_what_the_local_backend_serves(trained, tmp_path, monkeypatch):
+def test_merged_reproduces_what_fto_serve_answers(trained, tmp_path, monkeypatch):
     job, home = trained
     monkeypatch.setenv("FTO_HOME", str(home))
     out = tmp_path / "merged"
@@ -53,6 +55,8 @@ def test_merged_reproduces_what_the_local_backend_serves(trained, tmp_path, monk
     tokenizer = AutoTokenizer.from_pretrained(out)
     local = registry.create("local", BackendSection.model_validate({"model": "embedded:tiny-llama"}))
     system = "Answer with the animal's class: bird, mammal, fish, reptile or insect."
+    server = ServeProcess(tmp_path / "serve-home", "--model", job.fine_tuned_model)
+    client = OpenAI(base_url=server.url, api_key="unused")
     for animal in ("a salmon", "an eagle", "a beetle"):
         question = f"I saw {animal} near the lake. What kind of animal is it?"
         messages = [Message(role="system", content=system), Message(role="user", content=question)]
@@ -63,7 +67,14 @@ def test_merged_reproduces_what_the_local_backend_serves(trained, tmp_path, monk
         with torch.no_grad():
             ids = model.generate(prompt, max_new_tokens=6, do_sample=False)
         plain = tokenizer.decode(ids[0, prompt.shape[1] :], skip_special_tokens=True).strip()
-        assert plain == served
+        over_http = client.chat.completions.create(
+            model=job.fine_tuned_model,
+            messages=chat,
+            max_tokens=6,
+            temperature=0,  # type: ignore[arg-type]
+        )
+        assert plain == served == over_http.choices[0].message.content
+    server.stop()
 
 
 def test_ollama_vllm_and_gguf(trained, tmp_path, monkeypatch):
