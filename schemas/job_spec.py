@@ -140,7 +140,7 @@ class NotifySpec(_Strict):
 
 # The data check's finding codes (orchestrator/data/check); `sensitive` stands for every sensitive_* one.
 CHECK_CODES = frozenset({
-    "too_little_data", "duplicate", "near_duplicate", "near_duplicate_sampled", "conflict", "eval_leak",
+    "too_little_data", "duplicate", "near_duplicate", "conflict", "eval_leak",
     "eval_near_leak", "empty_answer", "cut_answer", "repeated_answer", "label_imbalance", "answer_form", "sensitive",
     "sensitive_email", "sensitive_phone", "sensitive_card", "sensitive_iban", "sensitive_secret",
 })  # fmt: skip
