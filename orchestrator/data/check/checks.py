@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from array import array
 from collections import Counter, defaultdict
@@ -21,7 +20,8 @@ GUIDELINE = {"sft": 500, "dpo": 1000}
 CLASS_LIKE_MAX_LABELS = 20  # answers look like classes when there are this few distinct short ones
 REPEATED_ANSWER_MIN = 5  # one answer for at least this many different prompts (and 5% of them) is suspicious
 FORM_MAJORITY = 0.8  # when this share of answers is JSON, the others are flagged
-CHUNK = 4096  # rows hashed together (the near-duplicate signatures are computed a chunk at a time)
+CHUNK = 2048  # rows hashed together (the near-duplicate signatures are computed a chunk at a time)
+LIKELY_MARGIN = 0.15  # candidates whose signatures suggest less than threshold - this are not worth reading again
 Count = Callable[[str], int]
 
 
@@ -137,8 +137,9 @@ def _normal(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+def _hash(value: str | tuple[str, str]) -> int:
+    """A 64-bit key for grouping equal texts within one run (Python's own hash: fast, and stable in a process)."""
+    return hash(value) % 2**64
 
 
 # Rows come back by position for the few checks that need their text (a candidate pair, a label's name): from
@@ -157,9 +158,9 @@ class _Scan:
         self.empty: list[int] = []
         self.cut: list[int] = []
         self.sensitive: dict[str, list[int]] = defaultdict(list)
-        self.keys: list[np.ndarray] = []
+        self.signatures: list[np.ndarray] = []
         self.has: list[np.ndarray] = []
-        self.prompt_keys: list[np.ndarray] = []
+        self.prompt_signatures: list[np.ndarray] = []
         self.prompt_has: list[np.ndarray] = []
 
     def add(self, rows: list[_Row]) -> None:
@@ -168,25 +169,24 @@ class _Scan:
         for row in rows:
             prompt, answer = _normal(row.prompt), _normal(row.answer)
             self.lines.append(row.line)
-            self.full.append(_hash(prompt + " " + answer))
             self.prompt.append(_hash(prompt))
             self.answer.append(_hash(answer))
+            self.full.append(_hash((prompt, answer)))
             self.answered.append(bool(answer))
             self.json.append(_is_json(row.answer))
-            self.short.append(len(answer.split()) <= 3)
+            self.short.append(answer.count(" ") < 3)  # three words at most (spaces are single once normal)
             if not answer:
                 self.empty.append(row.line)
             if limit and count and count(row.prompt + row.answer) > limit:
                 self.cut.append(row.line)
-            for code, detect in sensitive.DETECTORS.items():
-                self.sensitive[code] += [row.line] * len(detect(row.text))
-        threshold = self.options.near_duplicate_threshold
-        keys, has = similar.band_keys([r.prompt + "\n" + r.answer for r in rows], threshold)
-        self.keys.append(keys)
+            for code, items in sensitive.find_all(row.text).items():
+                self.sensitive[code] += [row.line] * items
+        signatures, has = similar.signatures([r.prompt + "\n" + r.answer for r in rows])
+        self.signatures.append(signatures)
         self.has.append(has)
         if self.with_prompt_keys:
-            keys, has = similar.band_keys([r.prompt for r in rows], threshold)
-            self.prompt_keys.append(keys)
+            signatures, has = similar.signatures([r.prompt for r in rows])
+            self.prompt_signatures.append(signatures)
             self.prompt_has.append(has)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -195,7 +195,6 @@ class _Scan:
         def stack(parts: list[np.ndarray], width: int, dtype: Any) -> np.ndarray:
             return np.concatenate(parts) if parts else np.zeros((0, width) if width else 0, dtype=dtype)
 
-        bands = similar.bands(self.options.near_duplicate_threshold * similar.RECALL_MARGIN)[0]
         return {
             "line": np.frombuffer(self.lines, dtype=np.int64) if self.lines else np.zeros(0, np.int64),
             "full": np.array(self.full, dtype=np.uint64),
@@ -204,9 +203,9 @@ class _Scan:
             "answered": np.frombuffer(bytes(self.answered), dtype=bool),
             "json": np.frombuffer(bytes(self.json), dtype=bool),
             "short": np.frombuffer(bytes(self.short), dtype=bool),
-            "keys": stack(self.keys, bands, np.uint64),
+            "signatures": stack(self.signatures, similar.SLOTS, np.uint8),
             "has": stack(self.has, 0, bool),
-            "prompt_keys": stack(self.prompt_keys, bands, np.uint64),
+            "prompt_signatures": stack(self.prompt_signatures, similar.SLOTS, np.uint8),
             "prompt_has": stack(self.prompt_has, 0, bool),
         }
 
@@ -224,12 +223,16 @@ def _scan(rows: Iterable[_Row], options: CheckOptions, prompt_keys: bool) -> _Sc
     return scan
 
 
-def _groups(values: np.ndarray) -> list[np.ndarray]:
-    """Row indices of each value, groups in order of first appearance, rows in order within each group."""
+def _groups(values: np.ndarray, smallest: int = 1) -> list[np.ndarray]:
+    """Row indices of each value held by at least `smallest` rows: groups in order of first appearance, rows in
+    order within each group."""
     if not len(values):
         return []
     order = np.argsort(values, kind="stable")
-    groups = np.split(order, np.flatnonzero(np.diff(values[order])) + 1)
+    cuts = np.flatnonzero(np.diff(values[order])) + 1
+    starts, ends = np.concatenate(([0], cuts)), np.concatenate((cuts, [len(values)]))
+    kept = ends - starts >= smallest
+    groups = [order[start:end] for start, end in zip(starts[kept], ends[kept], strict=True)]
     return sorted(groups, key=lambda g: int(g[0]))
 
 
@@ -325,11 +328,14 @@ def _duplicates(
 ) -> None:
     lines = train["line"]
     usable = train["has"].copy()
-    for group in _groups(train["full"]):
+    for group in _groups(train["full"], smallest=2):
         if len(group) > 1:
             add(Issue("duplicate", f"{len(group)} identical examples", file, [int(x) for x in lines[group]]))
             usable[group[1:]] = False  # one of each exact group takes part in the near search
-    pairs = similar.candidate_pairs(train["keys"], usable)
+    threshold = options.near_duplicate_threshold
+    signatures = train["signatures"]
+    keys = similar.band_keys(signatures, threshold)
+    pairs = similar.candidate_pairs(keys, usable, signatures, threshold - LIKELY_MARGIN)
     rows = fetch({int(k) for k in np.unique(pairs)})
     order = sorted(rows)
     sets = dict(zip(order, similar.shingle_sets([rows[k].prompt + "\n" + rows[k].answer for k in order]), strict=True))
@@ -347,7 +353,7 @@ def _duplicates(
 
 
 def _conflicts(train: dict[str, np.ndarray], file: str, add: Callable[[Issue], None]) -> None:
-    for group in _groups(train["prompt"]):
+    for group in _groups(train["prompt"], smallest=2):
         answers = np.unique(train["answer"][group])
         if len(answers) > 1:
             lines = sorted(int(x) for x in train["line"][group])
@@ -369,9 +375,10 @@ def _answers(
     if cut:
         add(Issue("cut_answer", f"{len(cut)} examples longer than the {options.token_limit:,}-token limit: their "
                   "answers are cut in training", file, cut))  # fmt: skip
-    groups = [answered[g] for g in _groups(train["answer"][answered])]
-    class_like = len(answered) >= 20 and len(groups) <= CLASS_LIKE_MAX_LABELS and bool(train["short"][answered].all())
+    labels = len(np.unique(train["answer"][answered]))
+    class_like = len(answered) >= 20 and labels <= CLASS_LIKE_MAX_LABELS and bool(train["short"][answered].all())
     if class_like:
+        groups = [answered[g] for g in _groups(train["answer"][answered])]
         sizes = sorted(((len(g), int(g[0])) for g in groups), key=lambda s: (-s[0], s[1]))
         if len(sizes) > 1 and sizes[-1][0] * 10 < sizes[0][0]:
             named = fetch({first for _, first in sizes})
@@ -381,7 +388,8 @@ def _answers(
                       "under a tenth of the commonest", file, sorted(int(x) for x in lines[rarest])))  # fmt: skip
     else:
         floor = max(REPEATED_ANSWER_MIN, len(answered) // 20)
-        flagged = [g for g in groups if len(g) >= floor and len(np.unique(train["prompt"][g])) >= floor]
+        groups = [answered[g] for g in _groups(train["answer"][answered], smallest=floor)]
+        flagged = [g for g in groups if len(np.unique(train["prompt"][g])) >= floor]
         named = fetch({int(g[0]) for g in flagged})
         for group in flagged:
             answer = _normal(named[int(group[0])].answer)
@@ -432,8 +440,12 @@ def _leaks(
         add(Issue("eval_leak", f"{len(exact)} eval prompts also in the training data", file,
                   sorted({t for _, t in exact}), eval_file, sorted(e for e, _ in exact)))  # fmt: skip
     leaked = np.isin(held["prompt"], train["prompt"])
-    pairs = similar.cross_pairs(held["prompt_keys"], held["prompt_has"] & ~leaked, train["prompt_keys"],
-                                train["prompt_has"])  # fmt: skip
+    threshold = options.near_duplicate_threshold
+    mine_signatures, their_signatures = held["prompt_signatures"], train["prompt_signatures"]
+    pairs = similar.cross_pairs(similar.band_keys(mine_signatures, threshold), held["prompt_has"] & ~leaked,
+                                similar.band_keys(their_signatures, threshold), train["prompt_has"])  # fmt: skip
+    likely = similar.estimate(mine_signatures[pairs[:, 0]], their_signatures[pairs[:, 1]]) >= threshold - LIKELY_MARGIN
+    pairs = pairs[likely]
     if not len(pairs):
         return
     mine, theirs = fetch_held({int(k) for k in pairs[:, 0]}), fetch({int(k) for k in pairs[:, 1]})

@@ -18,6 +18,8 @@ PHONE_HINT = re.compile(r"\+?\d[\d\s().-]{6,}\d")  # only text with a digit run 
 
 def emails(text: str) -> list[str]:
     """E-mail addresses (not those at the domains reserved for documentation, such as example.com)."""
+    if "@" not in text:  # most text: one fast scan instead of the pattern's
+        return []
     return [found for found in EMAIL.findall(text) if not RESERVED_DOMAIN.search(found.rpartition("@")[2])]
 
 
@@ -25,7 +27,7 @@ def phone_numbers(text: str, region: str = "US") -> list[str]:
     """Valid phone numbers: international ones (+…) anywhere, national ones as numbered in `region` and written
     as phone numbers are (with spaces, dashes, dots or brackets: a bare run of ten digits is more often a number,
     2147483648 say, than a phone)."""
-    if not PHONE_HINT.search(text):
+    if _digits(text) < 7 or not PHONE_HINT.search(text):
         return []
     import phonenumbers
 
@@ -36,7 +38,9 @@ def phone_numbers(text: str, region: str = "US") -> list[str]:
 def card_numbers(text: str) -> list[str]:
     """Payment card numbers: 13–19 digits, written as cards are, starting as issuers' do (2–6), that pass the
     Luhn check."""
-    found = []
+    found: list[str] = []
+    if _digits(text) < 13:
+        return found
     for match in CARD.finditer(text):
         digits = re.sub(r"\D", "", match.group())
         if 13 <= len(digits) <= 19 and digits[0] in "23456" and len(set(digits)) > 1 and _luhn(digits):
@@ -46,7 +50,9 @@ def card_numbers(text: str) -> list[str]:
 
 def ibans(text: str) -> list[str]:
     """IBANs whose check digits are right (ISO 13616: the rearranged number mod 97 is 1)."""
-    found = []
+    found: list[str] = []
+    if _digits(text) < 2:
+        return found
     for match in IBAN.finditer(text):
         compact = match.group().replace(" ", "")
         rearranged = compact[4:] + compact[:4]
@@ -54,6 +60,30 @@ def ibans(text: str) -> list[str]:
         if int(number) % 97 == 1:
             found.append(match.group())
     return found
+
+
+def secrets(text: str) -> list[str]:
+    """Provider keys, by the shapes fto redacts."""
+    return key_shapes(text) if "sk-" in text or "AKIA" in text else []
+
+
+def find_all(text: str) -> dict[str, int]:
+    """How many items of each kind `text` holds (only the kinds it has any of); detectors of numbers run only on
+    text with enough digits, the e-mail and key detectors only on text with their marks."""
+    digits = _digits(text)
+    found = {}
+    for code, detect in DETECTORS.items():
+        if code in _NUMBERS and digits < _NUMBERS[code]:
+            continue
+        count = len(detect(text))
+        if count:
+            found[code] = count
+    return found
+
+
+def _digits(text: str) -> int:
+    """How many ASCII digits `text` holds (the detectors of numbers skip text with too few)."""
+    return sum(map(text.count, "0123456789"))
 
 
 def _luhn(digits: str) -> bool:
@@ -69,7 +99,7 @@ DETECTORS: dict[str, Callable[[str], list[str]]] = {
     "sensitive_phone": phone_numbers,
     "sensitive_card": card_numbers,
     "sensitive_iban": ibans,
-    "sensitive_secret": key_shapes,
+    "sensitive_secret": secrets,
 }
 WHAT = {
     "sensitive_email": "e-mail addresses",
@@ -78,3 +108,4 @@ WHAT = {
     "sensitive_iban": "IBANs",
     "sensitive_secret": "API keys",
 }
+_NUMBERS = {"sensitive_phone": 7, "sensitive_card": 13, "sensitive_iban": 2}  # digits each needs at least

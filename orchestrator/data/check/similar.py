@@ -1,10 +1,11 @@
 """Near-duplicate text by MinHash LSH, built for streams of any length.
 
 Shingles are word 3-grams (character 5-grams for texts of fewer than 3 words), hashed with numpy over thousands of
-texts at once; each text gets a one-permutation MinHash of 128 slots (empty slots filled by rotation), cut into LSH
-bands whose keys are all a text keeps. Pairs that share a band are candidates, found by sorting; each is confirmed by
-the exact Jaccard similarity of the two shingle sets (recomputed for the candidates alone), so results do not depend
-on luck. Word characters: ASCII letters, digits and underscore, and any non-ASCII character; case is folded.
+texts at once. Each text gets a one-permutation MinHash of 128 slots (empty slots filled by rotation), of which one
+byte a slot is kept: 128 bytes a text. Pairs that share an LSH band are candidates, found by sorting; those whose
+signatures agree enough are confirmed by the exact Jaccard similarity of the two shingle sets (recomputed for them
+alone), so results do not depend on luck. Word characters: ASCII letters, digits, underscore and any non-ASCII
+character; case is folded.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ SLOTS = 128
 RECALL_MARGIN = 0.85  # candidates are looked for from this share of the threshold; exact Jaccard decides
 PAIRS_PER_MEMBER = 64  # a bucket shared by more texts pairs each with its next 64 only (bounded work)
 MAX = np.uint64(2**64 - 1)
-_P = 0x100000001B3  # FNV's 64-bit prime: odd, so invertible modulo 2^64
-_P_INVERSE = pow(_P, -1, 2**64)
+_P = 0x100000001B3  # FNV's 64-bit prime
 _K = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
 _WORD_BYTE = np.zeros(256, dtype=bool)
 _WORD_BYTE[[*range(48, 58), *range(97, 123), 95, *range(128, 256)]] = True
@@ -38,14 +38,9 @@ def _mix(values: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-@cache
-def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """P^k and P^-k modulo 2^64 for k < size (size rounded up to a power of two, so few are kept)."""
-    one = np.ones(1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        up = np.concatenate([one, np.cumprod(np.full(size - 1, _P, dtype=np.uint64))])
-        down = np.concatenate([one, np.cumprod(np.full(size - 1, _P_INVERSE, dtype=np.uint64))])
-    return up, down
+_LONGEST = 256  # bytes of a word that count towards its hash (a longer one is told apart by its first 256)
+with np.errstate(over="ignore"):
+    _POWERS = np.cumprod(np.full(_LONGEST, _P, dtype=np.uint64))
 
 
 def shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -56,11 +51,13 @@ def shingles(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     word = _WORD_BYTE[data]
     edges = np.flatnonzero(np.diff(np.concatenate(([False], word, [False])).astype(np.int8)))
     starts, ends = edges[0::2], edges[1::2]
-    size = 1 << max(1, len(data).bit_length())
-    up, down = _powers(size)
+    letters = data[word].astype(np.uint64) + np.uint64(1)  # the bytes of the words, one after another
+    lengths = ends - starts
+    first = np.cumsum(lengths) - lengths  # where each word starts among them
+    position = np.arange(len(letters)) - np.repeat(first, lengths)
     with np.errstate(over="ignore"):
-        prefix = np.concatenate(([np.uint64(0)], np.cumsum((data.astype(np.uint64) + np.uint64(1)) * up[: len(data)])))
-        words = (prefix[ends] - prefix[starts]) * down[starts]  # each word's hash, wherever it stands
+        weighted = letters * _POWERS[np.minimum(position, _LONGEST - 1)]
+        words = np.add.reduceat(weighted, first) if len(first) else np.zeros(0, np.uint64)
         owner = np.searchsorted(starts_of_text, starts, side="right") - 1
         same = owner[:-2] == owner[2:]
         grams = words[:-2] * _K[0] + words[1:-1] * _K[1] + words[2:] * _K[2]
@@ -110,9 +107,9 @@ def bands(threshold: float) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def band_keys(texts: Sequence[str], threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each text's LSH band keys ([texts, bands]) and whether it has any shingle (empty texts match nothing)."""
-    count, rows = bands(threshold * RECALL_MARGIN)
+def signatures(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's MinHash signature, the lowest byte of each of its 128 slots ([texts, 128] uint8: 128 bytes a
+    text is all the check keeps of it), and whether it has any shingle (an empty text matches nothing)."""
     grams, owner = shingles(texts)
     mixed = _mix(grams)
     slot = (mixed >> np.uint64(57)).astype(np.int64)
@@ -129,26 +126,52 @@ def band_keys(texts: Sequence[str], threshold: float) -> tuple[np.ndarray, np.nd
     following = np.where(has[:, None], following, position)
     with np.errstate(over="ignore"):
         taken = np.take_along_axis(signature, following % SLOTS, axis=1)
-        dense = taken + (following - position).astype(np.uint64) * _K[1]
-        keys = (dense[:, : count * rows].reshape(len(texts), count, rows) * _K[2]).sum(axis=2, dtype=np.uint64)
-    return keys, has
+        dense = _mix(taken + (following - position).astype(np.uint64) * _K[1])
+    return (dense & np.uint64(255)).astype(np.uint8), has
 
 
-def candidate_pairs(keys: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Pairs (i, j), i < j, of usable rows sharing at least one band key ([pairs, 2], each once)."""
+def estimate(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The Jaccard similarity the one-byte signatures of row pairs suggest (two slots agree by chance 1 in 256)."""
+    agree = (first == second).mean(axis=-1)
+    return (agree - 1 / 256) / (1 - 1 / 256)
+
+
+def band_keys(signature: np.ndarray, threshold: float) -> np.ndarray:
+    """The LSH band keys ([rows, bands]) of signatures, for pairs from `threshold` (lowered by the margin) up."""
+    count, rows = bands(threshold * RECALL_MARGIN)
+    keys = np.zeros((len(signature), count), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for band in range(count):  # a column at a time: memory stays a few bytes a row
+            for slot in range(band * rows, (band + 1) * rows):
+                keys[:, band] = keys[:, band] * np.uint64(257) + signature[:, slot]
+    return keys
+
+
+def candidate_pairs(keys: np.ndarray, usable: np.ndarray, signatures: np.ndarray, floor: float) -> np.ndarray:
+    """Pairs (i, j), i < j, of usable rows that share a band key and whose signatures suggest a similarity of at
+    least `floor` ([pairs, 2], each once). Unlikely pairs are dropped band by band, so memory stays small."""
     rows = np.flatnonzero(usable)
     found: list[np.ndarray] = []
     for band in range(keys.shape[1]):
         column = keys[rows, band]
         order = np.argsort(column, kind="stable")
         ordered = column[order]
-        cuts = np.flatnonzero(np.diff(ordered)) + 1
-        for group in np.split(rows[order], cuts):
-            if len(group) > 1:
-                found.append(_pairs(np.sort(group)))
+        shared = np.flatnonzero(ordered[1:] == ordered[:-1])  # most keys are a text's own: only shared ones count
+        if not len(shared):
+            continue
+        starts = shared[np.concatenate(([True], np.diff(shared) > 1))]
+        for start in starts:
+            stop = start + 1
+            while stop < len(ordered) and ordered[stop] == ordered[start]:
+                stop += 1
+            pairs = _pairs(np.sort(rows[order[start:stop]]))
+            pairs = pairs[estimate(signatures[pairs[:, 0]], signatures[pairs[:, 1]]) >= floor]
+            if len(pairs):
+                found.append(pairs[:, 0] * len(keys) + pairs[:, 1])
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(found), axis=0)
+    codes = np.unique(np.concatenate(found))
+    return np.stack([codes // len(keys), codes % len(keys)], axis=1)
 
 
 def cross_pairs(keys: np.ndarray, usable: np.ndarray, others: np.ndarray, others_usable: np.ndarray) -> np.ndarray:

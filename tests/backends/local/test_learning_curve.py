@@ -14,6 +14,7 @@ from tests.conftest import QUICKSTART, run_fto
 
 
 @pytest.mark.slow  # three local fine-tunes
+@pytest.mark.timeout(600)  # three trainings and three evals: minutes on 2 cores, more when the machine is busy
 def test_the_quickstart_as_a_learning_curve(fto_home):
     result = run_fto("run", str(QUICKSTART), "--learning-curve", "0.25,0.5,1", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
