@@ -182,7 +182,7 @@ class CompletionRequest(_Sampled):
     max_tokens: Annotated[StrictInt, Field(ge=0, le=4096)] = 16  # 0 with echo: score the prompt only
     echo: StrictBool = False
     logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
-    suffix: None = None  # insertion is not supported (a clear 400 rather than an ignored field)
+    suffix: StrictStr | None = None  # insertion: refused with a clear 400 rather than ignored
 
 
 class InputText(_Body):
@@ -216,6 +216,8 @@ class ResponseRequest(_Body):
     stream: StrictBool = False
     store: StrictBool = False
     metadata: dict[StrictStr, Annotated[StrictStr, Field(max_length=512)]] | None = Field(default=None, max_length=16)
+    tools: list[Any] | None = None  # refused when given: no tools are offered here
+    previous_response_id: StrictStr | None = None  # refused when given: responses are not stored
 
     def messages(self) -> list[dict[str, Any]]:
         """The conversation: instructions as the system message, then the input."""

@@ -27,6 +27,8 @@ async def create(request: Request) -> Response:
     body = parse_body(CompletionRequest, await request.body())
     if body.stream_options is not None and not body.stream:
         raise Invalid("stream_options is only allowed when stream is true", "stream_options")
+    if body.suffix is not None:
+        raise Invalid("suffix (text inserted after the completion) is not supported by fto serve", "suffix")
     path = await model_path(request, request.path_params.get("deployment") or body.model)
     prompts = await _prompts(request, path, body)
     streams, echoes = [], []

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fto.orchestrator.serve.errors import Invalid
 from fto.orchestrator.serve.events import event_stream
 from fto.orchestrator.serve.generation import Output, call, check_fits, collect, model_path, pieces
 from fto.orchestrator.serve.requests import ResponseRequest, parse_body
@@ -41,6 +42,10 @@ async def create(request: Request) -> Response:
     from fto.backends.local.engine import Sampling
 
     body = parse_body(ResponseRequest, await request.body())
+    if body.tools:
+        raise Invalid("tools are not offered by fto serve's responses; use chat completions for tool calls", "tools")
+    if body.previous_response_id is not None:
+        raise Invalid("responses are not stored by fto serve, so none can be continued", "previous_response_id")
     path = await model_path(request, body.model)
     prompt = await call(request, "encode_chat", path, body.messages(), None)
     max_tokens = body.max_output_tokens or DEFAULT_MAX_TOKENS

@@ -217,6 +217,14 @@ def test_refusals_name_the_field(server, model):
     with pytest.raises(BadRequestError) as refused:
         client.completions.create(model=str(model), prompt=[[10**6]], max_tokens=1)
     assert "token ids" in str(refused.value)
+    with pytest.raises(BadRequestError) as refused:
+        client.completions.create(model=str(model), prompt="hi", suffix="!")
+    assert refused.value.body and refused.value.body["param"] == "suffix"  # type: ignore[index]
+    for extra, param in (({"tools": [{"type": "web_search"}]}, "tools"), ({"previous_response_id": "r"},
+                         "previous_response_id")):  # fmt: skip
+        with pytest.raises(BadRequestError) as refused:
+            client.responses.create(model=str(model), input="hi", **extra)  # type: ignore[call-overload]
+        assert refused.value.body and refused.value.body["param"] == param  # type: ignore[index]
     with pytest.raises(NotFoundError):
         client.responses.create(model="no-such-model", input="hi")
 
@@ -289,3 +297,28 @@ def test_langchain_chat_openai_invokes_and_streams(server, model):
     assert whole.content == expected
     assert whole.usage_metadata and whole.usage_metadata["output_tokens"] == 12
     assert "".join(str(chunk.content) for chunk in llm.stream(QUESTION[0]["content"])) == expected
+
+
+def test_the_async_client_on_text_completions_and_responses(server, model):
+    """AsyncOpenAI, streamed and not, gets what the sync client gets from /completions and /responses."""
+    client = OpenAI(base_url=server.url, api_key="unused")
+    text = client.completions.create(model=str(model), prompt="The heron is", max_tokens=6, temperature=0)
+    answer = client.responses.create(model=str(model), input="What is a heron?", max_output_tokens=16, temperature=0)
+
+    async def asked() -> tuple[str, str, str, str]:
+        async with AsyncOpenAI(base_url=server.url, api_key="unused") as aclient:
+            whole = await aclient.completions.create(model=str(model), prompt="The heron is", max_tokens=6,
+                                                     temperature=0)  # fmt: skip
+            stream = await aclient.completions.create(model=str(model), prompt="The heron is", max_tokens=6,
+                                                      temperature=0, stream=True)  # fmt: skip
+            streamed = "".join([c.choices[0].text async for c in stream if c.choices])
+            response = await aclient.responses.create(model=str(model), input="What is a heron?",
+                                                      max_output_tokens=16, temperature=0)  # fmt: skip
+            events = await aclient.responses.create(model=str(model), input="What is a heron?", max_output_tokens=16,
+                                                    temperature=0, stream=True)  # fmt: skip
+            deltas = "".join([e.delta async for e in events if e.type == "response.output_text.delta"])
+            return whole.choices[0].text, streamed, response.output_text, deltas
+
+    whole, streamed, response, deltas = asyncio.run(asked())
+    assert whole == streamed == text.choices[0].text and len(whole) > 0
+    assert response == deltas == answer.output_text and len(response) > 0
