@@ -253,10 +253,6 @@ class LocalBackend(Backend[LocalOptions]):
     def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
         return self.generator().reference_losses(model, conversations)
 
-    def check_prompt(self, model: str, messages: Sequence[Message], params: GenerationParams) -> int:
-        """The prompt's tokens; a ValueError when prompt and reply would not fit `model`'s context."""
-        return int(self.generator().check_prompt(model, messages, params))
-
     def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
         return self.complete_many(model, [messages], params)[0]
 

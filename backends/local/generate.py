@@ -199,24 +199,6 @@ class Generator:
                 )
         return outputs
 
-    def check_prompt(self, model: str, messages: Sequence[Message], params: GenerationParams) -> int:
-        """The prompt's length in tokens; a ValueError when prompt and reply cannot fit the model's context."""
-        with self._lock:
-            return self._check_prompt(model, messages, params)
-
-    def _check_prompt(self, model: str, messages: Sequence[Message], params: GenerationParams) -> int:
-        net, tokenizer = self.loaded(model)
-        chat = [m.model_dump(exclude_none=True, exclude={"weight"}) for m in messages]
-        text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        context = int(getattr(net.config, "max_position_embeddings", 0) or 0)
-        if context and tokens + params.max_new_tokens > context:
-            raise ValueError(
-                f"the prompt has {tokens} tokens and the reply may have {params.max_new_tokens}: together more than "
-                f"this model's context of {context} tokens"
-            )
-        return tokens
-
     def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
         """Mean negative log-likelihood of each conversation's last assistant turn, teacher-forced."""
         with self._lock:

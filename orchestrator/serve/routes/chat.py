@@ -59,10 +59,10 @@ async def create(request: Request) -> Response:
         )
         streams.append(pieces(request, path, prompt, sampling))
     head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": model_id}
-    if body.stream:
-        return event_stream(_chunks(head, body, streams, {t["function"]["name"] for t in tools}))
-    outputs = await collect(streams)
     names = {t["function"]["name"] for t in tools}
+    if body.stream:
+        return event_stream(_chunks(head, body, streams, names))
+    outputs = await collect(streams)
     choices = [_choice(index, output, body, names) for index, output in enumerate(outputs)]
     return respond(ChatCompletion, {**head, "object": "chat.completion", "choices": choices, "usage": usage(outputs)})
 
