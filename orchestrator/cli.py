@@ -87,6 +87,8 @@ def _submit(job_file: str, backend: str | None, allow_sensitive: bool = False, c
     from fto.orchestrator.submit import submit
 
     loaded = load_job(job_file, backend)
+    if curve and loaded.spec.points:
+        raise FtoError("--learning-curve and a sweep in one experiment: run them as two experiments")
     if curve:
         from fto.orchestrator.learning_curve import expand, parse_fractions
 
@@ -149,9 +151,11 @@ def _evaluate_and_report(store: Any, experiment: Any, extra: list[Any] | None = 
 def _show_comparison(store: Any, experiment: Any, data: dict[str, Any], first_scorer_only: bool) -> None:
     """The scores table, one verdict per backend, notes on the models, the paired tests, and the reports."""
     from fto.backends import registry
-    from fto.orchestrator.eval.report import table, verdicts, write_reports
+    from fto.orchestrator.eval.report import sweep_table, table, verdicts, write_reports
 
     console.print(table(data))
+    for ranking in data.get("sweep") or []:
+        console.print(sweep_table(ranking))
     for line in verdicts(data):
         console.print(_escape(line), highlight=False)
     shown: set[str] = set()

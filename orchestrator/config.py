@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from fto.backends import registry
+from fto.orchestrator import sweep
 from fto.orchestrator.errors import ConfigError
 from fto.orchestrator.secrets import looks_like_secret_name
 from fto.schemas import JobSpec
@@ -37,12 +38,28 @@ def load_job(path: str | Path, backends: str | None = None) -> LoadedJob:
     path = Path(path)
     shown = str(path)
     raw, lines = _parse_yaml(_read(path, shown), shown)
+    try:
+        swept = sweep.lift_lists(raw)
+    except ConfigError as exc:
+        raise _placed(exc, {}, lines, shown) from None
     spec = _validate(raw, lines, shown)
     _check_backend_sections(spec, lines, shown)
     _check_scorers(spec, lines, shown)
     spec = _resolve_paths(spec, path.parent, lines, shown)
     chosen = _choose_backends(spec, backends, shown)
+    try:
+        spec, chosen = sweep.expand(spec, chosen)
+    except ConfigError as exc:
+        raise _placed(exc, swept, lines, shown) from None
     return LoadedJob(spec=spec, path=path.resolve(), backends=chosen)
+
+
+def _placed(exc: ConfigError, swept: dict[str, Loc], lines: dict[Loc, int], file: str) -> ConfigError:
+    """A sweep's error, with the file and the line of the setting it names (a swept list or the sweep section)."""
+    field = exc.field or "sweep"
+    name = field.removeprefix("hyperparameters.").removeprefix("sweep.parameters.")
+    loc: Loc = swept.get(name) or tuple(field.split("."))
+    return ConfigError(exc.message, file=file, line=_line_of(loc, lines), field=field)
 
 
 def _read(path: Path, shown: str) -> str:
@@ -262,14 +279,15 @@ def _choose_backends(spec: JobSpec, choice: str | None, file: str) -> list[str]:
     if not names:
         raise ConfigError("--backend needs at least one name", field="--backend")
     for name in names:
+        if name in spec.backends:  # a section (of any type): checked with the file
+            continue
         cls = registry.backend_class(name)  # unknown names fail here, listing the known ones
-        if name not in spec.backends:
-            try:
-                cls.Options.model_validate({})
-            except ValidationError:
-                raise ConfigError(
-                    f"backend {name!r} has no section in the job file; add `backends: {name}: model: …`",
-                    file=file,
-                    field=f"backends.{name}",
-                ) from None
+        try:
+            cls.Options.model_validate({})
+        except ValidationError:
+            raise ConfigError(
+                f"backend {name!r} has no section in the job file; add `backends: {name}: model: …`",
+                file=file,
+                field=f"backends.{name}",
+            ) from None
     return list(dict.fromkeys(names))

@@ -24,6 +24,7 @@ from fto.orchestrator.learning_curve import subset
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.secrets import redact
 from fto.orchestrator.store import Store, now
+from fto.orchestrator.sweep import point_spec
 from fto.schemas import Experiment, Job, JobEvent, JobSpec
 
 
@@ -48,8 +49,8 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
     """
     spec = loaded.spec
     backends = [backend_for(spec, name) for name in loaded.backends]
-    for backend in backends:  # what a backend cannot do is said before the data is even read
-        backend.check(spec)
+    for name, backend in zip(loaded.backends, backends, strict=True):  # said before the data is even read
+        backend.check(point_spec(spec, name))
     data = load_splits(spec)
     report = check_before_submit(spec, data, backends, allow_sensitive)  # may stop the job: nothing recorded yet
 
@@ -71,8 +72,9 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
 
 def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend, data: DatasetSplits) -> None:
     """Prepare, upload (or reuse an upload of the same content), and create the job exactly once."""
+    spec = point_spec(experiment.spec, job.backend)  # a sweep point trains with its own hyperparameters
     notice = backend.notice(backend.options)
-    notes = ([notice] if notice else []) + backend.ignored(experiment.spec)
+    notes = ([notice] if notice else []) + backend.ignored(spec)
     fraction = experiment.spec.fractions.get(job.backend)
     if fraction is not None:  # a point of a learning curve: this job trains on a nested subset
         train = subset(data.train, fraction, experiment.spec.seed)
@@ -83,9 +85,7 @@ def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend,
     if notes:
         store.add_updates(job.id, [JobEvent(created_at=now(), level="warning", message=n) for n in notes], [], None)
     try:
-        prepared = backend.prepare(
-            experiment.spec, data.train, data.validation, experiment_dir(experiment.id) / job.backend
-        )
+        prepared = backend.prepare(spec, data.train, data.validation, experiment_dir(experiment.id) / job.backend)
         digest = _digest(prepared.train, prepared.validation)
         known = store.uploaded(backend.provider_key, digest)  # per provider: sections may share one
         uploaded = None
@@ -99,10 +99,10 @@ def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend,
         if uploaded is None:
             uploaded = retry.call(lambda: backend.upload(prepared))
             store.save_upload(backend.provider_key, digest, uploaded.model_dump_json())
-        quote = retry.call(lambda: backend.price_quote(experiment.spec, uploaded))
+        quote = retry.call(lambda: backend.price_quote(spec, uploaded))
         if quote:
             store.add_updates(job.id, [JobEvent(created_at=now(), message=quote)], [], None)
-        provider_job_id = _create(store, job, backend, experiment.spec, uploaded)
+        provider_job_id = _create(store, job, backend, spec, uploaded)
     except FtoError as exc:
         store.fail(job.id, str(exc))
         return

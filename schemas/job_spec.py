@@ -168,6 +168,39 @@ class CheckSpec(_Strict):
         return codes
 
 
+class SweepRange(_Strict):
+    """A range a random sweep draws from (uniformly, or log-uniformly for rates)."""
+
+    low: float
+    high: float
+    log: bool = Field(default=False, description="draw log-uniformly (learning rates)")
+    integer: bool = Field(default=False, description="round to whole numbers (ranks, epochs)")
+
+    @field_validator("high")
+    @classmethod
+    def _above_low(cls, value: float, info: Any) -> float:
+        low = info.data.get("low")
+        if low is not None and value <= low:
+            raise ValueError("high must be above low")
+        return value
+
+
+class SweepSpec(_Strict):
+    """Hyperparameter points to train, one job each, in one experiment.
+
+    A list in `hyperparameters` (`learning_rate: [1e-4, 3e-4]`) is a grid sweep over it; this section adds the
+    random method and ranges.
+    """
+
+    method: Literal["grid", "random"] = Field(default="grid", description="grid: every combination; random: count")
+    parameters: dict[str, list[Any] | SweepRange] = Field(
+        default_factory=dict,
+        description="hyperparameter name (lora.r for nested ones) → its values, or a range {low, high, log} (random)",
+    )
+    count: int | None = Field(default=None, gt=0, description="random: how many points to draw")
+    seed: int = Field(default=0, description="random: the draw's seed (the same seed draws the same points)")
+
+
 class JobSpec(_Strict):
     """A job file: what to train on, how, where, and how to judge the result."""
 
@@ -188,4 +221,9 @@ class JobSpec(_Strict):
         default_factory=dict,
         description="learning curve: backend section → the fraction of the training data it trains on (nested "
         "subsets, same seed); `--learning-curve 0.25,0.5,1` fills it in",
+    )
+    sweep: SweepSpec | None = Field(default=None, description="hyperparameter points: one job per point")
+    points: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="sweep: backend section → the hyperparameters its job trains with (filled in from `sweep`)",
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from fto.backends import registry
 from fto.backends.base import Backend, GenerationParams
+from fto.orchestrator import sweep
 from fto.orchestrator.data.load import load_conversations
 from fto.orchestrator.errors import FtoError, NotFoundError, UnsupportedError
 from fto.orchestrator.eval import overfit
@@ -65,15 +66,23 @@ def targets(store: Store, experiment: Experiment) -> list[Target]:
         if job.status != JobStatus.SUCCEEDED or not job.fine_tuned_model:
             continue
         section = store.experiment(job.experiment_id).spec.backends.get(job.backend)
-        fractions = experiment.spec.fractions
-        smaller = fractions.get(job.backend, 1.0) < max(fractions.values(), default=1.0)  # its base is the same
-        if (spec_eval is None or spec_eval.base) and job.base_model and not smaller:
+        if (spec_eval is None or spec_eval.base) and job.base_model and _evaluates_base(experiment.spec, job.backend):
             found.append(Target(f"{job.backend}/base", job.backend, job.base_model, job.id, section))
         model = job.fine_tuned_model
         if spec_eval is not None and spec_eval.checkpoint == "best":
             model = _best_model(store, job.id) or model
         found.append(Target(f"{job.backend}/fine-tuned", job.backend, model, job.id, section, job.base_model))
     return found
+
+
+def _evaluates_base(spec: JobSpec, section: str) -> bool:
+    """Points of a learning curve or a sweep share their base model: it is evaluated once, with the largest
+    fraction's job, or the sweep's first point."""
+    if spec.fractions:
+        return spec.fractions.get(section, 1.0) >= max(spec.fractions.values())
+    if section in spec.points:
+        return section == next(s for s in spec.points if sweep.group(s) == sweep.group(section))
+    return True
 
 
 def _best_model(store: Store, job_id: str) -> str | None:

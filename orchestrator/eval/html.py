@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from fto.orchestrator.eval.report import check_lines, gap_lines, overfit_text
+from fto.orchestrator.eval.report import check_lines, gap_lines, overfit_text, sweep_cells
 from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store
@@ -26,6 +26,12 @@ pre{white-space:pre-wrap;margin:0;font:12px/1.35 ui-monospace,monospace}
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    cells = "".join(f"<th>{_e(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{cells}</tr>{body}</table>"
 
 
 def _ticks(top: float, count: int = 5) -> list[float]:
@@ -164,6 +170,41 @@ def curve_chart(curve: dict[str, Any], width: int = 600, height: int = 220) -> s
     )
 
 
+def sweep_chart(ranking: dict[str, Any], parameter: str, width: int = 600, height: int = 220) -> str:
+    """Score against one swept value (a log axis when the values span a factor of 10 or more, as rates do)."""
+    points = [p for p in ranking["points"] if _finite(p["values"].get(parameter)) and _finite(p["score"])]
+    if len(points) < 2:
+        return ""
+    xs = [float(p["values"][parameter]) for p in points]
+    log = min(xs) > 0 and max(xs) / min(xs) >= 10
+    scale = math.log10 if log else float
+    low_x, high_x = scale(min(xs)), scale(max(xs))
+    values = [v for p in points for v in (p["score"], *p["interval"]) if _finite(v)]
+    top, bottom = max(values), min(0.0, min(values))
+    span, x_span = (top - bottom) or 1.0, (high_x - low_x) or 1.0
+
+    def x_of(value: float) -> float:
+        return 50 + (width - 90) * (scale(value) - low_x) / x_span
+
+    def y_of(value: float) -> float:
+        return height - 30 - (height - 50) * (value - bottom) / span
+
+    marks = []
+    for p, x_value in sorted(zip(points, xs, strict=True), key=lambda item: item[1]):
+        x = x_of(x_value)
+        low, high = (v if _finite(v) else p["score"] for v in p["interval"])
+        best = p["rank"] == 1
+        marks.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{y_of(low):.1f}' y2='{y_of(high):.1f}' stroke='#888'/>")
+        marks.append(f"<circle cx='{x:.1f}' cy='{y_of(p['score']):.1f}' r='{5 if best else 4}' "
+                     f"fill='{'#d62' if best else '#27c'}'><title>{_e(p['section'])}</title></circle>")  # fmt: skip
+        marks.append(f"<text x='{x:.1f}' y='{height - 10}' text-anchor='middle'>{x_value:g}</text>")
+    return (
+        f"<svg width='{width}' height='{height}' role='img' aria-label='sweep: {_e(parameter)}'>{''.join(marks)}"
+        f"<text x='5' y='15'>{_e(ranking['scorer'])} against {_e(parameter)}{' (log axis)' if log else ''}</text>"
+        "</svg>"
+    )
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
@@ -225,6 +266,11 @@ def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
         parts.append(f"<h2>Learning curve: {_e(curve['backend'])}</h2>")
         parts.append(curve_chart(curve))
         parts.append(f"<p>{_e(curve['verdict'])}</p>")
+    for ranking in data.get("sweep") or []:
+        parts.append(f"<h2>Sweep: {_e(ranking['backend'])}</h2>")
+        parts += [sweep_chart(ranking, name) for name in ranking["parameters"]]
+        parts.append(_table(*sweep_cells(ranking)))
+        parts.append(f"<p>{_e(ranking['verdict'])}</p>")
     if data.get("generalisation_gap"):
         parts.append("<h2>Generalisation gap</h2><ul>")
         parts += [f"<li>{_e(line)}</li>" for line in gap_lines(data["generalisation_gap"])]

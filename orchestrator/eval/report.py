@@ -12,6 +12,7 @@ from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.eval.stats import paired_comparison
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store
+from fto.orchestrator.sweep import group
 from fto.schemas import Experiment
 
 
@@ -70,6 +71,7 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         "comparisons": comparisons(experiment, list(rows), scorers),
         "check": json.loads(check_file.read_text()) if check_file.exists() else None,  # the data check at submit
         "learning_curve": learning_curve(store, experiment, rows, scorers),
+        "sweep": sweep_ranking(experiment, rows, scorers),
         "generalisation_gap": json.loads(gap_file.read_text()) if gap_file.exists() else {},
         "overfitting": {
             job.id: found.to_json() for job in jobs.values() if (found := overfit.detect(store.metrics(job.id)))
@@ -190,6 +192,11 @@ def markdown(data: dict[str, Any]) -> str:
             low, high = p["interval"]
             lines.append(f"| {p['fraction']:g} | {p['examples']} | {p['score']:.3f} | {_num(low)} – {_num(high)} |")
         lines += ["", curve["verdict"]]
+    for ranking in data.get("sweep") or []:
+        lines += ["", f"## Sweep: {ranking['backend']} ({ranking['scorer']})", ""]
+        header, rows = sweep_cells(ranking)
+        lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * (len(header) - 1) + "---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows] + ["", ranking["verdict"]]
     if data.get("generalisation_gap"):
         lines += ["", "## Generalisation gap (a sample of the training data vs the held-out examples)", ""]
         lines += [f"- {line}" for line in gap_lines(data["generalisation_gap"])]
@@ -246,6 +253,72 @@ def learning_curve(
             )
         out.append({"backend": backend, "scorer": scorer, "points": points, "verdict": verdict})
     return out
+
+
+def sweep_ranking(experiment: Experiment, rows: dict[str, dict[str, Any]], scorers: list[str]) -> list[dict[str, Any]]:
+    """Per swept section: its points ranked on the first scorer, each with its 95% interval and a paired test
+    against the best point on the same examples (is the best really better, or within noise?)."""
+    if not experiment.spec.points or not scorers:
+        return []
+    scorer = scorers[0]
+    lower = lower_is_better(scorer)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for section, values in experiment.spec.points.items():
+        row = rows.get(f"{section}/fine-tuned")
+        if row is None or scorer not in row["scores"] or row["scores"][scorer] != row["scores"][scorer]:
+            continue
+        groups.setdefault(group(section), []).append({"section": section, "values": values,
+            "score": row["scores"][scorer], "interval": row["intervals"][scorer]})  # fmt: skip
+    out = []
+    for name, points in groups.items():
+        points.sort(key=lambda p: p["score"], reverse=not lower)
+        best = points[0]
+        best_scores = _per_example(experiment, f"{best['section']}/fine-tuned", scorer)
+        for rank, point in enumerate(points, 1):
+            point["rank"] = rank
+            other = _per_example(experiment, f"{point['section']}/fine-tuned", scorer)
+            point["versus_best"] = None
+            if rank > 1 and best_scores and other and len(best_scores) == len(other):
+                result = paired_comparison(other, best_scores, seed=experiment.spec.seed)
+                point["versus_best"] = {"difference": result.difference, "interval": list(result.interval),
+                                        "p_value": result.p_value, "significant": result.significant}  # fmt: skip
+        beaten = [p for p in points[1:] if p["versus_best"] and p["versus_best"]["significant"]]
+        tied = [p["section"] for p in points[1:] if p not in beaten]
+        verdict = f"best: {best['section']} ({scorer} {best['score']:.3f})"
+        if len(points) > 1:
+            verdict += f"; significantly better than {len(beaten)} of {len(points) - 1} other point(s)"
+            verdict += f"; within noise of {', '.join(tied)}" if tied else ""
+        parameters = list(dict.fromkeys(k for p in points for k in p["values"]))
+        out.append({"backend": name, "scorer": scorer, "lower_is_better": lower, "parameters": parameters,
+                    "points": points, "verdict": verdict})  # fmt: skip
+    return out
+
+
+def sweep_cells(ranking: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A sweep's ranking as a header and rows of cells: the terminal, report.md and report.html show the same."""
+    header = ["rank", *ranking["parameters"], ranking["scorer"], "95% interval", "vs best (paired)"]
+    rows = []
+    for p in ranking["points"]:
+        low, high = p["interval"]
+        versus = p["versus_best"]
+        against = "best" if p["rank"] == 1 else "n/a"
+        if versus:
+            against = f"{versus['difference']:+.3f}, p={versus['p_value']:.3g}"
+            against += " (significant)" if versus["significant"] else " (within noise)"
+        values = [str(p["values"].get(k, "")) for k in ranking["parameters"]]
+        rows.append([str(p["rank"]), *values, f"{p['score']:.3f}", f"{_num(low)} – {_num(high)}", against])
+    return header, rows
+
+
+def sweep_table(ranking: dict[str, Any]) -> Table:
+    """A sweep's ranking for the terminal."""
+    header, rows = sweep_cells(ranking)
+    t = Table(title=f"sweep: {ranking['backend']}, ranked on {ranking['scorer']}", caption=ranking["verdict"])
+    for i, name in enumerate(header):
+        t.add_column(name, justify="left" if i == len(header) - 1 else "right")
+    for row in rows:
+        t.add_row(*row)
+    return t
 
 
 def gap_lines(gaps: dict[str, Any]) -> list[str]:
