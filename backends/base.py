@@ -249,6 +249,10 @@ class Backend(ABC, Generic[OptionsT]):
         """Continue a paused, cancelled or crashed job where it stopped, where the provider can."""
         raise UnsupportedError("resuming jobs is not supported", backend=self.name)
 
+    def log(self, provider_job_id: str) -> str | None:
+        """The provider's own log of the job (`fto logs --raw`), where it keeps one; None where it does not."""
+        return None
+
     def export(self, provider_job_id: str, model: str, target: str, out: Path | None) -> list[str]:
         """Take a fine-tuned `model` to where models run (`fto export`); returns lines telling the user what was
         written or what to do. Hosted models stay with their provider: the default says how to call them."""

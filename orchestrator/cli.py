@@ -313,7 +313,8 @@ def ls() -> None:
 @cli.command()
 @click.argument("job_id")
 @click.option("--follow", "-f", is_flag=True, help="keep printing new events until the job ends")
-def logs(job_id: str, follow: bool) -> None:
+@click.option("--raw", is_flag=True, help="the provider's own log of the job (a local worker's, a Ray job's)")
+def logs(job_id: str, follow: bool, raw: bool) -> None:
     """Print a job's events (and follow them with -f until it ends)."""
     import asyncio
 
@@ -321,6 +322,9 @@ def logs(job_id: str, follow: bool) -> None:
 
     store = _store()
     job = store.job(job_id)  # an id or a unique prefix of one
+    if raw:
+        _raw_log(store, job, follow)
+        return
     shown = 0
 
     def show(_: Any = None) -> None:
@@ -341,6 +345,27 @@ def logs(job_id: str, follow: bool) -> None:
         final = store.job(job.id)
         console.print(final.status.value + (f": {_escape(final.error)}" if final.error else ""))
         sys.exit(_exit_code([final]))
+
+
+def _raw_log(store: Any, job: Any, follow: bool) -> None:
+    """The provider's log, printed as it grows with -f (read again every second) until the job ends."""
+    import time
+
+    from fto.orchestrator.submit import backend_for
+
+    if job.provider_job_id is None:
+        raise FtoError(f"job {job.id} never reached its provider: `fto logs {job.id}` has its events")
+    backend = backend_for(store.experiment(job.experiment_id).spec, job.backend)
+    printed = 0
+    while True:
+        text = backend.log(job.provider_job_id)
+        if text is None:
+            raise FtoError(f"the {job.backend} backend keeps no log of its own: `fto logs {job.id}` has the events")
+        click.echo(text[printed:], nl=False)
+        printed = len(text)
+        if not follow or store.job(job.id).status.terminal:
+            return
+        time.sleep(1.0)
 
 
 @cli.command()

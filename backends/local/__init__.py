@@ -250,6 +250,13 @@ class LocalBackend(Backend[LocalOptions]):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)  # the worker stops at the next step and records "cancelled"
 
+    def log(self, provider_job_id: str) -> str | None:
+        """The worker's own output: Python warnings, torch's messages, a crash's traceback."""
+        try:
+            return self._folder(provider_job_id).log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def reference_losses(self, model: str, conversations: Sequence[Sequence[Message]]) -> list[float]:
         return self.generator().reference_losses(model, conversations)
 

@@ -54,6 +54,9 @@ class JobFolder:
             metric = metric.model_copy(update={"created_at": datetime.now(UTC)})
         _append(self.metrics_file, metric.model_dump_json(exclude_none=True))
 
+    def saved_checkpoint(self, path: Path) -> None:
+        """Called once a checkpoint file is written; a folder whose storage is elsewhere copies it there."""
+
     # read by the backend -------------------------------------------------------------------------
 
     def read_status(self) -> dict[str, Any]:

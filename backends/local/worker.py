@@ -272,11 +272,15 @@ def setup_runtime(job: WorkerJob) -> Any:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    if job.world > 1:
-        dist.init_process_group("gloo")
+    device = pick_device(job.options.device)
+    if job.world > 1 and device.type == "cuda":  # one GPU per process: the one its local rank names
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    if job.world > 1 and not dist.is_initialized():  # under Ray Train the group is set up already
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if job.options.threads:
         torch.set_num_threads(job.options.threads)
-    return pick_device(job.options.device)
+    return device
 
 
 def place(model: Any, device: Any, options: LocalOptions) -> Any:
@@ -455,6 +459,7 @@ def _save_checkpoint(folder: JobFolder, trainer: Trainer, tokenizer: Any = None)
     if (latest := checkpoint.latest(folder.checkpoints_dir)) and latest.stem == f"step-{step:08d}":
         return  # this step is saved already (the last periodic checkpoint can fall on the final step)
     path = checkpoint.save(folder.checkpoints_dir, step, trainer.state())
+    folder.saved_checkpoint(path)
     if tokenizer is None or trainer.sharded:
         folder.event(f"checkpoint {path.name}", step=step)
         return
