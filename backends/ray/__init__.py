@@ -91,7 +91,8 @@ class RayBackend(LocalBackend):
 
             from ray.job_submission import JobSubmissionClient
 
-            logging.getLogger("ray").setLevel(logging.WARNING)  # its INFO lines would cut through fto's table
+            for name in ("ray", "ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging"):
+                logging.getLogger(name).setLevel(logging.WARNING)  # INFO lines would cut through fto's table
 
             self._client = self._call(lambda: JobSubmissionClient(self.address))
         return self._client
@@ -100,8 +101,12 @@ class RayBackend(LocalBackend):
         try:
             return fn()
         except (ConnectionError, OSError) as exc:
-            raise BackendError(f"cannot reach the Ray head at {self.address}: {exc}", backend=self.name,
-                               retryable=True) from None  # fmt: skip
+            raise BackendError(
+                f"cannot reach the Ray head at {self.address} ({exc}). Is the cluster up? The job's checkpoints "
+                "are in storage_path: once the head is back, `fto resume JOB` continues from the last one",
+                backend=self.name,
+                retryable=True,
+            ) from None
         except RuntimeError as exc:  # the SDK's error for an HTTP error answer
             text = str(exc)
             retryable = any(code in text for code in ("502", "503", "504", "Connection", "connect"))

@@ -62,24 +62,45 @@ def train_loop(config: dict[str, Any]) -> None:
     from fto.backends.ray.folder import RayFolder
 
     rank_zero = int(os.environ.get("RANK", "0")) == 0
-    folder = RayFolder(config["storage_path"], config["job_id"], Reporter("rank0" if rank_zero else "rank"))
+    attempt = ray.get_runtime_context().get_job_id()  # the same in every process of this Ray job
+    folder = RayFolder(config["storage_path"], config["job_id"], Reporter("rank0" if rank_zero else "rank"), attempt)
     data = ray.get(config["data"])
     for name, text in data.items():  # every process writes the same bytes: no process waits on another
         _write(folder.path / name, text)
     _write(folder.config, json.dumps({**config["config"], "train_file": str(folder.path / "train.jsonl"),
         "validation_file": str(folder.path / "validation.jsonl") if "validation.jsonl" in data else None}))  # fmt: skip
     if config["resume"]:
-        folder.restore()
+        import torch.distributed as dist
+
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            folder.restore()  # one process per node fetches the checkpoints; the others wait for it
+        if dist.is_initialized():
+            dist.barrier()
     if not rank_zero:
         folder.reporter = _Silent()
     try:
         worker.run(folder, config["resume"])
+        _done(folder)
     except BaseException as exc:
         if rank_zero:
             message = f"{type(exc).__name__}: {exc}"
             folder.event(message, level="error")
             folder.write_status(_failed(), error=message)
         raise
+
+
+def _done(folder: Any) -> None:
+    """With an object store, everything is published: the node's copy goes once every process is through."""
+    import shutil
+
+    import torch.distributed as dist
+
+    if folder.url is None:
+        return
+    if dist.is_initialized():
+        dist.barrier()
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        shutil.rmtree(folder.path, ignore_errors=True)
 
 
 class _Silent(Reporter):

@@ -20,10 +20,13 @@ from fto.schemas import JobStatus, Metric
 class RayFolder(JobFolder):
     """The job's folder: under storage_path when that is a shared folder, else on this node (published to the URL)."""
 
-    def __init__(self, storage_path: str, job_id: str, reporter: Reporter):
+    def __init__(self, storage_path: str, job_id: str, reporter: Reporter, attempt: str = ""):
         self.url = f"{storage_path.rstrip('/')}/{job_id}" if storage.is_url(storage_path) else None
-        root = Path(tempfile.gettempdir()) / "fto-ray" if self.url else Path(storage_path).expanduser()
-        super().__init__(root / job_id)
+        if self.url:  # each attempt starts from what the store holds, as on a fresh node
+            path = Path(tempfile.gettempdir()) / "fto-ray" / job_id / (attempt or "run")
+        else:
+            path = Path(storage_path).expanduser() / job_id
+        super().__init__(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.reporter = reporter
         self._published: set[Path] = set()
@@ -81,13 +84,13 @@ class RayFolder(JobFolder):
             storage.publish(path, f"{self.url}/checkpoints/{path.name}")
 
     def restore(self) -> None:
-        """Fetch the job's checkpoints from the object store before resuming on a node that may not have them."""
+        """Fetch the job's checkpoints (and a base model built for it) from the object store before resuming."""
         if self.url is None:
             return
         from pyarrow import fs
 
-        source, path = fs.FileSystem.from_uri(f"{self.url}/checkpoints")
-        if source.get_file_info(path).type == fs.FileType.NotFound:
-            return
-        fs.copy_files(path, str(self.checkpoints_dir), source_filesystem=source,
-                      destination_filesystem=fs.LocalFileSystem())  # fmt: skip
+        for name, local in (("checkpoints", self.checkpoints_dir), ("base", self.base_dir)):
+            source, path = fs.FileSystem.from_uri(f"{self.url}/{name}")
+            if source.get_file_info(path).type != fs.FileType.NotFound:
+                local.mkdir(parents=True, exist_ok=True)
+                fs.copy_files(path, str(local), source_filesystem=source, destination_filesystem=fs.LocalFileSystem())

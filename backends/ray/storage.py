@@ -32,6 +32,7 @@ def localize(url: str, cache: Path) -> Path:
     if not local.exists():
         source, path = fs.FileSystem.from_uri(url)
         partial = local.with_name(local.name + ".partial")
+        partial.mkdir(parents=True, exist_ok=True)
         fs.copy_files(path, str(partial), source_filesystem=source, destination_filesystem=fs.LocalFileSystem())
         os.replace(partial, local)
     adapter_config = local / "adapter_config.json"

@@ -55,9 +55,39 @@ class RayHead:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
+BUCKET = "fto-ray"
+
+
 @pytest.fixture(scope="session")
-def ray_head() -> Iterator[RayHead]:
+def s3_server() -> Iterator[dict[str, str]]:
+    """moto's S3 on 127.0.0.1 with the bucket `fto-ray`; the environment that points AWS clients at it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-west-2",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}  # fmt: skip
+    s3 = boto3.client("s3", region_name="us-west-2", endpoint_url=env["AWS_ENDPOINT_URL"],
+                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    yield env
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_head(s3_server: dict[str, str]) -> Iterator[RayHead]:
+    """The head's processes reach the S3 server too, as a cluster's nodes reach their object store."""
     pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'fto[ray]'")
-    head = RayHead()
+    head = RayHead(env=s3_server)
     yield head
     head.close()
+
+
+@pytest.fixture
+def s3(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """This test's fto processes reach the S3 server; returns the storage URL to use."""
+    for name, value in s3_server.items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{BUCKET}/{os.urandom(4).hex()}"

@@ -22,14 +22,19 @@ from tests.conftest import ANIMALS, FTO, run_fto
 pytestmark = pytest.mark.slow  # real training on a real Ray cluster
 
 
-def _job(tmp_path: Path, head, rows: int = 64, epochs: int = 2, **ray) -> Path:
+def _job(tmp_path: Path, head, rows: int = 64, epochs: int = 2, storage: str | None = None, **ray) -> Path:
     (tmp_path / "train.jsonl").write_text("".join(ANIMALS.read_text().splitlines(keepends=True)[:rows]))
     spec = {
         "name": "on-ray",
         "data": {"train": "train.jsonl", "validation": 0.25},
         "hyperparameters": {"epochs": epochs, "batch_size": 8, "learning_rate": 3e-3},
         "backends": {
-            "ray": {"address": head.address, "storage_path": str(tmp_path / "storage"), "num_workers": 2, **ray},
+            "ray": {
+                "address": head.address,
+                "storage_path": storage or str(tmp_path / "storage"),
+                "num_workers": 2,
+                **ray,
+            },
             "local": {"model": "embedded:tiny-llama"},
         },
         "eval": {"scorers": ["exact_match"], "max_examples": 8, "max_new_tokens": 4, "train_sample": 0},
@@ -72,8 +77,8 @@ def test_two_ddp_workers_on_ray_train_like_local_and_the_adapter_is_evaluated(ra
 
 
 @pytest.mark.timeout(500)
-def test_a_sweep_of_three_learning_rates_on_ray_and_on_local_is_one_experiment(ray_head, tmp_path):
-    job = _job(tmp_path, ray_head, rows=48, epochs=2, num_workers=1)
+def test_a_sweep_of_three_learning_rates_on_ray_and_on_local_is_one_experiment(ray_head, tmp_path, s3):
+    job = _job(tmp_path, ray_head, rows=48, epochs=2, num_workers=1, storage=s3)  # models go to S3, eval fetches them
     spec = yaml.safe_load(job.read_text())
     spec["hyperparameters"]["learning_rate"] = [1e-3, 3e-3, 1e-2]
     job.write_text(yaml.safe_dump(spec))
@@ -87,6 +92,8 @@ def test_a_sweep_of_three_learning_rates_on_ray_and_on_local_is_one_experiment(r
     )
     rankings = {r["backend"]: r for r in json.loads(run_fto("compare", "--json").stdout)["sweep"]}
     assert set(rankings) == {"ray", "local"}
+    tuned = [j.fine_tuned_model or "" for j in jobs if j.backend.startswith("ray@")]
+    assert all(model.startswith(f"{s3}/job-") and model.endswith("/adapter") for model in tuned)
     for ranking in rankings.values():
         assert [p["rank"] for p in ranking["points"]] == [1, 2, 3]
         assert sorted(p["values"]["learning_rate"] for p in ranking["points"]) == [1e-3, 3e-3, 1e-2]
@@ -111,8 +118,8 @@ def _training_workers() -> list[int]:
 
 
 @pytest.mark.timeout(500)
-def test_a_killed_worker_fails_the_job_with_its_cause_and_resume_reaches_the_same_final_loss(ray_head, tmp_path):
-    job = _job(tmp_path, ray_head, rows=96, epochs=3, checkpoint_every=4)
+def test_a_killed_worker_fails_the_job_with_its_cause_and_resume_reaches_the_same_final_loss(ray_head, tmp_path, s3):
+    job = _job(tmp_path, ray_head, rows=96, epochs=3, checkpoint_every=4, storage=s3)  # resume fetches from S3
     result = run_fto("submit", str(job), "--backend", "ray,local")
     assert result.returncode == 0, result.stdout + result.stderr
     store = Store()
