@@ -6,6 +6,7 @@ Nothing here imports torch: training runs in worker processes, and generation im
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -60,8 +61,15 @@ def _escape(text: str) -> str:
 
 @click.group(cls=_Group)
 @click.version_option(package_name="fto")
-def cli() -> None:
+@click.option(
+    "--store",
+    metavar="LOCATION",
+    help="the job store: postgresql://USER@HOST/DB, or a SQLite file (default: FTO_STORE, else FTO_HOME/fto.db)",
+)
+def cli(store: str | None) -> None:
     """fto: fine-tune the same job on local and hosted backends, and compare the results."""
+    if store:
+        os.environ["FTO_STORE"] = store  # every Store this process (and the workers it starts) opens
 
 
 def main() -> None:
@@ -71,9 +79,11 @@ def main() -> None:
 
 from fto.orchestrator.data_cli import data  # noqa: E402  (the group is defined before its subcommands attach)
 from fto.orchestrator.serve.command import serve  # noqa: E402
+from fto.orchestrator.store_cli import store  # noqa: E402
 
 cli.add_command(data)
 cli.add_command(serve)
+cli.add_command(store)
 
 
 def _store() -> Any:

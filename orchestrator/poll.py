@@ -94,11 +94,13 @@ class Poller:
         # The cursor moves in the same transaction, so a crash before a flush only means asking again.
         self.unwritten: list[tuple[str, ProviderJob, ProviderUpdates]] = []
 
-    def flush(self) -> None:
-        """Write the polled states and news gathered since the last flush, in one transaction."""
-        if self.unwritten:
-            batch, self.unwritten = self.unwritten, []
-            self.store.record_polls(batch)
+    def flush(self) -> bool:
+        """Write the polled states and news gathered since the last flush, in one transaction (True: wrote)."""
+        if not self.unwritten:
+            return False
+        batch, self.unwritten = self.unwritten, []
+        self.store.record_polls(batch)
+        return True
 
     def provider(self, job: Job) -> _Provider:
         """The backend and limits that `job` is polled through (one per provider key)."""
@@ -133,6 +135,7 @@ class Poller:
                 heapq.heappush(queue, _Due(time.monotonic(), job.id))
         in_flight: set[asyncio.Task[None]] = set()
         next_tick = 0.0
+        news = True  # the first tick shows the jobs as they are
         try:
             while queue or in_flight:
                 now = time.monotonic()
@@ -142,8 +145,11 @@ class Poller:
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
                 if now >= next_tick or len(self.unwritten) >= FLUSH_AT:
-                    self.flush()
-                if self.on_tick and now >= next_tick:
+                    news = self.flush() or news
+                # The jobs are read again only when this poller wrote, or another process changed the store
+                # (SQLite's data_version, PostgreSQL's NOTIFY): watching costs no table reads while nothing happens.
+                if self.on_tick and now >= next_tick and (news or self.store.changed()):
+                    news = False
                     self.on_tick(self.store.jobs_by_id(job_ids))
                 if now >= next_tick:
                     next_tick = now + self.tick_every

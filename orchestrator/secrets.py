@@ -20,16 +20,16 @@ def looks_like_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
-_names: list[str] = []
-_seen_size = -1
+_names: dict[frozenset[str], list[str]] = {}
 
 
 def _secret_values() -> list[str]:
-    """Values of secret-named environment variables, longest first (names rescanned when the env grows)."""
-    global _names, _seen_size
-    if len(os.environ) != _seen_size:
-        _names, _seen_size = [k for k in os.environ if looks_like_secret_name(k)], len(os.environ)
-    values = (os.environ.get(name, "") for name in _names)
+    """Values of secret-named environment variables, longest first (names found once per set of variables)."""
+    keys = frozenset(os.environ)
+    if keys not in _names:
+        _names.clear()  # one entry: the environment as it is now
+        _names[keys] = [k for k in keys if looks_like_secret_name(k)]
+    values = (os.environ.get(name, "") for name in _names[keys])
     return sorted((v for v in values if len(v) >= 8), key=len, reverse=True)
 
 

@@ -103,6 +103,8 @@ def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend,
         if quote:
             store.add_updates(job.id, [JobEvent(created_at=now(), message=quote)], [], None)
         provider_job_id = _create(store, job, backend, spec, uploaded)
+    except SubmittedElsewhere:
+        return
     except FtoError as exc:
         store.fail(job.id, str(exc))
         return
@@ -120,10 +122,15 @@ def _create(store: Store, job: Job, backend: Backend, spec: JobSpec, uploaded: U
             found = _find(backend, job.id)
             if found:
                 return found
-        store.mark_submitting(job.id)
+        if not store.claim_submit(job.id):
+            raise SubmittedElsewhere(job.id)
         return backend.submit(spec, uploaded, job.id)
 
     return retry.call(attempt)
+
+
+class SubmittedElsewhere(Exception):
+    """Another live fto process is sending this job's create request: it records the answer, not us."""
 
 
 def _find(backend: Backend, job_id: str) -> str | None:

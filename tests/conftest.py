@@ -55,3 +55,25 @@ def _merge(into: dict, overrides: dict) -> None:
 def run_fto(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess, as a user runs it."""
     return subprocess.run([*FTO, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL cluster for the test session (skipped where PostgreSQL is not installed)."""
+    from tests.postgres import PostgresServer, binaries
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The store's engine, for tests that run on both: PostgreSQL gets a fresh database through FTO_STORE."""
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        monkeypatch.setenv("FTO_STORE", server.new_database())
+    return request.param

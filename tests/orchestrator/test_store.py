@@ -6,7 +6,7 @@ from fto.schemas import JobEvent, JobSpec, JobStatus, Metric, ProviderJob
 SPEC = JobSpec.model_validate({"name": "demo", "data": {"train": "/data/train.jsonl"}})
 
 
-def test_experiment_and_pending_jobs_survive_a_new_process(fto_home):
+def test_experiment_and_pending_jobs_survive_a_new_process(fto_home, engine):
     store = Store()
     experiment, _jobs = store.create_experiment(SPEC, "/jobs/demo.yaml", ["local", "other"])
     store.close()
@@ -17,11 +17,14 @@ def test_experiment_and_pending_jobs_survive_a_new_process(fto_home):
         ("local", JobStatus.PENDING),
         ("other", JobStatus.PENDING),
     ]
-    assert reopened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert (fto_home / "fto.db").exists()
+    if engine == "sqlite":
+        assert reopened.db.read("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+        assert (fto_home / "fto.db").exists()
+    else:
+        assert not (fto_home / "fto.db").exists()
 
 
-def test_finished_at_is_stamped_once_at_the_first_terminal_status():
+def test_finished_at_is_stamped_once_at_the_first_terminal_status(engine):
     store = Store()
     _, (job,) = store.create_experiment(SPEC, None, ["local"])
     store.set_submitted(job.id, "p-1")
@@ -33,7 +36,7 @@ def test_finished_at_is_stamped_once_at_the_first_terminal_status():
     assert store.resolve_jobs(None) == []
 
 
-def test_events_append_in_order_and_the_cursor_moves_with_them():
+def test_events_append_in_order_and_the_cursor_moves_with_them(engine):
     store = Store()
     _, (job,) = store.create_experiment(SPEC, None, ["local"])
     at = datetime.now(UTC)
@@ -45,7 +48,7 @@ def test_events_append_in_order_and_the_cursor_moves_with_them():
     assert store.last_metric(job.id).step == 2
 
 
-def test_secrets_are_masked_before_they_are_stored(monkeypatch):
+def test_secrets_are_masked_before_they_are_stored(monkeypatch, engine):
     monkeypatch.setenv("OPENAI_API_KEY", "not-a-real-key-123456")
     store = Store()
     _, (job,) = store.create_experiment(SPEC, None, ["local"])

@@ -1,0 +1,151 @@
+"""PostgreSQL, for a team: one store shared by many machines (psycopg 3 and its connection pool).
+
+Credentials come only from the DSN's standard sources (PGPASSWORD, ~/.pgpass, the DSN itself); the DSN is
+never shown with its password. A server that goes away is waited for: each Store call is retried with backoff
+for up to FTO_STORE_RETRY_SECONDS (default 120), then fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from fto.orchestrator.errors import FtoError
+from fto.orchestrator.store.database import Database, Row, Tx
+
+T = TypeVar("T")
+CHANNEL = "fto_jobs"
+MIGRATION_LOCK = 7_314_159  # pg_advisory_xact_lock key: one process migrates at a time
+
+
+@cache
+def _sql(text: str) -> str:
+    """`?` placeholders as psycopg's `%s` (and a literal % doubled)."""
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+def shown(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "postgresql://…"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+
+
+class _PostgresTx(Tx):
+    def __init__(self, conn: psycopg.Connection[Row]):
+        self.conn = conn
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return self.conn.execute(_sql(sql), args).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(_sql(sql), rows)
+
+    def read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return self.conn.execute(_sql(sql), args).fetchall()
+
+    def notify(self, job_id: str) -> None:
+        self.conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, job_id))  # delivered at commit
+
+
+class PostgresDatabase(Database):
+    dialect = "postgresql"
+    ordering = "rid"  # a BIGSERIAL column: PostgreSQL has no rowid
+    lock = " FOR UPDATE"
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self.where = shown(dsn)
+        self.retry_seconds = float(os.environ.get("FTO_STORE_RETRY_SECONDS", "120"))
+        self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=8,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not used
+            timeout=10,
+            open=False,
+        )
+        self._listener: psycopg.Connection[Any] | None = None
+        try:
+            self._pool.open(wait=True, timeout=10)
+        except PoolTimeout:
+            self._pool.close()
+            raise FtoError(
+                f"cannot connect to the store at {self.where}: is the server up, and the DSN right?"
+            ) from None
+
+    def read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        with self._pool.connection() as conn:
+            return conn.execute(_sql(sql), args).fetchall()
+
+    @contextmanager
+    def tx(self) -> Iterator[Tx]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield _PostgresTx(conn)
+
+    def migration_lock(self, tx: Tx) -> None:
+        tx.read("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+
+    def columns(self, table: str) -> set[str]:
+        rows = self.read(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = ? AND table_schema = current_schema()",
+            (table,),
+        )
+        return {r["column_name"] for r in rows}
+
+    def changed(self) -> bool:
+        """Whether a NOTIFY arrived since the last call (LISTEN on a connection of its own)."""
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = psycopg.connect(self.dsn, autocommit=True)
+                self._listener.execute(f"LISTEN {CHANNEL}")
+                return True  # not listening until now: anything may have changed
+            return any(True for _ in self._listener.notifies(timeout=0))
+        except psycopg.OperationalError:
+            self._listener = None
+            return True
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until a job changes (a NOTIFY) or `timeout` seconds pass."""
+        if self.changed():  # also starts listening
+            return True
+        try:
+            assert self._listener is not None
+            return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
+        except psycopg.OperationalError:
+            self._listener = None
+            return True
+
+    def run(self, call: Callable[[], T]) -> T:
+        """`call()`, retried while the server is unreachable, for up to retry_seconds."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.2
+        while True:
+            try:
+                return call()
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise FtoError(f"the store at {self.where} is unreachable: {exc}".strip()) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        self._pool.close()

@@ -1,0 +1,147 @@
+"""The Store's contract on both engines (SQLite and a real PostgreSQL): versioned migrations that upgrade an old
+store in place, submission claims, poll leases, change notifications, and copying a store into PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from fto.orchestrator.store import PROCESS, Store
+from fto.orchestrator.store.migrations import LATEST, MIGRATIONS, version
+from fto.schemas import JobEvent, JobSpec, JobStatus, Metric, ProviderJob
+from tests.conftest import run_fto
+
+pytestmark = pytest.mark.timeout(60)
+SPEC = JobSpec.model_validate({"name": "demo", "data": {"train": "/data/train.jsonl"}})
+
+# The schema fto wrote before migrations were numbered (no leases, claims, intervals or usage yet).
+OLD_SCHEMA = """
+CREATE TABLE experiments (id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, spec_path TEXT,
+    created_at TEXT NOT NULL);
+CREATE TABLE jobs (id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL REFERENCES experiments(id), backend TEXT NOT NULL,
+    provider_job_id TEXT, status TEXT NOT NULL, base_model TEXT, fine_tuned_model TEXT, trained_tokens INTEGER,
+    error TEXT, cursor TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT);
+CREATE TABLE events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, created_at TEXT NOT NULL, level TEXT NOT NULL,
+    message TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, seq));
+CREATE TABLE metrics (job_id TEXT NOT NULL, step INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, step));
+CREATE TABLE eval_results (experiment_id TEXT NOT NULL, target TEXT NOT NULL, job_id TEXT, backend TEXT NOT NULL,
+    model TEXT NOT NULL, scorer TEXT NOT NULL, score REAL NOT NULL, examples INTEGER NOT NULL,
+    created_at TEXT NOT NULL, PRIMARY KEY (experiment_id, target, scorer));
+CREATE TABLE generations (key TEXT PRIMARY KEY, output TEXT NOT NULL, created_at TEXT NOT NULL);
+"""
+
+
+def test_migrations_are_numbered_in_order_and_a_new_store_is_at_the_latest(engine):
+    assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1))
+    store = Store()
+    assert version(store.db) == LATEST
+    applied = store.db.read("SELECT version FROM schema_migrations ORDER BY version")
+    assert [r["version"] for r in applied] == list(range(1, LATEST + 1))
+    Store()  # a second start applies nothing twice
+    assert len(store.db.read("SELECT version FROM schema_migrations")) == LATEST
+
+
+def test_a_store_from_before_migrations_upgrades_in_place_and_keeps_its_jobs(fto_home):
+    fto_home.mkdir(parents=True)
+    db = sqlite3.connect(fto_home / "fto.db")
+    db.executescript(OLD_SCHEMA)
+    db.execute("INSERT INTO experiments VALUES ('exp-old', 'old', ?, NULL, '2026-01-01T00:00:00+00:00')",
+               (SPEC.model_dump_json(),))  # fmt: skip
+    stamp = "2026-01-01T00:00:00+00:00"
+    db.execute("INSERT INTO jobs (id, experiment_id, backend, status, created_at, updated_at) VALUES "
+               "('job-old', 'exp-old', 'sim', 'running', ?, ?)", (stamp, stamp))  # fmt: skip
+    db.commit()
+    db.close()
+    store = Store()
+    assert version(store.db) == LATEST
+    assert store.job("job-old").status == JobStatus.RUNNING and store.experiment("old").id == "exp-old"
+    assert store.acquire_lease("job-old", "me", 30) and store.claim_submit("job-old")  # the new columns work
+    store.save_scores("exp-old", "sim/fine-tuned", "job-old", "sim", "m", {"exact_match": (0.5, 0.4, 0.6)}, 10)
+    assert store.scores("exp-old")[0]["low"] == 0.4
+
+
+def test_a_submission_claim_is_one_process_at_a_time_and_lapses_with_its_process(engine):
+    store = Store()
+    _, (job,) = store.create_experiment(SPEC, None, ["sim"])
+    assert not store.submit_started(job.id)
+    assert store.claim_submit(job.id) and store.submit_started(job.id)
+    assert store.claim_submit(job.id)  # the same process may claim again (a retry)
+    other = f"{PROCESS.split(':')[0]}:1:someone"  # pid 1 lives: a live claim of another process
+    with store.db.tx() as tx:
+        tx.execute("UPDATE jobs SET submit_owner = ?, submit_until = ? WHERE id = ?", (other, 9e12, job.id))
+    assert not store.claim_submit(job.id)
+    dead = f"{PROCESS.split(':')[0]}:999999999:gone"  # no such process on this machine: its claim is void
+    with store.db.tx() as tx:
+        tx.execute("UPDATE jobs SET submit_owner = ? WHERE id = ?", (dead, job.id))
+    assert store.claim_submit(job.id)
+
+
+def test_a_poll_lease_is_held_by_one_owner_until_it_lapses_or_is_released(engine):
+    store = Store()
+    _, (job,) = store.create_experiment(SPEC, None, ["sim"])
+    assert store.acquire_lease(job.id, "a", 30) and not store.acquire_lease(job.id, "b", 30)
+    assert store.acquire_lease(job.id, "a", 30)  # renewal
+    store.release_leases("a")
+    assert store.acquire_lease(job.id, "b", 0.01) and not store.acquire_lease(job.id, "a", 30)
+    import time
+
+    time.sleep(0.05)
+    assert store.acquire_lease(job.id, "a", 30)  # b's lease lapsed
+
+
+def test_another_process_writing_is_seen_without_reading_a_table(engine):
+    watcher, writer = Store(), Store()
+    watcher.changed()  # start watching
+    assert not watcher.changed()
+    _, (job,) = writer.create_experiment(SPEC, None, ["sim"])
+    writer.update_from_provider(job.id, ProviderJob(status=JobStatus.RUNNING))
+    if engine == "postgresql":  # NOTIFY arrives asynchronously: give it a moment
+        assert watcher.db.wait_for_change(5)
+    else:
+        assert watcher.changed()
+    assert not watcher.changed()
+
+
+def test_store_migrate_copies_every_row_into_postgresql_checked_by_counts(fto_home, postgres_server, monkeypatch):
+    source = Store()
+    experiment, jobs = source.create_experiment(SPEC, "/jobs/demo.yaml", ["a", "b", "c"])
+    at = datetime.now(UTC)
+    for i, job in enumerate(jobs):
+        source.set_submitted(job.id, f"p-{i}")
+        source.add_updates(job.id, [JobEvent(created_at=at, message=f"e{k}") for k in range(3)],
+                           [Metric(step=s, loss=1.0 / s) for s in range(1, 4)], f"c{i}")  # fmt: skip
+        source.update_from_provider(job.id, ProviderJob(status=JobStatus.SUCCEEDED, fine_tuned_model=f"m{i}"))
+        source.save_scores(experiment.id, f"{job.backend}/fine-tuned", job.id, job.backend, f"m{i}",
+                           {"exact_match": (0.5, 0.4, 0.6), "token_f1": (0.7, 0.6, 0.8)}, 10)  # fmt: skip
+    source.save_upload("sim", "d1", "file-1")
+    source.save_artifact(experiment.id, "report.html", "/reports/x.html")
+    target = postgres_server.new_database()
+    result = run_fto("store", "migrate", "--to", target)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "every row arrived" in result.stdout
+    copied = Store(target)
+    assert [j.id for j in copied.jobs(experiment.id)] == [j.id for j in jobs]  # in their order
+    for job in jobs:
+        assert copied.job(job.id) == source.job(job.id)
+        assert copied.events(job.id) == source.events(job.id) and copied.metrics(job.id) == source.metrics(job.id)
+    assert copied.scores(experiment.id) == source.scores(experiment.id)
+    assert copied.uploaded("sim", "d1") == "file-1" and copied.artifacts(experiment.id) == {
+        "report.html": "/reports/x.html"}  # fmt: skip
+    again = run_fto("store", "migrate", "--to", target)  # a second run copies nothing twice
+    assert again.returncode == 0 and len(Store(target).events(jobs[0].id)) == 3
+    monkeypatch.setenv("FTO_STORE", target)
+    shown = run_fto("status", experiment.id)
+    assert shown.returncode == 0 and jobs[0].id in shown.stdout
+
+
+def test_a_dsn_password_is_never_shown(postgres_server, monkeypatch):
+    dsn = postgres_server.dsn().replace("fto@", "fto:hunter2secret@")
+    monkeypatch.setenv("FTO_STORE", dsn)
+    result = run_fto("store", "info")
+    assert result.returncode == 0 and "hunter2secret" not in result.stdout + result.stderr
+    assert "postgresql://fto@127.0.0.1" in result.stdout and "schema version" in result.stdout
+    down = run_fto("--store", "postgresql://fto:hunter2secret@127.0.0.1:1/none", "store", "info")
+    assert down.returncode == 1 and "hunter2secret" not in down.stdout + down.stderr
+    assert "cannot connect to the store at postgresql://fto@127.0.0.1:1/none" in down.stderr
