@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from fto.backends.base import Backend
 from fto.orchestrator import retry
 from fto.orchestrator.errors import BackendError, FtoError
-from fto.orchestrator.store import Store
+from fto.orchestrator.store import PROCESS, Store
 from fto.orchestrator.submit import backend_for, reconcile
 from fto.schemas import Job, JobStatus, ProviderJob, ProviderUpdates
 
@@ -83,7 +83,7 @@ class Poller:
 
     def __init__(self, store: Store, on_tick: OnTick | None = None, tick_every: float = 0.25):
         self.store = store
-        self.owner = f"{uuid.uuid4().hex[:12]}"
+        self.owner = f"{PROCESS}:{uuid.uuid4().hex[:6]}"  # host:pid:…: who holds a lease, for people too
         self.on_tick, self.tick_every = on_tick, tick_every
         self.backends: dict[str, Backend] = {}  # by backend section: jobs with the same section share one
         self.by_job: dict[str, _Provider] = {}

@@ -72,6 +72,8 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
 
 def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend, data: DatasetSplits) -> None:
     """Prepare, upload (or reuse an upload of the same content), and create the job exactly once."""
+    if store.job(job.id).provider_job_id:  # another fto process submitted it meanwhile
+        return
     spec = point_spec(experiment.spec, job.backend)  # a sweep point trains with its own hyperparameters
     notice = backend.notice(backend.options)
     notes = ([notice] if notice else []) + backend.ignored(spec)
@@ -118,12 +120,13 @@ def _create(store: Store, job: Job, backend: Backend, spec: JobSpec, uploaded: U
     """Send the create request; on a retry, or after a crash, first ask whether the provider already has it."""
 
     def attempt() -> str:
+        if not store.claim_submit(job.id):  # submitted by another process, or being submitted there now
+            raise SubmittedElsewhere(job.id)
         if store.submit_started(job.id):
             found = _find(backend, job.id)
             if found:
                 return found
-        if not store.claim_submit(job.id):
-            raise SubmittedElsewhere(job.id)
+        store.mark_submitting(job.id)
         return backend.submit(spec, uploaded, job.id)
 
     return retry.call(attempt)
@@ -154,11 +157,17 @@ def _digest(*paths: Path | None) -> str:
 def reconcile(store: Store, experiment_id: str | None = None) -> list[Job]:
     """Finish submitting jobs that a crash left without a provider id; never creates one twice."""
     done = []
+    experiments: dict[str, Experiment] = {}
+    splits: dict[str, DatasetSplits] = {}  # read once per experiment, not once per job
     for job in store.unsubmitted(experiment_id):
-        experiment = store.experiment(job.experiment_id)
+        if not store.claim_submit(job.id):
+            continue  # submitted meanwhile, or another live fto process is submitting it
+        if job.experiment_id not in experiments:
+            experiments[job.experiment_id] = store.experiment(job.experiment_id)
+        experiment = experiments[job.experiment_id]
         try:
             backend = backend_for(experiment.spec, job.backend)
-            found = _find(backend, job.id) if store.submit_started(job.id) else None
+            found = _find_retried(backend, job.id) if store.submit_started(job.id) else None
         except FtoError as exc:  # cannot tell whether the provider has it: do not risk a second job
             store.fail(job.id, str(exc))
             done.append(store.job(job.id))
@@ -166,6 +175,12 @@ def reconcile(store: Store, experiment_id: str | None = None) -> list[Job]:
         if found:
             store.set_submitted(job.id, found)
         else:
-            submit_job(store, experiment, job, backend, load_splits(experiment.spec))
+            if experiment.id not in splits:
+                splits[experiment.id] = load_splits(experiment.spec)
+            submit_job(store, experiment, job, backend, splits[experiment.id])
         done.append(store.job(job.id))
     return done
+
+
+def _find_retried(backend: Backend, job_id: str) -> str | None:
+    return retry.call(lambda: _find(backend, job_id))

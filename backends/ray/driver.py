@@ -124,6 +124,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def main() -> None:
+    """The entrypoint: report unschedulable jobs at once, else train and report how it ended."""
     reporter = Reporter("driver")
     job = json.loads(Path(JOB_FILE).read_text())
     try:

@@ -36,7 +36,7 @@ from fto.schemas import (
     ProviderUpdates,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
+Method = TypeVar("Method", bound=Callable[..., Any])
 # Who this process is, in submission claims: a claim of a dead process on this machine is taken over at once.
 PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 CLAIM_SECONDS = 120.0  # a create request, with its retries, is over well within this
@@ -77,7 +77,7 @@ def open_database(location: str) -> Database:
     return SQLiteDatabase(Path(location.removeprefix("sqlite:///")))
 
 
-def _retried(method: F) -> F:
+def _retried(method: Method) -> Method:
     """A Store call as one unit the engine may retry while its server is unreachable."""
 
     @functools.wraps(method)
@@ -266,24 +266,30 @@ class Store:
 
     @_retried
     def claim_submit(self, job_id: str) -> bool:
-        """Take the right to send the job's create request; False while another live process holds it.
-
-        The claim also records that a request may go out: after a crash, the provider is asked before any retry.
-        A claim lapses after CLAIM_SECONDS, or at once when its process (on this machine) is gone.
+        """Take the right to submit the job; False when it is submitted already, or while another live process
+        holds the claim. A claim lapses after CLAIM_SECONDS, or at once when its process (on this machine) is gone.
         """
         clock = time.time()
         with self.db.tx() as tx:
-            rows = tx.read(f"SELECT submit_owner, submit_until FROM jobs WHERE id = ?{self.db.lock}", (job_id,))
-            if not rows:
+            rows = tx.read(
+                f"SELECT provider_job_id, submit_owner, submit_until FROM jobs WHERE id = ?{self.db.lock}", (job_id,)
+            )
+            if not rows or rows[0]["provider_job_id"]:
                 return False
             owner, until = rows[0]["submit_owner"], rows[0]["submit_until"]
             if owner and owner != PROCESS and until and until > clock and _alive(owner):
                 return False
             tx.execute(
-                "UPDATE jobs SET submit_started_at = ?, submit_owner = ?, submit_until = ? WHERE id = ?",
-                (now().isoformat(), PROCESS, clock + CLAIM_SECONDS, job_id),
+                "UPDATE jobs SET submit_owner = ?, submit_until = ? WHERE id = ?",
+                (PROCESS, clock + CLAIM_SECONDS, job_id),
             )
         return True
+
+    @_retried
+    def mark_submitting(self, job_id: str) -> None:
+        """Record that a create request is about to be sent: after a crash, the provider must be asked first."""
+        with self.db.tx() as tx:
+            tx.execute("UPDATE jobs SET submit_started_at = ? WHERE id = ?", (now().isoformat(), job_id))
 
     @_retried
     def submit_started(self, job_id: str) -> bool:
@@ -353,7 +359,8 @@ class Store:
         """Record the provider's id of a submitted job."""
         with self.db.tx() as tx:
             tx.execute(
-                "UPDATE jobs SET provider_job_id = ?, status = ?, updated_at = ?, submit_owner = NULL WHERE id = ?",
+                "UPDATE jobs SET provider_job_id = ?, status = ?, updated_at = ?, submit_owner = NULL "
+                "WHERE id = ? AND provider_job_id IS NULL",  # a job already submitted (and maybe ended) stays as it is
                 (provider_job_id, JobStatus.QUEUED.value, now().isoformat(), job_id),
             )
             tx.notify(job_id)

@@ -63,6 +63,8 @@ class _PostgresTx(Tx):
 
 
 class PostgresDatabase(Database):
+    """A pool of connections to one PostgreSQL database, and a connection of its own that LISTENs."""
+
     dialect = "postgresql"
     ordering = "rid"  # a BIGSERIAL column: PostgreSQL has no rowid
     lock = " FOR UPDATE"

@@ -26,6 +26,8 @@ class _SQLiteTx(Tx):
 
 
 class SQLiteDatabase(Database):
+    """One connection to the store's file (WAL: readers never wait for the writer)."""
+
     dialect = "sqlite"
     ordering = "rowid"
     lock = ""  # BEGIN IMMEDIATE takes the write lock for the whole transaction

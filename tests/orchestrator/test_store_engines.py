@@ -66,7 +66,9 @@ def test_a_submission_claim_is_one_process_at_a_time_and_lapses_with_its_process
     store = Store()
     _, (job,) = store.create_experiment(SPEC, None, ["sim"])
     assert not store.submit_started(job.id)
-    assert store.claim_submit(job.id) and store.submit_started(job.id)
+    assert store.claim_submit(job.id) and not store.submit_started(job.id)
+    store.mark_submitting(job.id)
+    assert store.submit_started(job.id)  # a create request may have gone out: a retry asks the provider first
     assert store.claim_submit(job.id)  # the same process may claim again (a retry)
     other = f"{PROCESS.split(':')[0]}:1:someone"  # pid 1 lives: a live claim of another process
     with store.db.tx() as tx:
@@ -76,6 +78,8 @@ def test_a_submission_claim_is_one_process_at_a_time_and_lapses_with_its_process
     with store.db.tx() as tx:
         tx.execute("UPDATE jobs SET submit_owner = ? WHERE id = ?", (dead, job.id))
     assert store.claim_submit(job.id)
+    store.set_submitted(job.id, "p-1")
+    assert not store.claim_submit(job.id)  # submitted: nothing left to claim
 
 
 def test_a_poll_lease_is_held_by_one_owner_until_it_lapses_or_is_released(engine):
