@@ -19,7 +19,8 @@ from pydantic import Field
 
 from fto.backends.base import BackendOptions, GenerationParams, UploadedData
 from fto.backends.local import LocalBackend, LocalOptions
-from fto.backends.ray import reports, storage
+from fto.backends.ray import reports
+from fto.orchestrator import storage
 from fto.orchestrator.errors import BackendError, ConfigError, UnsupportedError
 from fto.schemas import Completion, JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from fto.backends.local.folder import JobFolder
-from fto.backends.ray import storage
 from fto.backends.ray.reports import Reporter
+from fto.orchestrator import storage
 from fto.schemas import JobStatus, Metric
 
 

@@ -11,6 +11,7 @@ from fto.orchestrator.eval import overfit
 from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.eval.stats import paired_comparison
 from fto.orchestrator.paths import experiment_dir
+from fto.orchestrator.storage import keep
 from fto.orchestrator.store import Store
 from fto.orchestrator.sweep import group
 from fto.schemas import Experiment
@@ -363,6 +364,8 @@ def write_reports(store: Store, experiment: Experiment) -> tuple[str, str]:
     folder = experiment_dir(experiment.id)
     (folder / "report.md").write_text(markdown(data), encoding="utf-8")
     (folder / "report.html").write_text(render(store, experiment, data), encoding="utf-8")
+    outputs = sorted(str(p.relative_to(folder)) for p in (folder / "eval").glob("*.json*"))
+    keep(store, experiment.id, folder, ["report.md", "report.html", "check.json", *outputs])
     return str(folder / "report.md"), str(folder / "report.html")
 
 

@@ -1,11 +1,13 @@
-"""The storage_path a Ray cluster shares: a folder (NFS, or this machine's disk in tests) or an object store URL
-(s3://, gs://, …). Copies go through pyarrow's filesystems, as Ray Train's own do."""
+"""Files kept where a team shares them: a folder, or an object store URL (s3://, gs://, …) — a Ray cluster's
+storage_path, an experiment's reports under FTO_ARTIFACTS. Copies go through pyarrow's filesystems (as Ray
+Train's own do); credentials come from the environment (AWS_*, GOOGLE_*)."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def is_url(location: str) -> bool:
@@ -43,3 +45,21 @@ def localize(url: str, cache: Path) -> Path:
             config["base_model_name_or_path"] = str(localize(base, cache))
             adapter_config.write_text(json.dumps(config, indent=2))
     return local
+
+
+def keep(store: Any, experiment_id: str, folder: Path, names: list[str]) -> dict[str, str]:
+    """Record where an experiment's files are: here, or (with FTO_ARTIFACTS set to a URL) copied under
+    FTO_ARTIFACTS/EXPERIMENT/; returns name → where."""
+    shared = os.environ.get("FTO_ARTIFACTS", "").rstrip("/")
+    kept = {}
+    for name in names:
+        local = folder / name
+        if not local.is_file():
+            continue
+        where = str(local)
+        if shared:
+            where = f"{shared}/{experiment_id}/{name}"
+            publish(local, where)
+        store.save_artifact(experiment_id, name, where)
+        kept[name] = where
+    return kept
