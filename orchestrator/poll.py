@@ -192,6 +192,10 @@ class Poller:
         except (BackendError, FtoError) as exc:  # not retryable, or retries exhausted: the job cannot be followed
             self.unwritten.append((job_id, ProviderJob(status=JobStatus.FAILED, error=str(exc)), ProviderUpdates()))
             return
+        except Exception as exc:  # a backend's bug must end the job with its cause, never leave it unwatched
+            error = f"{provider.backend.name}: {type(exc).__name__}: {exc}"
+            self.unwritten.append((job_id, ProviderJob(status=JobStatus.FAILED, error=error), ProviderUpdates()))
+            return
         signature = (state.status, state.fine_tuned_model, state.error)
         changed = signature != watch.signature or bool(updates.events or updates.metrics or updates.checkpoints)
         if changed:  # nothing to write when nothing happened

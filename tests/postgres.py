@@ -29,7 +29,7 @@ def binaries() -> Path | None:
 class PostgresServer:
     """initdb + pg_ctl start on a free port; `dsn(name)` creates a database and names it."""
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:  # tests need no durability across a power cut
         bin_dir = binaries()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
@@ -37,6 +37,7 @@ class PostgresServer:
         self.folder = Path(tempfile.mkdtemp(prefix="fto-pg-"))
         self.data = self.folder / "data"
         self.port = free_port()
+        self.fsync = fsync
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.as_user:
             shutil.chown(self.folder, "postgres")
@@ -47,7 +48,9 @@ class PostgresServer:
         subprocess.run([*self.as_user, *command], check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync={'on' if self.fsync else 'off'}"
+        )
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"),
                   "-w", "-t", "60", "start")  # fmt: skip
 

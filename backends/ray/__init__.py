@@ -20,6 +20,7 @@ from pydantic import Field
 from fto.backends.base import BackendOptions, GenerationParams, UploadedData
 from fto.backends.local import LocalBackend, LocalOptions
 from fto.backends.ray import reports
+from fto.backends.ray.driver import single_process, unschedulable, worker_resources
 from fto.orchestrator import storage
 from fto.orchestrator.errors import BackendError, ConfigError, UnsupportedError
 from fto.schemas import Completion, JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates
@@ -135,15 +136,21 @@ class RayBackend(LocalBackend):
             "use_gpu": self.ray_options.use_gpu,
             "resources_per_worker": self.ray_options.resources_per_worker,
             "resume": resume,
+            "attempt": attempt,
         }
         (stage / JOB_FILE).write_text(json.dumps(job, indent=1))
         runtime_env = {"working_dir": str(stage), "env_vars": {"PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}}
+        # One worker: the driver trains, on what the job asks (Ray holds the job PENDING until it is free).
+        # More: the driver only waits on Ray Train's workers, and takes nothing from them.
+        asked = worker_resources(job) if single_process(job) else {}
         self._call(
             lambda: self.client().submit_job(
                 entrypoint=ENTRYPOINT,
                 submission_id=f"fto-{job_id}-{attempt}",
                 runtime_env=runtime_env,
-                entrypoint_num_cpus=0,  # the driver only waits on the workers: it takes no CPU from them
+                entrypoint_num_cpus=asked.get("CPU", 0),
+                entrypoint_num_gpus=asked.get("GPU", 0),
+                entrypoint_resources={k: v for k, v in asked.items() if k not in ("CPU", "GPU")} or None,
                 metadata={"fto_job_id": job_id},
             )
         )
@@ -222,7 +229,10 @@ class RayBackend(LocalBackend):
         ray_status = str(getattr(details.status, "value", details.status))
         said = JobStatus(reported["status"]) if "status" in reported else None
         error = reported.get("error")
-        if ray_status == "PENDING" or (ray_status == "RUNNING" and said is None):
+        if ray_status == "PENDING" and (problem := self._never_placed(details)):
+            self._call(lambda: self.client().stop_job(details.submission_id))  # it would wait forever
+            status, error = JobStatus.FAILED, problem
+        elif ray_status == "PENDING" or (ray_status == "RUNNING" and said is None):
             status = JobStatus.QUEUED
         elif ray_status == "RUNNING":
             status = said if said and not said.terminal else JobStatus.RUNNING  # the driver is still ending
@@ -243,6 +253,19 @@ class RayBackend(LocalBackend):
             trained_tokens=merged.get("trained_tokens"),
             error=error if status == JobStatus.FAILED else None,
         )
+
+    def _never_placed(self, details: Any) -> str | None:
+        """Why a PENDING job's driver can never start on this cluster (None: it waits for free resources)."""
+        o = self.ray_options
+        job = {"num_workers": o.num_workers, "options": {"shard": o.shard}, "use_gpu": o.use_gpu,
+               "resources_per_worker": o.resources_per_worker}  # fmt: skip
+        if not single_process(job):
+            return None  # the driver takes no resources: it checks the workers' itself
+        asked = worker_resources(job)
+        from ray.util.state import list_nodes
+
+        nodes = self._call(lambda: list_nodes(address=self.address, detail=True, raise_on_missing_output=False))
+        return unschedulable(asked, 1, [n.resources_total for n in nodes if n.state == "ALIVE"])
 
     def log(self, provider_job_id: str) -> str:
         """The Ray job's own log (every attempt's), as `ray job logs` prints it."""

@@ -29,6 +29,11 @@ def worker_resources(job: dict[str, Any]) -> dict[str, float]:
     return asked
 
 
+def single_process(job: dict[str, Any]) -> bool:
+    """Whether the driver trains by itself: one worker, nothing to shard."""
+    return int(job["num_workers"]) == 1 and not job["options"].get("shard")
+
+
 def unschedulable(asked: dict[str, float], workers: int, nodes: list[dict[str, float]]) -> str | None:
     """Why `workers` workers of `asked` each can never be placed on these nodes' total resources (None: they can)."""
     fit = 0
@@ -62,9 +67,9 @@ def train_loop(config: dict[str, Any]) -> None:
     from fto.backends.ray.folder import RayFolder
 
     rank_zero = int(os.environ.get("RANK", "0")) == 0
-    attempt = ray.get_runtime_context().get_job_id()  # the same in every process of this Ray job
-    folder = RayFolder(config["storage_path"], config["job_id"], Reporter("rank0" if rank_zero else "rank"), attempt)
-    data = ray.get(config["data"])
+    reporter = Reporter("rank0" if rank_zero else "rank")
+    folder = RayFolder(config["storage_path"], config["job_id"], reporter, f"attempt-{config['attempt']}")
+    data = config["data"] if isinstance(config["data"], dict) else ray.get(config["data"])
     for name, text in data.items():  # every process writes the same bytes: no process waits on another
         _write(folder.path / name, text)
     _write(folder.config, json.dumps({**config["config"], "train_file": str(folder.path / "train.jsonl"),
@@ -127,6 +132,18 @@ def main() -> None:
     """The entrypoint: report unschedulable jobs at once, else train and report how it ended."""
     reporter = Reporter("driver")
     job = json.loads(Path(JOB_FILE).read_text())
+    data = {name: Path(name).read_text() for name in ("train.jsonl", "validation.jsonl") if Path(name).exists()}
+    config = {"job_id": job["job_id"], "storage_path": job["storage_path"], "resume": job["resume"],
+              "attempt": job["attempt"], "config": {"spec": job["spec"], "options": job["options"]}}  # fmt: skip
+    if single_process(job):
+        # One worker: this driver trains, on the resources the Jobs API reserved for it (the job is PENDING until
+        # they are free); no Ray Train controller or worker group to start.
+        try:
+            train_loop({**config, "data": data})
+        except BaseException:
+            traceback.print_exc()
+            sys.exit(1)
+        return
     try:
         import ray
         from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -145,17 +162,9 @@ def main() -> None:
             reporter.report("event", {"message": f"waiting for the cluster: {workers} worker(s) with {{{wants}}} "
                                       "each do not fit in what is free now", "level": "warning",
                                       "created_at": _now()})  # fmt: skip
-        data = {name: Path(name).read_text() for name in ("train.jsonl", "validation.jsonl") if Path(name).exists()}
-        config = {"spec": job["spec"], "options": job["options"]}
         trainer = TorchTrainer(
             train_loop,
-            train_loop_config={
-                "job_id": job["job_id"],
-                "storage_path": job["storage_path"],
-                "resume": job["resume"],
-                "config": config,
-                "data": ray.put(data),
-            },
+            train_loop_config={**config, "data": ray.put(data)},
             scaling_config=ScalingConfig(
                 num_workers=workers, use_gpu=bool(job.get("use_gpu")), resources_per_worker=asked
             ),

@@ -137,10 +137,32 @@ def test_two_ddp_workers_train_like_local_and_a_killed_worker_is_resumed_to_the_
     assert raw.returncode == 0 and f"fto-{ray_job}-1" in raw.stdout and f"fto-{ray_job}-2" in raw.stdout
 
 
+@pytest.mark.timeout(200)
+def test_cancel_stops_the_ray_job_and_the_job_ends_cancelled(ray_head, tmp_path):
+    job = _job(tmp_path, ray_head, rows=96, epochs=20, num_workers=1)
+    assert run_fto("submit", str(job), "--backend", "ray").returncode == 0
+    store = Store()
+    [ray_job] = store.jobs(store.experiments()[0].id)
+    poller = subprocess.Popen([*FTO, "wait", ray_job.id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: store.job(ray_job.id).status == JobStatus.RUNNING, timeout=120)
+        assert run_fto("cancel", ray_job.id).returncode == 0
+        wait_for(lambda: store.job(ray_job.id).status.terminal, timeout=60)
+    finally:
+        poller.wait(timeout=60)
+    assert store.job(ray_job.id).status == JobStatus.CANCELLED
+    from ray.job_submission import JobSubmissionClient
+
+    assert str(JobSubmissionClient(ray_head.address).get_job_status(f"fto-{ray_job.id}-1")) == "STOPPED"
+    assert len(_losses(store, ray_job.id)) < 20 * 9  # stopped well before its last step
+
+
 @pytest.mark.timeout(120)
-def test_a_gpu_job_on_a_cpu_cluster_is_unschedulable_at_once(ray_head, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])  # one: the driver trains, held PENDING by Ray; two: Ray Train's workers
+def test_a_gpu_job_on_a_cpu_cluster_is_unschedulable_at_once(ray_head, tmp_path, workers):
     started = time.monotonic()
-    result = run_fto("run", str(_job(tmp_path, ray_head, use_gpu=True)), "--backend", "ray", timeout=100)
+    job = _job(tmp_path, ray_head, use_gpu=True, num_workers=workers)
+    result = run_fto("run", str(job), "--backend", "ray", timeout=100)
     assert result.returncode == 1
     [job] = Store().jobs(Store().experiments()[0].id)
     assert job.status == JobStatus.FAILED and job.error and job.error.startswith("unschedulable:")

@@ -111,7 +111,8 @@ def test_a_provider_error_that_cannot_succeed_is_not_retried(sim_server, tmp_pat
     assert run_fto("submit", _job_file(tmp_path, server.url)).returncode == 0
     store = Store()
     (job,) = store.jobs()
-    store.set_submitted(job.id, "simjob-404")  # a job the provider does not know: 404 on every poll
+    with store.db.tx() as tx:  # a job the provider does not know: 404 on every poll
+        tx.execute("UPDATE jobs SET provider_job_id = 'simjob-404' WHERE id = ?", (job.id,))
     result = run_fto("wait", job.id)
     assert result.returncode == 1 and "no job 'simjob-404' (404)" in result.stderr
     requests = server.stats()["requests"]
