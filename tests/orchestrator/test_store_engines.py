@@ -108,6 +108,7 @@ def test_another_process_writing_is_seen_without_reading_a_table(engine):
     assert not watcher.changed()
 
 
+@pytest.mark.slow  # the CLI in subprocesses
 def test_store_migrate_copies_every_row_into_postgresql_checked_by_counts(fto_home, postgres_server, monkeypatch):
     source = Store()
     experiment, jobs = source.create_experiment(SPEC, "/jobs/demo.yaml", ["a", "b", "c"])
@@ -140,6 +141,7 @@ def test_store_migrate_copies_every_row_into_postgresql_checked_by_counts(fto_ho
     assert shown.returncode == 0 and jobs[0].id in shown.stdout
 
 
+@pytest.mark.slow  # the CLI in subprocesses, one waiting for a server that is not there
 def test_a_dsn_password_is_never_shown(postgres_server, monkeypatch):
     dsn = postgres_server.dsn().replace("fto@", "fto:hunter2secret@")
     monkeypatch.setenv("FTO_STORE", dsn)
