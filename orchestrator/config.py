@@ -162,7 +162,7 @@ def _first_error(
     # Union members add their type name to the location (e.g. 'float'); drop those for display.
     loc: Loc = tuple(p for p in err["loc"] if not ((isinstance(p, str) and "[" in p) or p in _TYPE_TAGS))
     full = (*prefix, *loc)
-    message = err["msg"]
+    message = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
     if err["type"] == "extra_forbidden":
         message = "unknown key" + _suggestion(loc, model)
     elif err["type"] == "missing":

@@ -15,14 +15,14 @@ import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from fto.backends.base import BackendOptions, GenerationParams, UploadedData
 from fto.backends.local import LocalBackend, LocalOptions
 from fto.backends.ray import reports
 from fto.backends.ray.driver import single_process, unschedulable, worker_resources
 from fto.orchestrator import storage
-from fto.orchestrator.errors import BackendError, ConfigError, UnsupportedError
+from fto.orchestrator.errors import BackendError, ConfigError
 from fto.schemas import Completion, JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates
 
 ENTRYPOINT = "python -m fto.backends.ray.driver"
@@ -46,6 +46,14 @@ class RayOptions(LocalOptions):
     resources_per_worker: dict[str, float] | None = Field(
         default=None, description="what each worker asks the cluster for, e.g. {CPU: 4, GPU: 1}"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_local_only(cls, data: Any) -> Any:
+        for name, instead in (("processes", "num_workers"), ("max_workers", "resources_per_worker")):
+            if isinstance(data, dict) and name in data:
+                raise ValueError(f"{name} is a local backend setting; on Ray, use {instead}")
+        return data
 
 
 class RayBackend(LocalBackend):
@@ -79,9 +87,6 @@ class RayBackend(LocalBackend):
             raise ConfigError(
                 "the ray backend needs the ray extra: pip install 'fto[ray]'", field=f"backends.{self.name}"
             )
-        for name, instead in (("processes", "num_workers"), ("max_workers", "the cluster's resources")):
-            if name in self.ray_options.model_fields_set:
-                raise UnsupportedError(f"{name} is the local backend's; on Ray use {instead}", backend=self.name)
         super().check(spec)
 
     # the Jobs API --------------------------------------------------------------------------------------
@@ -174,7 +179,7 @@ class RayBackend(LocalBackend):
             raise BackendError("the job is still running", backend=self.name)
         stage = self.root / "jobs" / provider_job_id / "attempt-1"
         if not (stage / JOB_FILE).is_file():
-            raise BackendError(f"this machine has not the job's submission files ({stage})", backend=self.name)
+            raise BackendError(f"this machine does not have the job's submission files ({stage})", backend=self.name)
         job = json.loads((stage / JOB_FILE).read_text())
         uploaded = UploadedData(
             train_file=str(stage / "train.jsonl"),

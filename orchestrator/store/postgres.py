@@ -7,6 +7,7 @@ for up to FTO_STORE_RETRY_SECONDS (default 120), then fails with a clear message
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,7 @@ from fto.orchestrator.store.database import Database, Row, Tx
 
 T = TypeVar("T")
 CHANNEL = "fto_jobs"
+logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # fto says itself, once, when it cannot connect
 MIGRATION_LOCK = 7_314_159  # pg_advisory_xact_lock key: one process migrates at a time
 
 

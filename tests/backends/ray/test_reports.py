@@ -42,3 +42,14 @@ def test_a_job_that_can_never_be_placed_says_what_it_asked_and_what_the_cluster_
     )
     assert unschedulable({"CPU": 2.0}, 2, nodes) is not None  # one node of 2 CPUs holds one such worker
     assert unschedulable({"CPU": 2.0}, 2, nodes * 2) is None  # two nodes hold two
+
+
+def test_the_local_backends_process_settings_are_refused_in_a_ray_section_with_what_to_use(write_job):
+    from fto.orchestrator.config import load_job
+    from fto.orchestrator.errors import ConfigError
+
+    job = write_job({"backends": {"ray": {"processes": 2}}})
+    with pytest.raises(ConfigError) as found:
+        load_job(job)
+    assert found.value.field == "backends.ray" and found.value.line is not None
+    assert found.value.message == "processes is a local backend setting; on Ray, use num_workers"
