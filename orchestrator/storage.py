@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fto.orchestrator.errors import ConfigError, FtoError
+
 
 def is_url(location: str) -> bool:
     """Whether `location` is an object store URL rather than a folder."""
@@ -51,6 +53,9 @@ def keep(store: Any, experiment_id: str, folder: Path, names: list[str]) -> dict
     """Record where an experiment's files are: here, or (with FTO_ARTIFACTS set to a URL) copied under
     FTO_ARTIFACTS/EXPERIMENT/; returns name → where."""
     shared = os.environ.get("FTO_ARTIFACTS", "").rstrip("/")
+    if shared and not is_url(shared):
+        raise ConfigError(f"{shared!r} is not an object store URL: use one such as s3://bucket/prefix",
+                          field="FTO_ARTIFACTS")  # fmt: skip
     kept = {}
     for name in names:
         local = folder / name
@@ -59,7 +64,10 @@ def keep(store: Any, experiment_id: str, folder: Path, names: list[str]) -> dict
         where = str(local)
         if shared:
             where = f"{shared}/{experiment_id}/{name}"
-            publish(local, where)
+            try:
+                publish(local, where)
+            except (OSError, ValueError) as exc:  # pyarrow's errors: no such bucket, no credentials, bad URL
+                raise FtoError(f"FTO_ARTIFACTS: cannot copy {name} to {where}: {exc}") from None
         store.save_artifact(experiment_id, name, where)
         kept[name] = where
     return kept

@@ -45,3 +45,10 @@ def test_with_fto_artifacts_the_files_go_to_the_object_store(sim_server, aws, tm
     for name, where in kept.items():
         assert where.startswith("s3://fto-training/team/") and where.removeprefix("s3://fto-training/") in keys, name
     assert any(name.startswith("eval/") for name in kept)  # the per-example eval outputs too
+
+
+def test_a_malformed_fto_artifacts_is_a_clear_error_not_a_traceback(sim_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("FTO_ARTIFACTS", "reports-bucket/team")
+    result = run_fto("run", _job(tmp_path, sim_server().url))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "FTO_ARTIFACTS: 'reports-bucket/team' is not an object store URL" in result.stderr
