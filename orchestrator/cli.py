@@ -80,10 +80,12 @@ def main() -> None:
 from fto.orchestrator.data_cli import data  # noqa: E402  (the group is defined before its subcommands attach)
 from fto.orchestrator.serve.command import serve  # noqa: E402
 from fto.orchestrator.store_cli import store  # noqa: E402
+from fto.orchestrator.ui.command import ui  # noqa: E402
 
 cli.add_command(data)
 cli.add_command(serve)
 cli.add_command(store)
+cli.add_command(ui)
 
 
 def _store() -> Any:
@@ -382,13 +384,9 @@ def _raw_log(store: Any, job: Any, follow: bool) -> None:
 @click.argument("job_id")
 def pause(job_id: str) -> None:
     """Pause a running job, where the provider can; `fto resume` continues it."""
-    from fto.orchestrator.submit import backend_for
+    from fto.orchestrator import actions
 
-    store = _store()
-    job = store.job(job_id)
-    if job.provider_job_id is None or job.status.terminal:
-        raise FtoError(f"job {job.id} is not running (it is {job.status.value})")
-    backend_for(store.experiment(job.experiment_id).spec, job.backend).pause(job.provider_job_id)
+    job = actions.pause(_store(), job_id)
     console.print(f"pause requested: {job.backend} {job.id}")
 
 
@@ -396,14 +394,9 @@ def pause(job_id: str) -> None:
 @click.argument("key")
 def cancel(key: str) -> None:
     """Cancel a job, or every unfinished job of an experiment."""
-    from fto.orchestrator.submit import backend_for
+    from fto.orchestrator import actions
 
-    store = _store()
-    for job in store.resolve_jobs(key):
-        if job.status.terminal or job.provider_job_id is None:
-            continue
-        backend_for(store.experiment(job.experiment_id).spec, job.backend).cancel(job.provider_job_id)
-        store.request_cancel(job.id)
+    for job in actions.cancel(_store(), key):
         console.print(f"cancel requested: {job.backend} {job.id} (cancelling until the provider confirms)")
 
 
@@ -412,19 +405,10 @@ def cancel(key: str) -> None:
 @click.option("--no-wait", is_flag=True, help="return once the job is running again")
 def resume(job_id: str, no_wait: bool) -> None:
     """Continue a cancelled, paused or crashed job from its last checkpoint."""
-    from fto.orchestrator.submit import backend_for
+    from fto.orchestrator import actions
 
     store = _store()
-    job = store.job(job_id)
-    if job.provider_job_id is None and job.status.value == "failed":
-        raise FtoError(
-            f"job {job.id} failed before it reached its provider ({job.error}); fix the cause and submit the job "
-            "file again (`fto logs` shows what happened)"
-        )
-    if job.provider_job_id is None:
-        raise FtoError(f"job {job.id} was never submitted; `fto wait {job.id}` finishes submitting it")
-    backend_for(store.experiment(job.experiment_id).spec, job.backend).resume(job.provider_job_id)
-    store.reopen(job.id)
+    job = actions.resume(store, job_id)
     console.print(f"resumed {job.backend} {job.id}")
     if not no_wait:
         sys.exit(_exit_code(_wait(store, [job.id])))

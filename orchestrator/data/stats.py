@@ -64,6 +64,18 @@ def distribution(values: array) -> dict[str, float] | None:
     }
 
 
+def histogram(values: array, bins: int = 20) -> dict[str, list[float]] | None:
+    """Counts of `values` in `bins` equal-width bins: {"edges": bins + 1 edges, "counts": bins counts}."""
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    width = (high - low) / bins or 1.0
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, int((v - low) / width))] += 1
+    return {"edges": [round(low + k * width, 2) for k in range(bins + 1)], "counts": counts}
+
+
 def dataset_stats(
     path: str | Path,
     target: str | None = None,
@@ -118,6 +130,7 @@ def dataset_stats(
         "missing_user": missing["user"],
         "messages_per_example": distribution(n_messages),
         "total_tokens_per_example": distribution(totals),
+        "total_tokens_histogram": histogram(totals),
         "assistant_tokens_per_example": distribution(answers),
         "token_limit": limit,
         "over_limit": sum(1 for t in totals if limit and t > limit),

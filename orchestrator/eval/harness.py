@@ -239,9 +239,11 @@ def evaluate(
             experiment.id, target.label, target.job_id, target.backend, target.model, scores, len(outputs)
         )
         with open(folder / "eval" / f"{target.label.replace('/', '.')}.jsonl", "w", encoding="utf-8") as f:
-            for example, c, ref, sc in zip(examples, completions, references, per_example, strict=True):
+            rows = zip(examples, prompts, completions, references, per_example, strict=True)
+            for example, prompt, c, ref, sc in rows:
                 output_row: dict[str, Any] = {
                     "line": example.source_line,
+                    "prompt": question_text(prompt),  # what the report and the dashboard show beside the answers
                     "output": c.text,
                     "reference": ref.content,
                     "scores": sc,

@@ -1,37 +1,25 @@
-"""The experiment report as one self-contained HTML file: inline CSS and SVG, no scripts, nothing fetched."""
+"""The experiment report as one self-contained HTML file (inline CSS and SVG, no scripts, nothing fetched), from
+the templates the dashboard's comparison page shares; the charts here are the report's static SVG."""
 
 from __future__ import annotations
 
 import html
-import json
 import math
 from typing import Any
 
+from fto.orchestrator.eval.examples import Show, example_rows
 from fto.orchestrator.eval.report import check_lines, gap_lines, overfit_text, sweep_cells
 from fto.orchestrator.eval.scorers import lower_is_better
-from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store
+from fto.orchestrator.templates import Markup
+from fto.orchestrator.templates import render as render_template
 from fto.schemas import Experiment
 
 COLORS = ["#4263eb", "#e8590c", "#2f9e44", "#ae3ec9", "#f08c00", "#1098ad", "#c2255c", "#5c940d"]
-STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#212529;padding:0 1rem}
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #dee2e6}
-table{border-collapse:collapse;width:100%}td,th{border:1px solid #dee2e6;padding:.3rem .5rem;text-align:left;
-vertical-align:top}th{background:#f1f3f5}.num{text-align:right;font-variant-numeric:tabular-nums}
-.chart{background:#fff;border:1px solid #dee2e6;margin:.5rem 0}.ok{color:#2f9e44}.noise{color:#868e96}
-pre{white-space:pre-wrap;margin:0;font:12px/1.35 ui-monospace,monospace}
-"""
 
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    cells = "".join(f"<th>{_e(c)}</th>" for c in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{cells}</tr>{body}</table>"
 
 
 def _ticks(top: float, count: int = 5) -> list[float]:
@@ -209,8 +197,18 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
-    """The self-contained HTML report of an experiment: loss curves, scores with intervals, per-example outputs."""
+def comparison_context(experiment: Experiment, data: dict[str, Any], show: Show = "all") -> dict[str, Any]:
+    """What the comparison part of a page needs (the report and the dashboard fill the same template with it)."""
+    return {
+        "data": data,
+        "score_charts": {s: Markup(score_chart(s, data["models"])) for s in data["scorers"]},
+        "lower": {s: lower_is_better(s) for s in data["scorers"]},
+        "examples": example_rows(experiment, data, show),
+    }
+
+
+def loss_curves(store: Store, data: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
+    """Every job's training (and validation) loss by step, labelled by backend and job."""
     curves: dict[str, list[tuple[int, float]]] = {}
     for j in data["jobs"]:
         metrics = store.metrics(j["job"])
@@ -218,99 +216,21 @@ def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
         valid = [(m.step, m.valid_loss) for m in metrics if m.valid_loss is not None]
         if valid:
             curves[f"{j['backend']} {j['job']} (validation)"] = valid
+    return curves
+
+
+def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
+    """The self-contained HTML report of an experiment: loss curves, scores with intervals, per-example outputs."""
     best = {f"best step of {job}": found["best_step"] for job, found in (data.get("overfitting") or {}).items()}
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(data['name'])} — fto report</title>"
-        f"<style>{STYLE}</style></head><body>",
-        f"<h1>{_e(data['name'])} <small>experiment {_e(data['experiment'])}</small></h1>",
-        "<h2>Scores (95% bootstrap intervals)</h2>",
-    ]
-    for scorer in data["scorers"]:
-        direction = " <small>(lower is better)</small>" if lower_is_better(scorer) else ""
-        parts += [f"<h3>{_e(scorer)}{direction}</h3>", score_chart(scorer, data["models"])]
-    if data.get("comparisons"):
-        parts.append("<h2>Fine-tuned vs base, on the same examples</h2><ul>")
-        for c in data["comparisons"]:
-            kind = "ok" if c["significant"] else "noise"
-            parts.append(f"<li class='{kind}'>{_e(c['text'])} [{_e(c['scorer'])}]</li>")
-        parts.append("</ul>")
-    parts += [
-        "<h2>Training loss</h2>",
-        loss_chart(curves, marks=best),
-        "<h2>Jobs: time and tokens</h2>",
-        "<table><tr><th>job</th><th>backend</th><th>status</th><th>minutes</th><th>trained tokens</th>"
-        "<th>final loss</th><th>fine-tuned model</th></tr>",
-    ]
-    for j in data["jobs"]:
-        parts.append(
-            f"<tr><td>{_e(j['job'])}</td><td>{_e(j['backend'])}</td><td>{_e(j['status'])}</td>"
-            f"<td class='num'>{_e(j['minutes'])}</td><td class='num'>{_e(j['trained_tokens'])}</td>"
-            f"<td class='num'>{_e(j['final_loss'])}</td><td>{_e(j['fine_tuned_model'] or j['error'])}</td></tr>"
-        )
-    parts.append("</table>")
-    used = [row for row in data["models"] if row.get("usage")]
-    if used:
-        parts.append(
-            "<h2>Eval calls: tokens, cost, latency</h2><table><tr><th>model</th><th>calls</th><th>input tokens</th>"
-            "<th>output tokens</th><th>cost (USD)</th><th>mean latency (s)</th></tr>"
-        )
-        for row in used:
-            u = row["usage"]
-            parts.append(
-                f"<tr><td>{_e(row['target'])}</td><td class='num'>{_e(u['calls'])}</td>"
-                f"<td class='num'>{_e(u['input_tokens'])}</td><td class='num'>{_e(u['output_tokens'])}</td>"
-                f"<td class='num'>{_e(u['cost_usd'])}</td><td class='num'>{_e(u['latency_mean_s'])}</td></tr>"
-            )
-        parts.append("</table>")
-    for curve in data.get("learning_curve") or []:
-        parts.append(f"<h2>Learning curve: {_e(curve['backend'])}</h2>")
-        parts.append(curve_chart(curve))
-        parts.append(f"<p>{_e(curve['verdict'])}</p>")
-    for ranking in data.get("sweep") or []:
-        parts.append(f"<h2>Sweep: {_e(ranking['backend'])}</h2>")
-        parts += [sweep_chart(ranking, name) for name in ranking["parameters"]]
-        parts.append(_table(*sweep_cells(ranking)))
-        parts.append(f"<p>{_e(ranking['verdict'])}</p>")
-    if data.get("generalisation_gap"):
-        parts.append("<h2>Generalisation gap</h2><ul>")
-        parts += [f"<li>{_e(line)}</li>" for line in gap_lines(data["generalisation_gap"])]
-        parts.append("</ul>")
-    if data.get("overfitting"):
-        parts.append("<h2>Overfitting</h2><ul>")
-        parts += [f"<li>{_e(job)}: {_e(overfit_text(found))}</li>" for job, found in data["overfitting"].items()]
-        parts.append("</ul>")
-    if data.get("check"):
-        parts.append("<h2>Data check</h2><ul>")
-        parts += [f"<li>{_e(line)}</li>" for line in check_lines(data["check"])] or ["<li>no findings</li>"]
-        parts.append("</ul>")
-    parts += _examples(experiment, data)
-    parts.append("</body></html>")
-    return "".join(parts)
-
-
-def _examples(experiment: Experiment, data: dict[str, Any], limit: int = 200) -> list[str]:
-    """Per-example outputs side by side, with their scores."""
-    folder = experiment_dir(experiment.id) / "eval"
-    outputs: dict[str, list[dict[str, Any]]] = {}
-    for model in data["models"]:
-        path = folder / f"{model['target'].replace('/', '.')}.jsonl"
-        if path.exists():
-            outputs[model["target"]] = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    if not outputs:
-        return []
-    first = next(iter(outputs.values()))
-    head = "".join(f"<th>{_e(t)}</th>" for t in outputs)
-    parts = [
-        f"<h2>Examples (first {min(limit, len(first))} of {len(first)})</h2>",
-        f"<table id='examples'><tr><th>line</th><th>reference</th>{head}</tr>",
-    ]
-    for i, row in enumerate(first[:limit]):
-        cells = []
-        for rows in outputs.values():
-            scores = ", ".join(f"{k} {v:.2f}" if _finite(v) else f"{k} n/a" for k, v in rows[i]["scores"].items())
-            cells.append(f"<td><pre>{_e(rows[i]['output'])}</pre><small>{_e(scores)}</small></td>")
-        parts.append(
-            f"<tr><td class='num'>{_e(row['line'])}</td><td><pre>{_e(row['reference'])}</pre></td>{''.join(cells)}</tr>"
-        )
-    parts.append("</table>")
-    return parts
+    sweeps = data.get("sweep") or []
+    return render_template(
+        "report.html",
+        **comparison_context(experiment, data),
+        loss_chart=Markup(loss_chart(loss_curves(store, data), marks=best)),
+        curve_charts=[Markup(curve_chart(curve)) for curve in data.get("learning_curve") or []],
+        sweep_charts=[[Markup(sweep_chart(r, name)) for name in r["parameters"]] for r in sweeps],
+        sweep_tables=[sweep_cells(r) for r in sweeps],
+        gap_lines=gap_lines(data["generalisation_gap"]) if data.get("generalisation_gap") else [],
+        overfit_lines=[(job, overfit_text(found)) for job, found in (data.get("overfitting") or {}).items()],
+        check_lines=check_lines(data["check"]) if data.get("check") else [],
+    )

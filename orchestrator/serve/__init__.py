@@ -20,7 +20,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def check_exposure(host: str, api_key: str | None, key_env: str) -> None:
+def check_exposure(host: str, api_key: str | None, key_env: str, command: str = "fto serve") -> None:
     """Anyone who can reach the port can train and run models: off loopback, a key is not optional, and a key
     must be one (not blank, not short)."""
     if api_key is not None and (len(api_key.strip()) < MIN_KEY_LENGTH or api_key != api_key.strip()):
@@ -30,7 +30,7 @@ def check_exposure(host: str, api_key: str | None, key_env: str) -> None:
         )
     if api_key is None and not is_loopback(host):
         raise ConfigError(
-            f"fto serve on {host} would accept requests from other machines: set {key_env} to an API key "
+            f"{command} on {host} would accept requests from other machines: set {key_env} to an API key "
             "(clients send it as a bearer token), or bind to 127.0.0.1",
             field="--host",
         )

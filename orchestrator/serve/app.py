@@ -5,7 +5,8 @@ Routes follow OpenAI's spec, one module per resource under routes/ (`/v1/files`,
 `/v1/fine_tuning/jobs` with events, checkpoints, cancel, pause and resume, `/v1/models`, `/v1/chat/completions`),
 also under Azure OpenAI's `/openai/...` paths. Bodies are parsed by pydantic models (requests.py), answers are
 built as the openai SDK's typed models (responses.py), errors come in OpenAI's shape (errors.py). A bearer key is
-required unless the server listens on loopback only; request bodies are size-limited (the Guard below).
+required unless the server listens on loopback only; request bodies are size-limited (the Guard below). The
+dashboard of `fto ui` is mounted read-only under `/ui`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hmac
 
 from starlette.applications import Starlette
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fto.orchestrator.serve import errors
@@ -32,6 +33,9 @@ def create_app(config: ServeConfig) -> Guard:
     routes += [Route(f"/openai{r.path}", r.endpoint, methods=r.methods) for r in ROUTES]
     for name, route in (("chat/completions", chat.create), ("completions", completions.create)):
         routes.append(Route(f"/openai/deployments/{{deployment}}/{name}", route, methods=["POST"]))
+    from fto.orchestrator.ui.app import UiConfig, create_ui_app
+
+    routes.append(Mount("/ui", create_ui_app(UiConfig(api_key=config.api_key))))  # the dashboard, read-only
     handlers = {**errors.HANDLERS, _TooLarge: _too_large_handler, _TooSlow: _too_slow_handler}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.serve = ServeState.build(config)
@@ -66,7 +70,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.config.api_key is not None:
+        dashboard = scope["path"] == "/ui" or scope["path"].startswith("/ui/")  # it checks the key itself
+        if self.config.api_key is not None and not dashboard:
             given = headers.get("authorization", "")
             token = given[7:] if given.lower().startswith("bearer ") else headers.get("api-key", "")  # Azure's
             if not hmac.compare_digest(token.encode(), self.config.api_key.encode()):

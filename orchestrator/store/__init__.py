@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from fto.orchestrator.errors import ConfigError, NotFoundError
 from fto.orchestrator.paths import fto_home
 from fto.orchestrator.secrets import redact
@@ -495,6 +497,30 @@ class Store:
         """A job's training metrics, by step."""
         rows = self.db.read("SELECT data FROM metrics WHERE job_id = ? ORDER BY step", (job_id,))
         return [Metric.model_validate_json(r["data"]) for r in rows]
+
+    @_retried
+    def latest_metrics(self, experiment_id: str) -> dict[str, Metric]:
+        """Each job's latest metric, for a whole experiment in one query (the dashboard's progress column)."""
+        rows = self.db.read(
+            "SELECT m.job_id, m.data FROM metrics m JOIN (SELECT job_id, MAX(step) AS step FROM metrics WHERE job_id"
+            " IN (SELECT id FROM jobs WHERE experiment_id = ?) GROUP BY job_id) last"
+            " ON m.job_id = last.job_id AND m.step = last.step",
+            (experiment_id,),
+        )
+        return {r["job_id"]: Metric.model_validate_json(r["data"]) for r in rows}
+
+    @_retried
+    def metric_rows(self, job_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Raw metrics (plain dicts, by step) of many jobs: cheap enough for charts of 100,000 points."""
+        found: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
+        for k in range(0, len(job_ids), 500):
+            chunk = job_ids[k : k + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT job_id, data FROM metrics WHERE job_id IN ({marks}) ORDER BY job_id, step"
+            rows = self.db.read(sql, chunk)
+            for r in rows:
+                found[r["job_id"]].append(orjson.loads(r["data"]))
+        return found
 
     @_retried
     def first_metric(self, job_id: str) -> Metric | None:

@@ -1,0 +1,97 @@
+"""The per-example view: each eval prompt with its reference and every model's answer and scores, and which
+examples a fine-tune made better or worse than its base (the report and the dashboard show the same rows)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fto.orchestrator.eval.scorers import lower_is_better
+from fto.orchestrator.paths import experiment_dir
+from fto.schemas import Experiment
+
+Show = Literal["all", "better", "worse", "disagree"]
+SHOWS: tuple[Show, ...] = ("all", "better", "worse", "disagree")
+
+
+@dataclass
+class Answer:
+    """One model's answer to one example."""
+
+    target: str
+    output: str
+    scores: dict[str, float]
+    versus_base: str = ""  # "better", "worse" or "same" (fine-tuned models, on the first scorer)
+
+
+@dataclass
+class ExampleRow:
+    """One eval example across every model."""
+
+    line: int | None
+    prompt: str
+    reference: str
+    answers: list[Answer]
+    kinds: set[str] = field(default_factory=set)  # the filters it passes besides "all"
+
+
+@dataclass
+class ExamplesView:
+    """The rows one filter keeps (at most `limit`), with how many there are in all."""
+
+    show: Show
+    scorer: str | None
+    targets: list[str]
+    rows: list[ExampleRow]
+    matching: int
+    total: int
+
+
+def _outputs(experiment: Experiment, targets: list[str]) -> dict[str, list[dict[str, Any]]]:
+    folder = experiment_dir(experiment.id) / "eval"
+    found = {}
+    for target in targets:
+        path = folder / f"{target.replace('/', '.')}.jsonl"
+        if path.exists():
+            with open(path, encoding="utf-8") as f:
+                found[target] = [json.loads(line) for line in f if line.strip()]
+    return found
+
+
+def _versus(tuned: float, base: float, scorer: str) -> str:
+    if not (math.isfinite(tuned) and math.isfinite(base)) or tuned == base:
+        return "same"
+    better = tuned < base if lower_is_better(scorer) else tuned > base
+    return "better" if better else "worse"
+
+
+def example_rows(experiment: Experiment, data: dict[str, Any], show: Show = "all", limit: int = 200) -> ExamplesView:
+    """The examples that `show` keeps: fine-tuned better or worse than base, or models disagreeing (their first
+    scorer's values differ), judged on the first scorer."""
+    outputs = _outputs(experiment, [m["target"] for m in data["models"]])
+    scorer = data["scorers"][0] if data["scorers"] else None
+    if not outputs:
+        return ExamplesView(show, scorer, [], [], 0, 0)
+    count = min(len(rows) for rows in outputs.values())
+    kept: list[ExampleRow] = []
+    matching = 0
+    for i in range(count):
+        first = next(iter(outputs.values()))[i]
+        answers = [Answer(t, rows[i]["output"], rows[i]["scores"]) for t, rows in outputs.items()]
+        row = ExampleRow(first.get("line"), first.get("prompt", ""), first.get("reference") or "", answers)
+        if scorer:
+            by_target = {a.target: a.scores.get(scorer, math.nan) for a in answers}
+            for answer in answers:
+                base = answer.target.removesuffix("/fine-tuned") + "/base"
+                if answer.target.endswith("/fine-tuned") and base in by_target:
+                    answer.versus_base = _versus(by_target[answer.target], by_target[base], scorer)
+                    row.kinds.add(answer.versus_base)
+            if len({v for v in by_target.values() if math.isfinite(v)}) > 1:
+                row.kinds.add("disagree")
+        if show == "all" or show in row.kinds:
+            matching += 1
+            if len(kept) < limit:
+                kept.append(row)
+    return ExamplesView(show, scorer, list(outputs), kept, matching, count)

@@ -1,0 +1,336 @@
+"""`fto ui`'s web app: the pages and their JSON, over the one Store, behind a key off loopback.
+
+Every store read runs on one worker thread (a connection is not shared between threads at once); pages that
+change follow `/api/stream` and fetch only the fragment or chart data that changed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from fto.orchestrator import actions
+from fto.orchestrator.errors import FtoError
+from fto.orchestrator.eval.examples import SHOWS
+from fto.orchestrator.store import Store
+from fto.orchestrator.templates import render
+from fto.orchestrator.ui import views
+from fto.orchestrator.ui.live import Changes
+from fto.orchestrator.ui.series import XS, loss_series
+
+T = TypeVar("T")
+STATIC = Path(__file__).parent / "static"
+COOKIE = "fto_ui_key"
+SHOW_LABELS = {"all": "all", "better": "fine-tuned better than base", "worse": "fine-tuned worse than base",
+               "disagree": "models disagree"}  # fmt: skip
+
+
+@dataclass
+class UiConfig:
+    """How the dashboard runs: its store, its key (None on loopback) and whether its buttons act."""
+
+    store_location: str | None = None
+    api_key: str | None = None
+    allow_actions: bool = False
+
+
+@dataclass
+class _State:
+    config: UiConfig
+    store: Store
+    limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+    evaluations: dict[str, str] = field(default_factory=dict)  # experiment → "running", "done" or the error
+    changes: Changes | None = None
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store read on the store's one worker thread."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    def live(self) -> Changes:
+        if self.changes is None:
+            self.changes = Changes(lambda: self.read(self.store.changed))
+        return self.changes
+
+
+def _state(request: Request) -> _State:
+    found: _State = request.app.state.ui
+    return found
+
+
+def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
+    ui = _state(request)
+    root = request.scope.get("root_path", "")
+    html = render(template, root=root, quote=quote, allow_actions=ui.config.allow_actions, **context)
+    return HTMLResponse(html)
+
+
+async def experiments_page(request: Request) -> Response:
+    ui = _state(request)
+    query, sort = request.query_params.get("q", ""), request.query_params.get("sort", "started")
+    rows = await ui.read(views.experiments_overview, ui.store, query, sort)
+    return _page(request, "ui/experiments.html", rows=rows, q=query, sort=sort, sorts=views.SORTS)
+
+
+async def experiment_page(request: Request) -> Response:
+    ui = _state(request)
+    experiment = await ui.read(ui.store.experiment, request.path_params["id"])
+    rows = await ui.read(views.job_rows, ui.store, experiment)
+    check = await ui.read(views.check_findings, experiment.id)
+    evaluating = ui.evaluations.get(experiment.id)
+    return _page(request, "ui/experiment.html", experiment=experiment, rows=rows, check=check, xs=XS,
+                 evaluating=evaluating)  # fmt: skip
+
+
+async def job_rows_fragment(request: Request) -> Response:
+    ui = _state(request)
+    experiment = await ui.read(ui.store.experiment, request.path_params["id"])
+    rows = await ui.read(views.job_rows, ui.store, experiment)
+    return _page(request, "ui/job_rows.html", rows=rows)
+
+
+async def job_page(request: Request) -> Response:
+    ui = _state(request)
+    job = await ui.read(ui.store.job, request.path_params["id"])
+    return _page(request, "ui/job.html", **await ui.read(views.job_detail, ui.store, job))
+
+
+async def job_events_fragment(request: Request) -> Response:
+    ui = _state(request)
+    job = await ui.read(ui.store.job, request.path_params["id"])
+    return _page(request, "ui/job_events.html", **await ui.read(views.job_detail, ui.store, job))
+
+
+async def compare_page(request: Request) -> Response:
+    from fto.orchestrator.eval.html import comparison_context
+    from fto.orchestrator.eval.report import comparison
+
+    ui = _state(request)
+    experiment = await ui.read(ui.store.experiment, request.path_params["id"])
+    show = request.query_params.get("show", "all")
+    show = show if show in SHOWS else "all"
+    data = await ui.read(comparison, ui.store, experiment)
+    context = comparison_context(experiment, data, show)
+    links = list(SHOW_LABELS.items())
+    return _page(request, "ui/compare.html", experiment=experiment, links=links, **context)
+
+
+async def data_page(request: Request) -> Response:
+    path, target = request.query_params.get("path", ""), request.query_params.get("target") or None
+    found = None
+    problem = None
+    if path:
+        try:
+            found = await anyio.to_thread.run_sync(views.data_view, path, target)
+        except (FtoError, OSError) as exc:
+            problem = str(exc)
+    return _page(request, "ui/data.html", path=path, target=target or "", found=found, problem=problem)
+
+
+async def data_line_page(request: Request) -> Response:
+    path, line = request.query_params.get("path", ""), int(request.query_params.get("line", "0") or 0)
+    text: str | None = None
+    try:
+        text = await anyio.to_thread.run_sync(views.file_line, path, line)
+    except OSError as exc:
+        problem: str | None = str(exc)
+    else:
+        problem = None if text is not None else f"{path} has no line {line}"
+    return _page(request, "ui/line.html", path=path, line=line, text=text, problem=problem)
+
+
+# JSON ------------------------------------------------------------------------------------------------------------
+
+
+async def experiments_json(request: Request) -> Response:
+    ui = _state(request)
+    rows = await ui.read(views.experiments_overview, ui.store, request.query_params.get("q", ""))
+    return JSONResponse([{**r, "started": str(r["started"]), "ended": r["ended"] and str(r["ended"])} for r in rows])
+
+
+async def experiment_loss(request: Request) -> Response:
+    ui = _state(request)
+    experiment = await ui.read(ui.store.experiment, request.path_params["id"])
+    jobs = await ui.read(ui.store.jobs, experiment.id)
+    return await _loss(request, ui, jobs)
+
+
+async def job_loss(request: Request) -> Response:
+    ui = _state(request)
+    job = await ui.read(ui.store.job, request.path_params["id"])
+    return await _loss(request, ui, [job])
+
+
+async def _loss(request: Request, ui: _State, jobs: list[Any]) -> Response:
+    x = request.query_params.get("x", "step")
+    metrics = await ui.read(ui.store.metric_rows, [j.id for j in jobs])
+    labels = {j.id: f"{j.backend} {j.id}" for j in jobs}
+    tokens = {j.id: j.trained_tokens for j in jobs}
+    return JSONResponse({"x": x if x in XS else "step", "series": loss_series(metrics, labels, tokens, x)})
+
+
+async def experiment_sweep(request: Request) -> Response:
+    from fto.orchestrator.eval.report import comparison
+
+    ui = _state(request)
+    experiment = await ui.read(ui.store.experiment, request.path_params["id"])
+    if not experiment.spec.points:
+        return JSONResponse({"sweep": []})
+    data = await ui.read(comparison, ui.store, experiment)
+    return JSONResponse({"sweep": data.get("sweep") or []})
+
+
+async def job_histogram(request: Request) -> Response:
+    from fto.orchestrator.data.stats import dataset_stats
+
+    ui = _state(request)
+    job = await ui.read(ui.store.job, request.path_params["id"])
+    experiment = await ui.read(ui.store.experiment, job.experiment_id)
+    path = views.training_file(experiment.id, job.backend)
+    if path is None:
+        return JSONResponse({"histogram": None, "stats": None})
+    section = experiment.spec.backends.get(job.backend)
+    target = (section.type if section else None) or job.backend
+    try:
+        stats = await anyio.to_thread.run_sync(lambda: dataset_stats(path, target, job.base_model))
+    except FtoError:  # a provider format the stats cannot read back: the page says so
+        stats = await anyio.to_thread.run_sync(lambda: dataset_stats(path))
+    return JSONResponse({"histogram": stats["total_tokens_histogram"], "stats": stats})
+
+
+async def stream(request: Request) -> Response:
+    live = _state(request).live()
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(live.stream(), media_type="text/event-stream", headers=headers)
+
+
+# actions ---------------------------------------------------------------------------------------------------------
+
+
+async def act(request: Request) -> Response:
+    """cancel / pause / resume a job, cancel or evaluate an experiment: the CLI's own code, when allowed."""
+    ui = _state(request)
+    if not ui.config.allow_actions:
+        return JSONResponse({"error": "this dashboard is read-only: start it with `fto ui --allow-actions`"}, 403)
+    if request.headers.get("x-fto-action") != "1":  # a page elsewhere cannot send this header (no CORS here)
+        return JSONResponse({"error": "actions are sent by the dashboard's buttons"}, 403)
+    kind, key, verb = request.path_params["kind"], request.path_params["id"], request.path_params["verb"]
+    try:
+        if verb == "evaluate" and kind == "experiments":
+            message = await _evaluate(ui, key)
+        elif verb == "cancel":
+            asked = await ui.read(actions.cancel, ui.store, key)
+            message = f"cancel requested for {len(asked)} job(s)"
+        elif verb in ("pause", "resume") and kind == "jobs":
+            job = await ui.read(getattr(actions, verb), ui.store, key)
+            message = f"{verb} requested: {job.backend} {job.id}"
+        else:
+            return JSONResponse({"error": f"no action {verb} on {kind}"}, 404)
+    except FtoError as exc:
+        return JSONResponse({"error": str(exc)}, 409)
+    ui.live().bump()
+    return JSONResponse({"ok": True, "message": message})
+
+
+async def _evaluate(ui: _State, key: str) -> str:
+    experiment = await ui.read(ui.store.experiment, key)
+    if ui.evaluations.get(experiment.id) == "running":
+        return f"experiment {experiment.id} is being evaluated"
+    ui.evaluations[experiment.id] = "running"
+
+    def run() -> None:  # its own connection: evaluation writes while pages read
+        from fto.orchestrator.eval.harness import evaluate
+        from fto.orchestrator.eval.report import write_reports
+
+        store = Store(ui.store.location)
+        try:
+            evaluate(store, experiment)
+            write_reports(store, experiment)
+            ui.evaluations[experiment.id] = "done"
+        except Exception as exc:  # shown on the page; the dashboard goes on
+            ui.evaluations[experiment.id] = f"failed: {exc}"
+        finally:
+            store.close()
+
+    threading.Thread(target=run, name=f"evaluate-{experiment.id}", daemon=True).start()
+    return f"evaluating {experiment.id}: the comparison page fills in when it ends"
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": str(exc)}, 404)
+
+
+ROUTES = [
+    Route("/", experiments_page),
+    Route("/experiments/{id}", experiment_page),
+    Route("/experiments/{id}/jobs", job_rows_fragment),
+    Route("/experiments/{id}/compare", compare_page),
+    Route("/jobs/{id}", job_page),
+    Route("/jobs/{id}/events", job_events_fragment),
+    Route("/data", data_page),
+    Route("/data/line", data_line_page),
+    Route("/api/experiments", experiments_json),
+    Route("/api/experiments/{id}/loss", experiment_loss),
+    Route("/api/experiments/{id}/sweep", experiment_sweep),
+    Route("/api/jobs/{id}/loss", job_loss),
+    Route("/api/jobs/{id}/histogram", job_histogram),
+    Route("/api/stream", stream),
+    Route("/api/{kind:str}/{id}/{verb:str}", act, methods=["POST"]),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]
+
+
+def create_ui_app(config: UiConfig) -> KeyGuard:
+    """The dashboard's ASGI app (`fto ui`, and `/ui` under `fto serve`)."""
+    from fto.orchestrator.errors import NotFoundError
+
+    app = Starlette(routes=ROUTES, exception_handlers={NotFoundError: _not_found})
+    app.state.ui = _State(config, Store(config.store_location))
+    return KeyGuard(app, config.api_key)
+
+
+class KeyGuard:
+    """Off loopback every page and route needs the key: as a bearer token, or once as `?key=` in a browser
+    (kept in an HttpOnly cookie for the pages that follow)."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None):
+        self.app, self.api_key = app, api_key
+        # The cookie holds a token derived from the key, never the key itself.
+        self.session = hmac.new(api_key.encode(), b"fto ui session", "sha256").hexdigest() if api_key else ""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.api_key is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        given = request.headers.get("authorization", "")
+        token = given[7:] if given.lower().startswith("bearer ") else ""
+        from_query = request.query_params.get("key")
+        if from_query and _same(from_query, self.api_key):
+            kept = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
+            target = request.url.path + ("?" + "&".join(f"{k}={quote(v)}" for k, v in kept) if kept else "")
+            response: Response = RedirectResponse(target, 303)  # the key leaves the address bar and history
+            response.set_cookie(COOKIE, self.session, httponly=True, samesite="strict")
+        elif _same(token, self.api_key) or _same(request.cookies.get(COOKIE, ""), self.session):
+            await self.app(scope, receive, send)
+            return
+        else:
+            response = JSONResponse({"error": "a key is required: send it as a bearer token, or open ?key=…"}, 401)
+            response.headers["WWW-Authenticate"] = "Bearer"
+        await response(scope, receive, send)
+
+
+def _same(given: str, key: str) -> bool:
+    return hmac.compare_digest(given.encode(), key.encode())
