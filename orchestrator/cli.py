@@ -186,6 +186,11 @@ def _show_comparison(store: Any, experiment: Any, data: dict[str, Any], first_sc
             console.print(_escape(paired["text"]), highlight=False)
     markdown_path, html_path = write_reports(store, experiment)
     console.print(f"report: {html_path}  (markdown: {markdown_path})")
+    from fto.orchestrator.ui.command import DEFAULT_PORT
+
+    console.print(
+        f"dashboard: run `fto ui`, then open http://127.0.0.1:{DEFAULT_PORT}/experiments/{experiment.id}/compare"
+    )
 
 
 @cli.command()

@@ -20,6 +20,7 @@ from fto.orchestrator import retry
 from fto.orchestrator.errors import BackendError, FtoError
 from fto.orchestrator.store import PROCESS, Store
 from fto.orchestrator.submit import backend_for, reconcile
+from fto.orchestrator.tracking import Tracking
 from fto.schemas import Job, JobStatus, ProviderJob, ProviderUpdates
 
 OnTick = Callable[[list[Job]], None]
@@ -93,6 +94,8 @@ class Poller:
         # Answers are written in batches (one transaction each): the store keeps pace with thousands of jobs.
         # The cursor moves in the same transaction, so a crash before a flush only means asking again.
         self.unwritten: list[tuple[str, ProviderJob, ProviderUpdates]] = []
+        self.tracking = Tracking(store)  # what was written goes on to the experiment trackers a job file names
+        self.tracked: set[str] = set()  # the jobs whose job file names a tracker
 
     def flush(self) -> bool:
         """Write the polled states and news gathered since the last flush, in one transaction (True: wrote)."""
@@ -100,12 +103,16 @@ class Poller:
             return False
         batch, self.unwritten = self.unwritten, []
         self.store.record_polls(batch)
+        if self.tracked:
+            self.tracking.record([p for p in batch if p[0] in self.tracked])
         return True
 
     def provider(self, job: Job) -> _Provider:
         """The backend and limits that `job` is polled through (one per provider key)."""
         if job.id not in self.by_job:
             spec = self.store.experiment(job.experiment_id).spec
+            if spec.tracking:
+                self.tracked.add(job.id)
             section = spec.backends.get(job.backend)
             key = f"{job.backend} {section.model_dump_json() if section else ''}"
             if key not in self.backends:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fto.backends import registry
 from fto.backends.base import Backend, UploadedData
-from fto.orchestrator import retry
+from fto.orchestrator import retry, tracking
 from fto.orchestrator.config import LoadedJob
 from fto.orchestrator.data.check import CheckReport
 from fto.orchestrator.data.check.guard import check_before_submit
@@ -48,6 +48,7 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
     Nothing reaches a provider until every check has passed for every chosen backend.
     """
     spec = loaded.spec
+    tracking.check(spec)
     backends = [backend_for(spec, name) for name in loaded.backends]
     for name, backend in zip(loaded.backends, backends, strict=True):  # said before the data is even read
         backend.check(point_spec(spec, name))

@@ -138,6 +138,19 @@ class NotifySpec(_Strict):
     command: str | None = Field(default=None, description="shell command; FTO_EXPERIMENT and FTO_STATUS are set")
 
 
+class MlflowTracking(_Strict):
+    """Where MLflow keeps the runs: one run per job, its parameters, metrics, eval scores and reports."""
+
+    tracking_uri: str = Field(description="any URI MLflow accepts: a folder, sqlite:///runs.db, http://host:5000")
+    experiment: str | None = Field(default=None, description="the MLflow experiment (default: the job file's name)")
+
+
+class TrackingSpec(_Strict):
+    """Experiment trackers that fto logs every job to, for every backend."""
+
+    mlflow: MlflowTracking | None = None
+
+
 # The data check's finding codes (orchestrator/data/check); `sensitive` stands for every sensitive_* one.
 CHECK_CODES = frozenset({
     "too_little_data", "duplicate", "near_duplicate", "conflict", "eval_leak",
@@ -216,6 +229,7 @@ class JobSpec(_Strict):
     )
     eval: EvalSpec | None = Field(default_factory=EvalSpec, description="null to skip evaluation")
     notify: NotifySpec | None = Field(default=None, description="a webhook or command to call when all jobs end")
+    tracking: TrackingSpec | None = Field(default=None, description="log each job to an experiment tracker")
     check: CheckSpec = Field(default_factory=CheckSpec, description="the data check run before submitting")
     fractions: dict[str, float] = Field(
         default_factory=dict,

@@ -14,6 +14,7 @@ from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.storage import keep
 from fto.orchestrator.store import Store
 from fto.orchestrator.sweep import group
+from fto.orchestrator.tracking import Tracking
 from fto.schemas import Experiment
 
 
@@ -366,6 +367,7 @@ def write_reports(store: Store, experiment: Experiment) -> tuple[str, str]:
     (folder / "report.html").write_text(render(store, experiment, data), encoding="utf-8")
     outputs = sorted(str(p.relative_to(folder)) for p in (folder / "eval").glob("*.json*"))
     keep(store, experiment.id, folder, ["report.md", "report.html", "check.json", *outputs])
+    Tracking(store).report(experiment, data, [folder / "report.md", folder / "report.html"])
     return str(folder / "report.md"), str(folder / "report.html")
 
 

@@ -16,7 +16,7 @@ import hmac
 
 from starlette.applications import Starlette
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fto.orchestrator.serve import errors
@@ -29,7 +29,7 @@ __all__ = ["ServeConfig", "create_app"]
 
 def create_app(config: ServeConfig) -> Guard:
     """The ASGI app: every route under OpenAI's `/v1` and Azure's `/openai` paths, behind auth and size limits."""
-    routes = [Route(f"/v1{r.path}", r.endpoint, methods=r.methods) for r in ROUTES]
+    routes: list[BaseRoute] = [Route(f"/v1{r.path}", r.endpoint, methods=r.methods) for r in ROUTES]
     routes += [Route(f"/openai{r.path}", r.endpoint, methods=r.methods) for r in ROUTES]
     for name, route in (("chat/completions", chat.create), ("completions", completions.create)):
         routes.append(Route(f"/openai/deployments/{{deployment}}/{name}", route, methods=["POST"]))

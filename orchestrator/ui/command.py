@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+DEFAULT_PORT = 8765
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="off loopback, an API key is required")
-@click.option("--port", default=8765, show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True)
 @click.option("--api-key-env", default="FTO_SERVE_API_KEY", show_default=True, help="variable holding the API key")
 @click.option("--allow-actions", is_flag=True, help="let the page's buttons cancel, pause, resume and evaluate")
 def ui(host: str, port: int, api_key_env: str, allow_actions: bool) -> None:
