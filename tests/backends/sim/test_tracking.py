@@ -89,7 +89,7 @@ def test_jobs_logged_to_an_mlflow_server(sim_server, tmp_path):
 def test_a_tracker_that_fails_never_stops_the_jobs(sim_server, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own backoff would only slow the test
     port = free_port()  # nothing listens there
-    experiment_id, jobs = _run_tracked(sim_server, tmp_path, f"http://127.0.0.1:{port}")
+    _, jobs = _run_tracked(sim_server, tmp_path, f"http://127.0.0.1:{port}")
     assert all(j.status.value == "succeeded" for j in jobs)
     warned = [e.message for j in jobs for e in Store().events(j.id) if e.message.startswith("tracking:")]
     assert warned and "MLflow failed" in warned[0]
