@@ -19,6 +19,7 @@ from fto.orchestrator.secrets import redact
 from fto.orchestrator.store import Store, now
 from fto.orchestrator.sweep import point_spec
 from fto.schemas import Experiment, Job, JobEvent, JobSpec, JobStatus, ProviderJob, ProviderUpdates
+from fto.schemas.job_spec import MlflowTracking
 
 METRICS = ("loss", "valid_loss", "learning_rate", "grad_norm", "tokens_per_second", "reward_accuracy", "epoch")
 ENDINGS = {JobStatus.SUCCEEDED: "FINISHED", JobStatus.FAILED: "FAILED", JobStatus.CANCELLED: "KILLED"}
@@ -42,17 +43,28 @@ def flat(prefix: str, value: Any) -> dict[str, str]:
     return {prefix: redact(str(value))[:6000]}  # MLflow's limit on a parameter's value
 
 
+def _beside_database(tracking_uri: str) -> str | None:
+    """For a SQLite store, artifacts beside its file (MLflow's default, ./mlruns, depends on the working folder)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+
+
 class MlflowRuns:
     """One MLflow run per fto job, found again by its tag after a restart."""
 
-    def __init__(self, tracking_uri: str, experiment_name: str):
+    def __init__(self, settings: MlflowTracking, experiment_name: str):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # a server that is down is said soon
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = MlflowClient(tracking_uri=settings.tracking_uri)
         found = self.client.get_experiment_by_name(experiment_name)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment_name)
+        if found:
+            self.experiment_id = found.experiment_id
+        else:
+            location = settings.artifact_location or _beside_database(settings.tracking_uri)
+            self.experiment_id = self.client.create_experiment(experiment_name, artifact_location=location)
         self.runs: dict[str, str] = {}
 
     def run_for(self, experiment: Experiment, job: Job) -> str:
@@ -144,7 +156,7 @@ class Tracking:
             self.trackers[experiment.id] = None
             if wanted:
                 name = wanted.experiment or experiment.name
-                self.trackers[experiment.id] = self._guard(experiment, None, MlflowRuns, wanted.tracking_uri, name)
+                self.trackers[experiment.id] = self._guard(experiment, None, MlflowRuns, wanted, name)
         return self.trackers[experiment.id]
 
     def _guard(self, experiment: Experiment, job_id: str | None, call: Callable[..., T], *args: Any) -> T | None:

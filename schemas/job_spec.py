@@ -143,6 +143,11 @@ class MlflowTracking(_Strict):
 
     tracking_uri: str = Field(description="any URI MLflow accepts: a folder, sqlite:///runs.db, http://host:5000")
     experiment: str | None = Field(default=None, description="the MLflow experiment (default: the job file's name)")
+    artifact_location: str | None = Field(
+        default=None,
+        description="where a new MLflow experiment keeps artifacts (default: the server's choice; for a SQLite "
+        "store, an mlartifacts folder beside its file rather than MLflow's ./mlruns in whatever folder fto runs in)",
+    )
 
 
 class TrackingSpec(_Strict):

@@ -64,6 +64,7 @@ def test_jobs_logged_to_an_mlflow_sqlite_store(sim_server, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment_id, jobs = _run_tracked(sim_server, tmp_path, uri)
     _check_runs(uri, experiment_id, jobs)
+    assert any((tmp_path / "mlartifacts").rglob("report.html"))  # beside the database, not in the working folder
 
 
 @pytest.mark.timeout(180)
