@@ -4,8 +4,9 @@
 
 Starts `fto ui` as users do (its own process, uvicorn, 127.0.0.1) over a SQLite store filled through the Store
 API, then times with httpx, medians of REPEAT: the experiment page (1,000 rows, server-rendered), the rows
-fragment that live updates fetch, the loss endpoint for all jobs, and for the long job alone; and prints the most
-points any series came back with (the server's downsampling cap).
+fragment that live updates fetch, the loss endpoint for all jobs, and for the long job alone; prints the most
+points any series came back with (the server's downsampling cap); then, in Chromium (Playwright), the time until
+the page shows its rows and until its loss chart is drawn.
 """
 
 from __future__ import annotations
@@ -54,14 +55,42 @@ def fill() -> tuple[str, str]:
     return experiment.id, jobs[0].id
 
 
-def median_seconds(client: httpx.Client, url: str) -> tuple[float, httpx.Response]:
+def timed(client: httpx.Client, url: str) -> tuple[float, float, httpx.Response]:
+    """(first, median of REPEAT) seconds: the first request finds nothing cached."""
     times, response = [], None
     for _ in range(REPEAT):
         started = time.perf_counter()
         response = client.get(url)
         times.append(time.perf_counter() - started)
         assert response.status_code == 200, (url, response.status_code)
-    return statistics.median(times), response  # type: ignore[return-value]
+    return times[0], statistics.median(times), response  # type: ignore[return-value]
+
+
+def browser_times(url: str) -> None:
+    """In Chromium (Playwright, Debian's browser): until the rows are shown, and until the loss chart is drawn."""
+    import shutil
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        print("browser: no chromium here, skipped")
+        return
+    from playwright.sync_api import sync_playwright
+
+    shown, drawn = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        for _ in range(REPEAT):
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            started = time.perf_counter()
+            page.goto(url, wait_until="domcontentloaded")
+            page.wait_for_selector("#jobs tbody tr:last-child")
+            shown.append(time.perf_counter() - started)
+            page.wait_for_selector("#loss-chart canvas", timeout=60_000)
+            drawn.append(time.perf_counter() - started)
+            page.close()
+        browser.close()
+    print(f"{'browser: page shown (1,000 rows)':34} {shown[0]:8.3f} {statistics.median(shown):9.3f}")
+    print(f"{'browser: loss chart drawn':34} {drawn[0]:8.3f} {statistics.median(drawn):9.3f}")
 
 
 def main() -> None:
@@ -81,13 +110,14 @@ def main() -> None:
                 (f"loss, all {JOBS} jobs", f"/api/experiments/{experiment_id}/loss"),
                 (f"loss, one job of {LONG:,} points", f"/api/jobs/{long_job}/loss"),
             ]
-            print(f"{'request':34} {'median s':>9} {'KB':>8}  most points in a series")
+            print(f"{'request':34} {'first s':>8} {'median s':>9} {'KB':>8}  most points in a series")
             for label, url in rows:
-                seconds, response = median_seconds(client, url)
+                first, seconds, response = timed(client, url)
                 most = ""
                 if "/loss" in url:
                     most = str(max(len(s["x"]) for s in response.json()["series"]))
-                print(f"{label:34} {seconds:9.3f} {len(response.content) / 1024:8.0f}  {most}")
+                print(f"{label:34} {first:8.3f} {seconds:9.3f} {len(response.content) / 1024:8.0f}  {most}")
+        browser_times(f"{base}/experiments/{experiment_id}")
     finally:
         ui.terminate()
         ui.wait(timeout=10)

@@ -1,4 +1,4 @@
-"""`fto`: thin click commands over config → data → backend → store → poll → eval → report.
+"""`fto`: thin click commands over the Python API (`import fto`): each calls it and prints what it returns.
 
 Nothing here imports torch: training runs in worker processes, and generation imports it only when called.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -17,7 +18,6 @@ from rich.table import Table
 from fto.orchestrator.errors import ConfigError, FtoError
 
 SHOWN_FINDINGS = 3  # data-check findings listed at submit (most important first); all are in the report
-STATUS_REFRESH_SECONDS = 2.0  # how long `fto status` asks providers about stale jobs
 console = Console(soft_wrap=True)  # a long path or error stays on one line
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -89,53 +89,48 @@ cli.add_command(ui)
 
 
 def _store() -> Any:
-    from fto.orchestrator.store import Store
+    from fto.orchestrator.api.experiments import default_store
 
-    return Store()
+    return default_store()
 
 
 def _submit(job_file: str, backend: str | None, allow_sensitive: bool = False, curve: str | None = None) -> Any:
-    from fto.orchestrator.config import load_job
-    from fto.orchestrator.submit import submit
+    import fto
 
-    loaded = load_job(job_file, backend)
-    if curve and loaded.spec.points:
-        raise FtoError("--learning-curve and a sweep in one experiment: run them as two experiments")
-    if curve:
-        from fto.orchestrator.learning_curve import expand, parse_fractions
-
-        loaded = expand(loaded, parse_fractions(curve))
-    store = _store()
-    submitted = submit(store, loaded, allow_sensitive)
+    chosen = [n.strip() for n in backend.split(",")] if backend is not None else None
+    if chosen is not None and not any(chosen):
+        raise ConfigError("--backend needs at least one name", field="--backend")
+    experiment = fto.submit(job_file, chosen, allow_sensitive, curve)
+    splits = experiment.splits
     console.print(
-        f"experiment [bold]{submitted.experiment.id}[/] ({submitted.experiment.name}): "
-        f"{len(submitted.data.train)} train, {len(submitted.data.validation)} validation, "
-        f"{len(submitted.data.eval)} eval examples"
+        f"experiment [bold]{experiment.id}[/] ({experiment.name}): {len(splits.train)} train, "
+        f"{len(splits.validation)} validation, {len(splits.eval)} eval examples"
     )
-    for notice in submitted.notices:
+    for notice in experiment.notices:
         err_console.print(f"[yellow]notice:[/] {_escape(notice)}", highlight=False)
-    if submitted.check and submitted.check.issues:
-        found = submitted.check
+    if experiment.check and experiment.check.issues:
+        found = experiment.check
         err_console.print(f"[yellow]data check:[/] {_escape(found.summary())}", highlight=False)
         for issue in found.by_importance()[:SHOWN_FINDINGS]:
             err_console.print(f"  {_escape(str(issue))}", highlight=False)
         if len(found.issues) > SHOWN_FINDINGS:
             more = len(found.issues) - SHOWN_FINDINGS
             err_console.print(f"  … {more} more: fto data check {found.file}  (also in the report)", highlight=False)
-    for job in submitted.jobs:
-        line = f"  {job.backend:10} {job.id}  {job.status.value}"
+    for job in experiment.jobs:
+        line = f"  {job.backend:10} {job.id}  {job.status}"
         console.print(line + (f"  [red]{_escape(job.error)}[/]" if job.error else ""), highlight=False)
-    return store, submitted
+    return experiment
 
 
-def _wait(store: Any, job_ids: list[str]) -> list[Any]:
+def _wait(job_ids: list[str]) -> list[Any]:
+    from fto.orchestrator.api.experiments import wait_for
     from fto.orchestrator.notify import notify_finished
-    from fto.orchestrator.poll import wait
     from fto.orchestrator.progress import JobsView
 
+    store = _store()
     try:
         with JobsView(store, console) as show:
-            jobs = wait(store, job_ids, on_tick=show)
+            jobs = wait_for(store, job_ids, show)
     except KeyboardInterrupt:
         console.print("\nstopped watching; the jobs go on. Pick them up with [bold]fto wait[/]")
         sys.exit(130)
@@ -148,22 +143,22 @@ def _wait(store: Any, job_ids: list[str]) -> list[Any]:
     return jobs
 
 
-def _evaluate_and_report(store: Any, experiment: Any, extra: list[Any] | None = None, only_extra: bool = False) -> None:
-    from fto.orchestrator.eval.harness import evaluate
-    from fto.orchestrator.eval.report import comparison
+def _evaluate_and_report(run: Callable[[Any], Any]) -> None:
+    """Evaluate with a progress bar (`run` takes the progress callback and returns the Comparison), then show it."""
     from fto.orchestrator.progress import EvalProgress
 
     with EvalProgress(console) as show:
-        evaluate(store, experiment, on_progress=show, extra=extra, only_extra=only_extra)
-    data = comparison(store, experiment)
-    _show_comparison(store, experiment, data, first_scorer_only=True)
-    console.print(f"next: fto compare {experiment.id} --json  ·  fto status {experiment.id}")
+        compared = run(show)
+    _show_comparison(compared, first_scorer_only=True)
+    console.print(f"next: fto compare {compared.experiment.id} --json  ·  fto status {compared.experiment.id}")
 
 
-def _show_comparison(store: Any, experiment: Any, data: dict[str, Any], first_scorer_only: bool) -> None:
+def _show_comparison(compared: Any, first_scorer_only: bool) -> None:
     """The scores table, one verdict per backend, notes on the models, the paired tests, and the reports."""
     from fto.backends import registry
-    from fto.orchestrator.eval.report import sweep_table, table, verdicts, write_reports
+    from fto.orchestrator.eval.report import sweep_table, table, verdicts
+
+    experiment, data = compared.experiment, compared.data
 
     console.print(table(data))
     for ranking in data.get("sweep") or []:
@@ -184,8 +179,8 @@ def _show_comparison(store: Any, experiment: Any, data: dict[str, Any], first_sc
     for paired in data["comparisons"]:
         if not first_scorer_only or paired["scorer"] == data["scorers"][0]:
             console.print(_escape(paired["text"]), highlight=False)
-    markdown_path, html_path = write_reports(store, experiment)
-    console.print(f"report: {html_path}  (markdown: {markdown_path})")
+    html_path = compared.report_path
+    console.print(f"report: {html_path}  (markdown: {html_path.with_suffix('.md')})")
     from fto.orchestrator.ui.command import DEFAULT_PORT
 
     console.print(
@@ -202,11 +197,11 @@ def _show_comparison(store: Any, experiment: Any, data: dict[str, Any], first_sc
 )
 def run(job_file: str, backend: str | None, allow_sensitive: bool, curve: str | None) -> None:
     """Submit JOB_FILE, wait for training, evaluate base and fine-tuned models, and report."""
-    store, submitted = _submit(job_file, backend, allow_sensitive, curve)
-    console.print(f"training; if this process stops, the jobs go on: fto wait {submitted.experiment.id}")
-    jobs = _wait(store, [j.id for j in submitted.jobs])
-    if submitted.experiment.spec.eval and any(j.status.value == "succeeded" for j in jobs):
-        _evaluate_and_report(store, submitted.experiment)
+    experiment = _submit(job_file, backend, allow_sensitive, curve)
+    console.print(f"training; if this process stops, the jobs go on: fto wait {experiment.id}")
+    jobs = _wait([j.id for j in experiment.jobs])
+    if experiment.spec.eval and any(j.status.value == "succeeded" for j in jobs):
+        _evaluate_and_report(lambda show: experiment.evaluate(on_progress=show))
     if not all(j.status.value == "succeeded" for j in jobs):
         sys.exit(1)
 
@@ -220,9 +215,9 @@ def run(job_file: str, backend: str | None, allow_sensitive: bool, curve: str | 
 )
 def submit(job_file: str, backend: str | None, allow_sensitive: bool, curve: str | None) -> None:
     """Submit JOB_FILE and return at once; follow with `fto wait`."""
-    _, submitted = _submit(job_file, backend, allow_sensitive, curve)
-    console.print(f"next: fto wait {submitted.experiment.id}")
-    if any(j.error for j in submitted.jobs):
+    experiment = _submit(job_file, backend, allow_sensitive, curve)
+    console.print(f"next: fto wait {experiment.id}")
+    if any(j.error for j in experiment.jobs):
         sys.exit(1)
 
 
@@ -238,7 +233,7 @@ def wait(key: str | None) -> None:
     if not jobs:
         console.print("no unfinished jobs")
         return
-    jobs = _wait(store, [j.id for j in jobs])
+    jobs = _wait([j.id for j in jobs])
     for experiment_id in dict.fromkeys(j.experiment_id for j in jobs):
         console.print(f"next: fto eval {experiment_id}  (then fto compare {experiment_id})")
     sys.exit(_exit_code(jobs))
@@ -252,12 +247,13 @@ def status(key: str | None, as_json: bool) -> None:
 
     Exits 0 when every job shown has succeeded, 1 when one failed or was cancelled, 2 while some still run.
     """
+    from fto.orchestrator.api.experiments import refreshed
+
     store = _store()
-    chosen = store.resolve_jobs(key) if key else store.jobs()[-50:]
-    _refresh_stale(store, chosen)
+    chosen = refreshed(store, store.resolve_jobs(key) if key else store.jobs()[-50:])
     started = {j.experiment_id: store.experiment(j.experiment_id).created_at for j in chosen}
     # experiments by start time, newest last (next to the prompt); jobs in the order they were made
-    jobs = sorted(store.jobs_by_id([j.id for j in chosen]), key=lambda j: (started[j.experiment_id], j.created_at))
+    jobs = sorted(chosen, key=lambda j: (started[j.experiment_id], j.created_at))
     if as_json:
         click.echo(json.dumps([j.model_dump(mode="json") for j in jobs], indent=2))
     else:
@@ -284,27 +280,6 @@ def status(key: str | None, as_json: bool) -> None:
             )
         console.print(t)
     sys.exit(_exit_code(jobs))
-
-
-def _refresh_stale(store: Any, jobs: list[Any]) -> None:
-    """Ask providers about unfinished jobs whose stored state is older than their poll interval (briefly)."""
-    from datetime import UTC, datetime
-
-    from fto.orchestrator.submit import backend_for
-
-    stale = []
-    for job in jobs:
-        if job.status.terminal or job.provider_job_id is None:
-            continue
-        interval = backend_for(store.experiment(job.experiment_id).spec, job.backend).min_poll_interval
-        if (datetime.now(UTC) - job.updated_at).total_seconds() > interval:
-            stale.append(job.id)
-    if stale:
-        import asyncio
-
-        from fto.orchestrator.poll import Poller
-
-        asyncio.run(Poller(store).run(stale, timeout=STATUS_REFRESH_SECONDS))
 
 
 def _exit_code(jobs: list[Any]) -> int:
@@ -389,7 +364,7 @@ def _raw_log(store: Any, job: Any, follow: bool) -> None:
 @click.argument("job_id")
 def pause(job_id: str) -> None:
     """Pause a running job, where the provider can; `fto resume` continues it."""
-    from fto.orchestrator import actions
+    from fto.orchestrator.api import actions
 
     job = actions.pause(_store(), job_id)
     console.print(f"pause requested: {job.backend} {job.id}")
@@ -399,7 +374,7 @@ def pause(job_id: str) -> None:
 @click.argument("key")
 def cancel(key: str) -> None:
     """Cancel a job, or every unfinished job of an experiment."""
-    from fto.orchestrator import actions
+    from fto.orchestrator.api import actions
 
     for job in actions.cancel(_store(), key):
         console.print(f"cancel requested: {job.backend} {job.id} (cancelling until the provider confirms)")
@@ -410,13 +385,13 @@ def cancel(key: str) -> None:
 @click.option("--no-wait", is_flag=True, help="return once the job is running again")
 def resume(job_id: str, no_wait: bool) -> None:
     """Continue a cancelled, paused or crashed job from its last checkpoint."""
-    from fto.orchestrator import actions
+    from fto.orchestrator.api import actions
 
     store = _store()
     job = actions.resume(store, job_id)
     console.print(f"resumed {job.backend} {job.id}")
     if not no_wait:
-        sys.exit(_exit_code(_wait(store, [job.id])))
+        sys.exit(_exit_code(_wait([job.id])))
 
 
 @cli.command(name="eval")
@@ -447,67 +422,17 @@ def eval_(
     By default: the base and fine-tuned models of an experiment (default: the latest) on its held-out examples,
     plus any --target. With --data FILE: only the --target models, on that file (an experiment of its own).
     """
-    from fto.orchestrator.eval.harness import parse_target
+    import fto
 
-    store = _store()
     if data_file:
-        if not target_specs:
-            raise FtoError("--data needs at least one --target to evaluate")
-        judge = _judge_option(judge_model, judge_url)
-        exp = _eval_only_experiment(store, data_file, list(scorer_names), max_examples, judge)
-        only_extra = True
-    else:
-        if judge_model:
-            raise ConfigError("--judge goes with --data; for an experiment, set eval.judge in its job file")
-        exp = store.experiment(experiment) if experiment else store.latest_experiment()
-        only_extra = False
-    extra = [t for spec in target_specs for t in parse_target(store, spec, exp.spec)]
-    _evaluate_and_report(store, exp, extra, only_extra)
-
-
-def _judge_option(judge_model: str | None, judge_url: str | None) -> dict[str, Any] | None:
-    if not judge_model:
-        return None
-    provider, _, model = judge_model.partition(":")
-    if not provider or not model:
-        raise ConfigError(f"--judge {judge_model!r}: use BACKEND:MODEL", field="--judge")
-    from fto.backends.registry import backend_class
-
-    backend_class(provider, field="--judge")
-    return {"provider": provider, "model": model, "pairwise": False, **({"base_url": judge_url} if judge_url else {})}
-
-
-def _eval_only_experiment(
-    store: Any, data_file: str, scorer_names: list[str], max_examples: int, judge: dict[str, Any] | None = None
-) -> Any:
-    """An experiment with no jobs: the eval set of one file, for comparing models that already exist."""
-    from pathlib import Path
-
-    from fto.orchestrator.data.load import read_eval_set, save_conversations
-    from fto.orchestrator.paths import experiment_dir
-    from fto.schemas import JobSpec
-
-    path = Path(data_file).resolve()
-    spec = JobSpec.model_validate(
-        {
-            "name": f"eval-{path.stem}"[:60],
-            "data": {"train": str(path), "validation": None},
-            "eval": {
-                "data": str(path),
-                "max_examples": max_examples,
-                **({"scorers": scorer_names} if scorer_names else {}),
-                **({"judge": judge} if judge else {}),
-            },
-        }
-    )
-    from fto.orchestrator.eval import scorers
-
-    for name in spec.eval.scorers if spec.eval else []:
-        scorers.get(name)
-    examples = read_eval_set(str(path))[:max_examples]
-    experiment, _ = store.create_experiment(spec, None, [])
-    save_conversations(examples, experiment_dir(experiment.id) / "eval.jsonl")
-    return experiment
+        judged = judge_model, judge_url
+        _evaluate_and_report(lambda show: fto.evaluate_file(data_file, target_specs, scorer_names, max_examples,
+                                                            *judged, on_progress=show))  # fmt: skip
+        return
+    if judge_model:
+        raise ConfigError("--judge goes with --data; for an experiment, set eval.judge in its job file")
+    chosen = fto.experiment(experiment)
+    _evaluate_and_report(lambda show: chosen.evaluate(target_specs, on_progress=show))
 
 
 @cli.command()
@@ -516,17 +441,13 @@ def _eval_only_experiment(
 def compare(experiment: str | None, as_json: bool) -> None:
     """Compare every evaluated model of an experiment (default: the latest): scores with 95% intervals, paired
     tests of each fine-tuned model against its base, and the reports (report.html rewritten)."""
-    from fto.orchestrator.eval.report import comparison
+    import fto
 
-    store = _store()
-    exp = store.experiment(experiment) if experiment else store.latest_experiment()
-    data = comparison(store, exp)
-    if not data["models"]:
-        raise FtoError(f"experiment {exp.id} has no eval results yet; run `fto eval {exp.id}`")
+    compared = fto.experiment(experiment).compare()
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json.dumps(compared.data, indent=2, default=str))
     else:
-        _show_comparison(store, exp, data, first_scorer_only=False)
+        _show_comparison(compared, first_scorer_only=False)
 
 
 @cli.command()
@@ -541,17 +462,9 @@ def compare(experiment: str | None, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="folder to write (default ./JOB-TARGET)")
 def export(job_id: str, target: str, output: str | None) -> None:
     """Take a finished job's model to where models run; a hosted model says how to call it."""
-    from pathlib import Path
+    import fto
 
-    from fto.orchestrator.submit import backend_for
-
-    store = _store()
-    job = store.job(job_id)
-    if job.status.value != "succeeded" or not job.fine_tuned_model:
-        raise FtoError(f"job {job.id} has no fine-tuned model to export (it is {job.status.value})")
-    backend = backend_for(store.experiment(job.experiment_id).spec, job.backend)
-    for line in backend.export(job.provider_job_id or job.id, job.fine_tuned_model, target,
-                               Path(output) if output else None):  # fmt: skip
+    for line in fto.job(job_id).export(target, output):
         console.print(_escape(line), highlight=False)
 
 

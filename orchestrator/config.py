@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import stat
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ Loc = tuple[str | int, ...]
 @dataclass(frozen=True)
 class LoadedJob:
     spec: JobSpec  # data paths resolved to absolute paths
-    path: Path
+    path: Path | None  # None: given as a dict or built in Python
     backends: list[str]  # the backends this run targets, in order
 
 
@@ -33,11 +34,34 @@ MAX_ALIASES = 20  # YAML aliases expand: 20 bound what they can multiply to abou
 MAX_DEPTH = 32
 
 
-def load_job(path: str | Path, backends: str | None = None) -> LoadedJob:
-    """Read, validate and resolve a job file; `backends` is the --backend choice (comma-separated)."""
+def load_job(path: str | Path, backends: str | None = None, choose: bool = True) -> LoadedJob:
+    """Read, validate and resolve a job file; `backends` is the --backend choice (comma-separated).
+
+    With `choose=False` the sections are not chosen nor a sweep expanded yet (the Python API chooses at submit).
+    """
     path = Path(path)
     shown = str(path)
     raw, lines = _parse_yaml(_read(path, shown), shown)
+    return _load(raw, lines, shown, path.parent, backends if choose else None, path.resolve(), choose)
+
+
+def load_dict(
+    raw: dict[str, Any], backends: str | None = None, base: Path | None = None, choose: bool = True
+) -> LoadedJob:
+    """A job given as a dict (from Python): the same checks as a file's, errors named by field (no lines);
+    relative data paths are taken from `base` (default: the working folder)."""
+    return _load(copy.deepcopy(raw), {}, "job", base or Path.cwd(), backends, None, choose)
+
+
+def _load(
+    raw: dict[str, Any],
+    lines: dict[Loc, int],
+    shown: str,
+    base: Path,
+    backends: str | None,
+    path: Path | None,
+    choose: bool,
+) -> LoadedJob:
     try:
         swept = sweep.lift_lists(raw)
     except ConfigError as exc:
@@ -45,13 +69,15 @@ def load_job(path: str | Path, backends: str | None = None) -> LoadedJob:
     spec = _validate(raw, lines, shown)
     _check_backend_sections(spec, lines, shown)
     _check_scorers(spec, lines, shown)
-    spec = _resolve_paths(spec, path.parent, lines, shown)
+    spec = _resolve_paths(spec, base, lines, shown)
+    if not choose:
+        return LoadedJob(spec=spec, path=path, backends=list(spec.backends))
     chosen = _choose_backends(spec, backends, shown)
     try:
         spec, chosen = sweep.expand(spec, chosen)
     except ConfigError as exc:
         raise _placed(exc, swept, lines, shown) from None
-    return LoadedJob(spec=spec, path=path.resolve(), backends=chosen)
+    return LoadedJob(spec=spec, path=path, backends=chosen)
 
 
 def _placed(exc: ConfigError, swept: dict[str, Loc], lines: dict[Loc, int], file: str) -> ConfigError:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-
-from fto.orchestrator.errors import ConfigError
 
 console = Console(soft_wrap=True)
 
@@ -74,20 +71,9 @@ def validate(
     as_json: bool,
 ) -> None:
     """Check FILE line by line; exits 1 when it has errors."""
-    from fto.orchestrator.data.stats import measure
-    from fto.orchestrator.data.validate import validate_file
+    from fto.orchestrator.api import data as api
 
-    measure_fn, limit = None, None
-    if target and tokens:
-        from fto.backends.registry import backend_class
-
-        backend = backend_class(target, field="--for")
-        model, card = backend.describe().model(model)
-        counter = backend.token_counter(model)
-        measure_fn, limit = (lambda r: measure(r, counter)), (card.max_tokens_per_example if card else None)
-    report = validate_file(
-        file, target, fmt, _load_mapping(mapping), measure=measure_fn, token_limit=limit, max_shown=show
-    )
+    report = api.validate(file, target, model, tokens, fmt, _load_mapping(mapping), show)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -126,16 +112,11 @@ def stats(
     as_json: bool,
 ) -> None:
     """Examples, messages and tokens per example, and the estimated training cost."""
-    from fto.orchestrator.data.stats import dataset_stats
+    from fto.orchestrator.api import data as api
 
-    result = dataset_stats(file, target, model, tokenizer, fmt, _load_mapping(mapping), epochs)
-    if quote:
-        if not target:
-            raise ConfigError("--quote asks a provider: name it with --for", field="--quote")
-        from fto.orchestrator.data.quote import provider_quote
-
-        said = provider_quote(file, target, model, epochs, fmt, _load_mapping(mapping))
-        result["provider_quote"] = said or f"{target} quotes no price before a job: the estimate is from its table"
+    result = api.stats(file, target, model, tokenizer, epochs, quote, fmt, _load_mapping(mapping)).model_dump()
+    if result["provider_quote"] is None:
+        del result["provider_quote"]
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -207,12 +188,9 @@ def check(
 
     Findings are warnings: exit 0 unless the file cannot be read. `fto submit` and `fto run` run the same check.
     """
-    from fto.orchestrator.data.check import CheckOptions, check_file
-    from fto.orchestrator.data.check.limits import token_limit
+    from fto.orchestrator.api import data as api
 
-    limit, counter = token_limit(target, model, max_tokens)
-    options = CheckOptions(near_duplicate_threshold=threshold, token_limit=limit, count_tokens=counter)
-    report = check_file(file, eval_file, options, fmt, _load_mapping(mapping))
+    report = api.check(file, eval_file, target, model, max_tokens, threshold, fmt, _load_mapping(mapping))
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return
@@ -246,41 +224,15 @@ def convert(
     mapping: str | None,
 ) -> None:
     """Convert FILE to another format (checked first: bad input writes nothing)."""
-    from fto.backends.registry import available, backend_class
-    from fto.orchestrator.data.formats import all_formats
-    from fto.orchestrator.data.read import read_records
-    from fto.orchestrator.data.validate import require_valid, valid_records, validate_file
-    from fto.orchestrator.data.write import write_records
-    from fto.orchestrator.errors import ConfigError
+    from fto.orchestrator.api import data as api
 
-    if to not in all_formats() and to not in available():
-        known = ", ".join(f for f, fmt in all_formats().items() if fmt.writable)
-        raise ConfigError(f"unknown target {to!r}: a format ({known}) or a backend ({', '.join(available())})",
-                          field="--to")  # fmt: skip
-    target = backend_class(to).training_format(model, max_length) if to in available() else to
-    if skip_invalid:
-        report, records = valid_records(file, fmt, _load_mapping(mapping))
-    else:
-        require_valid(validate_file(file, None, fmt, _load_mapping(mapping)))
-        report, records = None, read_records(file, fmt, _load_mapping(mapping))
-    written, skipped = _write(write_records, records, output, target, skip_unwritable, file)
+    done = api.convert(file, to, output, model, max_length, skip_unwritable, skip_invalid, fmt, _load_mapping(mapping))
     console.print(
-        f"wrote {written} examples to {output} ({to})" + (f"; skipped {skipped} it cannot hold" if skipped else "")
+        f"wrote {done.written} examples to {output} ({to})"
+        + (f"; skipped {done.unwritable} it cannot hold" if done.unwritable else "")
     )
-    if report is not None and report.errors:
-        console.print(f"skipped examples with {report.errors} errors; see `fto data validate {file}`")
-
-
-def _write(write_records: Any, records: Any, output: str, to: Any, skip: bool, source: str) -> tuple[int, int]:
-    from fto.orchestrator.errors import DataError
-
-    try:
-        return write_records(records, output, to, skip_unwritable=skip)
-    except DataError as exc:
-        Path(output).unlink(missing_ok=True)  # never leave half a file behind
-        raise DataError(
-            f"{exc.message} (--skip-unwritable leaves such examples out)", file=source, line=exc.line, field=exc.field
-        ) from None
+    if done.invalid:
+        console.print(f"skipped examples with {done.invalid} errors; see `fto data validate {file}`")
 
 
 @data.command()
@@ -295,18 +247,7 @@ def split(
     file: str, fraction: float, seed: int, output_dir: str, to: str | None, fmt: str, mapping: str | None
 ) -> None:
     """Split FILE into train.jsonl and validation.jsonl (seeded: the same seed gives the same split)."""
-    from fto.orchestrator.data.load import seeded_split
-    from fto.orchestrator.data.read import read_records, resolve_format
-    from fto.orchestrator.data.write import write_records
-    from fto.orchestrator.errors import DataError
+    from fto.orchestrator.api import data as api
 
-    if not 0 < fraction < 1:
-        raise DataError(f"must lie between 0 and 1, got {fraction}", field="--validation")
-    target = to or resolve_format(file, fmt, _load_mapping(mapping)).name
-    rows = list(read_records(file, fmt, _load_mapping(mapping)))
-    train, held = seeded_split(rows, fraction, seed)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, part in (("train", train), ("validation", held)):
-        _write(write_records, part, str(out / f"{name}.jsonl"), target, False, file)
-    console.print(f"{len(train)} train and {len(held)} validation examples ({target}) in {out}")
+    train, held = api.split(file, output_dir, fraction, seed, to, fmt, _load_mapping(mapping))
+    console.print(f"{train} train and {held} validation examples in {output_dir}")

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from fto.backends import registry
 from fto.backends.base import Backend, UploadedData
 from fto.orchestrator import retry, tracking
@@ -55,7 +57,7 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
     data = load_splits(spec)
     report = check_before_submit(spec, data, backends, allow_sensitive)  # may stop the job: nothing recorded yet
 
-    experiment, jobs = store.create_experiment(spec, str(loaded.path), loaded.backends)
+    experiment, jobs = store.create_experiment(spec, str(loaded.path) if loaded.path else None, loaded.backends)
     folder = experiment_dir(experiment.id)
     if report is not None:
         (folder / "check.json").write_text(json.dumps(report.to_json(), indent=2))
@@ -64,7 +66,9 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
         save_conversations(
             training_sample(data.train, spec.eval.train_sample, spec.seed), folder / "train_sample.jsonl"
         )
-    (folder / "job.yaml").write_text(loaded.path.read_text())
+    # the job as written (a file's own text, comments and all), or as given from Python
+    written = loaded.path.read_text() if loaded.path else yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    (folder / "job.yaml").write_text(written)
     for job, backend in zip(jobs, backends, strict=True):
         submit_job(store, experiment, job, backend, data)
     notices = [f"{b.name}: {text}" for b in backends if (text := b.notice(b.options))]

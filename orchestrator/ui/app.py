@@ -22,18 +22,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fto.orchestrator import actions
+from fto.orchestrator.api import actions
 from fto.orchestrator.errors import FtoError
 from fto.orchestrator.eval.examples import SHOWS
 from fto.orchestrator.store import Store
 from fto.orchestrator.templates import render
 from fto.orchestrator.ui import views
 from fto.orchestrator.ui.live import Changes
-from fto.orchestrator.ui.series import XS, loss_series
+from fto.orchestrator.ui.series import XS, loss_series, per_series
 
 T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
 COOKIE = "fto_ui_key"
+SERIES_KEPT = 20_000  # finished jobs' drawn curves kept in memory
 SHOW_LABELS = {"all": "all", "better": "fine-tuned better than base", "worse": "fine-tuned worse than base",
                "disagree": "models disagree"}  # fmt: skip
 
@@ -54,6 +55,7 @@ class _State:
     limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     evaluations: dict[str, str] = field(default_factory=dict)  # experiment → "running", "done" or the error
     changes: Changes | None = None
+    finished_series: dict[tuple[str, str, int], list[dict[str, Any]]] = field(default_factory=dict)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store read on the store's one worker thread."""
@@ -78,6 +80,7 @@ def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
 
 
 async def experiments_page(request: Request) -> Response:
+    """`/`: every experiment, filtered by `q` and sorted by `sort`."""
     ui = _state(request)
     query, sort = request.query_params.get("q", ""), request.query_params.get("sort", "started")
     rows = await ui.read(views.experiments_overview, ui.store, query, sort)
@@ -85,6 +88,7 @@ async def experiments_page(request: Request) -> Response:
 
 
 async def experiment_page(request: Request) -> Response:
+    """`/experiments/ID`: its jobs, loss chart, sweep plot and data check."""
     ui = _state(request)
     experiment = await ui.read(ui.store.experiment, request.path_params["id"])
     rows = await ui.read(views.job_rows, ui.store, experiment)
@@ -95,6 +99,7 @@ async def experiment_page(request: Request) -> Response:
 
 
 async def job_rows_fragment(request: Request) -> Response:
+    """The experiment page's job rows alone, which live updates swap in."""
     ui = _state(request)
     experiment = await ui.read(ui.store.experiment, request.path_params["id"])
     rows = await ui.read(views.job_rows, ui.store, experiment)
@@ -102,18 +107,21 @@ async def job_rows_fragment(request: Request) -> Response:
 
 
 async def job_page(request: Request) -> Response:
+    """`/jobs/ID`: timeline, events, checkpoints, hyperparameters as sent, training data."""
     ui = _state(request)
     job = await ui.read(ui.store.job, request.path_params["id"])
     return _page(request, "ui/job.html", **await ui.read(views.job_detail, ui.store, job))
 
 
 async def job_events_fragment(request: Request) -> Response:
+    """The job page's timeline, problems, checkpoints and events alone, for live updates."""
     ui = _state(request)
     job = await ui.read(ui.store.job, request.path_params["id"])
     return _page(request, "ui/job_events.html", **await ui.read(views.job_detail, ui.store, job))
 
 
 async def compare_page(request: Request) -> Response:
+    """`/experiments/ID/compare?show=…`: the comparison, from the template report.html uses."""
     from fto.orchestrator.eval.html import comparison_context
     from fto.orchestrator.eval.report import comparison
 
@@ -128,6 +136,7 @@ async def compare_page(request: Request) -> Response:
 
 
 async def data_page(request: Request) -> Response:
+    """`/data?path=FILE&target=BACKEND`: validate and stats of a file."""
     path, target = request.query_params.get("path", ""), request.query_params.get("target") or None
     found = None
     problem = None
@@ -140,6 +149,7 @@ async def data_page(request: Request) -> Response:
 
 
 async def data_line_page(request: Request) -> Response:
+    """`/data/line?path=FILE&line=N`: one line of a file, where a finding points."""
     path, line = request.query_params.get("path", ""), int(request.query_params.get("line", "0") or 0)
     text: str | None = None
     try:
@@ -155,12 +165,14 @@ async def data_line_page(request: Request) -> Response:
 
 
 async def experiments_json(request: Request) -> Response:
+    """The experiments page as JSON."""
     ui = _state(request)
     rows = await ui.read(views.experiments_overview, ui.store, request.query_params.get("q", ""))
     return JSONResponse([{**r, "started": str(r["started"]), "ended": r["ended"] and str(r["ended"])} for r in rows])
 
 
 async def experiment_loss(request: Request) -> Response:
+    """Every job's loss curves, downsampled (`x=step` or `x=tokens`)."""
     ui = _state(request)
     experiment = await ui.read(ui.store.experiment, request.path_params["id"])
     jobs = await ui.read(ui.store.jobs, experiment.id)
@@ -168,6 +180,7 @@ async def experiment_loss(request: Request) -> Response:
 
 
 async def job_loss(request: Request) -> Response:
+    """One job's loss curves, downsampled."""
     ui = _state(request)
     job = await ui.read(ui.store.job, request.path_params["id"])
     return await _loss(request, ui, [job])
@@ -175,13 +188,26 @@ async def job_loss(request: Request) -> Response:
 
 async def _loss(request: Request, ui: _State, jobs: list[Any]) -> Response:
     x = request.query_params.get("x", "step")
-    metrics = await ui.read(ui.store.metric_rows, [j.id for j in jobs])
-    labels = {j.id: f"{j.backend} {j.id}" for j in jobs}
-    tokens = {j.id: j.trained_tokens for j in jobs}
-    return JSONResponse({"x": x if x in XS else "step", "series": loss_series(metrics, labels, tokens, x)})
+    x = x if x in XS else "step"
+    limit = per_series(2 * len(jobs))  # a train and a validation series per job, at most
+    # a finished job's curves do not change: drawn once, kept, so live refreshes read only the running jobs
+    fresh = [j for j in jobs if (j.id, x, limit) not in ui.finished_series]
+    metrics = await ui.read(ui.store.metric_rows, [j.id for j in fresh])
+    labels = {j.id: f"{j.backend} {j.id}" for j in fresh}
+    tokens = {j.id: j.trained_tokens for j in fresh}
+    drawn = loss_series(metrics, labels, tokens, x, limit)
+    if len(ui.finished_series) > SERIES_KEPT:  # a server left running for months keeps a bounded amount
+        ui.finished_series.clear()
+    for job in fresh:
+        if job.status.terminal:
+            ui.finished_series[(job.id, x, limit)] = [one for one in drawn if one["job"] == job.id]
+    by_job = {j.id: [one for one in drawn if one["job"] == j.id] for j in fresh}
+    series = [one for j in jobs for one in by_job.get(j.id) or ui.finished_series.get((j.id, x, limit), [])]
+    return JSONResponse({"x": x, "series": series})
 
 
 async def experiment_sweep(request: Request) -> Response:
+    """A sweep's ranking (score against each swept value), once evaluated."""
     from fto.orchestrator.eval.report import comparison
 
     ui = _state(request)
@@ -193,6 +219,7 @@ async def experiment_sweep(request: Request) -> Response:
 
 
 async def job_histogram(request: Request) -> Response:
+    """Tokens per example of the file the job trained on, as a histogram and stats."""
     from fto.orchestrator.data.stats import dataset_stats
 
     ui = _state(request)
@@ -211,6 +238,7 @@ async def job_histogram(request: Request) -> Response:
 
 
 async def stream(request: Request) -> Response:
+    """Server-sent events: `changed` whenever the store changes."""
     live = _state(request).live()
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(live.stream(), media_type="text/event-stream", headers=headers)

@@ -7,6 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 MAX_POINTS = 500  # per series, whatever the run's length
+TOTAL_POINTS = 50_000  # per chart: with many series each gets fewer (never under MIN_POINTS), so a chart of
+MIN_POINTS = 50  # 1,000 jobs still draws at once
+
+
+def per_series(count: int) -> int:
+    """Points each of `count` series may carry."""
+    return max(MIN_POINTS, min(MAX_POINTS, TOTAL_POINTS // max(1, count)))
+
+
 XS = ("step", "tokens")
 
 
@@ -32,18 +41,18 @@ def loss_series(
     metrics: dict[str, list[dict[str, Any]]],
     labels: dict[str, str],
     tokens: dict[str, int | None],
-    x: str = "step",
+    axis: str = "step",
     limit: int = MAX_POINTS,
 ) -> list[dict[str, Any]]:
     """One series per job and kind (train, validation): {job, label, kind, x, y}, each at most `limit` points.
 
-    With x="tokens", a step is placed at the tokens trained by then — steps × the job's trained tokens per step,
+    With axis="tokens", a step is placed at the tokens trained by then — steps × the job's trained tokens per step,
     known once a provider reports the total; a job without it is left out rather than drawn on a wrong axis.
     """
     series = []
     for job_id, rows in metrics.items():
         scale = 1.0
-        if x == "tokens":
+        if axis == "tokens":
             total_steps = next((r.get("total_steps") for r in reversed(rows) if r.get("total_steps")), None)
             trained = tokens.get(job_id)
             if not trained or not total_steps:

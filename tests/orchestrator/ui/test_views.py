@@ -12,7 +12,7 @@ from fto.orchestrator.eval.examples import example_rows
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store
 from fto.orchestrator.ui.app import ROUTES, UiConfig, create_ui_app
-from fto.orchestrator.ui.series import MAX_POINTS, downsample, loss_series
+from fto.orchestrator.ui.series import MAX_POINTS, MIN_POINTS, downsample, loss_series, per_series
 from fto.schemas import JobSpec, Metric
 
 
@@ -27,13 +27,20 @@ def test_downsampling_caps_points_and_keeps_the_extremes():
     assert downsample([1.0, 2.0], [3.0, 4.0], 500) == ([1.0, 2.0], [3.0, 4.0])  # short series untouched
 
 
+def test_many_series_share_a_budget_of_points_but_never_drop_below_a_floor():
+    assert (
+        per_series(1) == MAX_POINTS and per_series(2_000) == 25 if MIN_POINTS < 25 else per_series(2_000) == MIN_POINTS
+    )
+    assert per_series(200) == 250
+
+
 def test_loss_series_per_job_and_kind_and_on_a_tokens_axis():
     rows = [{"step": s, "total_steps": 2000, "loss": 1 / s, "valid_loss": 2 / s if s % 100 == 0 else None}
             for s in range(1, 2001)]  # fmt: skip
     series = loss_series({"j1": rows, "j2": []}, {"j1": "a j1", "j2": "b j2"}, {"j1": 4000, "j2": None})
     assert [(s["label"], s["kind"]) for s in series] == [("a j1 train", "train"), ("a j1 validation", "validation")]
     assert len(series[0]["x"]) <= MAX_POINTS and len(series[1]["x"]) == 20
-    by_tokens = loss_series({"j1": rows, "j2": rows}, {"j1": "a", "j2": "b"}, {"j1": 4000, "j2": None}, x="tokens")
+    by_tokens = loss_series({"j1": rows, "j2": rows}, {"j1": "a", "j2": "b"}, {"j1": 4000, "j2": None}, axis="tokens")
     assert {s["job"] for s in by_tokens} == {"j1"}  # j2's trained tokens are unknown: not drawn on a wrong axis
     assert by_tokens[0]["x"][-1] == 4000.0
 

@@ -1,0 +1,84 @@
+"""What the API hands back to look at: a job's metrics and an experiment's comparison, as tables in a notebook
+(the templates report.html is made of) and as pandas frames when pandas is installed."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from fto.orchestrator.eval.html import comparison_context, loss_chart
+from fto.orchestrator.templates import Markup, render
+from fto.schemas import Experiment, Metric
+
+FIELDS = ("step", "total_steps", "epoch", "loss", "valid_loss", "learning_rate", "grad_norm", "tokens_per_second")
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError("to_pandas() needs pandas: pip install pandas") from None
+    return pandas
+
+
+class Metrics(list[Metric]):
+    """A job's training metrics, by step (a list of Metric), with a table and a loss chart in a notebook."""
+
+    def __init__(self, metrics: list[Metric], label: str = "job"):
+        super().__init__(metrics)
+        self.label = label
+
+    def to_pandas(self) -> Any:
+        """One row per step: step, total_steps, epoch, loss, valid_loss, learning_rate, grad_norm, tokens/s."""
+        return _pandas().DataFrame([{k: getattr(m, k) for k in FIELDS} for m in self], columns=list(FIELDS))
+
+    def _repr_html_(self) -> str:
+        curves = {f"{self.label} train": [(m.step, m.loss) for m in self if m.loss is not None]}
+        valid = [(m.step, m.valid_loss) for m in self if m.valid_loss is not None]
+        if valid:
+            curves[f"{self.label} validation"] = valid
+        chart = Markup(loss_chart(curves, width=640, height=220))
+        return render("notebook/metrics.html", metrics=list(self)[-10:], count=len(self), chart=chart)
+
+
+class Comparison:
+    """Every evaluated model of an experiment: scores with 95% intervals, the paired tests of each fine-tuned
+    model against its base, cost and latency — what `fto compare --json` prints, as `data`."""
+
+    def __init__(self, experiment: Experiment, data: dict[str, Any], report_path: Path | None = None):
+        self.experiment, self.data, self.report_path = experiment, data, report_path
+
+    @property
+    def scorers(self) -> list[str]:
+        """The scorers, in the job file's order."""
+        return list(self.data["scorers"])
+
+    @property
+    def scores(self) -> dict[str, dict[str, float]]:
+        """Model → scorer → score."""
+        return {m["target"]: dict(m["scores"]) for m in self.data["models"]}
+
+    @property
+    def paired(self) -> list[dict[str, Any]]:
+        """Each fine-tuned model against its base on the same examples: difference, interval, p-value, verdict."""
+        return list(self.data["comparisons"])
+
+    def to_pandas(self) -> Any:
+        """One row per model: each scorer's score and its interval (`SCORER_low`, `SCORER_high`), examples."""
+        rows = []
+        for m in self.data["models"]:
+            row: dict[str, Any] = {"model": m["target"], "examples": m["examples"]}
+            for scorer in self.scorers:
+                low, high = (m.get("intervals") or {}).get(scorer) or (math.nan, math.nan)
+                row |= {scorer: m["scores"].get(scorer, math.nan), f"{scorer}_low": low, f"{scorer}_high": high}
+            rows.append(row)
+        return _pandas().DataFrame(rows).set_index("model")
+
+    def _repr_html_(self) -> str:
+        context = comparison_context(self.experiment, self.data)
+        return render("notebook/comparison.html", report_path=self.report_path, **context)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{t} {s}" for t, s in self.scores.items())
+        return f"Comparison({self.experiment.id}: {shown})"
