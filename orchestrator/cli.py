@@ -308,9 +308,7 @@ def ls() -> None:
 @click.option("--raw", is_flag=True, help="the provider's own log of the job (a local worker's, a Ray job's)")
 def logs(job_id: str, follow: bool, raw: bool) -> None:
     """Print a job's events (and follow them with -f until it ends)."""
-    import asyncio
-
-    from fto.orchestrator.poll import Poller
+    from fto.orchestrator.poll import wait
 
     store = _store()
     job = store.job(job_id)  # an id or a unique prefix of one
@@ -331,7 +329,7 @@ def logs(job_id: str, follow: bool, raw: bool) -> None:
     show()
     if follow and not job.status.terminal:
         try:
-            asyncio.run(Poller(store, on_tick=show).run([job.id]))
+            wait(store, [job.id], on_tick=show)
         except KeyboardInterrupt:
             sys.exit(130)
         final = store.job(job.id)

@@ -13,6 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fto.backends.base import Backend
@@ -231,5 +232,11 @@ class Poller:
 
 
 def wait(store: Store, job_ids: list[str], on_tick: OnTick | None = None, timeout: float | None = None) -> list[Job]:
-    """Poll `job_ids` to the end from synchronous code."""
-    return asyncio.run(Poller(store, on_tick).run(job_ids, timeout))
+    """Poll `job_ids` to the end from synchronous code — also code already inside an event loop (a notebook's):
+    there the poller's loop runs on a thread of its own while this one waits."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(Poller(store, on_tick).run(job_ids, timeout))
+    with ThreadPoolExecutor(1, thread_name_prefix="fto-poll") as pool:
+        return pool.submit(lambda: asyncio.run(Poller(store, on_tick).run(job_ids, timeout))).result()

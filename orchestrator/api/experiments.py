@@ -38,7 +38,7 @@ def default_store() -> Store:
 class Job:
     """One fine-tuning job on one backend, as the store last recorded it (`refresh()` reads it again)."""
 
-    def __init__(self, record: JobRecord, store: Store | None = None):
+    def __init__(self, record: JobRecord, store: Store | None = None) -> None:
         self.record, self.store = record, store or default_store()
 
     @property
@@ -139,7 +139,7 @@ class Job:
 class Experiment:
     """One job file submitted once: a job per backend section, evaluated and compared together."""
 
-    def __init__(self, record: ExperimentRecord, store: Store | None = None):
+    def __init__(self, record: ExperimentRecord, store: Store | None = None) -> None:
         self.record, self.store = record, store or default_store()
         self.notices: list[str] = []  # what the backends said at submission
         self.check: Any = None  # the data check's findings at submission (a CheckReport), when it ran here
@@ -405,7 +405,7 @@ def refreshed(store: Store, jobs: list[JobRecord]) -> list[JobRecord]:
         if (datetime.now(UTC) - record.updated_at).total_seconds() > _backend(store, record).min_poll_interval:
             stale.append(record.id)
     if stale:
-        from fto.orchestrator.poll import Poller
+        from fto.orchestrator.poll import wait
 
-        asyncio.run(Poller(store).run(stale, timeout=STATUS_REFRESH_SECONDS))
+        wait(store, stale, timeout=STATUS_REFRESH_SECONDS)
     return store.jobs_by_id([j.id for j in jobs])

@@ -25,7 +25,7 @@ def _pandas() -> Any:
 class Metrics(list[Metric]):
     """A job's training metrics, by step (a list of Metric), with a table and a loss chart in a notebook."""
 
-    def __init__(self, metrics: list[Metric], label: str = "job"):
+    def __init__(self, metrics: list[Metric], label: str = "job") -> None:
         super().__init__(metrics)
         self.label = label
 
@@ -46,7 +46,7 @@ class Comparison:
     """Every evaluated model of an experiment: scores with 95% intervals, the paired tests of each fine-tuned
     model against its base, cost and latency — what `fto compare --json` prints, as `data`."""
 
-    def __init__(self, experiment: Experiment, data: dict[str, Any], report_path: Path | None = None):
+    def __init__(self, experiment: Experiment, data: dict[str, Any], report_path: Path | None = None) -> None:
         self.experiment, self.data, self.report_path = experiment, data, report_path
 
     @property
