@@ -69,7 +69,8 @@ def histogram(values: array, bins: int = 20) -> dict[str, list[float]] | None:
     if not values:
         return None
     low, high = min(values), max(values)
-    width = (high - low) / bins or 1.0
+    bins = min(bins, int(high - low) + 1)  # token counts are whole: never a bin narrower than one token
+    width = (high - low + 1) / bins
     counts = [0] * bins
     for v in values:
         counts[min(bins - 1, int((v - low) / width))] += 1

@@ -279,13 +279,11 @@ async def _evaluate(ui: _State, key: str) -> str:
     ui.evaluations[experiment.id] = "running"
 
     def run() -> None:  # its own connection: evaluation writes while pages read
-        from fto.orchestrator.eval.harness import evaluate
-        from fto.orchestrator.eval.report import write_reports
+        from fto.orchestrator.api.experiments import Experiment
 
         store = Store(ui.store.location)
         try:
-            evaluate(store, experiment)
-            write_reports(store, experiment)
+            Experiment(experiment, store).evaluate()  # what `fto eval` calls
             ui.evaluations[experiment.id] = "done"
         except Exception as exc:  # shown on the page; the dashboard goes on
             ui.evaluations[experiment.id] = f"failed: {exc}"

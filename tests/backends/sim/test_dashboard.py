@@ -120,11 +120,16 @@ def test_a_live_experiment_in_the_browser(sim_server, tmp_path, shots):
             assert page.evaluate("window.__sameDocument") is True
 
             waiter.wait(timeout=90)
-            evaluated = run_fto("eval", experiment.id)
-            assert evaluated.returncode == 0, evaluated.stderr
+            # evaluate from the page: what `fto eval` runs, on the server
+            page.click("button[data-action$='/evaluate']")
+            page.wait_for_function("document.querySelector('#action-result').textContent.startsWith('evaluating')")
+            for _ in range(240):
+                page.goto(f"{base}/experiments/{experiment.id}/compare")
+                if page.locator("#score-table").count():
+                    break
+                page.wait_for_timeout(250)
 
             # the comparison: intervals, and the per-example view filtered to "worse than base"
-            page.goto(f"{base}/experiments/{experiment.id}/compare")
             cells = page.inner_text("#score-table")
             assert "a/fine-tuned" in cells and "[" in cells  # each score with its 95% interval
             assert page.locator("#paired li").count() >= 2
