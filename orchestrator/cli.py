@@ -17,6 +17,7 @@ from rich.table import Table
 
 from fto.orchestrator.errors import ConfigError, FtoError
 
+STATUS_LATEST = 50  # jobs `fto status` shows without a key
 SHOWN_FINDINGS = 3  # data-check findings listed at submit (most important first); all are in the report
 console = Console(soft_wrap=True)  # a long path or error stays on one line
 err_console = Console(stderr=True, soft_wrap=True)
@@ -250,8 +251,8 @@ def status(key: str | None, as_json: bool) -> None:
     from fto.orchestrator.api.experiments import refreshed
 
     store = _store()
-    chosen = refreshed(store, store.resolve_jobs(key) if key else store.jobs()[-50:])
-    started = {j.experiment_id: store.experiment(j.experiment_id).created_at for j in chosen}
+    chosen = refreshed(store, store.resolve_jobs(key) if key else store.recent_jobs(STATUS_LATEST))
+    started = {e: store.experiment(e).created_at for e in {j.experiment_id for j in chosen}}
     # experiments by start time, newest last (next to the prompt); jobs in the order they were made
     jobs = sorted(chosen, key=lambda j: (started[j.experiment_id], j.created_at))
     if as_json:
@@ -261,8 +262,9 @@ def status(key: str | None, as_json: bool) -> None:
         for column in ("experiment", "job", "backend", "status", "step", "loss"):
             t.add_column(column, no_wrap=True)  # ids are for copying: never cut (unique prefixes work too)
         t.add_column("fine-tuned model / error", overflow="fold")
+        latest = store.latest_metrics([j.id for j in jobs])
         for i, job in enumerate(jobs):
-            metric = store.last_metric(job.id)
+            metric = latest.get(job.id)
             step = f"{metric.step}/{metric.total_steps}" if metric and metric.total_steps else ""
             loss = f"{metric.loss:.4f}" if metric and metric.loss is not None else ""
             first = i == 0 or jobs[i - 1].experiment_id != job.experiment_id

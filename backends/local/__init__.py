@@ -45,7 +45,12 @@ class LocalOptions(BackendOptions):
     tuning: Literal["lora", "qlora", "full"] = Field(
         default="lora", description="qlora needs a CUDA GPU and bitsandbytes"
     )
-    packing: bool = Field(default=True, description="pad-free packed batches (exact: no attention across examples)")
+    packing: bool = Field(default=True, description="false: plain padded batches, in the data's order")
+    batching: Literal["auto", "packed", "buckets"] = Field(
+        default="auto",
+        description="micro-batches: packed rows (pad-free; fastest on CUDA) or length buckets (little padding; "
+        "fastest on CPU); auto picks by device",
+    )
     attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
         default="auto", description="auto: flash-attention's variable-length kernels on CUDA when installed, else SDPA"
     )

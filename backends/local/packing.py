@@ -1,7 +1,10 @@
-"""Pad-free batches: examples laid end to end in one row, each attending only to itself.
+"""Micro-batch layouts: pad-free packed rows, and length-bucketed padded batches.
 
-Position ids restart at 0 for every example; transformers turns them into a block-diagonal causal mask (with no
-attention mask and no cache), so a packed row computes exactly what the examples would alone, with no padding.
+Packed: examples laid end to end in one row; position ids restart at 0 for every example, and transformers turns
+them into a block-diagonal causal mask (no attention mask, no cache), so a packed row computes exactly what the
+examples would alone, with no padding — the layout for CUDA, where variable-length attention kernels skip the
+masked blocks. Buckets: examples sorted by length into right-padded batches — the layout for CPU, where attention
+over a packed row costs the square of the whole row.
 """
 
 from __future__ import annotations
@@ -73,18 +76,36 @@ def padded_rows(examples: Sequence[Encoded], pad_id: int, device: torch.device) 
     return Row(inputs, labels.to(device), segments.to(device), sum(len(e.input_ids) for e in examples))
 
 
+def bucketed_rows(examples: Sequence[Encoded], budget: int, pad_id: int, device: torch.device) -> list[list[int]]:
+    """Indices of `examples` in micro-batches of similar lengths, each at most `budget` tokens padding included.
+
+    Sorted by length, examples pad only up to their neighbours; each attends over the square of its own length,
+    where a packed row's block-diagonal mask still costs the square of the whole row (no variable-length kernel
+    saves that on CPU).
+    """
+    groups: list[list[int]] = []
+    width = 0
+    for i in sorted(range(len(examples)), key=lambda k: len(examples[k].input_ids)):
+        n = len(examples[i].input_ids)
+        if not groups or max(width, n) * (len(groups[-1]) + 1) > budget:
+            groups.append([])
+            width = 0
+        groups[-1].append(i)
+        width = max(width, n)
+    return groups
+
+
 def token_logprobs(model: torch.nn.Module, row: Row) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Log-probabilities of each labelled next token, with their example index: (logp, segment, mask)."""
+    """Log-probabilities of each labelled next token, with their example index: (logp, segment, mask).
+
+    Only the positions whose next token is trained on go through the output layer (over the whole vocabulary it
+    is the costliest matrix product at small model sizes): one packed row's own, or in a padded batch the
+    columns some row trains on.
+    """
     targets = row.labels[:, 1:]
     mask = targets != IGNORE
-    if targets.shape[0] == 1:
-        # One packed row: project only the positions whose next token is trained on (the output layer over the
-        # whole vocabulary is the costliest matrix product at small model sizes).
-        keep = mask[0].nonzero().squeeze(-1)
-        logits = model(**row.inputs, logits_to_keep=keep).logits[0].float()
-        wanted = targets[0, keep]
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, wanted.unsqueeze(-1)).squeeze(-1)
-        return logp, row.segments[0, 1:][keep], mask
-    logits = model(**row.inputs).logits[:, :-1].float()
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return logp[mask], row.segments[:, 1:][mask], mask
+    keep = mask.any(0).nonzero().squeeze(-1)
+    logits = model(**row.inputs, logits_to_keep=keep).logits.float()
+    wanted, trained = targets[:, keep], mask[:, keep]
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, wanted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logp[trained], row.segments[:, 1:][:, keep][trained], mask

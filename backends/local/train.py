@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from transformers import get_scheduler
 
-from fto.backends.local.packing import Row, group, packed_row, padded_rows, token_logprobs
+from fto.backends.local.packing import Row, bucketed_rows, group, packed_row, padded_rows, token_logprobs
 from fto.backends.local.tokenized import Encoded
 from fto.schemas import Metric
 
@@ -34,7 +34,7 @@ class TrainSettings:
     seed: int
     pad_token_id: int
     batch_tokens: int = 4096  # tokens per micro-batch
-    packing: bool = True
+    layout: Literal["packed", "buckets", "padded"] = "packed"  # packing.py: packed rows, or length buckets
     schedule: Literal["cosine", "linear"] = "cosine"
     max_grad_norm: float = 1.0
     early_stopping_patience: int | None = None  # epochs without a better validation loss
@@ -112,11 +112,18 @@ def _rows(
 ) -> list[tuple[list[Example], Row]]:
     """Micro-batches within the token budget; a DPO pair always stays in one micro-batch."""
     lengths = [sum(len(x.input_ids) for x in _sequences([e])) for e in examples]
+    pairs = any(isinstance(e, tuple) for e in examples)  # a pair's two sequences stay side by side, in order
+    if settings.layout == "buckets" and not pairs:
+        sequences = _sequences(examples)
+        groups = bucketed_rows(sequences, settings.batch_tokens, settings.pad_token_id, device)
+    else:
+        groups = group(lengths, settings.batch_tokens)
     out = []
-    for idx in group(lengths, settings.batch_tokens):
+    for idx in groups:
         part = [examples[i] for i in idx]
         seqs = _sequences(part)
-        row = packed_row(seqs, device) if settings.packing else padded_rows(seqs, settings.pad_token_id, device)
+        packed = settings.layout == "packed"
+        row = packed_row(seqs, device) if packed else padded_rows(seqs, settings.pad_token_id, device)
         out.append((part, row))
     return out
 

@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fto.backends.local import EMBEDDED_MODEL, LocalOptions
 from fto.backends.local.folder import JobFolder
@@ -256,7 +256,7 @@ def run(folder: JobFolder, resume: bool) -> None:
     model = place(model, device, job.options)
     train_set, validation_set = encode_data(job, tokenizer, model)
     model, reference = attach_adapters(model, job, is_embedded)
-    settings = train_settings(job, tokenizer, is_embedded)
+    settings = train_settings(job, tokenizer, is_embedded, device)
     trainer = build_trainer(job, model, (train_set, validation_set), settings, device, reference)
     outcome = train(job, trainer, device, tokenizer)
     save(job, model, tokenizer, trainer, outcome)
@@ -337,8 +337,18 @@ def attach_adapters(model: Any, job: WorkerJob, is_embedded: bool) -> tuple[Any,
     return model, model.disable_adapter
 
 
-def train_settings(job: WorkerJob, tokenizer: Any, is_embedded: bool) -> TrainSettings:
-    """The job file's hyperparameters and the local options, with fto's defaults for "auto"."""
+def batch_layout(options: LocalOptions, device: Any) -> Literal["packed", "buckets", "padded"]:
+    """How micro-batches are laid out: the job's choice, or by device (buckets on CPU, packed rows elsewhere)."""
+    if not options.packing:
+        return "padded"
+    if options.batching != "auto":
+        return options.batching
+    return "buckets" if device.type == "cpu" else "packed"
+
+
+def train_settings(job: WorkerJob, tokenizer: Any, is_embedded: bool, device: Any) -> TrainSettings:
+    """The job file's hyperparameters and the local options, with fto's defaults for "auto" (the micro-batch
+    layout by device: length buckets on CPU, packed rows elsewhere — measured in docs/benchmarks.md)."""
     from fto.backends.local.train import TrainSettings
 
     hp, options = job.spec.hyperparameters, job.options
@@ -351,7 +361,7 @@ def train_settings(job: WorkerJob, tokenizer: Any, is_embedded: bool) -> TrainSe
         seed=job.spec.seed,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         batch_tokens=options.batch_tokens,
-        packing=options.packing,
+        layout=batch_layout(options, device),
         schedule=options.schedule,
         early_stopping_patience=options.early_stopping_patience,
         checkpoint_every=options.checkpoint_every,
@@ -396,7 +406,7 @@ def train(job: WorkerJob, trainer: Trainer, device: Any, tokenizer: Any) -> str:
         kind = "preference pairs" if job.spec.method == "dpo" else "examples"
         folder.event(
             f"training {len(trainer.train_set)} {kind} for {settings.epochs} epochs on {device.type} "
-            f"({job.options.tuning}, {'packed' if settings.packing else 'padded'}); "
+            f"({job.options.tuning}, {settings.layout} batches); "
             f"{trainable:,} trainable parameters",
             examples=len(trainer.train_set),
             epochs=settings.epochs,

@@ -231,7 +231,7 @@ class Experiment:
         from fto.orchestrator.templates import Markup, render
 
         jobs = self.store.jobs(self.id)
-        latest = self.store.latest_metrics(self.id)
+        latest = self.store.latest_metrics([j.id for j in jobs])
         rows = [{"job": j, "metric": latest.get(j.id)} for j in jobs]
         curves = {f"{j.backend} {j.id}": [(m.step, m.loss) for m in self.store.metrics(j.id) if m.loss is not None]
                   for j in jobs[:20]}  # fmt: skip
@@ -399,10 +399,14 @@ def refreshed(store: Store, jobs: list[JobRecord]) -> list[JobRecord]:
     """The jobs after asking providers (briefly) about unfinished ones whose stored state is older than their poll
     interval — what `fto status` shows."""
     stale = []
+    intervals: dict[tuple[str, str], float] = {}  # one backend per section, however many jobs it has
     for record in jobs:
         if record.status.terminal or record.provider_job_id is None:
             continue
-        if (datetime.now(UTC) - record.updated_at).total_seconds() > _backend(store, record).min_poll_interval:
+        section = (record.experiment_id, record.backend)
+        if section not in intervals:
+            intervals[section] = _backend(store, record).min_poll_interval
+        if (datetime.now(UTC) - record.updated_at).total_seconds() > intervals[section]:
             stale.append(record.id)
     if stale:
         from fto.orchestrator.poll import wait

@@ -85,6 +85,10 @@ def _artifacts(db: Database, tx: Tx) -> None:
     )
 
 
+def _jobs_by_time(db: Database, tx: Tx) -> None:
+    tx.execute("CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs(created_at)")
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -104,6 +108,7 @@ MIGRATIONS = [
     Migration(6, "who is submitting a job, until when", _add_columns(
         ("jobs", "submit_owner", "TEXT"), ("jobs", "submit_until", "DOUBLE PRECISION"))),
     Migration(7, "where each experiment's files are (a folder or an object store)", _artifacts),
+    Migration(8, "the latest jobs found by time (`fto status` in a store of many)", _jobs_by_time),
 ]  # fmt: skip
 LATEST = MIGRATIONS[-1].version
 

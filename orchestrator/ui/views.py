@@ -110,9 +110,10 @@ def progress(metric: Metric | None) -> float | None:
 
 def job_rows(store: Store, experiment: Experiment) -> list[dict[str, Any]]:
     """One row per job, read in two queries however many jobs there are."""
-    latest = store.latest_metrics(experiment.id)
+    jobs = store.jobs(experiment.id)
+    latest = store.latest_metrics([j.id for j in jobs])
     rows = []
-    for job in store.jobs(experiment.id):
+    for job in jobs:
         metric = latest.get(job.id)
         rows.append(
             {

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fto.backends.local.embedded import build_tokenizer
-from fto.backends.local.packing import packed_row, padded_rows, token_logprobs
+from fto.backends.local.packing import bucketed_rows, packed_row, padded_rows, token_logprobs
 from fto.backends.local.tokenized import encode
 from fto.backends.local.train import Trainer, TrainSettings
 from fto.orchestrator.data.load import read_dataset
@@ -59,6 +59,19 @@ def test_packed_loss_and_gradients_equal_the_padded_ones(setup):
     )
 
 
+def test_buckets_group_similar_lengths_within_the_budget_padding_included(setup):
+    _, tokenizer, examples = setup
+    groups = bucketed_rows(examples, 256, tokenizer.pad_token_id, torch.device("cpu"))
+    assert sorted(i for g in groups for i in g) == list(range(len(examples)))
+    for g in groups:
+        widths = [len(examples[i].input_ids) for i in g]
+        assert max(widths) * len(g) <= 256 or len(g) == 1
+        assert widths == sorted(widths)
+    padded = sum(max(len(examples[i].input_ids) for i in g) * len(g) for g in groups)
+    real = sum(len(e.input_ids) for e in examples)
+    assert padded < 1.15 * real  # neighbours in length: little padding
+
+
 def _train(model, examples, **overrides):
     settings = TrainSettings(
         **{
@@ -82,11 +95,13 @@ def test_the_same_seed_gives_the_same_loss_curve_and_packing_changes_nothing_but
     model, _, examples = setup
     _, first = _train(model, examples)
     _, again = _train(model, examples)
-    _, padded = _train(model, examples, packing=False)
+    _, padded = _train(model, examples, layout="padded")
+    _, buckets = _train(model, examples, layout="buckets")  # sorted by length, padded to neighbours
     _, micro = _train(model, examples, batch_tokens=64)  # several micro-batches per step, accumulated
     losses = [m.loss for m in first]
     assert losses == [m.loss for m in again]
     assert losses == pytest.approx([m.loss for m in padded], rel=1e-4)
+    assert losses == pytest.approx([m.loss for m in buckets], rel=1e-4)
     assert losses == pytest.approx([m.loss for m in micro], rel=1e-4)
     assert len(losses) == 16 and first[-1].valid_loss is not None and first[7].valid_loss is not None
 

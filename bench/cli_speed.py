@@ -1,0 +1,68 @@
+"""How fast the CLI answers with a large store: `fto --help` and `fto status` with 10,000 jobs.
+
+    python bench/cli_speed.py            # JOBS=10000 (in 10 experiments) POINTS=20 (metrics a job) REPEAT=9
+
+Fills a SQLite store through the Store API (jobs of the sim provider, a third still running, none stale, so
+`fto status` asks no provider), then runs each command as a user does — a new process each time — and prints
+the median and the slowest wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ["FTO_HOME"] = tempfile.mkdtemp(prefix="fto-bench-cli-")
+
+from fto.orchestrator.store import Store  # noqa: E402
+from fto.schemas import JobSpec, JobStatus, Metric, ProviderJob  # noqa: E402
+
+JOBS = int(os.environ.get("JOBS", "10000"))
+POINTS = int(os.environ.get("POINTS", "20"))
+REPEAT = int(os.environ.get("REPEAT", "9"))
+FTO = [sys.executable, "-m", "fto.orchestrator"]
+
+
+def fill() -> None:
+    store = Store()
+    for e in range(10):
+        sections = {f"s{i}": {"type": "sim", "url": "http://127.0.0.1:9"} for i in range(JOBS // 10)}
+        spec = JobSpec.model_validate({"name": f"load{e}", "data": {"train": "t.jsonl"}, "backends": sections})
+        _, jobs = store.create_experiment(spec, None, list(sections))
+        for k, job in enumerate(jobs):
+            store.set_submitted(job.id, f"simjob-{e}-{k}")
+            store.add_updates(
+                job.id, [], [Metric(step=s, total_steps=POINTS, loss=1 / s) for s in range(1, POINTS + 1)], None
+            )
+            status = JobStatus.RUNNING if k % 3 == 0 else JobStatus.SUCCEEDED
+            store.update_from_provider(job.id, ProviderJob(status=status))
+
+
+def timed(args: list[str]) -> tuple[float, float]:
+    times = []
+    for _ in range(REPEAT):
+        started = time.perf_counter()
+        subprocess.run(args, capture_output=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), max(times)
+
+
+def main() -> None:
+    started = time.perf_counter()
+    fill()
+    print(f"store: {JOBS} jobs in 10 experiments, filled in {time.perf_counter() - started:.1f} s")
+    for label, args in (("fto --help", [*FTO, "--help"]), ("fto status", [*FTO, "status"]),
+                        ("fto ls", [*FTO, "ls"])):  # fmt: skip
+        median, slowest = timed(args)
+        print(f"{label:14} median {median * 1000:6.0f} ms   slowest {slowest * 1000:6.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
