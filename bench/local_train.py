@@ -2,11 +2,14 @@
 
     pip install trl datasets            # the peer (not a dependency of fto)
     python bench/local_train.py         # N=512 examples; THREADS=2; REPEATS=3 (medians are reported)
+    H=512 L=8 python bench/local_train.py   # the larger workload (hidden 512, 8 layers)
 
-The workload is TRL's as we measure it (../shared/bench/trl_sft_reference.py): a tiny Llama (hidden 256, 4
+The workload is TRL's as we measure it (../shared/bench/trl_sft_reference.py): a tiny Llama (hidden H=256, L=4
 layers) from a config, a BPE tokenizer trained on the data, variable-length chat examples, LoRA r=16 on all linear
 layers, batch 16, assistant-only loss, 1 epoch, lr 2e-4 with TRL's default linear schedule. Each run is its own
-process (peak RSS is its own). Prints non-padding tokens/s, peak RSS and the mean training loss, and the ratios.
+process (peak RSS is its own). Modes: fto with length buckets (its CPU default) and with packed rows, TRL with
+padding_free and gradient checkpointing off (GC=0, TRL's fastest CPU mode: the peer the goal names), TRL's default
+(padded, checkpointing on). Prints non-padding tokens/s, peak RSS, the mean training loss, and the ratios.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ TRL_REFERENCE = REPO.parent / "shared" / "bench" / "trl_sft_reference.py"
 N = int(os.environ.get("N", "512"))
 THREADS = os.environ.get("THREADS", "2")
 REPEATS = int(os.environ.get("REPEATS", "3"))
+HIDDEN, LAYERS = int(os.environ.get("H", "256")), int(os.environ.get("L", "4"))
 WORDS = [
     "alpha",
     "beta",
@@ -104,9 +108,9 @@ def fto_run() -> dict:
     )
     cfg = LlamaConfig(
         vocab_size=len(hf_tok),
-        hidden_size=256,
-        intermediate_size=256 * 8 // 3,
-        num_hidden_layers=4,
+        hidden_size=HIDDEN,
+        intermediate_size=HIDDEN * 8 // 3,
+        num_hidden_layers=LAYERS,
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=512,
@@ -128,7 +132,7 @@ def fto_run() -> dict:
         seed=0,
         pad_token_id=hf_tok.pad_token_id,
         batch_tokens=16 * 512,
-        packing=True,
+        layout=os.environ.get("LAYOUT", "buckets"),
         schedule="linear",
     )
     trainer = Trainer(model, examples, [], settings, torch.device("cpu"))
@@ -137,7 +141,7 @@ def fto_run() -> dict:
     seconds = time.perf_counter() - t0
     losses = trainer.position.history
     return {
-        "mode": "fto",
+        "mode": f"fto_{settings.layout}",
         "examples": N,
         "real_tokens": real_tokens,
         "train_s": round(seconds, 2),
@@ -147,34 +151,38 @@ def fto_run() -> dict:
 
 
 def measure(mode: str) -> dict:
-    env = {**os.environ, "N": str(N), "THREADS": THREADS, "MODE": mode}
-    command = [sys.executable, __file__, "--child"] if mode == "fto" else [sys.executable, str(TRL_REFERENCE)]
+    env = {**os.environ, "N": str(N), "THREADS": THREADS, "H": str(HIDDEN), "L": str(LAYERS)}
+    if mode.startswith("fto_"):
+        env["LAYOUT"] = mode.removeprefix("fto_")
+        command = [sys.executable, __file__, "--child"]
+    else:
+        env |= {"MODE": mode.removesuffix("_nogc"), "GC": "0" if mode.endswith("_nogc") else "1"}
+        command = [sys.executable, str(TRL_REFERENCE)]
     out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     if out.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    modes = ("fto", "trl", "trl_padfree", "trl_packing")
+    modes = ("fto_buckets", "fto_packed", "trl_padfree_nogc", "trl")
     runs: dict[str, list[dict]] = {mode: [] for mode in modes}
     for _ in range(REPEATS):  # interleaved, so a slow moment of the machine hits every mode alike
         for mode in modes:
             runs[mode].append(measure(mode))
             print(json.dumps(runs[mode][-1]), flush=True)
     rows = {mode: sorted(r, key=lambda x: x["tok_per_s"])[len(r) // 2] for mode, r in runs.items()}  # medians
-    ours = rows["fto"]
-    best_peer = max((rows[m] for m in ("trl_padfree", "trl_packing")), key=lambda r: r["tok_per_s"])
-    print("\n| run | tokens/s | peak RSS MB | mean train loss | fto speed ÷ this |\n|---|---:|---:|---:|---:|")
+    ours, peer = rows["fto_buckets"], rows["trl_padfree_nogc"]
+    print(f"\nH={HIDDEN} L={LAYERS} N={N} threads={THREADS}, medians of {REPEATS}")
+    print("| run | tokens/s | peak RSS MB | mean train loss | fto (buckets) ÷ this |\n|---|---:|---:|---:|---:|")
     for mode, row in rows.items():
-        ratio = "" if mode == "fto" else f"{ours['tok_per_s'] / row['tok_per_s']:.2f}×"
+        ratio = "" if mode == "fto_buckets" else f"{ours['tok_per_s'] / row['tok_per_s']:.2f}×"
         print(f"| {mode} | {row['tok_per_s']:,} | {row['peak_rss_mb']} | {row['final_loss']} | {ratio} |")
     print(
-        f"\nfto vs TRL default (padded): {ours['tok_per_s'] / rows['trl']['tok_per_s']:.2f}× (goal ≥ 2×); "
-        f"vs TRL's best ({best_peer['mode']}): {ours['tok_per_s'] / best_peer['tok_per_s']:.2f}× (goal ≥ 1.3×); "
-        f"loss {ours['final_loss']} vs {rows['trl']['final_loss']} "
-        f"({(ours['final_loss'] / rows['trl']['final_loss'] - 1) * 100:+.1f}%)"
+        f"\nfto vs TRL padding_free, checkpointing off: {ours['tok_per_s'] / peer['tok_per_s']:.2f}× "
+        f"(goal ≥ 1.6×, ≥ 1.4× at H=512 L=8); peak RSS {ours['peak_rss_mb']} vs {peer['peak_rss_mb']} MB; "
+        f"loss {ours['final_loss']} vs {peer['final_loss']} "
+        f"({(ours['final_loss'] / peer['final_loss'] - 1) * 100:+.1f}%)"
     )
 
 

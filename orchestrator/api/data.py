@@ -113,7 +113,7 @@ def stats(
     result = dataset_stats(path, target, model, tokenizer, fmt, mapping, epochs)
     if quote:
         if not target:
-            raise ConfigError("a quote asks a provider: name it with --for", field="--quote")
+            raise ConfigError("--quote asks a provider: name it with --for (target=)", field="--quote")
         from fto.orchestrator.data.quote import provider_quote
 
         said = provider_quote(str(path), target, model, epochs, fmt, mapping)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import statistics
 from array import array
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,41 @@ def measure(record: Record, counter: Counter) -> tuple[int, int]:
     if record.tools:
         total += counter.count(json.dumps([t.model_dump(exclude_none=True) for t in record.tools]))
     return total, assistant_tokens(answers, counter)
+
+
+@dataclass
+class _Texts:
+    """A stand-in counter that notes each text `measure` would count (and counts nothing)."""
+
+    seen: dict[str, int]
+    name: str = "texts"
+    exact: bool = False
+
+    def count(self, text: str) -> int:
+        self.seen[text] = 0
+        return 0
+
+
+@dataclass
+class _Counted:
+    """A stand-in counter that answers from counts made beforehand."""
+
+    counts: dict[str, int]
+    name: str = "counted"
+    exact: bool = False
+
+    def count(self, text: str) -> int:
+        return self.counts[text]
+
+
+def measure_window(records: list[Record], counter: Counter) -> list[tuple[int, int]]:
+    """`measure` of each record, by the same rules, with each distinct text tokenized once (system prompts, roles
+    and tool schemas repeat across a file)."""
+    texts = _Texts({})
+    for record in records:
+        measure(record, texts)
+    counted = _Counted({text: counter.count(text) for text in texts.seen})
+    return [measure(record, counted) for record in records]
 
 
 def distribution(values: array) -> dict[str, float] | None:
@@ -112,9 +149,13 @@ def dataset_stats(
             if not any(m.role == role for m in messages):
                 missing[role] += 1
 
-    report = validate_file(
-        path, target, fmt, mapping, measure=lambda r: measure(r, counter), token_limit=limit, observe=observe
-    )
+    # Tokens are counted on a second thread while this one parses (tokenizers release the GIL): on 2 cores the
+    # two overlap, one window of records behind.
+    with ThreadPoolExecutor(1, thread_name_prefix="fto-count") as pool:
+        report = validate_file(
+            path, target, fmt, mapping, token_limit=limit, observe=observe,
+            measure_many=lambda window: pool.submit(measure_window, window, counter),
+        )  # fmt: skip
     billing = sum(min(limit, t) for t in totals) if limit else sum(totals)
     n_epochs = epochs or (provider.info.epochs.epochs_for(len(totals)) if provider else 1)
     price = card.training_usd_per_1m if card else None

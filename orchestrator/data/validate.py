@@ -6,8 +6,9 @@ The checks are those of OpenAI's cookbook data-prep notebook (same codes), plus 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +22,9 @@ from fto.schemas.provider import ProviderInfo
 
 Level = Literal["error", "warning"]
 Measure = Callable[[Record], tuple[int, int]]  # record → (total tokens, assistant tokens)
+MeasureMany = Callable[[list[Record]], "Future[list[tuple[int, int]]]"]  # a window, counted on another thread
 Observe = Callable[[Record, int, int], None]
+WINDOW = 256  # records counted together when counting runs beside parsing
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,53 @@ def validate_file(
     token_limit: int | None = None,
     observe: Observe | None = None,
     max_shown: int = 20,
+    measure_many: MeasureMany | None = None,
 ) -> Report:
-    """Check every example of `path` (for backend `target` when given); findings collect in the returned report."""
+    """Check every example of `path` (for backend `target` when given); findings collect in the returned report.
+
+    `measure_many` (instead of `measure`) takes a window of records and returns a future: tokens are counted on
+    another thread while this one parses the next window (tokenizers release the GIL); findings keep their lines.
+    """
     report = Report(file=str(path), format="unknown", target=target)
-    for _ in _scan(path, report, target, fmt, mapping, measure, token_limit, observe, max_shown):
-        pass
+    scan = _scan(path, report, target, fmt, mapping, measure, token_limit, observe, max_shown)
+    if measure_many is None:
+        for _ in scan:
+            pass
+        return report
+    emit = _Collector(report, Target.named(target) if target else None, max_shown)
+    pending: deque[tuple[list[Record], Future[list[tuple[int, int]]]]] = deque()
+    window: list[Record] = []
+    for record, _ in scan:
+        window.append(record)
+        if len(window) == WINDOW:
+            pending.append((window, measure_many(window)))
+            window = []
+            if len(pending) > 1:
+                _measured(*pending.popleft(), emit, token_limit, observe)
+    if window:
+        pending.append((window, measure_many(window)))
+    while pending:
+        _measured(*pending.popleft(), emit, token_limit, observe)
     return report
+
+
+def _measured(
+    records: list[Record],
+    counted: Future[list[tuple[int, int]]],
+    emit: _Collector,
+    token_limit: int | None,
+    observe: Observe | None,
+) -> None:
+    """A counted window's token findings (each at its record's line) and observations."""
+    for record, (total, assistant) in zip(records, counted.result(), strict=True):
+        if token_limit and total > token_limit:
+            emit.line = record.source_line
+            emit(
+                "too_many_tokens", None, f"{total:,} tokens, over the limit of {token_limit:,} (it would be truncated)"
+            )
+        if observe:
+            observe(record, total, assistant)
+    emit.line = None
 
 
 def valid_records(

@@ -14,7 +14,9 @@ TOY = SHARED_DATA / "openai-cookbook" / "toy_chat_fine_tuning.jsonl"
 GSM8K = SHARED_DATA / "gsm8k" / "test.jsonl"
 
 
-def test_openai_encodings_load_offline_from_the_shipped_files(fto_home):
+def test_openai_encodings_load_offline_from_the_shipped_files(fto_home, monkeypatch):
+    tiktoken_encoding.cache_clear()  # loaded by an earlier test of this process, into another FTO_HOME
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
     cl100k = tiktoken_encoding("cl100k_base")
     assert len(cl100k.encode("Eat a banana!")) == 4
     assert (
