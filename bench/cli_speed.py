@@ -33,7 +33,8 @@ FTO = [sys.executable, "-m", "fto.orchestrator"]
 def fill() -> None:
     store = Store()
     for e in range(10):
-        sections = {f"s{i}": {"type": "sim", "url": "http://127.0.0.1:9"} for i in range(JOBS // 10)}
+        quiet = {"type": "sim", "url": "http://127.0.0.1:9", "min_poll_interval": 3600, "max_poll_interval": 3600}
+        sections = {f"s{i}": quiet for i in range(JOBS // 10)}  # polled hourly: nothing is stale
         spec = JobSpec.model_validate({"name": f"load{e}", "data": {"train": "t.jsonl"}, "backends": sections})
         _, jobs = store.create_experiment(spec, None, list(sections))
         for k, job in enumerate(jobs):

@@ -252,7 +252,9 @@ def status(key: str | None, as_json: bool) -> None:
 
     store = _store()
     chosen = refreshed(store, store.resolve_jobs(key) if key else store.recent_jobs(STATUS_LATEST))
-    started = {e: store.experiment(e).created_at for e in {j.experiment_id for j in chosen}}
+    shown = {j.experiment_id for j in chosen}
+    started = {e: created for e, _, created in store.experiment_names(limit=10_000) if e in shown}
+    started |= {e: store.experiment(e).created_at for e in shown - started.keys()}  # older than those
     # experiments by start time, newest last (next to the prompt); jobs in the order they were made
     jobs = sorted(chosen, key=lambda j: (started[j.experiment_id], j.created_at))
     if as_json:
@@ -293,14 +295,13 @@ def _exit_code(jobs: list[Any]) -> int:
 @cli.command(name="ls")
 def ls() -> None:
     """List recent experiments with their jobs' states."""
-    from collections import Counter
-
     store = _store()
     t = Table("experiment", "name", "created", "jobs")
-    for experiment in store.experiments():
-        counts = Counter(j.status.value for j in store.jobs(experiment.id))
-        created = experiment.created_at.strftime("%Y-%m-%d %H:%M")
-        t.add_row(experiment.id, experiment.name, created, ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    experiments = store.experiment_names()
+    counted = store.status_counts([e for e, _, _ in experiments])
+    for experiment_id, name, created in experiments:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(counted[experiment_id].items()))
+        t.add_row(experiment_id, name, created.strftime("%Y-%m-%d %H:%M"), counts)
     console.print(t)
 
 

@@ -48,8 +48,8 @@ class LocalOptions(BackendOptions):
     packing: bool = Field(default=True, description="false: plain padded batches, in the data's order")
     batching: Literal["auto", "packed", "buckets"] = Field(
         default="auto",
-        description="micro-batches: packed rows (pad-free; fastest on CUDA) or length buckets (little padding; "
-        "fastest on CPU); auto picks by device",
+        description="micro-batches: packed rows (pad-free, block-diagonal attention) or length buckets (padded "
+        "neighbours, causal attention only; less attention work, smaller matrix products); auto: packed",
     )
     attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
         default="auto", description="auto: flash-attention's variable-length kernels on CUDA when installed, else SDPA"

@@ -122,8 +122,10 @@ def _rows(
     for idx in groups:
         part = [examples[i] for i in idx]
         seqs = _sequences(part)
-        packed = settings.layout == "packed"
-        row = packed_row(seqs, device) if packed else padded_rows(seqs, settings.pad_token_id, device)
+        if settings.layout == "packed":
+            row = packed_row(seqs, device)
+        else:  # buckets are right-padded neighbours: causal attention alone keeps the padding unseen
+            row = padded_rows(seqs, settings.pad_token_id, device, causal_only=settings.layout == "buckets")
         out.append((part, row))
     return out
 

@@ -338,17 +338,15 @@ def attach_adapters(model: Any, job: WorkerJob, is_embedded: bool) -> tuple[Any,
 
 
 def batch_layout(options: LocalOptions, device: Any) -> Literal["packed", "buckets", "padded"]:
-    """How micro-batches are laid out: the job's choice, or by device (buckets on CPU, packed rows elsewhere)."""
+    """How micro-batches are laid out: the job's choice, else packed rows — on CPU too, where length buckets
+    measured no faster on short examples (docs/benchmarks.md: attention shrinks, smaller products cost it back)."""
     if not options.packing:
         return "padded"
-    if options.batching != "auto":
-        return options.batching
-    return "buckets" if device.type == "cpu" else "packed"
+    return "packed" if options.batching == "auto" else options.batching
 
 
 def train_settings(job: WorkerJob, tokenizer: Any, is_embedded: bool, device: Any) -> TrainSettings:
-    """The job file's hyperparameters and the local options, with fto's defaults for "auto" (the micro-batch
-    layout by device: length buckets on CPU, packed rows elsewhere — measured in docs/benchmarks.md)."""
+    """The job file's hyperparameters and the local options, with fto's defaults for "auto"."""
     from fto.backends.local.train import TrainSettings
 
     hp, options = job.spec.hyperparameters, job.options

@@ -10,17 +10,19 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fto.orchestrator.api import actions
-from fto.orchestrator.api.results import Comparison, Metrics
-from fto.orchestrator.api.spec import JobSpec
 from fto.orchestrator.errors import ConfigError, FtoError
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store, store_location
 from fto.schemas import Checkpoint, JobEvent
 from fto.schemas import Experiment as ExperimentRecord
 from fto.schemas import Job as JobRecord
+from fto.schemas import JobSpec as JobSchema
+
+if TYPE_CHECKING:  # loaded when used: `fto status` imports this module and needs none of them
+    from fto.orchestrator.api.results import Comparison, Metrics
+    from fto.orchestrator.api.spec import JobSpec
 
 OnJobs = Callable[[list[JobRecord]], None]
 STATUS_REFRESH_SECONDS = 2.0  # how long `status()` may spend asking providers about jobs gone quiet
@@ -77,6 +79,8 @@ class Job:
 
     def metrics(self) -> Metrics:
         """Training metrics by step; a table and a loss chart in a notebook, `.to_pandas()` with pandas."""
+        from fto.orchestrator.api.results import Metrics
+
         return Metrics(self.store.metrics(self.id), f"{self.backend} {self.id}")
 
     def checkpoints(self) -> list[Checkpoint]:
@@ -94,16 +98,22 @@ class Job:
 
     def cancel(self) -> Job:
         """Ask the provider to cancel the job (it is `cancelling` until the provider confirms)."""
+        from fto.orchestrator.api import actions
+
         actions.cancel(self.store, self.id)
         return self.refresh()
 
     def pause(self) -> Job:
         """Pause the job, where the provider can (`resume()` continues it)."""
+        from fto.orchestrator.api import actions
+
         actions.pause(self.store, self.id)
         return self.refresh()
 
     def resume(self) -> Job:
         """Continue a cancelled, paused or crashed job from its last checkpoint (`wait()` follows it)."""
+        from fto.orchestrator.api import actions
+
         actions.resume(self.store, self.id)
         return self.refresh()
 
@@ -158,6 +168,8 @@ class Experiment:
     @property
     def spec(self) -> JobSpec:
         """The job as submitted (sweeps expanded: one section per point)."""
+        from fto.orchestrator.api.spec import JobSpec
+
         return JobSpec.model_validate(self.record.spec.model_dump())
 
     @property
@@ -190,6 +202,8 @@ class Experiment:
 
     def cancel(self) -> list[Job]:
         """Cancel every unfinished job; returns the jobs asked."""
+        from fto.orchestrator.api import actions
+
         return [Job(j, self.store) for j in actions.cancel(self.store, self.id)]
 
     def evaluate(self, targets: Sequence[str] = (), on_progress: Any = None) -> Comparison:
@@ -218,6 +232,7 @@ class Experiment:
 
     def compare(self) -> Comparison:
         """Scores with 95% intervals and the paired tests; rewrites report.md and report.html."""
+        from fto.orchestrator.api.results import Comparison
         from fto.orchestrator.eval.report import comparison, write_reports
 
         data = comparison(self.store, self.record)
@@ -252,6 +267,7 @@ def submit(
 ) -> Experiment:
     """Submit a job — a JobSpec, a job file's path, or a dict — to `backends` (default: every section);
     returns at once with the Experiment (`.wait()`, `.evaluate()`). Nothing is sent unless every check passes."""
+    from fto.orchestrator.api.spec import JobSpec
     from fto.orchestrator.submit import submit as submit_loaded
 
     if isinstance(spec, str | Path):
@@ -398,14 +414,19 @@ async def wait_for_async(
 def refreshed(store: Store, jobs: list[JobRecord]) -> list[JobRecord]:
     """The jobs after asking providers (briefly) about unfinished ones whose stored state is older than their poll
     interval — what `fto status` shows."""
+    from fto.orchestrator.submit import backend_for
+
     stale = []
+    specs: dict[str, JobSchema] = {}  # each job file read once
     intervals: dict[tuple[str, str], float] = {}  # one backend per section, however many jobs it has
     for record in jobs:
         if record.status.terminal or record.provider_job_id is None:
             continue
         section = (record.experiment_id, record.backend)
         if section not in intervals:
-            intervals[section] = _backend(store, record).min_poll_interval
+            if record.experiment_id not in specs:
+                specs[record.experiment_id] = store.experiment(record.experiment_id).spec
+            intervals[section] = backend_for(specs[record.experiment_id], record.backend).min_poll_interval
         if (datetime.now(UTC) - record.updated_at).total_seconds() > intervals[section]:
             stale.append(record.id)
     if stale:

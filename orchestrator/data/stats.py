@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import statistics
+import sys
 from array import array
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fto.backends.tokenizers import ESTIMATE_ENCODING, Counter, model_counter, tiktoken_counter
+from fto.backends.tokenizers import (
+    ESTIMATE_ENCODING,
+    Counter,
+    TiktokenCounter,
+    model_counter,
+    tiktoken_counter,
+    tiktoken_encoding,
+)
 from fto.orchestrator.data.validate import Target, validate_file
 from fto.schemas import Conversation, Message, PreferencePair, Record
 
 TOKENS_PER_MESSAGE, TOKENS_PER_NAME, REPLY_PRIMING = 3, 1, 3  # the notebook's num_tokens_from_messages
+PROCESS_FROM_BYTES = 16 * 2**20  # files from this size count tokens in a process of their own
 
 
 def message_tokens(message: Message, counter: Counter) -> int:
@@ -75,14 +85,43 @@ class _Counted:
         return self.counts[text]
 
 
-def measure_window(records: list[Record], counter: Counter) -> list[tuple[int, int]]:
-    """`measure` of each record, by the same rules, with each distinct text tokenized once (system prompts, roles
-    and tool schemas repeat across a file)."""
+def _count_in_worker(encoding: str, texts: list[str]) -> list[int]:
+    """In a counting process: the tokens of each text (tiktoken holds the GIL, so threads would not overlap)."""
+    found = tiktoken_encoding(encoding)
+    return [len(found.encode_ordinary(text)) for text in texts]
+
+
+class _Window:
+    """A window of records whose distinct texts are being counted elsewhere; `result()` finishes `measure`."""
+
+    def __init__(self, records: list[Record], texts: list[str], counts: Future[list[int]]):
+        self.records, self.texts, self.counts = records, texts, counts
+
+    def result(self) -> list[tuple[int, int]]:
+        counted = _Counted(dict(zip(self.texts, self.counts.result(), strict=True)))
+        return [measure(record, counted) for record in self.records]
+
+
+def measure_window(records: list[Record], counter: Counter, pool: Executor) -> _Window:
+    """`measure` of each record by the same rules, with each distinct text (system prompts, roles and tool schemas
+    repeat) tokenized once, on `pool` — a process beside this one for tiktoken, which holds the GIL."""
     texts = _Texts({})
     for record in records:
         measure(record, texts)
-    counted = _Counted({text: counter.count(text) for text in texts.seen})
-    return [measure(record, counted) for record in records]
+    distinct = list(texts.seen)
+    if isinstance(counter, TiktokenCounter) and isinstance(pool, ProcessPoolExecutor):
+        return _Window(records, distinct, pool.submit(_count_in_worker, counter.encoding.name, distinct))
+    return _Window(records, distinct, pool.submit(lambda: [counter.count(text) for text in distinct]))
+
+
+def _counting_pool(path: str | Path, counter: Counter) -> Executor:
+    """A process for a large file counted with tiktoken (parsing and counting then run on two cores); a thread
+    otherwise (a small file would wait longer for the process to start than for its tokens)."""
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    if isinstance(counter, TiktokenCounter) and size >= PROCESS_FROM_BYTES:
+        context = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
+        return ProcessPoolExecutor(1, mp_context=context)
+    return ThreadPoolExecutor(1, thread_name_prefix="fto-count")
 
 
 def distribution(values: array) -> dict[str, float] | None:
@@ -149,12 +188,11 @@ def dataset_stats(
             if not any(m.role == role for m in messages):
                 missing[role] += 1
 
-    # Tokens are counted on a second thread while this one parses (tokenizers release the GIL): on 2 cores the
-    # two overlap, one window of records behind.
-    with ThreadPoolExecutor(1, thread_name_prefix="fto-count") as pool:
+    # Tokens are counted beside the parsing (a process for large files), one window of records behind.
+    with _counting_pool(path, counter) as pool:
         report = validate_file(
             path, target, fmt, mapping, token_limit=limit, observe=observe,
-            measure_many=lambda window: pool.submit(measure_window, window, counter),
+            measure_many=lambda window: measure_window(window, counter, pool),
         )  # fmt: skip
     billing = sum(min(limit, t) for t in totals) if limit else sum(totals)
     n_epochs = epochs or (provider.info.epochs.epochs_for(len(totals)) if provider else 1)

@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from fto.orchestrator.data.formats import RecordError
 from fto.orchestrator.data.read import resolve_format
@@ -22,9 +21,17 @@ from fto.schemas.provider import ProviderInfo
 
 Level = Literal["error", "warning"]
 Measure = Callable[[Record], tuple[int, int]]  # record → (total tokens, assistant tokens)
-MeasureMany = Callable[[list[Record]], "Future[list[tuple[int, int]]]"]  # a window, counted on another thread
+MeasureMany = Callable[[list[Record]], "Pending"]  # a window of records, counted elsewhere
 Observe = Callable[[Record, int, int], None]
 WINDOW = 256  # records counted together when counting runs beside parsing
+
+
+class Pending(Protocol):
+    """Counts being made elsewhere: (total tokens, assistant tokens) per record, once ready."""
+
+    def result(self) -> list[tuple[int, int]]:
+        """Wait for the counts."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ def validate_file(
             pass
         return report
     emit = _Collector(report, Target.named(target) if target else None, max_shown)
-    pending: deque[tuple[list[Record], Future[list[tuple[int, int]]]]] = deque()
+    pending: deque[tuple[list[Record], Pending]] = deque()
     window: list[Record] = []
     for record, _ in scan:
         window.append(record)
@@ -149,7 +156,7 @@ def validate_file(
 
 def _measured(
     records: list[Record],
-    counted: Future[list[tuple[int, int]]],
+    counted: Pending,
     emit: _Collector,
     token_limit: int | None,
     observe: Observe | None,

@@ -214,6 +214,12 @@ class Store:
         return _experiment(row)
 
     @_retried
+    def experiment_names(self, limit: int = 20) -> list[tuple[str, str, datetime]]:
+        """(id, name, created) of the most recent experiments, newest first, without reading their job files."""
+        rows = self.db.read("SELECT id, name, created_at FROM experiments ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [(r["id"], r["name"], datetime.fromisoformat(r["created_at"])) for r in rows]
+
+    @_retried
     def experiments(self, limit: int | None = 20) -> list[Experiment]:
         """The most recent experiments, newest first (all of them with `limit=None`)."""
         sql = "SELECT * FROM experiments ORDER BY created_at DESC"
@@ -255,6 +261,20 @@ class Store:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         return [_job(r) for r in self.db.read(sql + f" ORDER BY created_at, {self.db.ordering}", args)]
+
+    @_retried
+    def status_counts(self, experiment_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Jobs per status of each experiment, counted by the database."""
+        found: dict[str, dict[str, int]] = {e: {} for e in experiment_ids}
+        for k in range(0, len(experiment_ids), 500):
+            chunk = experiment_ids[k : k + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                f"SELECT experiment_id, status, COUNT(*) AS n FROM jobs WHERE experiment_id IN ({marks}) GROUP BY 1, 2"
+            )
+            for r in self.db.read(sql, chunk):
+                found[r["experiment_id"]][r["status"]] = int(r["n"])
+        return found
 
     @_retried
     def recent_jobs(self, limit: int) -> list[Job]:
