@@ -125,13 +125,15 @@ def _submit(job_file: str, backend: str | None, allow_sensitive: bool = False, c
 
 def _wait(job_ids: list[str]) -> list[Any]:
     from fto.orchestrator.api.experiments import wait_for
-    from fto.orchestrator.notify import notify_finished
     from fto.orchestrator.progress import JobsView
+
+    def warn(problem: str) -> None:
+        err_console.print(f"[yellow]warning:[/] {_escape(problem)}", highlight=False)
 
     store = _store()
     try:
         with JobsView(store, console) as show:
-            jobs = wait_for(store, job_ids, show)
+            jobs = wait_for(store, job_ids, show, on_problem=warn)
     except KeyboardInterrupt:
         console.print("\nstopped watching; the jobs go on. Pick them up with [bold]fto wait[/]")
         sys.exit(130)
@@ -139,8 +141,6 @@ def _wait(job_ids: list[str]) -> list[Any]:
         if job.error:
             message = f"[red]{job.backend} {job.id} {job.status.value}:[/] {_escape(job.error)}"
             err_console.print(message, highlight=False)
-    for problem in notify_finished(store, [j.experiment_id for j in jobs]):
-        err_console.print(f"[yellow]warning:[/] {_escape(problem)}", highlight=False)
     return jobs
 
 

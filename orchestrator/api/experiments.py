@@ -6,6 +6,7 @@ Every CLI command that submits, waits, evaluates or compares calls these; the CL
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -387,9 +388,17 @@ def _backend(store: Store, record: JobRecord) -> Any:
 
 
 def wait_for(
-    store: Store, job_ids: list[str], progress: bool | OnJobs = False, timeout: float | None = None
+    store: Store,
+    job_ids: list[str],
+    progress: bool | OnJobs = False,
+    timeout: float | None = None,
+    on_problem: Callable[[str], None] | None = None,
 ) -> list[JobRecord]:
-    """Poll jobs to their end; `progress` is True for a live table (rich: terminal or notebook) or a callback."""
+    """Poll jobs to their end; `progress` is True for a live table (rich: terminal or notebook) or a callback.
+
+    Then each experiment whose jobs have all ended is notified as its job file asks (`notify:`); a notification
+    that fails goes to `on_problem` (default: a Python warning) and never raises.
+    """
     from fto.orchestrator.poll import wait
 
     if progress is True:
@@ -398,8 +407,11 @@ def wait_for(
         from fto.orchestrator.progress import JobsView
 
         with JobsView(store, Console()) as show:
-            return wait(store, job_ids, on_tick=show, timeout=timeout)
-    return wait(store, job_ids, on_tick=progress or None, timeout=timeout)
+            jobs = wait(store, job_ids, on_tick=show, timeout=timeout)
+    else:
+        jobs = wait(store, job_ids, on_tick=progress or None, timeout=timeout)
+    _notify(store, jobs, on_problem)
+    return jobs
 
 
 async def wait_for_async(
@@ -408,7 +420,19 @@ async def wait_for_async(
     """`wait_for` in a running event loop."""
     from fto.orchestrator.poll import Poller
 
-    return await Poller(store, on_jobs).run(job_ids, timeout)
+    jobs = await Poller(store, on_jobs).run(job_ids, timeout)
+    await asyncio.to_thread(_notify, store, jobs, None)  # a webhook may take seconds: off the loop
+    return jobs
+
+
+def _notify(store: Store, jobs: list[JobRecord], on_problem: Callable[[str], None] | None) -> None:
+    from fto.orchestrator.notify import notify_finished
+
+    for problem in notify_finished(store, [j.experiment_id for j in jobs]):
+        if on_problem:
+            on_problem(problem)
+        else:
+            warnings.warn(problem, stacklevel=3)
 
 
 def refreshed(store: Store, jobs: list[JobRecord]) -> list[JobRecord]:

@@ -20,13 +20,14 @@ class JobSpec(_Schema):
     """
 
     _path: Path | None = PrivateAttr(default=None)
+    _as_read: dict[str, Any] | None = PrivateAttr(default=None)  # to tell whether Python changed it since
 
     @classmethod
     def from_file(cls, path: str | Path) -> JobSpec:
         """The job file at `path`, validated (a bad one raises ConfigError naming its file, line and field)."""
         loaded = config.load_job(path, choose=False)
         spec = cls.model_validate(loaded.spec.model_dump())
-        spec._path = loaded.path
+        spec._path, spec._as_read = loaded.path, _unexpanded(spec)
         return spec
 
     @classmethod
@@ -43,9 +44,9 @@ class JobSpec(_Schema):
     def loaded(self, backends: list[str] | None = None) -> config.LoadedJob:
         """The job as `fto submit` takes it: `backends` chosen among its sections (default: all), sweeps expanded."""
         choice = ",".join(backends) if backends else None
-        if self._path is not None:  # read again, as the CLI reads it: the same errors, with their lines
-            return config.load_job(self._path, choice)
-        return config.load_dict(_unexpanded(self), choice)
+        if self._path is not None and _unexpanded(self) == self._as_read:
+            return config.load_job(self._path, choice)  # as the CLI reads it: the same errors, with their lines
+        return config.load_dict(_unexpanded(self), choice)  # changed in Python: checked as given
 
 
 def _unexpanded(spec: _Schema) -> dict[str, Any]:

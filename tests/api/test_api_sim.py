@@ -79,6 +79,11 @@ def test_a_job_file_a_dict_and_a_built_spec_are_one_validation(sim, tmp_path):
         fto.submit({**_spec(sim), "data": {"train": str(tmp_path / "missing.jsonl")}})
     assert fto.experiments() == []  # nothing submitted, nothing recorded
 
+    job_file.write_text(yaml.safe_dump(_spec(sim), sort_keys=False))
+    edited = fto.JobSpec.from_file(job_file)
+    edited.hyperparameters.epochs = 3  # changed in Python after reading: what is submitted
+    assert fto.submit(edited, backends=["a"]).spec.hyperparameters.epochs == 3
+
     built = fto.JobSpec(**{**_spec(sim), "hyperparameters": {"epochs": 2}})
     swept = fto.JobSpec.from_dict({**_spec(sim), "hyperparameters": {"learning_rate": [1e-4, 3e-4]}})
     assert swept.sweep is not None and swept.points == {}  # expanded at submit, as from a file
