@@ -150,7 +150,10 @@ async def data_page(request: Request) -> Response:
 
 async def data_line_page(request: Request) -> Response:
     """`/data/line?path=FILE&line=N`: one line of a file, where a finding points."""
-    path, line = request.query_params.get("path", ""), int(request.query_params.get("line", "0") or 0)
+    path, given = request.query_params.get("path", ""), request.query_params.get("line", "") or "0"
+    if not given.isdigit():
+        return JSONResponse({"error": f"line must be a line number, not {given!r}"}, 400)
+    line = int(given)
     text: str | None = None
     try:
         text = await anyio.to_thread.run_sync(views.file_line, path, line)

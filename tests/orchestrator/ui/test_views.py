@@ -134,6 +134,8 @@ def test_pages_show_the_store_and_buttons_are_refused_when_read_only(stocked):
     assert refused.status_code == 403 and "--allow-actions" in refused.json()["error"]
     writable = TestClient(create_ui_app(UiConfig(allow_actions=True)))
     assert writable.post(f"/api/jobs/{jobs[0].id}/cancel").status_code == 403  # not from the dashboard's button
+    bad_line = client.get("/data/line?path=/etc/hostname&line=abc")
+    assert bad_line.status_code == 400 and "'abc'" in bad_line.json()["error"]
     missing = client.get("/experiments/exp-nope")
     assert missing.status_code == 404 and "exp-nope" in missing.json()["error"]
     overview = client.get("/api/experiments").json()
