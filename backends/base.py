@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from importlib.resources import files
@@ -22,7 +22,7 @@ from fto.orchestrator.data.formats import Format, get_format
 from fto.orchestrator.data.write import write_records
 from fto.orchestrator.errors import ConfigError, DataError, UnsupportedError
 from fto.orchestrator.paths import fto_home
-from fto.schemas import Completion, JobSpec, Message, ProviderJob, ProviderUpdates, Record
+from fto.schemas import Completion, JobListing, JobSpec, Message, ProviderJob, ProviderUpdates, Record
 from fto.schemas.provider import Price, ProviderInfo
 
 
@@ -93,6 +93,7 @@ class Backend(ABC, Generic[OptionsT]):
     # Polling: quick while a job changes, backing off to the slow interval while it does not.
     min_poll_interval: float = 5.0
     max_poll_interval: float = 60.0
+    batch_poll: bool = False  # True where the provider lists many jobs in one request (see `alist`)
     # What the provider tolerates from one fto process.
     max_concurrency: int = 8
     max_requests_per_second: float = 5.0
@@ -236,6 +237,15 @@ class Backend(ABC, Generic[OptionsT]):
     async def apoll(self, provider_job_id: str, cursor: str | None) -> tuple[ProviderJob, ProviderUpdates]:
         """The poller's entry point; SDK-based backends run in a worker thread, native async ones override."""
         return await asyncio.to_thread(self.poll, provider_job_id, cursor)
+
+    async def alist(self, changed_since: str | None, page: str | None, cursors: Mapping[str, str | None]) -> JobListing:
+        """Batch poll: one page of the provider's jobs (its list endpoint), only those changed since `changed_since`
+        (a `JobListing.as_of` from before) where the provider can filter so; `None`: all of them. `cursors` are the
+        poller's, by provider job id: a list that carries each job's news gives those after its cursor.
+
+        The poller asks this every `min_poll_interval` instead of one request per job; it polls a job itself only
+        when its listing changed and did not carry its news. Backends that set `batch_poll` implement it."""
+        raise NotImplementedError
 
     @abstractmethod
     def cancel(self, provider_job_id: str) -> None:

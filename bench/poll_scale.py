@@ -1,7 +1,8 @@
-"""Polling at scale: 10,000 simulated jobs watched by one fto process, on each store engine in turn.
+"""Polling at scale: 10,000 simulated jobs watched by one fto process, on each store engine in turn, with each way
+of polling in turn: job by job, and batch polls (the provider's list endpoint, carrying news or states only).
 
     python bench/poll_scale.py              # JOBS=10000 DURATION=30 INTERVAL=1 (min) / 5 (max)
-    ENGINES=sqlite python bench/poll_scale.py        # default: sqlite,postgresql
+    ENGINES=sqlite POLLING=jobs,lists python bench/poll_scale.py   # default: sqlite,postgresql × jobs,lists,states
 
 Prints requests/s, the poller's CPU seconds per 1,000 jobs per minute (and, on PostgreSQL, the server's), and the
 lag between a job ending at the provider and the store recording it (p50, p99, max). The provider is the sim
@@ -57,7 +58,14 @@ def server_cpu(pg: object | None) -> float:
     return total
 
 
-def run(engine: str) -> dict[str, object]:
+POLLING = {  # the sim section's options for each way of polling
+    "jobs": {"batch_poll": False},
+    "lists": {"batch_poll": True, "list_news": True},
+    "states": {"batch_poll": True, "list_news": False},
+}
+
+
+def run(engine: str, polling: str) -> dict[str, object]:
     os.environ["FTO_HOME"] = tempfile.mkdtemp(prefix="fto-bench-")
     pg = None
     if engine == "postgresql":
@@ -80,6 +88,7 @@ def run(engine: str) -> dict[str, object]:
                         "max_poll_interval": MAX_INTERVAL,
                         "timeout": 0.5,
                         "max_concurrency": 32,
+                        **POLLING[polling],
                     }
                 },
                 "eval": None,
@@ -106,9 +115,10 @@ def run(engine: str) -> dict[str, object]:
     lags = sorted(
         j.finished_at.timestamp() - max(ends[j.id], wall_before) for j in jobs if j.finished_at and j.id in ends
     )
-    answered = sum(n for route, n in stats["requests"].items() if route.startswith("GET /v1/jobs/{id}"))
+    answered = sum(n for route, n in stats["requests"].items() if route.startswith("GET /v1/jobs"))
     result = {
         "engine": engine,
+        "polling": polling,
         "jobs": JOBS,
         "submit_s": round(submit_seconds, 1),
         "ended": sum(j.status.terminal for j in jobs),
@@ -131,15 +141,20 @@ def run(engine: str) -> dict[str, object]:
 
 
 def main() -> None:
-    results = [run(engine) for engine in os.environ.get("ENGINES", "sqlite,postgresql").split(",")]
+    results = [
+        run(engine, polling)
+        for engine in os.environ.get("ENGINES", "sqlite,postgresql").split(",")
+        for polling in os.environ.get("POLLING", "jobs,lists,states").split(",")
+    ]
     print(
-        "\n| engine | jobs | submit s | ended | submitted twice | requests/s | fto CPU s /1,000 jobs/min | "
+        "\n| engine | polling | jobs | submit s | ended | submitted twice | requests/s | fto CPU s /1,000 jobs/min | "
         "server CPU s /1,000 jobs/min | lag p50 s | lag p99 s | lag max s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
-            f"| {r['engine']} | {r['jobs']:,} | {r['submit_s']} | {r['ended']:,} | {r['duplicates']} | "
+            f"| {r['engine']} | {r['polling']} | {r['jobs']:,} | {r['submit_s']} | {r['ended']:,} | "
+            f"{r['duplicates']} | "
             f"{r['requests_per_s']} | "
             f"{r['cpu_s_per_1000_jobs_per_minute']} | {r['db_server_cpu_s_per_1000_jobs_per_minute']} | "
             f"{r['lag_p50_s']} | {r['lag_p99_s']} | {r['lag_max_s']} |"

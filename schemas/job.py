@@ -116,3 +116,19 @@ class ProviderUpdates(BaseModel):
     metrics: list[Metric] = Field(default_factory=list)
     checkpoints: list[Checkpoint] = Field(default_factory=list)
     cursor: str | None = None
+
+
+class ListedJob(BaseModel):
+    """A job as a provider's list endpoint shows it: its state, and the provider's stamp of its last change."""
+
+    state: ProviderJob
+    changed: str | None = None  # None: the list cannot tell whether new events or metrics came
+    updates: ProviderUpdates | None = None  # its news after the poller's cursor, where the list carries them
+
+
+class JobListing(BaseModel):
+    """One page of a provider's list of jobs: a batch poll's answer."""
+
+    jobs: dict[str, ListedJob] = Field(default_factory=dict)  # by the provider's job id
+    next_page: str | None = None  # pass back for the next page; None: the last one
+    as_of: str | None = None  # the provider's clock at this answer: pass it back as `changed_since` next time

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,8 +16,21 @@ from pydantic import Field
 
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.orchestrator.errors import BackendError, ConfigError
-from fto.schemas import Completion, JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates, Record
+from fto.schemas import (
+    Completion,
+    JobEvent,
+    JobListing,
+    JobSpec,
+    JobStatus,
+    ListedJob,
+    Message,
+    Metric,
+    ProviderJob,
+    ProviderUpdates,
+    Record,
+)
 
+LIST_PAGE = 1000  # jobs per list request
 STATUSES = {s.value: s for s in JobStatus} | {"validating_files": JobStatus.VALIDATING}
 
 
@@ -32,6 +45,12 @@ class SimOptions(BackendOptions):
     max_poll_interval: float = Field(default=2.0, gt=0)
     max_concurrency: int = Field(default=16, gt=0)
     max_requests_per_second: float = Field(default=2000.0, gt=0)
+    batch_poll: bool = Field(default=True, description="poll through the list endpoint: many jobs per request")
+    list_news: bool = Field(
+        default=True,
+        description="listings carry each job's events and metrics (as Together's do); off: a job whose listing "
+        "changed is asked itself (as OpenAI's list needs)",
+    )
 
 
 @functools.cache
@@ -49,6 +68,7 @@ class SimBackend(Backend[SimOptions]):
         o = options
         self.min_poll_interval, self.max_poll_interval = o.min_poll_interval, o.max_poll_interval
         self.max_concurrency, self.max_requests_per_second = o.max_concurrency, o.max_requests_per_second
+        self.batch_poll = o.batch_poll
         # One TLS context for every client: building one reads the system's CA bundle (~20 ms), and an
         # experiment may have a thousand sections.
         self._client = httpx.Client(base_url=o.url, timeout=o.timeout, verify=_tls())
@@ -145,37 +165,70 @@ class SimBackend(Backend[SimOptions]):
         return self._convert(self._request("GET", f"/v1/jobs/{provider_job_id}", params=_params(cursor)), cursor)
 
     async def apoll(self, provider_job_id: str, cursor: str | None) -> tuple[ProviderJob, ProviderUpdates]:
+        return self._convert(await self._aget(f"/v1/jobs/{provider_job_id}", _params(cursor)), cursor)
+
+    async def alist(self, changed_since: str | None, page: str | None, cursors: Mapping[str, str | None]) -> JobListing:
+        params: dict[str, str | int] = {"limit": LIST_PAGE}
+        if self.options.list_news:
+            params["expand"] = "news"
+        if changed_since is not None:
+            params["updated_after"] = changed_since
+        if page is not None:
+            params["after"] = page
+        data = await self._aget("/v1/jobs", params)
+        items = data["data"]
+        jobs = {
+            item["id"]: ListedJob(
+                state=self._state(item),
+                changed=repr(item["updated_at"]),
+                updates=self._news(item, cursors[item["id"]], listed=True) if "events" in item else None,
+            )
+            for item in items
+            if item["id"] in cursors  # the jobs this poller watches
+        }
+        last = items[-1]["id"] if data["has_more"] and items else None
+        return JobListing(jobs=jobs, next_page=last, as_of=repr(data["as_of"]))
+
+    async def _aget(self, path: str, params: dict[str, Any]) -> Any:
+        """A GET on the polling session (aiohttp: it costs a small fraction of httpx's per request)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 base_url=str(self._client.base_url).rstrip("/"),
-                connector=aiohttp.TCPConnector(limit=self.max_concurrency),
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency + 1),  # the workers and the listing
                 timeout=aiohttp.ClientTimeout(total=self.options.timeout),
             )
         try:
-            async with self._session.get(f"/v1/jobs/{provider_job_id}", params=_params(cursor)) as response:
+            async with self._session.get(path, params=params) as response:
                 status, headers, body = response.status, response.headers, await response.read()
         except TimeoutError:
-            raise BackendError("poll timed out", backend=self.name, retryable=True) from None
+            raise BackendError(f"GET {path} timed out", backend=self.name, retryable=True) from None
         except aiohttp.ClientError as exc:
             raise BackendError(f"cannot reach the provider: {exc}", backend=self.name, retryable=True) from None
-        return self._convert(self._check(httpx.Response(status, headers=dict(headers), content=body)), cursor)
+        return self._check(httpx.Response(status, headers=dict(headers), content=body))
 
-    def _convert(self, data: dict[str, Any], cursor: str | None) -> tuple[ProviderJob, ProviderUpdates]:
-        """The provider's objects, converted here at the edge into ours."""
-        seen_events, seen_metrics = _split(cursor)
-        state = ProviderJob(
+    def _state(self, data: dict[str, Any]) -> ProviderJob:
+        return ProviderJob(
             status=STATUSES[data["status"]],
             base_model=self.options.model,
             fine_tuned_model=data.get("fine_tuned_model"),
             trained_tokens=data.get("trained_tokens"),
             error=data.get("error"),
         )
-        events = [
-            JobEvent(created_at=datetime.now(UTC), level=e["level"], message=e["message"]) for e in data["events"]
-        ]
-        metrics = [Metric(step=m["step"], total_steps=m["total_steps"], loss=m["loss"]) for m in data["metrics"]]
+
+    def _convert(self, data: dict[str, Any], cursor: str | None) -> tuple[ProviderJob, ProviderUpdates]:
+        """The provider's objects, converted here at the edge into ours."""
+        return self._state(data), self._news(data, cursor, listed=False)
+
+    def _news(self, data: dict[str, Any], cursor: str | None, listed: bool) -> ProviderUpdates:
+        """Events and metrics after `cursor`: a job's own answer starts there, a listing carries them all."""
+        seen_events, seen_metrics = _split(cursor)
+        raw_events, raw_metrics = data["events"], data["metrics"]
+        if listed:
+            raw_events, raw_metrics = raw_events[seen_events:], raw_metrics[seen_metrics:]
+        events = [JobEvent(created_at=datetime.now(UTC), level=e["level"], message=e["message"]) for e in raw_events]
+        metrics = [Metric(step=m["step"], total_steps=m["total_steps"], loss=m["loss"]) for m in raw_metrics]
         next_cursor = f"{seen_events + len(events)}:{seen_metrics + len(metrics)}"
-        return state, ProviderUpdates(events=events, metrics=metrics, cursor=next_cursor)
+        return ProviderUpdates(events=events, metrics=metrics, cursor=next_cursor)
 
     def cancel(self, provider_job_id: str) -> None:
         self._request("POST", f"/v1/jobs/{provider_job_id}/cancel")

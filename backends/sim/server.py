@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 Scope = dict[str, Any]
+LIST_OVERLAP = 0.01  # seconds a listing filtered by update time reaches back, against rounding at its edge
 
 
 @dataclass
@@ -85,6 +86,52 @@ class SimProvider:
                 events.append({"at": job.created + job.duration, "level": "info", "message": "job succeeded"})
         result["events"], result["metrics"] = events, metrics
         return result
+
+    def changed_at(self, job: SimJob, now: float) -> float:
+        """When the job last changed as of `now`: its last event or metric."""
+        if job.cancelled_at is not None and job.cancelled_at <= now and job.cancelled_at - job.created < job.duration:
+            return job.cancelled_at
+        elapsed = now - job.created
+        start = job.duration * self.queued_fraction
+        if elapsed >= job.duration:
+            return job.created + job.duration
+        if elapsed < start:
+            return job.created
+        run = job.duration - start
+        done = min(job.steps, int((elapsed - start) / run * job.steps))  # as `state` counts metrics
+        return job.created + start + done * run / job.steps
+
+    def listing(self, now: float, query: dict[str, str]) -> tuple[int, Any]:
+        """A page of jobs, oldest first, as providers' list endpoints give them: states without events or metrics,
+        each with when it last changed; `expand=news` adds their whole events and metrics (as Together's list carries
+        events). `updated_after` keeps the jobs changed since (with a little overlap, so nothing is lost at the
+        boundary); `after` is the last job id of the page before."""
+        try:
+            limit = int(query["limit"])
+            since = float(query["updated_after"]) - LIST_OVERLAP if "updated_after" in query else None
+        except ValueError:
+            return 400, {"error": {"message": "limit and updated_after must be numbers"}}
+        if not 1 <= limit <= 1000:
+            return 400, {"error": {"message": "limit must be between 1 and 1000"}}
+        ids = list(self.jobs)
+        after = query.get("after")
+        if after is not None and after not in self.jobs:
+            return 400, {"error": {"message": f"no job {after!r} to list after"}}
+        page: list[dict[str, Any]] = []
+        has_more = False
+        for job_id in ids[ids.index(after) + 1 if after else 0 :]:
+            job = self.jobs[job_id]
+            changed = self.changed_at(job, now)
+            if since is not None and changed < since:
+                continue
+            if len(page) == limit:
+                has_more = True
+                break
+            state = self.state(job, now)
+            if query.get("expand") != "news":
+                del state["events"], state["metrics"]
+            page.append(state | {"updated_at": changed})
+        return 200, {"data": page, "has_more": has_more, "as_of": now}
 
     # HTTP ---------------------------------------------------------------------------------------------
 
@@ -157,6 +204,8 @@ class SimProvider:
             return 200, {"id": job.id, "status": "queued"}
         if path == "/v1/jobs" and method == "GET":
             key = query.get("fto_job_id")
+            if "limit" in query:
+                return self.listing(now, query)
             return 200, {"data": [{"id": j.id} for j in self.jobs.values() if key is None or j.key == key]}
         if len(parts) >= 3 and parts[:2] == ["v1", "jobs"]:
             found = self.jobs.get(parts[2])

@@ -336,19 +336,29 @@ class Store:
         return [_job(r) for r in self.db.read(sql + f" ORDER BY created_at, {self.db.ordering}", args)]
 
     @_retried
-    def acquire_lease(self, job_id: str, owner: str, seconds: float) -> bool:
-        """Take (or renew) the right to poll a job, so two fto processes never poll the same one.
+    def acquire_leases(self, job_ids: list[str], owner: str, seconds: float) -> dict[str, tuple[str, str | None]]:
+        """Take (or renew) the right to poll jobs, so two fto processes never poll the same one: one statement per
+        500 jobs, all in one transaction. Returns the jobs `owner` now holds, each with its provider's id and cursor.
 
-        PostgreSQL skips a row another transaction has locked (SKIP LOCKED) instead of waiting for it."""
+        Left out: jobs not yet submitted, jobs ended (unless `owner` holds them already: their last news may still be
+        on its way), and jobs another owner's lease still covers. PostgreSQL skips a row another transaction has
+        locked (SKIP LOCKED) instead of waiting for it."""
         clock = time.time()
         skip = " SKIP LOCKED" if self.db.lock else ""
+        held: dict[str, tuple[str, str | None]] = {}
         with self.db.tx() as tx:
-            changed = tx.execute(
-                "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id = (SELECT id FROM jobs WHERE id = ? AND "
-                f"(lease_owner IS NULL OR lease_owner = ? OR lease_until < ?){self.db.lock}{skip})",
-                (owner, clock + seconds, job_id, owner, clock),
-            )
-        return changed == 1
+            for start in range(0, len(job_ids), 500):
+                chunk = job_ids[start : start + 500]
+                rows = tx.read(
+                    "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN (SELECT id FROM jobs WHERE "
+                    f"id IN ({', '.join('?' * len(chunk))}) AND provider_job_id IS NOT NULL "
+                    "AND (status NOT IN (?, ?, ?) OR lease_owner = ?) "
+                    f"AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?){self.db.lock}{skip}) "
+                    "RETURNING id, provider_job_id, cursor",
+                    (owner, clock + seconds, *chunk, *(s.value for s in _TERMINAL), owner, owner, clock),
+                )
+                held.update((row["id"], (row["provider_job_id"], row["cursor"])) for row in rows)
+        return held
 
     @_retried
     def release_leases(self, owner: str) -> None:

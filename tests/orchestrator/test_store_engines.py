@@ -57,7 +57,9 @@ def test_a_store_from_before_migrations_upgrades_in_place_and_keeps_its_jobs(fto
     store = Store()
     assert version(store.db) == LATEST
     assert store.job("job-old").status == JobStatus.RUNNING and store.experiment("old").id == "exp-old"
-    assert store.acquire_lease("job-old", "me", 30) and store.claim_submit("job-old")  # the new columns work
+    assert store.claim_submit("job-old")  # the new columns work
+    store.set_submitted("job-old", "p-old")
+    assert "job-old" in store.acquire_leases(["job-old"], "me", 30)
     store.save_scores("exp-old", "sim/fine-tuned", "job-old", "sim", "m", {"exact_match": (0.5, 0.4, 0.6)}, 10)
     assert store.scores("exp-old")[0]["low"] == 0.4
 
@@ -84,15 +86,26 @@ def test_a_submission_claim_is_one_process_at_a_time_and_lapses_with_its_process
 
 def test_a_poll_lease_is_held_by_one_owner_until_it_lapses_or_is_released(engine):
     store = Store()
-    _, (job,) = store.create_experiment(SPEC, None, ["sim"])
-    assert store.acquire_lease(job.id, "a", 30) and not store.acquire_lease(job.id, "b", 30)
-    assert store.acquire_lease(job.id, "a", 30)  # renewal
+    ids = [store.create_experiment(SPEC, None, ["sim"])[1][0].id for _ in range(2)]
+
+    def lease(owner: str, seconds: float = 30) -> set[str]:
+        return set(store.acquire_leases(ids, owner, seconds))
+
+    assert lease("a") == set()  # not submitted yet: nothing to poll
+    store.set_submitted(ids[0], "p-1")
+    store.set_submitted(ids[1], "p-2")
+    assert store.acquire_leases(ids, "a", 30) == {ids[0]: ("p-1", None), ids[1]: ("p-2", None)}
+    assert lease("b") == set() and lease("a") == set(ids)  # held; renewed by its owner
     store.release_leases("a")
-    assert store.acquire_lease(job.id, "b", 0.01) and not store.acquire_lease(job.id, "a", 30)
+    assert lease("b", 0.01) == set(ids) and lease("a") == set()
     import time
 
     time.sleep(0.05)
-    assert store.acquire_lease(job.id, "a", 30)  # b's lease lapsed
+    assert lease("a") == set(ids)  # b's lease lapsed
+    store.update_from_provider(ids[1], ProviderJob(status=JobStatus.SUCCEEDED))
+    assert lease("a") == set(ids)  # ended, but its holder may still be fetching its last news
+    store.release_leases("a")
+    assert lease("b") == {ids[0]}  # an ended job is no one's to take up
 
 
 def test_another_process_writing_is_seen_without_reading_a_table(engine):

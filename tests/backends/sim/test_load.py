@@ -53,7 +53,7 @@ def test_1000_jobs_all_end_none_lost_none_twice_with_near_minimal_requests(sim_s
     server = sim_server(duration=6, fail_rate=0.05, stall=1.0)
     store = Store()
     interval = 1.0
-    ids = submit_many(_spec(server.url, interval), 1000)
+    ids = submit_many(_spec(server.url, interval, batch_poll=False), 1000)  # job by job (test_batch_poll: lists)
     assert all(store.job(i).provider_job_id for i in ids)  # every create went through, despite the faults
 
     started = time.time()
