@@ -278,6 +278,7 @@ class Poller:
             if mine:
                 try:
                     changed_since = await self._list(provider, changed_since, mine)
+                    self.flush()  # what the listing brought, written now rather than at the next tick
                 except Exception:  # the listing failed after its retries: each job back on a schedule of its own
                     for job_id in mine.values():
                         self._unstamp(job_id)

@@ -181,7 +181,7 @@ class SimBackend(Backend[SimOptions]):
             item["id"]: ListedJob(
                 state=self._state(item),
                 changed=repr(item["updated_at"]),
-                updates=self._news(item, cursors[item["id"]], listed=True) if "events" in item else None,
+                updates=self._listed_news(item, cursors[item["id"]]),
             )
             for item in items
             if item["id"] in cursors  # the jobs this poller watches
@@ -217,18 +217,32 @@ class SimBackend(Backend[SimOptions]):
 
     def _convert(self, data: dict[str, Any], cursor: str | None) -> tuple[ProviderJob, ProviderUpdates]:
         """The provider's objects, converted here at the edge into ours."""
-        return self._state(data), self._news(data, cursor, listed=False)
+        return self._state(data), self._news(data, cursor)
 
-    def _news(self, data: dict[str, Any], cursor: str | None, listed: bool) -> ProviderUpdates:
-        """Events and metrics after `cursor`: a job's own answer starts there, a listing carries them all."""
+    def _news(self, data: dict[str, Any], cursor: str | None) -> ProviderUpdates:
+        """Events and metrics after `cursor` (a job's own answer starts there)."""
         seen_events, seen_metrics = _split(cursor)
-        raw_events, raw_metrics = data["events"], data["metrics"]
-        if listed:
-            raw_events, raw_metrics = raw_events[seen_events:], raw_metrics[seen_metrics:]
-        events = [JobEvent(created_at=datetime.now(UTC), level=e["level"], message=e["message"]) for e in raw_events]
-        metrics = [Metric(step=m["step"], total_steps=m["total_steps"], loss=m["loss"]) for m in raw_metrics]
+        events = [
+            JobEvent(created_at=datetime.now(UTC), level=e["level"], message=e["message"]) for e in data["events"]
+        ]
+        metrics = [Metric(step=m["step"], total_steps=m["total_steps"], loss=m["loss"]) for m in data["metrics"]]
         next_cursor = f"{seen_events + len(events)}:{seen_metrics + len(metrics)}"
         return ProviderUpdates(events=events, metrics=metrics, cursor=next_cursor)
+
+    def _listed_news(self, item: dict[str, Any], cursor: str | None) -> ProviderUpdates | None:
+        """A listing's news after `cursor`. It starts where it says: one that starts after the cursor cannot tell
+        what came between (None: the job is asked itself)."""
+        if "events" not in item:
+            return None
+        seen_events, seen_metrics = _split(cursor)
+        events_from, metrics_from = item.get("events_from", 0), item.get("metrics_from", 0)
+        if events_from > seen_events or metrics_from > seen_metrics:
+            return None
+        after = {
+            "events": item["events"][seen_events - events_from :],
+            "metrics": item["metrics"][seen_metrics - metrics_from :],
+        }
+        return self._news(after, cursor)
 
     def cancel(self, provider_job_id: str) -> None:
         self._request("POST", f"/v1/jobs/{provider_job_id}/cancel")

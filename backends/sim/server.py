@@ -72,7 +72,15 @@ class SimProvider:
             status = "running"
             events.append({"at": job.created + start, "level": "info", "message": "training started"})
             done = min(job.steps, int((elapsed - start) / run * job.steps))
-            metrics = [{"step": s, "total_steps": job.steps, "loss": round(2.0 / s, 4)} for s in range(1, done + 1)]
+            metrics = [
+                {
+                    "step": s,
+                    "total_steps": job.steps,
+                    "loss": round(2.0 / s, 4),
+                    "at": job.created + start + s * run / job.steps,
+                }
+                for s in range(1, done + 1)
+            ]
         result: dict[str, Any] = {"id": job.id, "status": status, "fine_tuned_model": None, "error": None}
         if job.cancelled_at is not None and status != "succeeded" and elapsed < job.duration:
             result["status"] = "cancelled"
@@ -103,9 +111,10 @@ class SimProvider:
 
     def listing(self, now: float, query: dict[str, str]) -> tuple[int, Any]:
         """A page of jobs, oldest first, as providers' list endpoints give them: states without events or metrics,
-        each with when it last changed; `expand=news` adds their whole events and metrics (as Together's list carries
-        events). `updated_after` keeps the jobs changed since (with a little overlap, so nothing is lost at the
-        boundary); `after` is the last job id of the page before."""
+        each with when it last changed. `updated_after` keeps the jobs changed since (with a little overlap, so
+        nothing is lost at the boundary); `after` is the last job id of the page before. `expand=news` adds their
+        events and metrics (as Together's list carries events): those since `updated_after`, with the index of the
+        first one given (`events_from`, `metrics_from`)."""
         try:
             limit = int(query["limit"])
             since = float(query["updated_after"]) - LIST_OVERLAP if "updated_after" in query else None
@@ -130,6 +139,11 @@ class SimProvider:
             state = self.state(job, now)
             if query.get("expand") != "news":
                 del state["events"], state["metrics"]
+            elif since is not None:
+                for kind in ("events", "metrics"):
+                    items = state[kind]
+                    first = next((i for i, item in enumerate(items) if item["at"] >= since), len(items))
+                    state[kind], state[f"{kind}_from"] = items[first:], first
             page.append(state | {"updated_at": changed})
         return 200, {"data": page, "has_more": has_more, "as_of": now}
 
