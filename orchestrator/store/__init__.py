@@ -98,6 +98,42 @@ def _checkpoint_event(checkpoint: Checkpoint) -> JobEvent:
     )
 
 
+_INSERT_EVENT = (
+    "INSERT INTO events (job_id, seq, created_at, level, message, data) VALUES "
+    "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?), ?, ?, ?, ?)"
+)
+_UPSERT_METRIC = (
+    "INSERT INTO metrics (job_id, step, data) VALUES (?, ?, ?) "
+    "ON CONFLICT (job_id, step) DO UPDATE SET data = excluded.data"
+)
+# A cancel asked for stays visible until the provider says the job ended; the first end stamps finished_at.
+_UPDATE_STATE = """UPDATE jobs SET status = CASE WHEN status = 'cancelling' AND ? = 0 THEN status ELSE ? END,
+   base_model = COALESCE(?, base_model),
+   fine_tuned_model = COALESCE(?, fine_tuned_model), trained_tokens = COALESCE(?, trained_tokens),
+   error = ?, updated_at = ?,
+   finished_at = CASE WHEN ? = 1 AND finished_at IS NULL THEN ? ELSE finished_at END
+   WHERE id = ?"""
+
+
+def _event_row(job_id: str, event: JobEvent) -> tuple[Any, ...]:
+    data = redact(json.dumps(event.data))
+    return (job_id, job_id, event.created_at.isoformat(), event.level, redact(event.message), data)
+
+
+def _metric_row(job_id: str, metric: Metric, seen: datetime) -> tuple[Any, ...]:
+    """A metric's row; one without a time gets when we learnt of it (enough to estimate the time left)."""
+    stamped = metric if metric.created_at else metric.model_copy(update={"created_at": seen})
+    return (job_id, metric.step, stamped.model_dump_json(exclude_none=True))
+
+
+def _state_row(job_id: str, state: ProviderJob) -> tuple[Any, ...]:
+    stamp = now().isoformat()
+    terminal = 1 if state.status.terminal else 0
+    error = redact(state.error) if state.error else None
+    return (terminal, state.status.value, state.base_model, state.fine_tuned_model, state.trained_tokens, error,
+            stamp, terminal, stamp, job_id)  # fmt: skip
+
+
 def now() -> datetime:
     """The current time, in UTC."""
     return datetime.now(UTC)
@@ -424,37 +460,41 @@ class Store:
 
     @_retried
     def record_polls(self, polls: list[tuple[str, ProviderJob, ProviderUpdates]]) -> None:
-        """Polls' news (events, metrics, cursor) and the jobs' states, in one transaction."""
+        """Polls' news (events, metrics, cursor) and the jobs' states, in one transaction of four statements, each
+        run for all its rows (pipelined on PostgreSQL): a flush of thousands of jobs costs a few round trips."""
         with self.db.tx() as tx:
-            for job_id, state, updates in polls:
-                events = updates.events + [_checkpoint_event(c) for c in updates.checkpoints]
-                self._append(tx, job_id, events, updates.metrics, updates.cursor)
-                self._update_state(tx, job_id, state)
+            self._lock_jobs(tx, [job_id for job_id, _, _ in polls])
+            tx.executemany(
+                _INSERT_EVENT,
+                [
+                    _event_row(job_id, event)
+                    for job_id, _, updates in polls
+                    for event in updates.events + [_checkpoint_event(c) for c in updates.checkpoints]
+                ],
+            )
+            seen = now()
+            tx.executemany(
+                _UPSERT_METRIC,
+                [_metric_row(job_id, metric, seen) for job_id, _, updates in polls for metric in updates.metrics],
+            )
+            cursors = [(updates.cursor, job_id) for job_id, _, updates in polls if updates.cursor is not None]
+            tx.executemany("UPDATE jobs SET cursor = ? WHERE id = ?", cursors)
+            tx.executemany(_UPDATE_STATE, [_state_row(job_id, state) for job_id, state, _ in polls])
+            for job_id, _, _ in polls:
+                tx.notify(job_id)
+
+    def _lock_jobs(self, tx: Tx, job_ids: list[str]) -> None:
+        """Numbering events reads each job's last one: no other writer for these jobs meanwhile (in id order, so
+        two writers never wait on each other). SQLite's write transaction is lock enough."""
+        if not self.db.lock:
+            return
+        ids = sorted(set(job_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            tx.read(f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * len(chunk))}) ORDER BY id{self.db.lock}", chunk)
 
     def _update_state(self, tx: Tx, job_id: str, state: ProviderJob) -> None:
-        stamp = now().isoformat()
-        terminal = 1 if state.status.terminal else 0
-        # A cancel asked for stays visible until the provider says the job ended.
-        tx.execute(
-            """UPDATE jobs SET status = CASE WHEN status = 'cancelling' AND ? = 0 THEN status ELSE ? END,
-               base_model = COALESCE(?, base_model),
-               fine_tuned_model = COALESCE(?, fine_tuned_model), trained_tokens = COALESCE(?, trained_tokens),
-               error = ?, updated_at = ?,
-               finished_at = CASE WHEN ? = 1 AND finished_at IS NULL THEN ? ELSE finished_at END
-               WHERE id = ?""",
-            (
-                terminal,
-                state.status.value,
-                state.base_model,
-                state.fine_tuned_model,
-                state.trained_tokens,
-                redact(state.error) if state.error else None,
-                stamp,
-                terminal,
-                stamp,
-                job_id,
-            ),
-        )
+        tx.execute(_UPDATE_STATE, _state_row(job_id, state))
         tx.notify(job_id)
 
     @_retried
@@ -481,33 +521,10 @@ class Store:
             self._append(tx, job_id, events, metrics, cursor)
 
     def _append(self, tx: Tx, job_id: str, events: list[JobEvent], metrics: list[Metric], cursor: str | None) -> None:
-        if events:
-            if self.db.lock:  # numbering events reads the last one: no other writer for this job meanwhile
-                tx.read(f"SELECT id FROM jobs WHERE id = ?{self.db.lock}", (job_id,))
-            tx.executemany(
-                "INSERT INTO events (job_id, seq, created_at, level, message, data) VALUES "
-                "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?), ?, ?, ?, ?)",
-                [
-                    (job_id, job_id, e.created_at.isoformat(), e.level, redact(e.message), redact(json.dumps(e.data)))
-                    for e in events
-                ],
-            )
-        if metrics:
-            seen = now()  # when we learnt of a metric: enough to estimate the time left
-            tx.executemany(
-                "INSERT INTO metrics (job_id, step, data) VALUES (?, ?, ?) "
-                "ON CONFLICT (job_id, step) DO UPDATE SET data = excluded.data",
-                [
-                    (
-                        job_id,
-                        m.step,
-                        (m if m.created_at else m.model_copy(update={"created_at": seen})).model_dump_json(
-                            exclude_none=True
-                        ),
-                    )
-                    for m in metrics
-                ],
-            )
+        self._lock_jobs(tx, [job_id] if events else [])
+        tx.executemany(_INSERT_EVENT, [_event_row(job_id, e) for e in events])
+        seen = now()
+        tx.executemany(_UPSERT_METRIC, [_metric_row(job_id, m, seen) for m in metrics])
         if cursor is not None:
             tx.execute("UPDATE jobs SET cursor = ? WHERE id = ?", (cursor, job_id))
         if events or metrics:

@@ -49,19 +49,24 @@ def shown(dsn: str) -> str:
 class _PostgresTx(Tx):
     def __init__(self, conn: psycopg.Connection[Row]):
         self.conn = conn
+        self.notified = False
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         return self.conn.execute(_sql(sql), args).rowcount
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self.conn.cursor() as cursor:
-            cursor.executemany(_sql(sql), rows)
+        if rows:
+            with self.conn.cursor() as cursor:
+                cursor.executemany(_sql(sql), rows)  # pipelined: one round trip for all the rows
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         return self.conn.execute(_sql(sql), args).fetchall()
 
     def notify(self, job_id: str) -> None:
-        self.conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, job_id))  # delivered at commit
+        # Once per transaction, delivered at commit: listeners learn that jobs changed and read what they show.
+        if not self.notified:
+            self.notified = True
+            self.conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, job_id))
 
 
 class PostgresDatabase(Database):
