@@ -26,7 +26,7 @@ from fto.orchestrator.errors import BackendError, FtoError
 from fto.orchestrator.store import PROCESS, Store
 from fto.orchestrator.submit import backend_for, reconcile
 from fto.orchestrator.tracking import Tracking
-from fto.schemas import Job, JobListing, JobStatus, ListedJob, ProviderJob, ProviderUpdates
+from fto.schemas import Job, JobListing, JobSpec, JobStatus, ListedJob, ProviderJob, ProviderUpdates
 
 T = TypeVar("T")
 OnTick = Callable[[list[Job]], None]
@@ -174,15 +174,16 @@ class Poller:
         held = self.store.acquire_leases(sorted(self.waiting), self.owner, LEASE_SECONDS)
         for job_id in [job_id for job_id in self.watches if job_id not in held]:
             del self.watches[job_id]  # its lease lapsed and another poller took it
-        for job in self.store.jobs_by_id([job_id for job_id in held if job_id not in self.watches]):
-            self._watch(job, *held[job.id])
+        new = self.store.jobs_by_id([job_id for job_id in held if job_id not in self.watches])
+        specs = self.store.specs([job.experiment_id for job in new])
+        for job in new:
+            self._watch(job, specs[job.experiment_id], *held[job.id])
         unheld = sorted(self.waiting - held.keys())
         if unheld:  # another process may have seen them end
             self.waiting -= {job.id for job in self.store.jobs_by_id(unheld) if job.status.terminal}
         return bool(self.waiting - held.keys())
 
-    def _watch(self, job: Job, provider_job_id: str, cursor: str | None) -> None:
-        spec = self.store.experiment(job.experiment_id).spec
+    def _watch(self, job: Job, spec: JobSpec, provider_job_id: str, cursor: str | None) -> None:
         if spec.tracking:
             self.tracked.add(job.id)
         section = spec.backends.get(job.backend)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 
 _SECRET_NAME = re.compile(r"(api[_-]?key|secret|token|password|credential)", re.IGNORECASE)
 # Shapes of provider keys, masked even when they did not come from our environment.
@@ -35,7 +36,17 @@ def _secret_values() -> list[str]:
 
 def redact(text: str) -> str:
     """Mask every secret-looking environment value and key-shaped string in `text`."""
-    for value in _secret_values():
-        if value in text:
-            text = text.replace(value, "***")
-    return _KEY_SHAPES.sub("***", text)
+    return redactor()(text)
+
+
+def redactor() -> Callable[[str], str]:
+    """`redact` for many texts in a row: the environment's secrets are looked up once."""
+    values = _secret_values()
+
+    def masked(text: str) -> str:
+        for value in values:
+            if value in text:
+                text = text.replace(value, "***")
+        return _KEY_SHAPES.sub("***", text)
+
+    return masked

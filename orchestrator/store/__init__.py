@@ -22,7 +22,7 @@ import orjson
 
 from fto.orchestrator.errors import ConfigError, NotFoundError
 from fto.orchestrator.paths import fto_home
-from fto.orchestrator.secrets import redact
+from fto.orchestrator.secrets import redact, redactor
 from fto.orchestrator.store.database import Database, Row, Tx
 from fto.orchestrator.store.migrations import migrate
 from fto.schemas import (
@@ -115,8 +115,8 @@ _UPDATE_STATE = """UPDATE jobs SET status = CASE WHEN status = 'cancelling' AND 
    WHERE id = ?"""
 
 
-def _event_row(job_id: str, event: JobEvent) -> tuple[Any, ...]:
-    data = redact(json.dumps(event.data))
+def _event_row(job_id: str, event: JobEvent, redact: Callable[[str], str] = redact) -> tuple[Any, ...]:
+    data = redact(json.dumps(event.data)) if event.data else "{}"
     return (job_id, job_id, event.created_at.isoformat(), event.level, redact(event.message), data)
 
 
@@ -228,6 +228,23 @@ class Store:
         if row is None:
             raise NotFoundError(f"no experiment {key!r} in {self.db.where}")
         return _experiment(row)
+
+    @_retried
+    def specs(self, experiment_ids: list[str]) -> dict[str, JobSpec]:
+        """The job files of many experiments by id, in one query per 500; identical files are parsed once (and
+        shared: read them, do not change them)."""
+        ids = sorted(set(experiment_ids))
+        parsed: dict[str, JobSpec] = {}
+        found: dict[str, JobSpec] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in self.db.read(
+                f"SELECT id, spec FROM experiments WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+            ):
+                if row["spec"] not in parsed:
+                    parsed[row["spec"]] = JobSpec.model_validate_json(row["spec"])
+                found[row["id"]] = parsed[row["spec"]]
+        return found
 
     def _by_prefix(self, table: str, kind: str, key: str) -> Row | None:
         """The one row whose id starts with `key` (with or without its `kind` prefix); ambiguity is an error."""
@@ -462,12 +479,13 @@ class Store:
     def record_polls(self, polls: list[tuple[str, ProviderJob, ProviderUpdates]]) -> None:
         """Polls' news (events, metrics, cursor) and the jobs' states, in one transaction of four statements, each
         run for all its rows (pipelined on PostgreSQL): a flush of thousands of jobs costs a few round trips."""
+        masked = redactor()  # the environment's secrets looked up once for the whole batch
         with self.db.tx() as tx:
             self._lock_jobs(tx, [job_id for job_id, _, _ in polls])
             tx.executemany(
                 _INSERT_EVENT,
                 [
-                    _event_row(job_id, event)
+                    _event_row(job_id, event, masked)
                     for job_id, _, updates in polls
                     for event in updates.events + [_checkpoint_event(c) for c in updates.checkpoints]
                 ],
