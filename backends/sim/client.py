@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import ssl
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
-import httpx
 from pydantic import Field
 
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
@@ -31,6 +30,10 @@ from fto.schemas import (
 )
 
 LIST_PAGE = 1000  # jobs per list request
+if TYPE_CHECKING:  # imported at the first request: `fto status` builds this backend and needs neither
+    import aiohttp
+    import httpx
+
 STATUSES = {s.value: s for s in JobStatus} | {"validating_files": JobStatus.VALIDATING}
 
 
@@ -69,47 +72,50 @@ class SimBackend(Backend[SimOptions]):
         self.min_poll_interval, self.max_poll_interval = o.min_poll_interval, o.max_poll_interval
         self.max_concurrency, self.max_requests_per_second = o.max_concurrency, o.max_requests_per_second
         self.batch_poll = o.batch_poll
-        # One TLS context for every client: building one reads the system's CA bundle (~20 ms), and an
-        # experiment may have a thousand sections.
-        self._client = httpx.Client(base_url=o.url, timeout=o.timeout, verify=_tls())
         # Polling thousands of jobs: aiohttp's client costs a small fraction of httpx's per request.
         self._session: aiohttp.ClientSession | None = None
 
+    @functools.cached_property
+    def _client(self) -> httpx.Client:
+        """Made at the first request: `fto status` builds a backend per section only to read its poll interval.
+        One TLS context serves every client: building one reads the system's CA bundle (~20 ms)."""
+        import httpx
+
+        return httpx.Client(base_url=self.options.url, timeout=self.options.timeout, verify=_tls())
+
     @property
     def provider_key(self) -> str:
-        return f"sim {self._client.base_url}"
+        return f"sim {self.options.url.rstrip('/')}/"
 
     # requests -----------------------------------------------------------------------------------------
 
-    def _check(self, response: httpx.Response) -> Any:
-        if response.status_code == 429:
-            retry_after = float(response.headers.get("retry-after", "1"))
+    def _check(self, status: int, headers: Mapping[str, str], body: bytes) -> Any:
+        """An answer's JSON, or the error it means (429 and 5xx worth retrying)."""
+        if status == 429:
+            retry_after = float(headers.get("retry-after", "1"))
             raise BackendError(
                 "rate limited (429)", backend=self.name, status_code=429, retryable=True, retry_after=retry_after
             )
-        if response.status_code >= 500:
-            raise BackendError(
-                f"server error ({response.status_code})",
-                backend=self.name,
-                status_code=response.status_code,
-                retryable=True,
-            )
-        if response.status_code >= 400:
-            message = response.json().get("error", {}).get("message", response.text)
-            raise BackendError(
-                f"{message} ({response.status_code})", backend=self.name, status_code=response.status_code
-            )
-        return response.json()
+        if status >= 500:
+            raise BackendError(f"server error ({status})", backend=self.name, status_code=status, retryable=True)
+        if status >= 400:
+            try:
+                message = json.loads(body).get("error", {}).get("message") or body.decode(errors="replace")
+            except (ValueError, AttributeError):
+                message = body.decode(errors="replace")
+            raise BackendError(f"{message} ({status})", backend=self.name, status_code=status)
+        return json.loads(body)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
-            return self._check(self._client.request(method, path, **kwargs))
+            response = self._client.request(method, path, **kwargs)
         except httpx.TimeoutException:
             raise BackendError(f"{method} {path} timed out", backend=self.name, retryable=True) from None
         except httpx.TransportError as exc:
-            raise BackendError(
-                f"cannot reach {self._client.base_url}: {exc}", backend=self.name, retryable=True
-            ) from None
+            raise BackendError(f"cannot reach {self.options.url}: {exc}", backend=self.name, retryable=True) from None
+        return self._check(response.status_code, response.headers, response.content)
 
     # the interface ------------------------------------------------------------------------------------
 
@@ -124,11 +130,13 @@ class SimBackend(Backend[SimOptions]):
     def check(self, spec: JobSpec) -> None:
         """The simulated provider must be running: said in a second, before anything is recorded."""
         super().check(spec)
+        import httpx
+
         try:
             self._client.get("/v1/stats", timeout=1.0)
         except httpx.TransportError:
             raise ConfigError(
-                f"no simulated provider answers at {self._client.base_url}: start it with `fto sim serve`",
+                f"no simulated provider answers at {self.options.url}: start it with `fto sim serve`",
                 field=f"backends.{self.name}.url",
             ) from None
 
@@ -191,9 +199,11 @@ class SimBackend(Backend[SimOptions]):
 
     async def _aget(self, path: str, params: dict[str, Any]) -> Any:
         """A GET on the polling session (aiohttp: it costs a small fraction of httpx's per request)."""
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                base_url=str(self._client.base_url).rstrip("/"),
+                base_url=self.options.url.rstrip("/"),
                 connector=aiohttp.TCPConnector(limit=self.max_concurrency + 1),  # the workers and the listing
                 timeout=aiohttp.ClientTimeout(total=self.options.timeout),
             )
@@ -204,7 +214,7 @@ class SimBackend(Backend[SimOptions]):
             raise BackendError(f"GET {path} timed out", backend=self.name, retryable=True) from None
         except aiohttp.ClientError as exc:
             raise BackendError(f"cannot reach the provider: {exc}", backend=self.name, retryable=True) from None
-        return self._check(httpx.Response(status, headers=dict(headers), content=body))
+        return self._check(status, headers, body)
 
     def _state(self, data: dict[str, Any]) -> ProviderJob:
         return ProviderJob(

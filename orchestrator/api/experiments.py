@@ -438,7 +438,7 @@ def _notify(store: Store, jobs: list[JobRecord], on_problem: Callable[[str], Non
 def refreshed(store: Store, jobs: list[JobRecord]) -> list[JobRecord]:
     """The jobs after asking providers (briefly) about unfinished ones whose stored state is older than their poll
     interval — what `fto status` shows."""
-    from fto.orchestrator.submit import backend_for
+    from fto.backends import registry  # not the submission stack: its data checks import numpy
 
     stale = []
     specs: dict[str, JobSchema] = {}  # each job file read once
@@ -450,7 +450,8 @@ def refreshed(store: Store, jobs: list[JobRecord]) -> list[JobRecord]:
         if section not in intervals:
             if record.experiment_id not in specs:
                 specs[record.experiment_id] = store.experiment(record.experiment_id).spec
-            intervals[section] = backend_for(specs[record.experiment_id], record.backend).min_poll_interval
+            spec = specs[record.experiment_id]
+            intervals[section] = registry.create(record.backend, spec.backends.get(record.backend)).min_poll_interval
         if (datetime.now(UTC) - record.updated_at).total_seconds() > intervals[section]:
             stale.append(record.id)
     if stale:
