@@ -151,6 +151,9 @@ def child(mode: str, path: str) -> None:
 
     import fto.orchestrator.data.stats
     import fto.orchestrator.data.validate  # noqa: F401
+    from fto.orchestrator.data.formats import all_formats
+
+    all_formats()  # the program loaded (the formats installed backends add), as imports are: not the work
 
     buffer = io.StringIO()
     started = time.perf_counter()  # the work itself, not the interpreter's start

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -258,6 +258,12 @@ def _check_conversation(conversation: Conversation, target: Target | None, emit:
     messages = conversation.messages
     _check_messages(messages, conversation, "messages", emit)
     roles = [m.role for m in messages]
+    if roles == ["user", "assistant"]:  # one question, one answer (most files): of the turn checks, only weights apply
+        if messages[1].weight == 0:
+            emit.error("no_trainable_turn", "messages", "every assistant message has weight 0: nothing to learn")
+        if target is not None:
+            _check_for_target(conversation, roles, target, emit)
+        return
     turns = [r for r in roles if r != "system"]
     if "assistant" not in roles:
         emit.error("example_missing_assistant_message", "messages", "no assistant message to learn from")
@@ -273,8 +279,12 @@ def _check_conversation(conversation: Conversation, target: Target | None, emit:
         repeated = roles[i] == roles[i - 1] and roles[i] in ("user", "assistant")
         if repeated and not (messages[i].tool_calls or messages[i - 1].tool_calls):  # a reply after a call is new
             emit("consecutive_roles", f"messages[{i}].role", f"two {roles[i]!r} messages in a row")
-    if target is None:
-        return
+    if target is not None:
+        _check_for_target(conversation, roles, target, emit)
+
+
+def _check_for_target(conversation: Conversation, roles: Sequence[str], target: Target, emit: _Collector) -> None:
+    messages = conversation.messages
     if not target.info.data.tools and (conversation.tools or "tool" in roles or any(m.tool_calls for m in messages)):
         emit.error("tools_unsupported", "tools", f"{target.info.label} fine-tuning takes text turns only, no tools")
     if conversation.label is not None and not target.info.data.labels:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from fto.orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_str
-from fto.schemas import Conversation, Message, Record
+from fto.schemas import Conversation, Record
 
 PAIRS = [
     ("prompt", "completion"),
@@ -35,13 +35,11 @@ class PromptCompletion(Format):
         metadata: dict[str, Any] = {k: v for k, v in obj.items() if k not in keys}
         if keys != PAIRS[0]:
             metadata["keys"] = list(keys)
-        return Conversation(
-            messages=[
-                Message(role="user", content=require_str(obj, prompt)),
-                Message(role="assistant", content=require_str(obj, completion)),
-            ],
-            metadata=metadata or None,
-        )
+        turns = [
+            {"role": "user", "content": require_str(obj, prompt)},
+            {"role": "assistant", "content": require_str(obj, completion)},
+        ]
+        return Conversation.model_validate({"messages": turns, "metadata": metadata or None})  # one call: faster
 
     def dump(self, record: Record) -> dict[str, Any]:
         if not isinstance(record, Conversation):
