@@ -8,7 +8,6 @@ import statistics
 import sys
 from array import array
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,39 +49,48 @@ def assistant_tokens(messages: list[Message], counter: Counter) -> int:
 
 def measure(record: Record, counter: Counter) -> tuple[int, int]:
     """(total tokens, assistant tokens) of one example; a pair counts its prompt, both replies, and its tools."""
+    return total_tokens(record, counter), assistant_tokens(_answers(record), counter)
+
+
+def total_tokens(record: Record, counter: Counter) -> int:
+    """Tokens of the whole example, as billed."""
     if isinstance(record, PreferencePair):
-        messages, answers = [*record.prompt, *record.chosen, *record.rejected], [*record.chosen, *record.rejected]
+        messages = [*record.prompt, *record.chosen, *record.rejected]
     else:
-        messages, answers = record.messages, record.messages
+        messages = record.messages
     total = sum(message_tokens(m, counter) for m in messages) + REPLY_PRIMING
     if record.tools:
         total += counter.count(json.dumps([t.model_dump(exclude_none=True) for t in record.tools]))
-    return total, assistant_tokens(answers, counter)
+    return total
 
 
-@dataclass
-class _Texts:
-    """A stand-in counter that notes each text `measure` would count (and counts nothing)."""
+def _answers(record: Record) -> list[Message]:
+    return [*record.chosen, *record.rejected] if isinstance(record, PreferencePair) else record.messages
 
-    seen: dict[str, int]
-    name: str = "texts"
-    exact: bool = False
+
+class _Recorder:
+    """A stand-in counter that notes which distinct text each count would be of (and counts nothing), so that
+    `measure`'s rules run once per record and the counts are summed in when they come."""
+
+    name, exact = "recorder", False
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}  # distinct text → its position
+        self.noted: list[int] = []  # positions counted by the current rule
 
     def count(self, text: str) -> int:
-        self.seen[text] = 0
+        self.noted.append(self.index.setdefault(text, len(self.index)))
         return 0
 
-
-@dataclass
-class _Counted:
-    """A stand-in counter that answers from counts made beforehand."""
-
-    counts: dict[str, int]
-    name: str = "counted"
-    exact: bool = False
-
-    def count(self, text: str) -> int:
-        return self.counts[text]
+    def plan(self, record: Record) -> tuple[int, list[int], list[int]]:
+        """The record's fixed tokens (per-message overheads), and the texts its total and its answers add."""
+        totals: list[int] = []
+        answers: list[int] = []
+        self.noted = totals
+        fixed = total_tokens(record, self)
+        self.noted = answers
+        assistant_tokens(_answers(record), self)
+        return fixed, totals, answers
 
 
 def _count_in_worker(encoding: str, texts: list[str]) -> list[int]:
@@ -94,24 +102,26 @@ def _count_in_worker(encoding: str, texts: list[str]) -> list[int]:
 class _Window:
     """A window of records whose distinct texts are being counted elsewhere; `result()` finishes `measure`."""
 
-    def __init__(self, records: list[Record], texts: list[str], counts: Future[list[int]]):
-        self.records, self.texts, self.counts = records, texts, counts
+    def __init__(self, plans: list[tuple[int, list[int], list[int]]], counts: Future[list[int]]):
+        self.plans, self.counts = plans, counts
 
     def result(self) -> list[tuple[int, int]]:
-        counted = _Counted(dict(zip(self.texts, self.counts.result(), strict=True)))
-        return [measure(record, counted) for record in self.records]
+        counts = self.counts.result()
+        return [
+            (fixed + sum([counts[i] for i in totals]), sum([counts[i] for i in answers]))
+            for fixed, totals, answers in self.plans
+        ]
 
 
 def measure_window(records: list[Record], counter: Counter, pool: Executor) -> _Window:
     """`measure` of each record by the same rules, with each distinct text (system prompts, roles and tool schemas
     repeat) tokenized once, on `pool` — a process beside this one for tiktoken, which holds the GIL."""
-    texts = _Texts({})
-    for record in records:
-        measure(record, texts)
-    distinct = list(texts.seen)
+    recorder = _Recorder()
+    plans = [recorder.plan(record) for record in records]
+    distinct = list(recorder.index)
     if isinstance(counter, TiktokenCounter) and isinstance(pool, ProcessPoolExecutor):
-        return _Window(records, distinct, pool.submit(_count_in_worker, counter.encoding.name, distinct))
-    return _Window(records, distinct, pool.submit(lambda: [counter.count(text) for text in distinct]))
+        return _Window(plans, pool.submit(_count_in_worker, counter.encoding.name, distinct))
+    return _Window(plans, pool.submit(lambda: [counter.count(text) for text in distinct]))
 
 
 def _counting_pool(path: str | Path, counter: Counter) -> Executor:

@@ -100,3 +100,15 @@ def test_stats_cli_json_has_the_example_count():
 def test_stats_cli_names_an_unknown_model_without_a_price():
     result = run_fto("data", "stats", str(TOY), "--for", "openai", "--model", "gpt-5-imaginary")
     assert result.returncode == 0 and "no price for gpt-5-imaginary" in result.stdout
+
+
+def test_counting_in_a_second_process_gives_the_same_figures_as_counting_here(tmp_path, monkeypatch):
+    import fto.orchestrator.data.stats as stats_module
+
+    path = tmp_path / "many.jsonl"
+    rows = TOY.read_text().splitlines()
+    path.write_text("\n".join(rows * (700 // len(rows) + 1)) + "\n")  # windows of 256 records, texts repeating
+    here = dataset_stats(path, "openai", "gpt-4o-mini-2024-07-18")
+    monkeypatch.setattr(stats_module, "PROCESS_FROM_BYTES", 0)  # as for a file of 16 MB and more
+    apart = dataset_stats(path, "openai", "gpt-4o-mini-2024-07-18")
+    assert apart == here and here["examples"] > 700 and here["billing_tokens"] > 0
