@@ -19,7 +19,9 @@ from tests.conftest import ANIMALS, FTO, run_fto
 pytestmark = pytest.mark.slow  # runs jobs through the CLI against a provider
 
 
-def _job_file(tmp_path, url: str, backends: int = 1, duration: float = 2.0, **extra) -> str:
+def _job_file(
+    tmp_path, url: str, backends: int = 1, duration: float = 2.0, options: dict | None = None, **extra
+) -> str:
     sections = {
         f"sim{i}": {
             "type": "sim",
@@ -28,6 +30,7 @@ def _job_file(tmp_path, url: str, backends: int = 1, duration: float = 2.0, **ex
             "min_poll_interval": 0.3,
             "max_poll_interval": 0.6,
             "timeout": 0.5,
+            **(options or {}),
         }
         for i in range(1, backends + 1)
     }
@@ -96,7 +99,8 @@ def test_sigkill_at_random_points_of_submit_and_poll_loses_nothing_and_submits_n
 
 def test_two_fto_processes_never_poll_the_same_job(sim_server, tmp_path):
     server = sim_server(duration=3)
-    assert run_fto("submit", _job_file(tmp_path, server.url, backends=6, duration=3)).returncode == 0
+    job = _job_file(tmp_path, server.url, backends=6, duration=3, options={"batch_poll": False})  # job by job
+    assert run_fto("submit", job).returncode == 0
     started = time.time()
     waits = [subprocess.Popen([*FTO, "wait"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
     assert [w.wait(timeout=60) for w in waits] == [0, 0]

@@ -49,12 +49,12 @@ def _duplicated_events(store: Store) -> list[dict]:
 
 
 @pytest.mark.timeout(400)
-def test_submit_and_two_pollers_on_postgresql_1000_jobs_once_each_and_a_killed_poller_taken_over(
+def test_submit_and_two_pollers_on_postgresql_500_jobs_once_each_and_a_killed_poller_taken_over(
     sim_server, postgres_server, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("FTO_STORE", postgres_server.new_database())
     server = sim_server(duration=8, fail_rate=0.05, stall=1.0)
-    job = _job_file(tmp_path, server.url, jobs=1000, duration=8)
+    job = _job_file(tmp_path, server.url, jobs=500, duration=8)
     submitter = _start([*FTO, "submit", job], tmp_path / "submitter.log")
     store = Store()
     _until(lambda: store.experiments() or submitter.poll() is not None, 120, "the experiment is recorded")
@@ -79,13 +79,13 @@ def test_submit_and_two_pollers_on_postgresql_1000_jobs_once_each_and_a_killed_p
     assert took < LEASE_SECONDS + 20, f"the survivor ended every job {took:.0f} s after the kill"
 
     jobs = store.jobs(experiment.id)
-    assert len(jobs) == 1000 and all(j.status == JobStatus.SUCCEEDED and j.finished_at for j in jobs)
+    assert len(jobs) == 500 and all(j.status == JobStatus.SUCCEEDED and j.finished_at for j in jobs)
     stats = server.stats()
-    assert stats["jobs"] == 1000 and stats["duplicates"] == {}  # each job created at the provider once
-    assert {j.provider_job_id for j in jobs} == {f"simjob-{i}" for i in range(1, 1001)}
+    assert stats["jobs"] == 500 and stats["duplicates"] == {}  # each job created at the provider once
+    assert {j.provider_job_id for j in jobs} == {f"simjob-{i}" for i in range(1, 501)}
     assert _duplicated_events(store) == []  # every event recorded once
     ended = store.db.read("SELECT COUNT(*) AS n FROM events WHERE message = 'job succeeded'")
-    assert ended[0]["n"] == 1000
+    assert ended[0]["n"] == 500
 
 
 @pytest.mark.timeout(300)
