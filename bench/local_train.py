@@ -7,7 +7,7 @@
 The workload is TRL's as we measure it (../shared/bench/trl_sft_reference.py): a tiny Llama (hidden H=256, L=4
 layers) from a config, a BPE tokenizer trained on the data, variable-length chat examples, LoRA r=16 on all linear
 layers, batch 16, assistant-only loss, 1 epoch, lr 2e-4 with TRL's default linear schedule. Each run is its own
-process (peak RSS is its own). Modes: fto with length buckets (its CPU default) and with packed rows, TRL with
+process (peak RSS is its own). Modes: fto with packed rows (its default) and with length buckets, TRL with
 padding_free and gradient checkpointing off (GC=0, TRL's fastest CPU mode: the peer the goal names), TRL's default
 (padded, checkpointing on). Prints non-padding tokens/s, peak RSS, the mean training loss, and the ratios.
 """
