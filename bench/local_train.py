@@ -3,6 +3,7 @@
     pip install trl datasets            # the peer (not a dependency of fto)
     python bench/local_train.py         # N=512 examples; THREADS=2; REPEATS=3 (medians are reported)
     H=512 L=8 python bench/local_train.py   # the larger workload (hidden 512, 8 layers)
+    COMPILE=1 python bench/local_train.py   # fto's decoder stack through torch.compile (inductor, dynamic shapes)
 
 The workload is TRL's as we measure it (../shared/bench/trl_sft_reference.py): a tiny Llama (hidden H=256, L=4
 layers) from a config, a BPE tokenizer trained on the data, variable-length chat examples, LoRA r=16 on all linear
@@ -122,6 +123,8 @@ def fto_run() -> dict:
         LlamaForCausalLM(cfg),
         LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"),
     )
+    if os.environ.get("COMPILE") == "1":  # torch.compile's CPU backend (inductor) on the decoder stack, shapes dynamic
+        model.base_model.model.model = torch.compile(model.base_model.model.model, dynamic=True)
     examples = [encode(hf_tok, ex, 512) for ex in data]
     real_tokens = sum(len(e.input_ids) for e in examples)
     settings = TrainSettings(
