@@ -13,7 +13,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,9 +115,16 @@ _UPDATE_STATE = """UPDATE jobs SET status = CASE WHEN status = 'cancelling' AND 
    WHERE id = ?"""
 
 
-def _event_row(job_id: str, event: JobEvent, redact: Callable[[str], str] = redact) -> tuple[Any, ...]:
-    data = redact(json.dumps(event.data)) if event.data else "{}"
-    return (job_id, job_id, event.created_at.isoformat(), event.level, redact(event.message), data)
+def _in_chunks(keys: list[str]) -> Iterator[tuple[list[str], str]]:
+    """`keys` 500 at a time, each with its `?, ?, …` for an `IN (…)` (SQLite caps the parameters of a statement)."""
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        yield chunk, ", ".join("?" * len(chunk))
+
+
+def _event_row(job_id: str, event: JobEvent, mask: Callable[[str], str] = redact) -> tuple[Any, ...]:
+    data = mask(json.dumps(event.data)) if event.data else "{}"
+    return (job_id, job_id, event.created_at.isoformat(), event.level, mask(event.message), data)
 
 
 def _metric_row(job_id: str, metric: Metric, seen: datetime) -> tuple[Any, ...]:
@@ -126,10 +133,10 @@ def _metric_row(job_id: str, metric: Metric, seen: datetime) -> tuple[Any, ...]:
     return (job_id, metric.step, stamped.model_dump_json(exclude_none=True))
 
 
-def _state_row(job_id: str, state: ProviderJob) -> tuple[Any, ...]:
+def _state_row(job_id: str, state: ProviderJob, mask: Callable[[str], str] = redact) -> tuple[Any, ...]:
     stamp = now().isoformat()
     terminal = 1 if state.status.terminal else 0
-    error = redact(state.error) if state.error else None
+    error = mask(state.error) if state.error else None
     return (terminal, state.status.value, state.base_model, state.fine_tuned_model, state.trained_tokens, error,
             stamp, terminal, stamp, job_id)  # fmt: skip
 
@@ -236,11 +243,8 @@ class Store:
         ids = sorted(set(experiment_ids))
         parsed: dict[str, JobSpec] = {}
         found: dict[str, JobSpec] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            for row in self.db.read(
-                f"SELECT id, spec FROM experiments WHERE id IN ({', '.join('?' * len(chunk))})", chunk
-            ):
+        for chunk, marks in _in_chunks(ids):
+            for row in self.db.read(f"SELECT id, spec FROM experiments WHERE id IN ({marks})", chunk):
                 if row["spec"] not in parsed:
                     parsed[row["spec"]] = JobSpec.model_validate_json(row["spec"])
                 found[row["id"]] = parsed[row["spec"]]
@@ -293,9 +297,8 @@ class Store:
     def jobs_by_id(self, job_ids: list[str]) -> list[Job]:
         """The jobs with these ids, in the order asked."""
         found: dict[str, Job] = {}
-        for k in range(0, len(job_ids), 500):  # SQLite caps the parameters of one statement
-            chunk = job_ids[k : k + 500]
-            rows = self.db.read(f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        for chunk, marks in _in_chunks(job_ids):
+            rows = self.db.read(f"SELECT * FROM jobs WHERE id IN ({marks})", chunk)
             found.update((r["id"], _job(r)) for r in rows)
         return [found[i] for i in job_ids]
 
@@ -319,9 +322,7 @@ class Store:
     def status_counts(self, experiment_ids: list[str]) -> dict[str, dict[str, int]]:
         """Jobs per status of each experiment, counted by the database."""
         found: dict[str, dict[str, int]] = {e: {} for e in experiment_ids}
-        for k in range(0, len(experiment_ids), 500):
-            chunk = experiment_ids[k : k + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(experiment_ids):
             sql = (
                 f"SELECT experiment_id, status, COUNT(*) AS n FROM jobs WHERE experiment_id IN ({marks}) GROUP BY 1, 2"
             )
@@ -400,11 +401,10 @@ class Store:
         skip = " SKIP LOCKED" if self.db.lock else ""
         held: dict[str, tuple[str, str | None]] = {}
         with self.db.tx() as tx:
-            for start in range(0, len(job_ids), 500):
-                chunk = job_ids[start : start + 500]
+            for chunk, marks in _in_chunks(job_ids):
                 rows = tx.read(
                     "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN (SELECT id FROM jobs WHERE "
-                    f"id IN ({', '.join('?' * len(chunk))}) AND provider_job_id IS NOT NULL "
+                    f"id IN ({marks}) AND provider_job_id IS NOT NULL "
                     "AND (status NOT IN (?, ?, ?) OR lease_owner = ?) "
                     f"AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?){self.db.lock}{skip}) "
                     "RETURNING id, provider_job_id, cursor",
@@ -497,7 +497,7 @@ class Store:
             )
             cursors = [(updates.cursor, job_id) for job_id, _, updates in polls if updates.cursor is not None]
             tx.executemany("UPDATE jobs SET cursor = ? WHERE id = ?", cursors)
-            tx.executemany(_UPDATE_STATE, [_state_row(job_id, state) for job_id, state, _ in polls])
+            tx.executemany(_UPDATE_STATE, [_state_row(job_id, state, masked) for job_id, state, _ in polls])
             for job_id, _, _ in polls:
                 tx.notify(job_id)
 
@@ -506,10 +506,8 @@ class Store:
         two writers never wait on each other). SQLite's write transaction is lock enough."""
         if not self.db.lock:
             return
-        ids = sorted(set(job_ids))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            tx.read(f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * len(chunk))}) ORDER BY id{self.db.lock}", chunk)
+        for chunk, marks in _in_chunks(sorted(set(job_ids))):
+            tx.read(f"SELECT id FROM jobs WHERE id IN ({marks}) ORDER BY id{self.db.lock}", chunk)
 
     def _update_state(self, tx: Tx, job_id: str, state: ProviderJob) -> None:
         tx.execute(_UPDATE_STATE, _state_row(job_id, state))
@@ -573,9 +571,7 @@ class Store:
     def latest_metrics(self, job_ids: list[str]) -> dict[str, Metric]:
         """Each job's latest metric, in one query per 500 jobs (progress columns of large experiments)."""
         found: dict[str, Metric] = {}
-        for k in range(0, len(job_ids), 500):
-            chunk = job_ids[k : k + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(job_ids):
             rows = self.db.read(
                 "SELECT m.job_id, m.data FROM metrics m JOIN (SELECT job_id, MAX(step) AS step FROM metrics"
                 f" WHERE job_id IN ({marks}) GROUP BY job_id) last ON m.job_id = last.job_id AND m.step = last.step",
@@ -588,9 +584,7 @@ class Store:
     def metric_rows(self, job_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Raw metrics (plain dicts, by step) of many jobs: cheap enough for charts of 100,000 points."""
         found: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
-        for k in range(0, len(job_ids), 500):
-            chunk = job_ids[k : k + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(job_ids):
             sql = f"SELECT job_id, data FROM metrics WHERE job_id IN ({marks}) ORDER BY job_id, step"
             rows = self.db.read(sql, chunk)
             for r in rows:
@@ -640,11 +634,8 @@ class Store:
     def cached_generations(self, keys: list[str]) -> dict[str, Completion]:
         """Stored generations for these cache keys (the ones found)."""
         found: dict[str, Completion] = {}
-        for k in range(0, len(keys), 500):
-            chunk = keys[k : k + 500]
-            rows = self.db.read(
-                f"SELECT key, output, usage FROM generations WHERE key IN ({','.join('?' * len(chunk))})", chunk
-            )
+        for chunk, marks in _in_chunks(keys):
+            rows = self.db.read(f"SELECT key, output, usage FROM generations WHERE key IN ({marks})", chunk)
             found.update((r["key"], Completion(text=r["output"], **json.loads(r["usage"] or "{}"))) for r in rows)
         return found
 
