@@ -87,6 +87,7 @@ class _Watch:
     stamped: bool = False  # its listing says when it last changed: it is asked itself only when that moves
     queued: bool = False  # waiting in its provider's queue
     asking: bool = False  # a poll of its own is in flight
+    again: bool = False  # asked for while in flight: polled once more after it (never two at once: news twice)
 
 
 class Poller:
@@ -215,7 +216,9 @@ class Poller:
     def _ready(self, job_id: str) -> None:
         """Queue a poll of the job itself (once, however many reasons there are)."""
         watch = self.watches.get(job_id)
-        if watch is not None and not watch.queued:
+        if watch is not None and watch.asking:
+            watch.again = True
+        elif watch is not None and not watch.queued:
             watch.queued = True
             watch.provider.ready.put_nowait(job_id)
 
@@ -229,6 +232,9 @@ class Poller:
                     await self._poll(job_id, watch)
                 finally:
                     watch.asking = False
+                if watch.again:
+                    watch.again = False
+                    self._ready(job_id)
 
     async def _poll(self, job_id: str, watch: _Watch) -> None:
         try:
