@@ -4,6 +4,7 @@
     python bench/local_train.py         # N=512 examples; THREADS=2; REPEATS=3 (medians are reported)
     H=512 L=8 python bench/local_train.py   # the larger workload (hidden 512, 8 layers)
     COMPILE=1 python bench/local_train.py   # fto's decoder stack through torch.compile (inductor, dynamic shapes)
+    PROFILE=1 N=128 python bench/local_train.py --child   # one fto run alone, its operator profile on stderr
 
 The workload is TRL's as we measure it (../shared/bench/trl_sft_reference.py): a tiny Llama (hidden H=256, L=4
 layers) from a config, a BPE tokenizer trained on the data, variable-length chat examples, LoRA r=16 on all linear
@@ -15,12 +16,14 @@ padding_free and gradient checkpointing off (GC=0, TRL's fastest CPU mode: the p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -119,6 +122,10 @@ def fto_run() -> dict:
         bos_token_id=hf_tok.bos_token_id,
         eos_token_id=hf_tok.eos_token_id,
     )
+    from fto.backends.local import LocalOptions
+    from fto.backends.local.worker import attention_implementation, frozen_bf16
+
+    cfg._attn_implementation = attention_implementation(os.environ.get("ATTN", "auto"))
     model = get_peft_model(
         LlamaForCausalLM(cfg),
         LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"),
@@ -126,6 +133,7 @@ def fto_run() -> dict:
     if os.environ.get("COMPILE") == "1":  # torch.compile's CPU backend (inductor) on the decoder stack, shapes dynamic
         model.base_model.model.model = torch.compile(model.base_model.model.model, dynamic=True)
     examples = [encode(hf_tok, ex, 512) for ex in data]
+    cpu = torch.device("cpu")
     real_tokens = sum(len(e.input_ids) for e in examples)
     settings = TrainSettings(
         epochs=1,
@@ -135,16 +143,24 @@ def fto_run() -> dict:
         seed=0,
         pad_token_id=hf_tok.pad_token_id,
         batch_tokens=16 * 512,
-        layout=os.environ.get("LAYOUT", "buckets"),
+        layout=os.environ.get("LAYOUT", "packed"),
         schedule="linear",
+        frozen_bf16=frozen_bf16(
+            LocalOptions(frozen_precision=os.environ.get("PRECISION", "auto")), torch.device("cpu")
+        ),
     )
-    trainer = Trainer(model, examples, [], settings, torch.device("cpu"))
+    trainer = Trainer(model, examples, [], settings, cpu)
+    profiler = torch.profiler.profile() if os.environ.get("PROFILE") == "1" else contextlib.nullcontext()
     t0 = time.perf_counter()
-    trainer.run(on_metric=lambda m: None, should_stop=lambda: False, on_checkpoint=lambda: None, on_event=print)
+    with profiler:
+        trainer.run(on_metric=lambda m: None, should_stop=lambda: False, on_checkpoint=lambda: None, on_event=print)
     seconds = time.perf_counter() - t0
+    if isinstance(profiler, torch.profiler.profile):  # where the time went, by operator, on stderr
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
     losses = trainer.position.history
     return {
-        "mode": f"fto_{settings.layout}",
+        "mode": os.environ.get("MODE_NAME", "fto"),
+        "frozen_bf16": settings.frozen_bf16,
         "examples": N,
         "real_tokens": real_tokens,
         "train_s": round(seconds, 2),
@@ -153,33 +169,57 @@ def fto_run() -> dict:
     }
 
 
+# Each mode: the environment its run gets. fto's default picks its attention and precision for the device.
+MODES = {
+    "fto": {"LAYOUT": "packed", "ATTN": "auto", "PRECISION": "auto"},
+    "fto_fp32": {"LAYOUT": "packed", "ATTN": "auto", "PRECISION": "float32"},
+    "fto_fp32_sdpa": {"LAYOUT": "packed", "ATTN": "sdpa", "PRECISION": "float32"},  # fto before issue 17's 4th pass
+    "fto_buckets": {"LAYOUT": "buckets", "ATTN": "auto", "PRECISION": "auto"},
+    "trl_padfree_nogc": {"MODE": "trl_padfree", "GC": "0"},  # the peer the goal names
+    "trl_padfree_nogc_bf16": {"MODE": "trl_padfree", "GC": "0", "BF16": "1"},  # the peer in its own bf16 (autocast)
+    "trl": {"MODE": "trl", "GC": "1"},  # TRL's defaults: padded, checkpointing on
+}
+DEFAULT_MODES = "fto,fto_fp32,fto_fp32_sdpa,trl_padfree_nogc,trl_padfree_nogc_bf16"
+
+
+def trl_reference(bf16: bool) -> Path:
+    """The TRL workload as shared, or a copy that differs only in `bf16=True` (TRL's CPU mixed precision)."""
+    if not bf16:
+        return TRL_REFERENCE
+    source = TRL_REFERENCE.read_text()
+    assert source.count("bf16=False") == 1, "the reference changed: check how it sets its precision"
+    copy = Path(tempfile.gettempdir()) / "trl_sft_reference_bf16.py"
+    copy.write_text(source.replace("bf16=False", "bf16=True"))
+    return copy
+
+
 def measure(mode: str) -> dict:
-    env = {**os.environ, "N": str(N), "THREADS": THREADS, "H": str(HIDDEN), "L": str(LAYERS)}
-    if mode.startswith("fto_"):
-        env["LAYOUT"] = mode.removeprefix("fto_")
+    env = {**os.environ, "N": str(N), "THREADS": THREADS, "H": str(HIDDEN), "L": str(LAYERS), **MODES[mode]}
+    if mode.startswith("fto"):
+        env["MODE_NAME"] = mode
         command = [sys.executable, __file__, "--child"]
     else:
-        env |= {"MODE": mode.removesuffix("_nogc"), "GC": "0" if mode.endswith("_nogc") else "1"}
-        command = [sys.executable, str(TRL_REFERENCE)]
+        command = [sys.executable, str(trl_reference(env.pop("BF16", "0") == "1"))]
     out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     if out.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result | {"mode": mode}
 
 
 def main() -> None:
-    modes = ("fto_buckets", "fto_packed", "trl_padfree_nogc", "trl")
+    modes = os.environ.get("MODES", DEFAULT_MODES).split(",")
     runs: dict[str, list[dict]] = {mode: [] for mode in modes}
     for _ in range(REPEATS):  # interleaved, so a slow moment of the machine hits every mode alike
         for mode in modes:
             runs[mode].append(measure(mode))
             print(json.dumps(runs[mode][-1]), flush=True)
     rows = {mode: sorted(r, key=lambda x: x["tok_per_s"])[len(r) // 2] for mode, r in runs.items()}  # medians
-    ours, peer = rows["fto_buckets"], rows["trl_padfree_nogc"]
+    ours, peer = rows["fto"], rows["trl_padfree_nogc"]
     print(f"\nH={HIDDEN} L={LAYERS} N={N} threads={THREADS}, medians of {REPEATS}")
-    print("| run | tokens/s | peak RSS MB | mean train loss | fto (buckets) ÷ this |\n|---|---:|---:|---:|---:|")
+    print("| run | tokens/s | peak RSS MB | mean train loss | fto ÷ this |\n|---|---:|---:|---:|---:|")
     for mode, row in rows.items():
-        ratio = "" if mode == "fto_buckets" else f"{ours['tok_per_s'] / row['tok_per_s']:.2f}×"
+        ratio = "" if mode == "fto" else f"{ours['tok_per_s'] / row['tok_per_s']:.2f}×"
         print(f"| {mode} | {row['tok_per_s']:,} | {row['peak_rss_mb']} | {row['final_loss']} | {ratio} |")
     print(
         f"\nfto vs TRL padding_free, checkpointing off: {ours['tok_per_s'] / peer['tok_per_s']:.2f}× "

@@ -51,8 +51,15 @@ class LocalOptions(BackendOptions):
         description="micro-batches: packed rows (pad-free, block-diagonal attention) or length buckets (padded "
         "neighbours, causal attention only; less attention work, smaller matrix products); auto: packed",
     )
-    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
-        default="auto", description="auto: flash-attention's variable-length kernels on CUDA when installed, else SDPA"
+    attention: Literal["auto", "varlen", "sdpa", "flash_attention_2", "eager"] = Field(
+        default="auto",
+        description="auto: flash-attention's variable-length kernels on CUDA when installed (else SDPA); on CPU "
+        "varlen, SDPA's causal kernel on each packed example alone",
+    )
+    frozen_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="CPU: the dtype the frozen base weights multiply in (adapters, norms, attention and the loss "
+        "stay float32); auto: bfloat16 where the CPU multiplies it natively (AVX512-BF16, AMX)",
     )
     batch_tokens: int = Field(default=4096, gt=0, description="tokens per micro-batch; steps accumulate micro-batches")
     step_tokens: int | None = Field(

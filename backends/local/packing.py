@@ -9,6 +9,7 @@ over a packed row costs the square of the whole row.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,11 @@ def packed_row(examples: Sequence[Encoded], device: torch.device) -> Row:
         segments += [k] * len(e.input_ids)
     as_tensor = lambda x: torch.tensor([x], device=device)  # noqa: E731
     inputs = {"input_ids": as_tensor(ids), "position_ids": as_tensor(positions), "use_cache": False}
+    # Where each example starts and ends, as flash-attention's varlen kernels (and varlen.py on CPU) take them.
+    bounds = torch.tensor([0, *itertools.accumulate(len(e.input_ids) for e in examples)], dtype=torch.int32)
+    longest = max(len(e.input_ids) for e in examples)
+    inputs |= {"cu_seq_lens_q": bounds.to(device), "cu_seq_lens_k": bounds.to(device)}
+    inputs |= {"max_length_q": longest, "max_length_k": longest}
     return Row(inputs, as_tensor(labels), as_tensor(segments), len(ids))
 
 

@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import get_scheduler
 
 from fto.backends.local.packing import Row, bucketed_rows, group, packed_row, padded_rows, token_logprobs
+from fto.backends.local.precision import frozen_products_in_bf16
 from fto.backends.local.tokenized import Encoded
 from fto.schemas import Metric
 
@@ -42,6 +43,7 @@ class TrainSettings:
     method: Literal["sft", "dpo"] = "sft"
     beta: float = 0.1  # DPO
     step_tokens: int | None = None  # if set, a step is this many tokens of examples, not batch_size examples
+    frozen_bf16: bool = False  # precision.py: frozen weights multiply in bf16 (CPUs with native bf16 products)
 
 
 @dataclass
@@ -252,6 +254,17 @@ class Trainer:
         on_event: Callable[[str], None],
     ) -> str:
         """Train to the end; returns how it ended: 'finished', 'stopped' (cancelled) or 'early-stopped'."""
+        products = frozen_products_in_bf16(self.model) if self.settings.frozen_bf16 else contextlib.nullcontext()
+        with products:
+            return self._run(on_metric, should_stop, on_checkpoint, on_event)
+
+    def _run(
+        self,
+        on_metric: Callable[[Metric], None],
+        should_stop: Callable[[], bool],
+        on_checkpoint: Callable[[], None],
+        on_event: Callable[[str], None],
+    ) -> str:
         s, pos = self.settings, self.position
         rank, world = _rank()
         self.model.train()

@@ -141,7 +141,7 @@ def load_model(job: WorkerJob) -> tuple[Any, Any, str, bool]:
             base = raw  # a hub name: only what the Hugging Face cache already holds, never a download
     kwargs: dict[str, Any] = {
         "local_files_only": True,
-        "attn_implementation": _attention(options.attention),
+        "attn_implementation": attention_implementation(options.attention),
     }
     if options.tuning == "qlora":
         kwargs["quantization_config"] = _qlora_config()
@@ -158,15 +158,20 @@ def load_model(job: WorkerJob) -> tuple[Any, Any, str, bool]:
     return model, tokenizer, str(base), options.model == EMBEDDED_MODEL
 
 
-def _attention(choice: str) -> str:
-    """Packed rows need attention that respects example boundaries: both kernels do, given position ids."""
-    if choice != "auto":
-        return choice
+def attention_implementation(choice: str) -> str:
+    """The attention kernel for packed rows: flash-attention's varlen kernel on CUDA when installed, SDPA on other
+    CUDA set-ups, and on CPU attention per example (varlen.py: no varlen kernel there; docs/benchmarks.md)."""
     import importlib.util
 
     import torch
 
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+    from fto.backends.local import varlen
+
+    if choice == "varlen" or (choice == "auto" and not torch.cuda.is_available()):
+        return varlen.register()
+    if choice != "auto":
+        return choice
+    if importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
 
@@ -365,7 +370,18 @@ def train_settings(job: WorkerJob, tokenizer: Any, is_embedded: bool, device: An
         checkpoint_every=options.checkpoint_every,
         method=job.spec.method,
         beta=AUTO_BETA if hp.beta == "auto" else hp.beta,
+        frozen_bf16=frozen_bf16(options, device),
     )
+
+
+def frozen_bf16(options: LocalOptions, device: Any) -> bool:
+    """Whether the frozen weights multiply in bf16 (precision.py): on CPU, by default where it is native, and
+    never for FSDP, whose sharded weights are only whole during their own layer's forward."""
+    from fto.backends.local.precision import cpu_multiplies_bf16
+
+    if device.type != "cpu" or options.frozen_precision == "float32" or (options.shard and options.processes > 1):
+        return False
+    return options.frozen_precision == "bfloat16" or cpu_multiplies_bf16()
 
 
 def build_trainer(
@@ -404,7 +420,8 @@ def train(job: WorkerJob, trainer: Trainer, device: Any, tokenizer: Any) -> str:
         kind = "preference pairs" if job.spec.method == "dpo" else "examples"
         folder.event(
             f"training {len(trainer.train_set)} {kind} for {settings.epochs} epochs on {device.type} "
-            f"({job.options.tuning}, {settings.layout} batches); "
+            f"({job.options.tuning}, {settings.layout} batches"
+            f"{', frozen weights multiplied in bf16' if settings.frozen_bf16 else ''}); "
             f"{trainable:,} trainable parameters",
             examples=len(trainer.train_set),
             epochs=settings.epochs,

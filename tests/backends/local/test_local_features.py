@@ -164,16 +164,18 @@ def test_two_processes_on_gloo_train_like_one_at_the_same_global_batch(tmp_path)
     assert wait_for(one, one_id).status == JobStatus.SUCCEEDED
     state = wait_for(two, two_id)
     assert state.status == JobStatus.SUCCEEDED, state.error
-    assert _losses(two, two_id) == pytest.approx(_losses(one, one_id), rel=1e-4)
+    # 1e-3: the frozen weights multiply in bf16 on this CPU (precision.py), rounded per micro-batch shape
+    assert _losses(two, two_id) == pytest.approx(_losses(one, one_id), rel=1e-3)
     valid = lambda b, j: [m.valid_loss for m in b.updates(j, None).metrics if m.valid_loss]  # noqa: E731
-    assert valid(two, two_id) == pytest.approx(valid(one, one_id), rel=1e-4)
+    assert valid(two, two_id) == pytest.approx(valid(one, one_id), rel=1e-3)
 
 
 def test_sharded_training_fsdp_on_two_processes_matches_one_and_saves_a_usable_adapter(tmp_path):
     from fto.backends.base import GenerationParams
 
     train = ROWS[:96]
-    one, one_id = start(tmp_path, _spec(epochs=2, processes=1), train, [], "job-single")
+    # FSDP's sharded weights always multiply in fp32 (worker.frozen_bf16), so the single process does too
+    one, one_id = start(tmp_path, _spec(epochs=2, processes=1, frozen_precision="float32"), train, [], "job-single")
     fsdp, fsdp_id = start(tmp_path, _spec(epochs=2, processes=2, shard=True), train, [], "job-fsdp")
     assert wait_for(one, one_id).status == JobStatus.SUCCEEDED
     state = wait_for(fsdp, fsdp_id)

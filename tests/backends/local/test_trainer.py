@@ -1,6 +1,7 @@
 """The training loop's pieces, in process, on the embedded tiny Llama: exact packing, reproducibility."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -57,6 +58,38 @@ def test_packed_loss_and_gradients_equal_the_padded_ones(setup):
     assert packed_loss == pytest.approx(
         float(-torch.cat(single).detach().sum() / sum(s.numel() for s in single)), rel=1e-5
     )
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_attention_per_example_equals_the_block_diagonal_mask_in_loss_and_gradients(setup, kv_heads):
+    """varlen.py (the CPU default for packed rows) computes what SDPA's block-diagonal mask does, GQA included;
+    without the boundaries (padded batches, generation) it is SDPA itself."""
+    from transformers import LlamaForCausalLM
+
+    from fto.backends.local import varlen
+
+    model, tokenizer, examples = setup
+    config = copy.deepcopy(model.config)
+    config.num_key_value_heads = kv_heads
+    torch.manual_seed(1)
+    masked = LlamaForCausalLM(config)
+    per_example = copy.deepcopy(masked)
+    per_example.set_attn_implementation(varlen.register())
+    assert per_example.config._attn_implementation == "fto_varlen"
+    batch = examples[:16]
+    row = packed_row(batch, torch.device("cpu"))
+    assert row.inputs["cu_seq_lens_q"].tolist()[-1] == row.tokens
+    masked_loss, masked_grads = _loss_and_grads(masked, row)
+    varlen_loss, varlen_grads = _loss_and_grads(per_example, row)
+    assert varlen_loss == pytest.approx(masked_loss, rel=1e-5)
+    for name, grad in varlen_grads.items():
+        assert torch.allclose(grad, masked_grads[name], atol=1e-6, rtol=1e-4), name
+    # the boundaries are what it attends within: one boundary for the whole row lets examples see each other
+    whole = torch.tensor([0, row.tokens], dtype=torch.int32)
+    crossing = dataclasses.replace(row, inputs={**row.inputs, "cu_seq_lens_q": whole, "cu_seq_lens_k": whole})
+    assert _loss_and_grads(per_example, crossing)[0] != pytest.approx(masked_loss, rel=1e-4)
+    padded = padded_rows(batch, tokenizer.pad_token_id, torch.device("cpu"))
+    assert _loss_and_grads(per_example, padded)[0] == pytest.approx(_loss_and_grads(masked, padded)[0], rel=1e-6)
 
 
 def test_buckets_group_similar_lengths_within_the_budget_padding_included(setup):
@@ -141,3 +174,27 @@ def test_a_step_can_be_a_number_of_tokens_instead_of_examples(setup):
     assert all(size <= 600 for size in sizes[:-1]) and all(size + 60 > 600 for size in sizes[:-1])
     assert sorted(i for step in steps for i in step) == list(range(len(examples)))
     assert len(metrics) == len(steps) == trainer.total_steps
+
+
+def test_frozen_weights_multiplied_in_bf16_train_the_same_curve_and_leave_the_model_as_loaded(setup):
+    """precision.py: LoRA over a frozen base whose products run in bf16 follows the fp32 curve; the fp32
+    weights are untouched, so what is saved and merged is the model as loaded."""
+    from peft import LoraConfig, get_peft_model
+
+    model, _, examples = setup
+    torch.manual_seed(2)
+    lora = get_peft_model(
+        copy.deepcopy(model), LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear")
+    )
+    _, fp32_metrics = _train(lora, examples)
+    bf16, bf16_metrics = _train(lora, examples, frozen_bf16=True)
+    fp32_losses, bf16_losses = [m.loss for m in fp32_metrics], [m.loss for m in bf16_metrics]
+    assert bf16_losses != fp32_losses  # the products did run in bf16 ...
+    assert bf16_losses == pytest.approx(fp32_losses, rel=2e-3)  # ... and the curve is the same
+    assert bf16_metrics[-1].valid_loss == pytest.approx(fp32_metrics[-1].valid_loss, rel=2e-3)
+    frozen = {n: p for n, p in bf16.model.named_parameters() if not p.requires_grad}
+    assert frozen and all(p.dtype == torch.float32 for p in frozen.values())
+    for name, weight in lora.named_parameters():
+        if name in frozen:
+            assert torch.equal(weight, frozen[name]), name
+    assert not any("forward" in vars(m) for m in bf16.model.modules())  # plain fp32 layers again

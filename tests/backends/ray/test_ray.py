@@ -128,7 +128,8 @@ def test_two_ddp_workers_train_like_local_and_a_killed_worker_is_resumed_to_the_
     assert any(e.message.startswith("resumed from step-") for e in store.events(ray_job))
     ray_losses, local_losses = _losses(store, ray_job), _losses(store, jobs["local"].id)
     assert [s for s, _ in ray_losses] == [s for s, _ in local_losses] and len(ray_losses) == 27
-    assert [loss for _, loss in ray_losses] == pytest.approx([loss for _, loss in local_losses], rel=1e-4)
+    # 1e-3: the frozen weights multiply in bf16 on this CPU (precision.py), rounded per micro-batch shape
+    assert [loss for _, loss in ray_losses] == pytest.approx([loss for _, loss in local_losses], rel=1e-3)
     assert (store.job(ray_job).fine_tuned_model or "").startswith(f"{s3}/{ray_job}/")
     assert run_fto("eval", experiment.id, timeout=300).returncode == 0
     scores = {m["target"] for m in json.loads(run_fto("compare", "--json").stdout)["models"]}

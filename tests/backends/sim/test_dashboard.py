@@ -123,11 +123,14 @@ def test_a_live_experiment_in_the_browser(sim_server, tmp_path, shots):
             # evaluate from the page: what `fto eval` runs, on the server
             page.click("button[data-action$='/evaluate']")
             page.wait_for_function("document.querySelector('#action-result').textContent.startsWith('evaluating')")
+            # scores land model by model, so wait for the evaluation's end, not the table's first row
             for _ in range(240):
-                page.goto(f"{base}/experiments/{experiment.id}/compare")
-                if page.locator("#score-table").count():
+                page.goto(f"{base}/experiments/{experiment.id}")
+                if "evaluation: running" not in page.inner_text("body"):
                     break
                 page.wait_for_timeout(250)
+            assert "evaluation: done" in page.inner_text("body")
+            page.goto(f"{base}/experiments/{experiment.id}/compare")
 
             # the comparison: intervals, and the per-example view filtered to "worse than base"
             cells = page.inner_text("#score-table")
