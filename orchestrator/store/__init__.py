@@ -102,6 +102,7 @@ _INSERT_EVENT = (
     "INSERT INTO events (job_id, seq, created_at, level, message, data) VALUES "
     "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?), ?, ?, ?, ?)"
 )
+_EVENT_COLUMNS = ("job_id", "seq", "created_at", "level", "message", "data")
 _UPSERT_METRIC = (
     "INSERT INTO metrics (job_id, step, data) VALUES (?, ?, ?) "
     "ON CONFLICT (job_id, step) DO UPDATE SET data = excluded.data"
@@ -477,29 +478,38 @@ class Store:
 
     @_retried
     def record_polls(self, polls: list[tuple[str, ProviderJob, ProviderUpdates]]) -> None:
-        """Polls' news (events, metrics, cursor) and the jobs' states, in one transaction of four statements, each
-        run for all its rows (pipelined on PostgreSQL): a flush of thousands of jobs costs a few round trips."""
+        """Polls' news (events, metrics, cursor) and the jobs' states, in one transaction: events and metrics
+        in bulk (COPY on PostgreSQL), cursors and states one statement each for all their rows (pipelined on
+        PostgreSQL): a flush of thousands of jobs costs a few round trips."""
         masked = redactor()  # the environment's secrets looked up once for the whole batch
         with self.db.tx() as tx:
-            self._lock_jobs(tx, [job_id for job_id, _, _ in polls])
-            tx.executemany(
-                _INSERT_EVENT,
-                [
-                    _event_row(job_id, event, masked)
-                    for job_id, _, updates in polls
-                    for event in updates.events + [_checkpoint_event(c) for c in updates.checkpoints]
-                ],
-            )
+            job_ids = [job_id for job_id, _, _ in polls]
+            self._lock_jobs(tx, job_ids)
+            last = self._last_seqs(tx, [j for j, _, u in polls if u.events or u.checkpoints])
+            events = []
+            for job_id, _, updates in polls:
+                for event in updates.events + [_checkpoint_event(c) for c in updates.checkpoints]:
+                    last[job_id] = last.get(job_id, 0) + 1
+                    events.append((job_id, last[job_id], *_event_row(job_id, event, masked)[2:]))
+            tx.insert_rows("events", _EVENT_COLUMNS, events)
             seen = now()
-            tx.executemany(
-                _UPSERT_METRIC,
-                [_metric_row(job_id, metric, seen) for job_id, _, updates in polls for metric in updates.metrics],
-            )
+            metrics = [_metric_row(job_id, m, seen) for job_id, _, updates in polls for m in updates.metrics]
+            tx.insert_rows("metrics", ("job_id", "step", "data"), metrics, key=("job_id", "step"))
             cursors = [(updates.cursor, job_id) for job_id, _, updates in polls if updates.cursor is not None]
             tx.executemany("UPDATE jobs SET cursor = ? WHERE id = ?", cursors)
             tx.executemany(_UPDATE_STATE, [_state_row(job_id, state, masked) for job_id, state, _ in polls])
             for job_id, _, _ in polls:
                 tx.notify(job_id)
+
+    def _last_seqs(self, tx: Tx, job_ids: list[str]) -> dict[str, int]:
+        """Each job's last event number (jobs without events are absent); its rows locked by _lock_jobs."""
+        last: dict[str, int] = {}
+        for chunk, marks in _in_chunks(sorted(set(job_ids))):
+            rows = tx.read(
+                f"SELECT job_id, MAX(seq) AS seq FROM events WHERE job_id IN ({marks}) GROUP BY job_id", chunk
+            )
+            last |= {r["job_id"]: r["seq"] for r in rows}
+        return last
 
     def _lock_jobs(self, tx: Tx, job_ids: list[str]) -> None:
         """Numbering events reads each job's last one: no other writer for these jobs meanwhile (in id order, so

@@ -28,6 +28,18 @@ class Tx(ABC):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for each row of arguments."""
 
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: Sequence[str] = ()
+    ) -> None:
+        """Many rows into `table`; with `key` (its primary key's columns), a row whose key exists replaces the
+        other columns. Here one INSERT per row; an engine with a bulk path (COPY) overrides it."""
+        marks = ", ".join("?" * len(columns))
+        upsert = ""
+        if key:
+            others = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+            upsert = f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {others}"
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){upsert}", rows)
+
     @abstractmethod
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         """Rows of a query, inside this transaction."""

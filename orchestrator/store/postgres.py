@@ -59,6 +59,30 @@ class _PostgresTx(Tx):
             with self.conn.cursor() as cursor:
                 cursor.executemany(_sql(sql), rows)  # pipelined: one round trip for all the rows
 
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: Sequence[str] = ()
+    ) -> None:
+        """COPY: the server takes the rows as one stream, not one statement each (docs/benchmarks.md, poller at
+        10,000 jobs). An upsert copies into a temporary table and merges it with one INSERT … SELECT."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        target = table
+        if key:  # one row per key (the last), as one INSERT per row would leave it
+            at = [columns.index(c) for c in key]
+            rows = list({tuple(row[i] for i in at): row for row in rows}.values())
+            target = f"fto_staged_{table}"
+            self.conn.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {target} (LIKE {table}) ON COMMIT DELETE ROWS")
+        with self.conn.cursor() as cursor, cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        if key:
+            others = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+            self.conn.execute(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM {target} "
+                f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {others}"
+            )
+
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         return self.conn.execute(_sql(sql), args).fetchall()
 

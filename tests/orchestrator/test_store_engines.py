@@ -108,6 +108,40 @@ def test_a_poll_lease_is_held_by_one_owner_until_it_lapses_or_is_released(engine
     assert lease("b") == {ids[0]}  # an ended job is no one's to take up
 
 
+def test_a_flush_of_polls_numbers_events_after_the_stored_ones_and_the_last_metric_of_a_step_wins(engine):
+    """record_polls writes in bulk (COPY on PostgreSQL): events continue each job's numbering, two polls of one
+    job in a flush keep their order, and a step reported twice keeps its last value, as row-by-row writes did."""
+    from fto.schemas import ProviderUpdates
+
+    store = Store()
+    first, second = (store.create_experiment(SPEC, None, ["sim"])[1][0].id for _ in range(2))
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    event = lambda text: JobEvent(created_at=at, message=text)  # noqa: E731
+    store.add_updates(first, [event("queued"), event("started")], [Metric(step=1, loss=3.0)], "c1")
+    running = ProviderJob(status=JobStatus.RUNNING)
+    store.record_polls(
+        [
+            (
+                first,
+                running,
+                ProviderUpdates(events=[event("step 2")], metrics=[Metric(step=2, loss=2.0)], cursor="c2"),
+            ),
+            (second, running, ProviderUpdates(events=[event("queued")], metrics=[Metric(step=1, loss=9.0)])),
+            (
+                first,
+                running,
+                ProviderUpdates(events=[event("step 3")], metrics=[Metric(step=2, loss=1.5)], cursor="c3"),
+            ),
+        ]
+    )
+    assert [e.message for e in store.events(first)] == ["queued", "started", "step 2", "step 3"]
+    assert [e.message for e in store.events(second)] == ["queued"]
+    assert [(m.step, m.loss) for m in store.metrics(first)] == [(1, 3.0), (2, 1.5)]
+    assert store.cursor(first) == "c3" and store.job(first).status == JobStatus.RUNNING
+    store.record_polls([(first, running, ProviderUpdates(metrics=[Metric(step=2, loss=1.0)]))])  # a later flush
+    assert [(m.step, m.loss) for m in store.metrics(first)] == [(1, 3.0), (2, 1.0)]
+
+
 def test_another_process_writing_is_seen_without_reading_a_table(engine):
     watcher, writer = Store(), Store()
     watcher.changed()  # start watching
