@@ -3,6 +3,7 @@ of polling in turn: job by job, and batch polls (the provider's list endpoint, c
 
     python bench/poll_scale.py              # JOBS=10000 DURATION=30 INTERVAL=1 (min) / 5 (max)
     ENGINES=sqlite POLLING=jobs,lists python bench/poll_scale.py   # default: sqlite,postgresql × jobs,lists,states
+    PROFILE=1 ENGINES=postgresql POLLING=lists python bench/poll_scale.py   # the poller's cProfile on stderr
 
 Prints requests/s, the poller's CPU seconds per 1,000 jobs per minute (and, on PostgreSQL, the server's), and the
 lag between a job ending at the provider and the store recording it (p50, p99, max). The provider is the sim
@@ -13,8 +14,10 @@ cluster (Debian's binaries, initdb into a temp folder, fsync on).
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import resource
 import shutil
 import statistics
@@ -102,7 +105,13 @@ def run(engine: str, polling: str) -> dict[str, object]:
         store = Store()
         cpu_before, wall_before, db_before = cpu(), time.time(), server_cpu(pg)
         poller = Poller(store)
+        profile = cProfile.Profile() if os.environ.get("PROFILE") == "1" else None
+        if profile:
+            profile.enable()
         jobs = asyncio.run(poller.run(ids))
+        if profile:  # where the poller's time went, on stderr
+            profile.disable()
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
         wall, cpu_used, db_used = time.time() - wall_before, cpu() - cpu_before, server_cpu(pg) - db_before
         stats = server.stats()
     finally:
