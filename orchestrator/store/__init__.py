@@ -98,15 +98,8 @@ def _checkpoint_event(checkpoint: Checkpoint) -> JobEvent:
     )
 
 
-_INSERT_EVENT = (
-    "INSERT INTO events (job_id, seq, created_at, level, message, data) VALUES "
-    "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?), ?, ?, ?, ?)"
-)
 _EVENT_COLUMNS = ("job_id", "seq", "created_at", "level", "message", "data")
-_UPSERT_METRIC = (
-    "INSERT INTO metrics (job_id, step, data) VALUES (?, ?, ?) "
-    "ON CONFLICT (job_id, step) DO UPDATE SET data = excluded.data"
-)
+_METRIC_COLUMNS = ("job_id", "step", "data")
 # A cancel asked for stays visible until the provider says the job ended; the first end stamps finished_at.
 _UPDATE_STATE = """UPDATE jobs SET status = CASE WHEN status = 'cancelling' AND ? = 0 THEN status ELSE ? END,
    base_model = COALESCE(?, base_model),
@@ -123,9 +116,9 @@ def _in_chunks(keys: list[str]) -> Iterator[tuple[list[str], str]]:
         yield chunk, ", ".join("?" * len(chunk))
 
 
-def _event_row(job_id: str, event: JobEvent, mask: Callable[[str], str] = redact) -> tuple[Any, ...]:
+def _event_row(job_id: str, seq: int, event: JobEvent, mask: Callable[[str], str]) -> tuple[Any, ...]:
     data = mask(json.dumps(event.data)) if event.data else "{}"
-    return (job_id, job_id, event.created_at.isoformat(), event.level, mask(event.message), data)
+    return (job_id, seq, event.created_at.isoformat(), event.level, mask(event.message), data)
 
 
 def _metric_row(job_id: str, metric: Metric, seen: datetime) -> tuple[Any, ...]:
@@ -483,23 +476,33 @@ class Store:
         PostgreSQL): a flush of thousands of jobs costs a few round trips."""
         masked = redactor()  # the environment's secrets looked up once for the whole batch
         with self.db.tx() as tx:
-            job_ids = [job_id for job_id, _, _ in polls]
-            self._lock_jobs(tx, job_ids)
-            last = self._last_seqs(tx, [j for j, _, u in polls if u.events or u.checkpoints])
-            events = []
-            for job_id, _, updates in polls:
-                for event in updates.events + [_checkpoint_event(c) for c in updates.checkpoints]:
-                    last[job_id] = last.get(job_id, 0) + 1
-                    events.append((job_id, last[job_id], *_event_row(job_id, event, masked)[2:]))
-            tx.insert_rows("events", _EVENT_COLUMNS, events)
-            seen = now()
-            metrics = [_metric_row(job_id, m, seen) for job_id, _, updates in polls for m in updates.metrics]
-            tx.insert_rows("metrics", ("job_id", "step", "data"), metrics, key=("job_id", "step"))
+            news = [
+                (job_id, updates.events + [_checkpoint_event(c) for c in updates.checkpoints], updates.metrics)
+                for job_id, _, updates in polls
+            ]
+            self._lock_jobs(tx, [job_id for job_id, _, _ in polls])
+            self._insert_news(tx, news, masked)
             cursors = [(updates.cursor, job_id) for job_id, _, updates in polls if updates.cursor is not None]
             tx.executemany("UPDATE jobs SET cursor = ? WHERE id = ?", cursors)
             tx.executemany(_UPDATE_STATE, [_state_row(job_id, state, masked) for job_id, state, _ in polls])
             for job_id, _, _ in polls:
                 tx.notify(job_id)
+
+    def _insert_news(
+        self, tx: Tx, news: list[tuple[str, list[JobEvent], list[Metric]]], mask: Callable[[str], str]
+    ) -> None:
+        """Jobs' new events (numbered after each job's last: the caller holds their rows, _lock_jobs) and metrics
+        (a step's last value wins), in bulk."""
+        last = self._last_seqs(tx, [job_id for job_id, events, _ in news if events])
+        rows = []
+        for job_id, events, _ in news:
+            for event in events:
+                last[job_id] = last.get(job_id, 0) + 1
+                rows.append(_event_row(job_id, last[job_id], event, mask))
+        tx.insert_rows("events", _EVENT_COLUMNS, rows)
+        seen = now()
+        metrics = [_metric_row(job_id, metric, seen) for job_id, _, metrics in news for metric in metrics]
+        tx.insert_rows("metrics", _METRIC_COLUMNS, metrics, key=("job_id", "step"))
 
     def _last_seqs(self, tx: Tx, job_ids: list[str]) -> dict[str, int]:
         """Each job's last event number (jobs without events are absent); its rows locked by _lock_jobs."""
@@ -548,9 +551,7 @@ class Store:
 
     def _append(self, tx: Tx, job_id: str, events: list[JobEvent], metrics: list[Metric], cursor: str | None) -> None:
         self._lock_jobs(tx, [job_id] if events else [])
-        tx.executemany(_INSERT_EVENT, [_event_row(job_id, e) for e in events])
-        seen = now()
-        tx.executemany(_UPSERT_METRIC, [_metric_row(job_id, m, seen) for m in metrics])
+        self._insert_news(tx, [(job_id, events, metrics)], redact)
         if cursor is not None:
             tx.execute("UPDATE jobs SET cursor = ? WHERE id = ?", (cursor, job_id))
         if events or metrics:
