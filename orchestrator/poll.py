@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import heapq
+import os
 import random
 import time
 import uuid
@@ -30,7 +31,8 @@ from fto.schemas import Job, JobListing, JobSpec, JobStatus, ListedJob, Provider
 
 T = TypeVar("T")
 OnTick = Callable[[list[Job]], None]
-LEASE_SECONDS = 30.0
+# How long a poll lease lasts unrenewed: how soon another process takes over the jobs of one that died.
+LEASE_SECONDS = float(os.environ.get("FTO_LEASE_SECONDS", "30"))
 RENEW_EVERY = LEASE_SECONDS / 3
 RETRY_LEASES = 2.0  # seconds until asking again for jobs another process holds, or that await submission
 BACKOFF = 1.5  # interval growth per unchanged poll

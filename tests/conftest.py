@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# A killed poller's jobs are taken over when its leases lapse: 8 s here, not 30, so the tests that kill one wait
+# less (renewed every 8/3 s, so a live but busy poller keeps its jobs). Set before fto is imported anywhere.
+os.environ["FTO_LEASE_SECONDS"] = "8"
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SHARED_DATA = FIXTURES / "data"  # public datasets cut to the rows the tests use (see its SOURCES.md)

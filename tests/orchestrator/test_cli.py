@@ -152,7 +152,7 @@ def _job_status(fto_home) -> str | None:
 
 @pytest.mark.slow
 def test_kill_9_during_training_then_wait_finishes_the_job(write_job, fto_home):
-    job = write_job({"hyperparameters": {"epochs": 40}})
+    job = write_job({"hyperparameters": {"epochs": 20}})
     run = subprocess.Popen([*FTO, "run", str(job)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while _job_status(fto_home) != "running" and time.monotonic() < deadline:

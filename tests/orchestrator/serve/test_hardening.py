@@ -139,7 +139,7 @@ def test_cancel_answers_at_once_and_the_job_ends_cancelled(serve):
 def test_jobs_beyond_the_worker_limit_wait_queued(serve, tmp_path: Path):
     server = serve("--max-workers", "1")
     file_id = _upload(server.url)
-    jobs = [_job(server.url, file_id, epochs=3) for _ in range(3)]
+    jobs = [_job(server.url, file_id, epochs=1) for _ in range(3)]
     seen_training = 0
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
