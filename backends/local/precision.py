@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 def cpu_multiplies_bf16() -> bool:
     """Whether this CPU has native bf16 matrix products (where it has not, bf16 is emulated and slower)."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own CPU probes (private: guarded)
+    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 
 
 def _bf16_product(weight: torch.Tensor, bias: torch.Tensor | None, inputs: torch.Tensor) -> torch.Tensor:

@@ -198,3 +198,20 @@ def test_frozen_weights_multiplied_in_bf16_train_the_same_curve_and_leave_the_mo
         if name in frozen:
             assert torch.equal(weight, frozen[name]), name
     assert not any("forward" in vars(m) for m in bf16.model.modules())  # plain fp32 layers again
+
+
+def test_the_worker_picks_attention_and_precision_per_device():
+    """On CPU: attention per example, and bf16 products where the CPU has them, never for FSDP or on a GPU."""
+    from fto.backends.local import LocalOptions
+    from fto.backends.local.precision import cpu_multiplies_bf16
+    from fto.backends.local.worker import attention_implementation, frozen_bf16
+
+    assert attention_implementation("varlen") == "fto_varlen" and attention_implementation("sdpa") == "sdpa"
+    if not torch.cuda.is_available():
+        assert attention_implementation("auto") == "fto_varlen"
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert frozen_bf16(LocalOptions(), cpu) == cpu_multiplies_bf16()
+    assert frozen_bf16(LocalOptions(frozen_precision="bfloat16"), cpu)
+    assert not frozen_bf16(LocalOptions(frozen_precision="float32"), cpu)
+    assert not frozen_bf16(LocalOptions(frozen_precision="bfloat16", processes=2, shard=True), cpu)
+    assert not frozen_bf16(LocalOptions(frozen_precision="bfloat16"), cuda)
