@@ -179,7 +179,7 @@ def main() -> None:
         raise
     except BaseException as exc:
         traceback.print_exc()
-        reporter.report("status", {"status": "failed", "error": _cause(exc)})
+        reporter.report("status", {"status": "failed", "error": failure_cause(exc)})
         sys.exit(1)
 
 
@@ -190,8 +190,12 @@ def _train_storage(storage_path: str) -> str:
     return str(Path(storage_path).expanduser().resolve() / "ray-train")
 
 
-def _cause(exc: BaseException) -> str:
+def failure_cause(exc: BaseException) -> str:
     """The root of a training failure, in one line (Ray wraps a worker's error in its own)."""
+    failures = list(getattr(exc, "worker_failures", {}).values())
+    if failures:  # a worker's death comes first: its peers' errors (gloo's closed connection) follow from it
+        deaths = [f for f in failures if "HealthCheck" in type(f).__name__ or "ActorDied" in type(f).__name__]
+        exc = (deaths or failures)[0]
     while exc.__cause__ is not None:
         exc = exc.__cause__
     text = str(exc).strip().splitlines()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from fto.backends.ray.driver import unschedulable
+from fto.backends.ray.driver import failure_cause, unschedulable
 from fto.backends.ray.reports import MARK, Reporter, parse
 
 pytestmark = pytest.mark.timeout(30)
@@ -53,3 +53,20 @@ def test_the_local_backends_process_settings_are_refused_in_a_ray_section_with_w
         load_job(job)
     assert found.value.field == "backends.ray" and found.value.line is not None
     assert found.value.message == "processes is a local backend setting; on Ray, use num_workers"
+
+
+def test_a_killed_worker_is_named_as_the_cause_before_the_error_it_gave_its_peer():
+    from ray.exceptions import ActorDiedError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    peer = RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:1234")
+    death = WorkerHealthCheckFailedError("Worker health check failed.", ActorDiedError())
+    both = WorkerGroupError("2 workers failed", {0: peer, 1: death})
+    assert failure_cause(both).startswith("WorkerHealthCheckFailedError: ")
+    assert "died" in failure_cause(both).lower()
+    assert failure_cause(WorkerGroupError("1 worker failed", {0: peer})) == f"RuntimeError: {peer}"
+    try:
+        raise ValueError("the root") from KeyError("deeper")
+    except ValueError as exc:
+        assert failure_cause(exc) == "KeyError: 'deeper'"
