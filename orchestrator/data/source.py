@@ -55,9 +55,61 @@ def _sniff(handle: IO[bytes]) -> tuple[bytes, bool]:
     return head.lstrip()[:1], b"\x00" in head
 
 
-def iter_items(path: str | Path) -> Iterator[Item]:
-    """Yield an Item per record: JSONL line by line, or the elements of a top-level JSON array."""
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A part of a JSONL file, cut at line starts: bytes [start, end), and the number of its first line."""
+
+    start: int
+    end: int
+    first_line: int
+
+
+def split_lines(path: str | Path, parts: int) -> list[Span] | None:
+    """`path` cut into up to `parts` spans of about equal size at line starts, to be read on as many cores; None
+    when it is not plain JSONL (gzip, a JSON array, binary, or a first line that is not one object)."""
     path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.readline()
+        if head.startswith(GZIP_MAGIC) or b"\x00" in head:
+            return None
+        try:  # a JSON object on the first line: JSONL, not an array or one pretty-printed object
+            if not isinstance(orjson.loads(head[3:] if head.startswith(BOM) else head), dict):
+                return None
+        except orjson.JSONDecodeError:
+            return None
+        size = path.stat().st_size
+        starts = [0]
+        for k in range(1, parts):
+            handle.seek(max(size * k // parts, starts[-1]))
+            handle.readline()  # on to the next line's start
+            if handle.tell() < size:
+                starts.append(handle.tell())
+        spans, line = [], 1
+        for start, end in zip(starts, [*starts[1:], size], strict=True):
+            spans.append(Span(start, end, line))
+            line += _newlines(handle, start, end)
+    return spans
+
+
+def _newlines(handle: IO[bytes], start: int, end: int) -> int:
+    handle.seek(start)
+    count, left = 0, end - start
+    while left > 0:
+        chunk = handle.read(min(left, 4 * 2**20))
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        left -= len(chunk)
+    return count
+
+
+def iter_items(path: str | Path, span: Span | None = None) -> Iterator[Item]:
+    """Yield an Item per record: JSONL line by line, or the elements of a top-level JSON array; with `span`, the
+    lines of that part of a JSONL file (see `split_lines`)."""
+    path = Path(path)
+    if span is not None:
+        yield from _jsonl_items(path, span)
+        return
     with open_binary(path) as handle:
         try:
             first, binary = _sniff(handle)
@@ -73,10 +125,17 @@ def iter_items(path: str | Path) -> Iterator[Item]:
         yield from _jsonl_items(path)
 
 
-def _jsonl_items(path: Path) -> Iterator[Item]:
+def _jsonl_items(path: Path, span: Span | None = None) -> Iterator[Item]:
     with open_binary(path) as handle:
+        if span is not None:
+            handle.seek(span.start)
+        left = span.end - span.start if span is not None else -1  # bytes of the span not yet read
         try:
-            for number, raw in enumerate(handle, start=1):
+            for number, raw in enumerate(handle, start=span.first_line if span else 1):
+                if span is not None:
+                    if left <= 0:
+                        break
+                    left -= len(raw)
                 if number == 1 and raw.startswith(BOM):
                     raw = raw[3:]
                     yield Item(1, None, "the file starts with a UTF-8 byte-order mark", "bom", warning=True)

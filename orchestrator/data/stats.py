@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import statistics
 import sys
+import threading
 from array import array
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +23,16 @@ from fto.backends.tokenizers import (
     tiktoken_counter,
     tiktoken_encoding,
 )
-from fto.orchestrator.data.validate import Target, validate_file
+from fto.orchestrator.data.read import resolve_format
+from fto.orchestrator.data.source import Span, split_lines
+from fto.orchestrator.data.validate import Report, Target, merged, validate_file
+from fto.orchestrator.errors import DataError
 from fto.schemas import Conversation, Message, PreferencePair, Record
+from fto.schemas.provider import ModelCard
 
 TOKENS_PER_MESSAGE, TOKENS_PER_NAME, REPLY_PRIMING = 3, 1, 3  # the notebook's num_tokens_from_messages
 PROCESS_FROM_BYTES = 16 * 2**20  # files from this size count tokens in a process of their own
+SPLIT_FROM_BYTES = 2**20  # plain JSONL from this size is read in parts, one per core (FTO_DATA_PROCESSES caps it)
 
 
 def message_tokens(message: Message, counter: Counter) -> int:
@@ -113,12 +122,16 @@ class _Window:
         ]
 
 
-def measure_window(records: list[Record], counter: Counter, pool: Executor) -> _Window:
+def measure_window(records: list[Record], counter: Counter, pool: Executor | None) -> _Window:
     """`measure` of each record by the same rules, with each distinct text (system prompts, roles and tool schemas
-    repeat) tokenized once, on `pool` — a process beside this one for tiktoken, which holds the GIL."""
+    repeat) tokenized once, on `pool` — a process beside this one for tiktoken, which holds the GIL — or now."""
     recorder = _Recorder()
     plans = [recorder.plan(record) for record in records]
     distinct = list(recorder.index)
+    if pool is None:
+        counted: Future[list[int]] = Future()
+        counted.set_result([counter.count(text) for text in distinct])
+        return _Window(plans, counted)
     if isinstance(counter, TiktokenCounter) and isinstance(pool, ProcessPoolExecutor):
         return _Window(plans, pool.submit(_count_in_worker, counter.encoding.name, distinct))
     return _Window(plans, pool.submit(lambda: [counter.count(text) for text in distinct]))
@@ -163,6 +176,108 @@ def histogram(values: array, bins: int = 20) -> dict[str, list[float]] | None:
     return {"edges": [round(low + k * width, 2) for k in range(bins + 1)], "counts": counts}
 
 
+@dataclass
+class _Tally:
+    """What a pass over a file, or a span of it, observed of each record, in file order."""
+
+    messages: array = field(default_factory=lambda: array("l"))
+    totals: array = field(default_factory=lambda: array("l"))
+    answers: array = field(default_factory=lambda: array("l"))
+    missing: dict[str, int] = field(default_factory=lambda: {"system": 0, "user": 0})
+
+    def observe(self, record: Record, total: int, assistant: int) -> None:
+        """One record's message count, tokens, and which of system and user turns it lacks."""
+        messages = record.messages if isinstance(record, Conversation) else [*record.prompt, *record.chosen]
+        self.messages.append(len(messages))
+        self.totals.append(total)
+        self.answers.append(assistant)
+        for role in self.missing:
+            if not any(m.role == role for m in messages):
+                self.missing[role] += 1
+
+    def extend(self, later: _Tally) -> None:
+        """Add what the next span observed."""
+        self.messages.extend(later.messages)
+        self.totals.extend(later.totals)
+        self.answers.extend(later.answers)
+        for role, n in later.missing.items():
+            self.missing[role] += n
+
+
+def _counter(target: str | None, model: str | None, tokenizer: str | None) -> tuple[Counter, ModelCard | None]:
+    """The token counter for `target`'s `model` (a labelled cl100k estimate without a target), and its card."""
+    if target is None:
+        counter = model_counter(tokenizer) if tokenizer else tiktoken_counter(ESTIMATE_ENCODING, False, "the provider")
+        return counter, None
+    from fto.backends import registry
+
+    _, card = Target.named(target).info.model(model)
+    return registry.backend_class(target).token_counter(model, tokenizer), card
+
+
+def _tally(
+    path: str | Path,
+    target: str | None,
+    fmt: str,
+    mapping: dict[str, Any] | None,
+    counter: Counter,
+    limit: int | None,
+    pool: Executor | None,
+    span: Span | None = None,
+) -> tuple[Report, _Tally]:
+    """One pass over `path` (or its `span`): the validation report, and each record's counts."""
+    tally = _Tally()
+    report = validate_file(
+        path, target, fmt, mapping, token_limit=limit, observe=tally.observe,
+        measure_many=lambda window: measure_window(window, counter, pool), span=span,
+    )  # fmt: skip
+    return report, tally
+
+
+def _tally_span(
+    path: str | Path,
+    target: str | None,
+    model: str | None,
+    tokenizer: str | None,
+    fmt: str,
+    mapping: dict[str, Any] | None,
+    span: Span,
+) -> tuple[Report, _Tally]:
+    """`_tally` of one span in a process of its own (its counter made there: a tokenizer does not pickle)."""
+    counter, card = _counter(target, model, tokenizer)
+    return _tally(path, target, fmt, mapping, counter, card.max_tokens_per_example if card else None, None, span)
+
+
+def _split(
+    path: str | Path, counter: Counter, fmt: str, mapping: dict[str, Any] | None
+) -> tuple[list[Span], BaseContext] | None:
+    """Spans of a plain JSONL file to read in processes of their own, one per core, and how to start them: a fork
+    when this process runs one thread (a copy with the tokenizer loaded starts in milliseconds), else a fresh
+    process, worth its start only for large files. None for one pass (a small file, gzip, or a model's tokenizer,
+    whose own threads do not survive a fork)."""
+    path = Path(path)
+    if not isinstance(counter, TiktokenCounter) or not path.is_file():
+        return None
+    size = path.stat().st_size
+    context: BaseContext
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("fork")
+    elif size >= PROCESS_FROM_BYTES:
+        context = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
+    else:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    parts = min(cores, int(os.environ.get("FTO_DATA_PROCESSES") or cores), size // SPLIT_FROM_BYTES)
+    if parts < 2:
+        return None
+    try:
+        resolve_format(path, fmt, mapping)  # a file whose format is unknown gets its one finding from one pass
+    except DataError:
+        return None
+    spans = split_lines(path, parts)
+    return (spans, context) if spans and len(spans) > 1 else None
+
+
 def dataset_stats(
     path: str | Path,
     target: str | None = None,
@@ -177,33 +292,26 @@ def dataset_stats(
     Without a target, tokens are a labelled cl100k estimate and there is no limit or price.
     """
     provider = Target.named(target) if target else None
-    card = None
     if provider is not None:
-        from fto.backends import registry
-
-        model, card = provider.info.model(model)
-        counter = registry.backend_class(target or "").token_counter(model, tokenizer)
-    else:
-        counter = model_counter(tokenizer) if tokenizer else tiktoken_counter(ESTIMATE_ENCODING, False, "the provider")
+        model = provider.info.model(model)[0]
+    counter, card = _counter(target, model, tokenizer)
     limit = card.max_tokens_per_example if card else None
-    n_messages, totals, answers = array("l"), array("l"), array("l")
-    missing = {"system": 0, "user": 0}
-
-    def observe(record: Record, total: int, assistant: int) -> None:
-        messages = record.messages if isinstance(record, Conversation) else [*record.prompt, *record.chosen]
-        n_messages.append(len(messages))
-        totals.append(total)
-        answers.append(assistant)
-        for role in missing:
-            if not any(m.role == role for m in messages):
-                missing[role] += 1
-
-    # Tokens are counted beside the parsing (a process for large files), one window of records behind.
-    with _counting_pool(path, counter) as pool:
-        report = validate_file(
-            path, target, fmt, mapping, token_limit=limit, observe=observe,
-            measure_many=lambda window: measure_window(window, counter, pool),
-        )  # fmt: skip
+    split = _split(path, counter, fmt, mapping)
+    if split is None:  # tokens counted beside the parsing (a process for large files), a window of records behind
+        with _counting_pool(path, counter) as pool:
+            report, tally = _tally(path, target, fmt, mapping, counter, limit, pool)
+    else:  # this process reads the first span, and one process each the others
+        spans, context = split
+        sys.stdout.flush(), sys.stderr.flush()  # a fork would write what is buffered again
+        with ProcessPoolExecutor(len(spans) - 1, mp_context=context) as processes:
+            args = (path, target, model, tokenizer, fmt, mapping)
+            later = [processes.submit(_tally_span, *args, span) for span in spans[1:]]
+            parts = [_tally(path, target, fmt, mapping, counter, limit, None, spans[0])]
+            parts += [future.result() for future in later]
+        report, tally = merged([r for r, _ in parts]), parts[0][1]
+        for _, rest in parts[1:]:
+            tally.extend(rest)
+    totals = tally.totals
     billing = sum(min(limit, t) for t in totals) if limit else sum(totals)
     n_epochs = epochs or (provider.info.epochs.epochs_for(len(totals)) if provider else 1)
     price = card.training_usd_per_1m if card else None
@@ -216,12 +324,12 @@ def dataset_stats(
         "tokenizer": counter.name,
         "tokens_exact": counter.exact,
         "examples": report.examples,
-        "missing_system": missing["system"],
-        "missing_user": missing["user"],
-        "messages_per_example": distribution(n_messages),
+        "missing_system": tally.missing["system"],
+        "missing_user": tally.missing["user"],
+        "messages_per_example": distribution(tally.messages),
         "total_tokens_per_example": distribution(totals),
         "total_tokens_histogram": histogram(totals),
-        "assistant_tokens_per_example": distribution(answers),
+        "assistant_tokens_per_example": distribution(tally.answers),
         "token_limit": limit,
         "over_limit": sum(1 for t in totals if limit and t > limit),
         "billing_tokens": billing,

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 from fto.orchestrator.data.formats import RecordError
 from fto.orchestrator.data.read import resolve_format
-from fto.orchestrator.data.source import iter_items
+from fto.orchestrator.data.source import Span, iter_items
 from fto.orchestrator.errors import DataError
 from fto.schemas import Conversation, Message, PreferencePair, Record
 from fto.schemas.provider import ProviderInfo
@@ -125,14 +125,16 @@ def validate_file(
     observe: Observe | None = None,
     max_shown: int = 20,
     measure_many: MeasureMany | None = None,
+    span: Span | None = None,
 ) -> Report:
     """Check every example of `path` (for backend `target` when given); findings collect in the returned report.
 
     `measure_many` (instead of `measure`) takes a window of records and returns a future: tokens are counted on
     another thread while this one parses the next window (tokenizers release the GIL); findings keep their lines.
+    With `span`, only that part of the file is checked, and the checks of the whole file are left to `merged`.
     """
     report = Report(file=str(path), format="unknown", target=target)
-    scan = _scan(path, report, target, fmt, mapping, measure, token_limit, observe, max_shown)
+    scan = _scan(path, report, target, fmt, mapping, measure, token_limit, observe, max_shown, span)
     if measure_many is None:
         for _ in scan:
             pass
@@ -178,7 +180,7 @@ def valid_records(
 ) -> tuple[Report, Iterator[Record]]:
     """The records without errors (for `convert --skip-invalid`); the report fills in as they are read."""
     report = Report(file=str(path), format="unknown", target=None)
-    scan = _scan(path, report, None, fmt, mapping, None, None, None, 20)
+    scan = _scan(path, report, None, fmt, mapping, None, None, None, 20, None)
     return report, (record for record, clean in scan if clean)
 
 
@@ -192,6 +194,7 @@ def _scan(
     token_limit: int | None,
     observe: Observe | None,
     max_shown: int,
+    span: Span | None,
 ) -> Iterator[tuple[Record, bool]]:
     """One pass: yields each record and whether it passed, while findings collect in `report`."""
     target = Target.named(target_name) if target_name else None
@@ -205,7 +208,7 @@ def _scan(
         emit.error(exc.code, exc.field, exc.message)
         return
     report.format = reader.name
-    for item in iter_items(path):
+    for item in iter_items(path, span):
         emit.line = item.line or None
         if item.obj is None:
             (emit if item.warning else emit.error)(item.code or "invalid_json", None, item.error or "unreadable")
@@ -234,7 +237,23 @@ def _scan(
                 observe(record, total, assistant)
         yield record, report.errors == errors_before
     emit.line = None
-    _check_file(Path(path), report, target, emit)
+    if span is None:
+        _check_file(Path(path), report, target, emit)
+
+
+def merged(parts: list[Report], max_shown: int = 20) -> Report:
+    """One report of a file checked in spans (`parts` in file order): counts summed, the first findings shown, and
+    the checks of the whole file made."""
+    first = parts[0]
+    report = Report(file=first.file, format=first.format, target=first.target)
+    for part in parts:
+        report.examples += part.examples
+        report.errors += part.errors
+        report.counts.update(part.counts)
+        report.shown.extend(part.shown[: max_shown - len(report.shown)])
+    target = Target.named(first.target) if first.target else None
+    _check_file(Path(first.file), report, target, _Collector(report, target, max_shown))
+    return report
 
 
 def _check_file(path: Path, report: Report, target: Target | None, emit: _Collector) -> None:
