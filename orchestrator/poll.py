@@ -106,20 +106,56 @@ class Poller:
         self.due: list[_Due] = []  # when each job polled on its own schedule is asked next
         self.rng = random.Random()
         # Answers are written in batches (one transaction each): the store keeps pace with thousands of jobs.
-        # The cursor moves in the same transaction, so a crash before a flush only means asking again.
+        # The cursor moves in the same transaction, so a crash before a flush only means asking again. A thread
+        # writes them, one batch at a time and in order, so the loop goes on listing and polling meanwhile.
         self.unwritten: list[tuple[str, ProviderJob, ProviderUpdates]] = []
+        self.writer: ThreadPoolExecutor | None = None
+        self.write_store: Store | None = None  # a connection of its own (SQLite's is not shared across threads)
+        self.writing: asyncio.Future[None] | None = None
+        self.write_failed: BaseException | None = None
         self.tracking = Tracking(store)  # what was written goes on to the experiment trackers a job file names
         self.tracked: set[str] = set()  # the jobs whose job file names a tracker
 
     def flush(self) -> bool:
-        """Write the polled states and news gathered since the last flush, in one transaction (True: wrote)."""
-        if not self.unwritten:
+        """Hand the polled states and news gathered since the last flush to the writer thread, to be written in one
+        transaction (True: handed). While it writes, they wait: its end hands them on."""
+        if self.write_failed is not None:
+            raise self.write_failed
+        if not self.unwritten or self.writing is not None:
             return False
+        if self.writer is None or self.write_store is None:
+            self.writer = ThreadPoolExecutor(1, thread_name_prefix="fto-write")
+            self.write_store = Store(self.store.location)
         batch, self.unwritten = self.unwritten, []
-        self.store.record_polls(batch)
+        self.writing = asyncio.get_running_loop().run_in_executor(self.writer, self.write_store.record_polls, batch)
+        self.writing.add_done_callback(functools.partial(self._written, batch))
+        return True
+
+    def _written(self, batch: list[tuple[str, ProviderJob, ProviderUpdates]], done: asyncio.Future[None]) -> None:
+        self.writing = None
+        failure = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        if failure is not None:
+            self.write_failed = failure  # raised in the loop: the poller stops, its leases lapse to another
+            return
         if self.tracked:
             self.tracking.record([p for p in batch if p[0] in self.tracked])
-        return True
+        self.flush()
+
+    async def _drain(self) -> None:
+        """Write everything gathered, wait for it, and stop the writer (a write's failure is raised)."""
+        try:
+            self.flush()
+            while self.writing is not None:
+                await asyncio.wait([self.writing])
+                await asyncio.sleep(0)  # its end's callback hands on what waited
+            if self.write_failed is not None:
+                raise self.write_failed
+        finally:
+            if self.writer is not None:
+                self.writer.shutdown()
+            if self.write_store is not None:
+                self.write_store.close()
+            self.writer, self.write_store = None, None
 
     @property
     def requests(self) -> int:
@@ -136,7 +172,9 @@ class Poller:
         try:
             while self.waiting:
                 now = time.monotonic()
-                if now >= next_lease:
+                if now >= next_lease and self.writing is not None:
+                    next_lease = now + 0.05  # not while this poller's write holds job rows: SKIP LOCKED skips them
+                elif now >= next_lease:
                     next_lease = now + (RETRY_LEASES if self._lease() else RENEW_EVERY)
                 while self.due and self.due[0].at <= now:
                     self._ready(heapq.heappop(self.due).job_id)
@@ -158,12 +196,14 @@ class Poller:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.flush()
-            for backend in self.backends.values():
-                close = getattr(backend, "aclose", None)
-                if close:
-                    await close()
-            self.store.release_leases(self.owner)
+            try:
+                await self._drain()
+            finally:  # even after a failed write: the jobs go to other pollers, from their stored cursors
+                for backend in self.backends.values():
+                    close = getattr(backend, "aclose", None)
+                    if close:
+                        await close()
+                self.store.release_leases(self.owner)
         jobs = self.store.jobs_by_id(job_ids)
         if self.on_tick:
             self.on_tick(jobs)
@@ -287,7 +327,6 @@ class Poller:
             if mine:
                 try:
                     changed_since = await self._list(provider, changed_since, mine)
-                    self.flush()  # what the listing brought, written now rather than at the next tick
                 except Exception:  # the listing failed after its retries: each job back on a schedule of its own
                     for job_id in mine.values():
                         self._unstamp(job_id)
@@ -316,6 +355,7 @@ class Poller:
                     self._ready(job_id)  # its own poll answers meanwhile: recording both would repeat news
                 else:
                     self._listed(job_id, watch, listed)
+            self.flush()  # what the page brought, written while the next is asked for
             if listing.next_page is None:
                 return as_of
             page = listing.next_page

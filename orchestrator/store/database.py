@@ -40,6 +40,17 @@ class Tx(ABC):
             upsert = f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {others}"
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){upsert}", rows)
 
+    def update_rows(
+        self, table: str, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], assign: str
+    ) -> None:
+        """Update the row of `table` whose `key` matches each of `rows` (one per key; `columns` include `key`):
+        `assign` is the SET clause, over the row's old values (`table.column`) and the new (`new.column`). Here
+        one UPDATE per row; an engine with a bulk path (COPY) overrides it."""
+        values = ", ".join(f"? AS {c}" for c in columns)
+        self.executemany(
+            f"UPDATE {table} SET {assign} FROM (SELECT {values}) AS new WHERE {table}.{key} = new.{key}", rows
+        )
+
     @abstractmethod
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         """Rows of a query, inside this transaction."""

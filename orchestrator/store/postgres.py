@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -82,6 +83,22 @@ class _PostgresTx(Tx):
                 f"INSERT INTO {table} ({names}) SELECT {names} FROM {target} "
                 f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {others}"
             )
+
+    def update_rows(
+        self, table: str, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], assign: str
+    ) -> None:
+        """COPY into a temporary table shaped like `table`'s columns (so each value has its column's type), then
+        one UPDATE … FROM: thousands of rows in three round trips."""
+        names = ", ".join(columns)
+        staged = f"fto_update_{table}_{zlib.crc32(names.encode()):08x}"  # a table per set of columns
+        self.conn.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} ON COMMIT DELETE ROWS AS SELECT {names} FROM {table} "
+            "WITH NO DATA"
+        )
+        with self.conn.cursor() as cursor, cursor.copy(f"COPY {staged} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        self.conn.execute(f"UPDATE {table} SET {assign} FROM {staged} AS new WHERE {table}.{key} = new.{key}")
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         return self.conn.execute(_sql(sql), args).fetchall()

@@ -142,6 +142,38 @@ def test_a_flush_of_polls_numbers_events_after_the_stored_ones_and_the_last_metr
     assert [(m.step, m.loss) for m in store.metrics(first)] == [(1, 3.0), (2, 1.0)]
 
 
+def test_a_flush_of_states_keeps_a_cancel_asked_the_first_end_and_what_a_later_answer_lacks(engine):
+    """States go in bulk (one UPDATE … FROM a staged table on PostgreSQL) with the rules of one UPDATE per poll."""
+    from fto.schemas import ProviderUpdates
+
+    store = Store()
+    jobs = [store.create_experiment(SPEC, None, ["sim"])[1][0].id for _ in range(3)]
+    ended, cancelled, failed = jobs
+    store.request_cancel(cancelled)
+    running = ProviderJob(status=JobStatus.RUNNING, base_model="base", trained_tokens=10)
+    done = ProviderJob(status=JobStatus.SUCCEEDED, fine_tuned_model="ft:1")
+    store.record_polls(
+        [
+            (ended, running, ProviderUpdates(cursor="c1")),
+            (ended, done, ProviderUpdates()),  # later in the same flush: no cursor, no base model of its own
+            (cancelled, running, ProviderUpdates()),
+            (failed, ProviderJob(status=JobStatus.FAILED, error="out of memory"), ProviderUpdates()),
+        ]
+    )
+    job = store.job(ended)
+    assert (job.status, job.fine_tuned_model, job.base_model, job.trained_tokens) == (
+        JobStatus.SUCCEEDED, "ft:1", "base", 10,
+    )  # fmt: skip
+    assert store.cursor(ended) == "c1" and job.finished_at is not None
+    assert store.job(cancelled).status == JobStatus.CANCELLING and store.job(cancelled).finished_at is None
+    assert (store.job(failed).status, store.job(failed).error) == (JobStatus.FAILED, "out of memory")
+    first_end = job.finished_at
+    store.record_polls([(ended, done, ProviderUpdates()), (cancelled, ProviderJob(status=JobStatus.CANCELLED),
+                                                           ProviderUpdates())])  # fmt: skip
+    assert store.job(ended).finished_at == first_end  # the first end stamps it
+    assert store.job(cancelled).status == JobStatus.CANCELLED and store.job(cancelled).finished_at is not None
+
+
 def test_another_process_writing_is_seen_without_reading_a_table(engine):
     watcher, writer = Store(), Store()
     watcher.changed()  # start watching
