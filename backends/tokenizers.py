@@ -107,8 +107,11 @@ def _encoding_from_cache(cache_dir: Path, name: str) -> Any:
         return tiktoken.get_encoding(name)  # another plugin's encoding: tiktoken's own way
     arguments = ENCODING_CONSTRUCTORS[name]()
     tmp = kept.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(marshal.dumps(arguments))
-    os.replace(tmp, kept)
+    try:
+        tmp.write_bytes(marshal.dumps(arguments))
+        os.replace(tmp, kept)
+    except OSError:
+        pass  # a cache that cannot be written (read-only) only makes the next load slower
     return tiktoken.Encoding(**arguments)
 
 

@@ -26,7 +26,7 @@ from fto.backends.tokenizers import (
 from fto.orchestrator.data.read import resolve_format
 from fto.orchestrator.data.source import Span, split_lines
 from fto.orchestrator.data.validate import Report, Target, merged, validate_file
-from fto.orchestrator.errors import DataError
+from fto.orchestrator.errors import ConfigError, DataError
 from fto.schemas import Conversation, Message, PreferencePair, Record
 from fto.schemas.provider import ModelCard
 
@@ -248,6 +248,17 @@ def _tally_span(
     return _tally(path, target, fmt, mapping, counter, card.max_tokens_per_example if card else None, None, span)
 
 
+def _processes() -> int:
+    """The processes a big file may be read by: one per core this process may run on, or FTO_DATA_PROCESSES."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    asked = os.environ.get("FTO_DATA_PROCESSES")
+    if not asked:
+        return cores
+    if not asked.isdigit() or int(asked) < 1:
+        raise ConfigError(f"{asked!r} is not a number of processes (1 or more)", field="FTO_DATA_PROCESSES")
+    return int(asked)
+
+
 def _split(
     path: str | Path, counter: Counter, fmt: str, mapping: dict[str, Any] | None
 ) -> tuple[list[Span], BaseContext] | None:
@@ -266,8 +277,7 @@ def _split(
         context = multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
     else:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    parts = min(cores, int(os.environ.get("FTO_DATA_PROCESSES") or cores), size // SPLIT_FROM_BYTES)
+    parts = min(_processes(), size // SPLIT_FROM_BYTES)
     if parts < 2:
         return None
     try:

@@ -219,3 +219,10 @@ def test_stats_of_a_file_read_by_every_core_match_those_read_by_one_process(tmp_
     assert json.loads(apart.stdout) == json.loads(alone.stdout)
     figures = json.loads(alone.stdout)
     assert figures["examples"] > 2400 and figures["billing_tokens"] > 0 and figures["validation"]["errors"] > 4
+    os.environ["FTO_DATA_PROCESSES"] = "two"
+    try:
+        wrong = run_fto("data", "stats", str(path))
+    finally:
+        del os.environ["FTO_DATA_PROCESSES"]
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert "FTO_DATA_PROCESSES: 'two' is not a number of processes" in wrong.stderr
