@@ -135,7 +135,7 @@ class Poller:
         self.writing = None
         failure = done.exception() if not done.cancelled() else asyncio.CancelledError()
         if failure is not None:
-            self.write_failed = failure  # raised in the loop: the poller stops, its leases lapse to another
+            self.write_failed = failure  # raised in the loop: the poller stops and releases its jobs to others
             return
         if self.tracked:
             self.tracking.record([p for p in batch if p[0] in self.tracked])
