@@ -256,94 +256,85 @@ class Trainer:
         """Train to the end; returns how it ended: 'finished', 'stopped' (cancelled) or 'early-stopped'."""
         products = frozen_products_in_bf16(self.model) if self.settings.frozen_bf16 else contextlib.nullcontext()
         with products:
-            return self._run(on_metric, should_stop, on_checkpoint, on_event)
-
-    def _run(
-        self,
-        on_metric: Callable[[Metric], None],
-        should_stop: Callable[[], bool],
-        on_checkpoint: Callable[[], None],
-        on_event: Callable[[str], None],
-    ) -> str:
-        s, pos = self.settings, self.position
-        rank, world = _rank()
-        self.model.train()
-        started_at, started_step = time.perf_counter(), pos.step
-        while pos.epoch < s.epochs:
-            steps = self.plan[pos.epoch]
-            while pos.step_in_epoch < len(steps):
-                if _any(should_stop()):
-                    return "stopped"
-                begun = time.perf_counter()
-                chunk = steps[pos.step_in_epoch]
-                mine = [self.train_set[i] for i in chunk[rank::world]]
-                # A process left without examples in this step still takes part in the gradient reduction,
-                # with another process's example at weight 0.
-                weight = 1.0 if mine else 0.0
-                mine = mine or [self.train_set[chunk[0]]]
-                if s.method == "dpo":
-                    denominator = float(len(chunk))
-                    loss_sum, tokens, correct = self._dpo_step(cast(list[Pair], mine), denominator, weight)
-                else:
-                    sequences = cast(list[Encoded], mine)
-                    trained = float(sum(e.trained_tokens for e in sequences)) * weight
-                    denominator = float(_all_sum(torch.tensor(trained)))
-                    loss_sum, tokens = self._sft_step(sequences, denominator, weight)
-                    correct = 0.0
-                totals = _all_sum(torch.tensor([loss_sum, float(tokens), correct]))
-                norm = torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm)
-                grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-                if not (math.isfinite(float(totals[0])) and math.isfinite(grad_norm)):  # never apply such a step
-                    raise ValueError(
-                        f"the training loss became {float(totals[0]) / denominator} at step {pos.step + 1} "
-                        f"(gradient norm {grad_norm}): training diverged; lower hyperparameters.learning_rate"
+            s, pos = self.settings, self.position
+            rank, world = _rank()
+            self.model.train()
+            started_at, started_step = time.perf_counter(), pos.step
+            while pos.epoch < s.epochs:
+                steps = self.plan[pos.epoch]
+                while pos.step_in_epoch < len(steps):
+                    if _any(should_stop()):
+                        return "stopped"
+                    begun = time.perf_counter()
+                    chunk = steps[pos.step_in_epoch]
+                    mine = [self.train_set[i] for i in chunk[rank::world]]
+                    # A process left without examples in this step still takes part in the gradient reduction,
+                    # with another process's example at weight 0.
+                    weight = 1.0 if mine else 0.0
+                    mine = mine or [self.train_set[chunk[0]]]
+                    if s.method == "dpo":
+                        denominator = float(len(chunk))
+                        loss_sum, tokens, correct = self._dpo_step(cast(list[Pair], mine), denominator, weight)
+                    else:
+                        sequences = cast(list[Encoded], mine)
+                        trained = float(sum(e.trained_tokens for e in sequences)) * weight
+                        denominator = float(_all_sum(torch.tensor(trained)))
+                        loss_sum, tokens = self._sft_step(sequences, denominator, weight)
+                        correct = 0.0
+                    totals = _all_sum(torch.tensor([loss_sum, float(tokens), correct]))
+                    norm = torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm)
+                    grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+                    if not (math.isfinite(float(totals[0])) and math.isfinite(grad_norm)):  # never apply such a step
+                        raise ValueError(
+                            f"the training loss became {float(totals[0]) / denominator} at step {pos.step + 1} "
+                            f"(gradient norm {grad_norm}): training diverged; lower hyperparameters.learning_rate"
+                        )
+                    lr = float(self.scheduler.get_last_lr()[0])
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    pos.step += 1
+                    pos.step_in_epoch += 1
+                    loss = float(totals[0]) / denominator
+                    pos.history.append(loss)
+                    elapsed = time.perf_counter() - started_at
+                    per_step = elapsed / max(1, pos.step - started_step)
+                    metric = Metric(
+                        step=pos.step,
+                        total_steps=self.total_steps,
+                        epoch=round(pos.epoch + pos.step_in_epoch / len(steps), 4),
+                        loss=round(loss, 6),
+                        learning_rate=lr,
+                        grad_norm=round(grad_norm, 6),
+                        tokens_per_second=round(float(totals[1]) / (time.perf_counter() - begun), 1),
+                        eta_seconds=round(per_step * (self.total_steps - pos.step), 1),
                     )
-                lr = float(self.scheduler.get_last_lr()[0])
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                pos.step += 1
-                pos.step_in_epoch += 1
-                loss = float(totals[0]) / denominator
-                pos.history.append(loss)
-                elapsed = time.perf_counter() - started_at
-                per_step = elapsed / max(1, pos.step - started_step)
-                metric = Metric(
-                    step=pos.step,
-                    total_steps=self.total_steps,
-                    epoch=round(pos.epoch + pos.step_in_epoch / len(steps), 4),
-                    loss=round(loss, 6),
-                    learning_rate=lr,
-                    grad_norm=round(grad_norm, 6),
-                    tokens_per_second=round(float(totals[1]) / (time.perf_counter() - begun), 1),
-                    eta_seconds=round(per_step * (self.total_steps - pos.step), 1),
-                )
-                if s.method == "dpo":
-                    metric.reward_accuracy = round(float(totals[2]) / denominator, 4)
-                last_of_epoch = pos.step_in_epoch == len(steps)
-                if last_of_epoch and self.validation_set:
-                    metric.valid_loss = round(self.validation_loss(), 6)
-                if rank == 0:
-                    on_metric(metric)
-                if last_of_epoch:
-                    pos.epoch += 1
-                    pos.step_in_epoch = 0
-                    if metric.valid_loss is not None and s.early_stopping_patience:
-                        if metric.valid_loss < pos.best_valid - 1e-6:
-                            pos.best_valid, pos.stale_epochs = metric.valid_loss, 0
-                        else:
-                            pos.stale_epochs += 1
-                        if pos.stale_epochs >= s.early_stopping_patience:
-                            on_event(
-                                f"early stopping after epoch {pos.epoch}: validation loss has not improved for "
-                                f"{pos.stale_epochs} epochs (best {pos.best_valid:.4f})"
-                            )
-                            return "early-stopped"
-                if s.checkpoint_every and pos.step % s.checkpoint_every == 0 and rank == 0 and not self.sharded:
-                    on_checkpoint()
-                if last_of_epoch:
-                    break  # the next epoch, in a new order
-        return "finished"
+                    if s.method == "dpo":
+                        metric.reward_accuracy = round(float(totals[2]) / denominator, 4)
+                    last_of_epoch = pos.step_in_epoch == len(steps)
+                    if last_of_epoch and self.validation_set:
+                        metric.valid_loss = round(self.validation_loss(), 6)
+                    if rank == 0:
+                        on_metric(metric)
+                    if last_of_epoch:
+                        pos.epoch += 1
+                        pos.step_in_epoch = 0
+                        if metric.valid_loss is not None and s.early_stopping_patience:
+                            if metric.valid_loss < pos.best_valid - 1e-6:
+                                pos.best_valid, pos.stale_epochs = metric.valid_loss, 0
+                            else:
+                                pos.stale_epochs += 1
+                            if pos.stale_epochs >= s.early_stopping_patience:
+                                on_event(
+                                    f"early stopping after epoch {pos.epoch}: validation loss has not improved for "
+                                    f"{pos.stale_epochs} epochs (best {pos.best_valid:.4f})"
+                                )
+                                return "early-stopped"
+                    if s.checkpoint_every and pos.step % s.checkpoint_every == 0 and rank == 0 and not self.sharded:
+                        on_checkpoint()
+                    if last_of_epoch:
+                        break  # the next epoch, in a new order
+            return "finished"
 
     # state, for checkpoints ----------------------------------------------------------------------------
 
