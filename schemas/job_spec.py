@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
 Auto = Literal["auto"]
+# Upper bounds no real run comes near, so a typo (`epochs: 1000000000000`) is an error at its line, never a worker
+# that grows until the machine dies. Bounds that depend on the model or the data are checked at submit.
+MAX_EPOCHS = 1000
+MAX_BATCH_SIZE = 65_536
+MAX_LORA_RANK = 4096
+MAX_SEQ_LENGTH = 1_048_576
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+Float = Annotated[float, BeforeValidator(_not_bool)]  # YAML's `yes` is no learning rate
 
 
 class _Strict(BaseModel):
@@ -38,8 +53,8 @@ class DataSpec(_Strict):
 class LoraSpec(_Strict):
     """LoRA adapter settings (rank, scale, dropout, target modules)."""
 
-    r: int = Field(default=16, gt=0)
-    alpha: float = Field(default=32, gt=0)
+    r: StrictInt = Field(default=16, gt=0, le=MAX_LORA_RANK, description="adapter rank (at most the model's width)")
+    alpha: Float = Field(default=32, gt=0, le=1e6)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
@@ -47,17 +62,25 @@ class LoraSpec(_Strict):
 class Hyperparameters(_Strict):
     """How to train: epochs, batch size, learning rate (or a provider's multiplier) and the local trainer's knobs."""
 
-    epochs: int | Auto = Field(default="auto", description="passes over the training data")
-    batch_size: int | Auto = Field(default="auto", description="examples per optimizer step")
-    learning_rate: float | None = Field(
-        default=None, gt=0, description="absolute learning rate (local training); null picks a default"
+    epochs: Annotated[StrictInt, Field(le=MAX_EPOCHS)] | Auto = Field(
+        default="auto", description=f"passes over the training data (1–{MAX_EPOCHS})"
     )
-    learning_rate_multiplier: float | Auto = Field(
+    batch_size: Annotated[StrictInt, Field(le=MAX_BATCH_SIZE)] | Auto = Field(
+        default="auto", description="examples per optimizer step (at most the training examples)"
+    )
+    learning_rate: Float | None = Field(
+        default=None, gt=0, le=10.0, description="absolute learning rate (local training); null picks a default"
+    )
+    learning_rate_multiplier: Annotated[Float, Field(le=1000.0)] | Auto = Field(
         default="auto", description="multiplier on the provider's base learning rate (hosted training)"
     )
-    warmup_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)
-    max_seq_length: int | None = Field(default=None, gt=0, description="longer examples are truncated")
-    beta: float | Auto = Field(default="auto", description="DPO: strength of the pull towards the reference")
+    warmup_ratio: Float = Field(default=0.1, ge=0.0, lt=1.0)
+    max_seq_length: StrictInt | None = Field(
+        default=None, gt=0, le=MAX_SEQ_LENGTH, description="longer examples are truncated"
+    )
+    beta: Annotated[Float, Field(le=100.0)] | Auto = Field(
+        default="auto", description="DPO: strength of the pull towards the reference"
+    )
     lora: LoraSpec = Field(default_factory=LoraSpec)
 
     @field_validator("epochs", "batch_size")

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -210,6 +211,8 @@ class LocalBackend(Backend[LocalOptions]):
                 )
         finally:
             os.close(fd)
+        # Reaped when it ends, so a long-lived parent (`fto serve`) keeps no zombie; the worker never waits on us.
+        threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
         folder.write_status(JobStatus.QUEUED, pid=process.pid)
 
     def _folder(self, provider_job_id: str) -> JobFolder:

@@ -17,6 +17,9 @@ import torch
 from transformers import DynamicCache
 
 MAX_BATCH = 32
+# One request may hold at most this many rows of a batch, so a short request never waits for a large one's rows to
+# end (they may all end together, hundreds of steps later): it joins at the next step.
+MAX_ROWS_PER_REQUEST = 28
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class _Sequence:
     prompt: list[int]
     sampling: Sampling
     emit: Callable[[Piece], None]
+    group: object = None  # the request it belongs to: rows are shared fairly between requests
     generator: torch.Generator | None = None
     generated: list[int] = field(default_factory=list)
     sampled: int = 0  # tokens generated, the end-of-turn token included (usage counts it)
@@ -96,10 +100,15 @@ class Engine:
         self._thread.start()
 
     def submit(
-        self, model: str, prompt: list[int], sampling: Sampling, emit: Callable[[Piece], None]
+        self,
+        model: str,
+        prompt: list[int],
+        sampling: Sampling,
+        emit: Callable[[Piece], None],
+        group: object = None,
     ) -> Callable[[], None]:
-        """Queue a sequence; returns the function that cancels it."""
-        sequence = _Sequence(model, list(prompt), sampling, emit)
+        """Queue a sequence (of request `group`); returns the function that cancels it."""
+        sequence = _Sequence(model, list(prompt), sampling, emit, group)
         if sampling.temperature > 0:
             sequence.generator = torch.Generator(self.device)
             if sampling.seed is not None:
@@ -133,11 +142,12 @@ class Engine:
         late: list[_Sequence] = []
         for model in dict.fromkeys(s.model for s in arrived):
             batch = self._batches.get(model)
-            room = MAX_BATCH - (len(batch.rows) if batch else 0)
-            joining = [s for s in arrived if s.model == model and not s.cancelled]
-            late += joining[room:]
-            if joining[:room]:
-                self._prefill(model, joining[:room])
+            running = [row.group for row in batch.rows] if batch else []
+            candidates = [s for s in arrived if s.model == model and not s.cancelled]
+            joining, waiting = _fair_share(candidates, running)
+            late += waiting
+            if joining:
+                self._prefill(model, joining)
         if late:  # no room this step: first in line for the next
             with self._wake:
                 self._waiting.extendleft(reversed(late))
@@ -245,6 +255,24 @@ class Engine:
             )
         )
         sequence.done = True
+
+
+def _fair_share(candidates: list[_Sequence], running: list[object]) -> tuple[list[_Sequence], list[_Sequence]]:
+    """(joining, waiting): the free rows of a batch dealt round-robin between requests, those with the fewest rows
+    running first, no request past MAX_ROWS_PER_REQUEST; the rest wait, in their order."""
+    held = {group: running.count(group) for group in set(running)}
+    rank: dict[int, tuple[int, int]] = {}
+    turn: dict[object, int] = {}
+    for position, sequence in enumerate(candidates):
+        turn[sequence.group] = turn.get(sequence.group, held.get(sequence.group, 0)) + 1
+        rank[id(sequence)] = (turn[sequence.group], position)
+    room = MAX_BATCH - len(running)
+    joining: list[_Sequence] = []
+    for sequence in sorted(candidates, key=lambda s: rank[id(s)]):
+        if len(joining) < room and rank[id(sequence)][0] <= MAX_ROWS_PER_REQUEST:
+            joining.append(sequence)
+    chosen = {id(s) for s in joining}
+    return joining, [s for s in candidates if id(s) not in chosen]
 
 
 def _visible(tokenizer: Any, sequence: _Sequence) -> str:

@@ -457,5 +457,6 @@ def refreshed(store: Store, jobs: list[JobRecord]) -> list[JobRecord]:
     if stale:
         from fto.orchestrator.poll import wait
 
+        store.release_dead_leases(stale)  # a killed poller's jobs are looked at now, not when its leases lapse
         wait(store, stale, timeout=STATUS_REFRESH_SECONDS)
     return store.jobs_by_id([j.id for j in jobs])

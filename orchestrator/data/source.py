@@ -5,8 +5,14 @@ Streams JSONL in constant memory. Problems are yielded, not raised, so a validat
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import os
+import select
+import shutil
+import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +24,11 @@ from fto.orchestrator.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"
+# No training example comes near this; a longer line is an error at its number, read past in chunks (memory stays
+# flat however long it is). FTO_MAX_LINE_MB changes it.
+MAX_LINE_BYTES = int(float(os.environ.get("FTO_MAX_LINE_MB", "16")) * 2**20)
+MAX_WHOLE_BYTES = 512 * 2**20  # a JSON array or one pretty-printed object is read whole: up to this size
+PIPE_WAIT_SECONDS = float(os.environ.get("FTO_PIPE_WAIT_SECONDS", "10"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +40,74 @@ class Item:
     error: str | None = None
     code: str | None = None
     warning: bool = False  # harmless for fto (a BOM, a blank line), but worth telling: some providers refuse it
+
+
+def kind_of(path: Path) -> str | None:
+    """What a path that is not a regular file is ("a folder", "a pipe (FIFO)", "a device", …), or None for a
+    regular file; a DataError when it cannot be looked at (missing, a symlink loop, no permission)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError("file not found", file=str(path)) from None
+    except OSError as exc:  # ELOOP: a symlink loop; EACCES
+        raise DataError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+
+
+def check_readable(path: Path) -> Path:
+    """`path` made absolute, when it is a regular file fto can read; a DataError that says what it is otherwise."""
+    kind = kind_of(path)
+    if kind is not None:
+        raise DataError(f"is {kind}, not a regular file", file=str(path))
+    if not os.access(path, os.R_OK):
+        raise DataError("cannot read: permission denied", file=str(path))
+    return path.resolve()
+
+
+@contextlib.contextmanager
+def data_input(path: str | Path) -> Iterator[Path]:
+    """A regular file to read `path` from as often as needed: `path` itself, or, for a pipe (`cat f | fto data
+    validate /dev/stdin`, `<(…)`), a temporary copy read from it once. A pipe that sends nothing within
+    FTO_PIPE_WAIT_SECONDS (a FIFO with no writer) and a device (/dev/zero) are refused with a clear error."""
+    path = Path(path)
+    kind = kind_of(path)
+    if kind is None:
+        yield path
+        return
+    if kind != "a pipe (FIFO)":
+        raise DataError(f"is {kind}, not a data file", file=str(path))
+    folder = Path(tempfile.mkdtemp(prefix="fto-pipe-"))
+    try:
+        copy = folder / (path.name or "stdin")
+        _copy_pipe(path, copy)
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _copy_pipe(path: Path, copy: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO with no writer would block forever
+    try:
+        ready, _, _ = select.select([fd], [], [], PIPE_WAIT_SECONDS)
+        if not ready:
+            raise DataError(
+                f"nothing arrived from the pipe within {PIPE_WAIT_SECONDS:g} s (is anything writing to it? "
+                "FTO_PIPE_WAIT_SECONDS waits longer)",
+                file=str(path),
+            )
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as source, open(copy, "wb") as target:
+            shutil.copyfileobj(source, target, 4 * 2**20)
+    finally:
+        os.close(fd)
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -69,8 +148,8 @@ def split_lines(path: str | Path, parts: int) -> list[Span] | None:
     when it is not plain JSONL (gzip, a JSON array, binary, or a first line that is not one object)."""
     path = Path(path)
     with open(path, "rb") as handle:
-        head = handle.readline()
-        if head.startswith(GZIP_MAGIC) or b"\x00" in head:
+        head = handle.readline(MAX_LINE_BYTES + 1)
+        if head.startswith(GZIP_MAGIC) or b"\x00" in head or not head.endswith(b"\n"):
             return None
         try:  # a JSON object on the first line: JSONL, not an array or one pretty-printed object
             if not isinstance(orjson.loads(head[3:] if head.startswith(BOM) else head), dict):
@@ -81,7 +160,8 @@ def split_lines(path: str | Path, parts: int) -> list[Span] | None:
         starts = [0]
         for k in range(1, parts):
             handle.seek(max(size * k // parts, starts[-1]))
-            handle.readline()  # on to the next line's start
+            while (chunk := handle.readline(4 * 2**20)) and not chunk.endswith(b"\n"):
+                pass  # on to the next line's start, a long line read past in chunks
             if handle.tell() < size:
                 starts.append(handle.tell())
         spans, line = [], 1
@@ -131,11 +211,15 @@ def _jsonl_items(path: Path, span: Span | None = None) -> Iterator[Item]:
             handle.seek(span.start)
         left = span.end - span.start if span is not None else -1  # bytes of the span not yet read
         try:
-            for number, raw in enumerate(handle, start=span.first_line if span else 1):
+            for number, raw in enumerate(_bounded_lines(handle), start=span.first_line if span else 1):
                 if span is not None:
                     if left <= 0:
                         break
-                    left -= len(raw)
+                    left -= len(raw) if isinstance(raw, bytes) else raw
+                if isinstance(raw, int):
+                    yield Item(number, None, f"line longer than {MAX_LINE_BYTES // 2**20} MB (the limit; "
+                               "FTO_MAX_LINE_MB changes it)", "line_too_long")  # fmt: skip
+                    continue
                 if number == 1 and raw.startswith(BOM):
                     raw = raw[3:]
                     yield Item(1, None, "the file starts with a UTF-8 byte-order mark", "bom", warning=True)
@@ -161,8 +245,29 @@ def _jsonl_items(path: Path, span: Span | None = None) -> Iterator[Item]:
             yield Item(0, None, f"cannot read: {exc}", "unreadable")
 
 
+def _bounded_lines(handle: IO[bytes]) -> Iterator[bytes | int]:
+    """The lines of `handle`; for one longer than MAX_LINE_BYTES, its size alone (read past in chunks, never
+    held whole)."""
+    while True:
+        raw = handle.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+            yield raw
+            continue
+        size = len(raw)
+        while not raw.endswith(b"\n"):
+            raw = handle.readline(4 * 2**20)
+            if not raw:
+                break
+            size += len(raw)
+        yield size
+
+
 def _explain(raw: bytes, number: int) -> Item:
     """The slow path for a bad line: say precisely what is wrong with it."""
+    if b"\x00" in raw:
+        return Item(number, None, "binary data (NUL bytes), not text", "binary")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -184,7 +289,9 @@ def _explain(raw: bytes, number: int) -> Item:
 
 def _single_object(path: Path) -> dict[str, Any] | None:
     with open_binary(path) as handle:
-        data = handle.read()
+        data = handle.read(MAX_WHOLE_BYTES + 1)
+    if len(data) > MAX_WHOLE_BYTES:
+        return None
     try:
         obj = orjson.loads(data[3:] if data.startswith(BOM) else data)
     except orjson.JSONDecodeError:
@@ -195,7 +302,11 @@ def _single_object(path: Path) -> dict[str, Any] | None:
 def _array_items(path: Path) -> Iterator[Item]:
     """Elements of a top-level JSON array with their line numbers (the array is read whole)."""
     with open_binary(path) as handle:
-        data = handle.read()
+        data = handle.read(MAX_WHOLE_BYTES + 1)
+    if len(data) > MAX_WHOLE_BYTES:
+        yield Item(1, None, f"a JSON array over {MAX_WHOLE_BYTES // 2**20} MB: convert it to JSONL (one object a "
+                   "line), which is read in constant memory", "too_large")  # fmt: skip
+        return
     if data.startswith(BOM):
         data = data[3:]
     try:

@@ -19,15 +19,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fto.orchestrator.browser_guard import BrowserGuard
 from fto.orchestrator.serve import errors
 from fto.orchestrator.serve.errors import error_response
+from fto.orchestrator.serve.generation import ClientGone
 from fto.orchestrator.serve.routes import ROUTES, chat, completions
 from fto.orchestrator.serve.state import ServeConfig, ServeState
 
 __all__ = ["ServeConfig", "create_app"]
 
 
-def create_app(config: ServeConfig) -> Guard:
+def create_app(config: ServeConfig) -> BrowserGuard:
     """The ASGI app: every route under OpenAI's `/v1` and Azure's `/openai` paths, behind auth and size limits."""
     routes: list[BaseRoute] = [Route(f"/v1{r.path}", r.endpoint, methods=r.methods) for r in ROUTES]
     routes += [Route(f"/openai{r.path}", r.endpoint, methods=r.methods) for r in ROUTES]
@@ -35,11 +37,18 @@ def create_app(config: ServeConfig) -> Guard:
         routes.append(Route(f"/openai/deployments/{{deployment}}/{name}", route, methods=["POST"]))
     from fto.orchestrator.ui.app import UiConfig, create_ui_app
 
-    routes.append(Mount("/ui", create_ui_app(UiConfig(api_key=config.api_key))))  # the dashboard, read-only
-    handlers = {**errors.HANDLERS, _TooLarge: _too_large_handler, _TooSlow: _too_slow_handler}
+    dashboard = create_ui_app(UiConfig(api_key=config.api_key), guarded=False)  # read-only; guarded below
+    routes.append(Mount("/ui", dashboard))
+    handlers = {**errors.HANDLERS, _TooLarge: _too_large_handler, _TooSlow: _too_slow_handler,
+                ClientGone: _client_gone}  # fmt: skip
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.serve = ServeState.build(config)
-    return Guard(app, config)
+    return BrowserGuard(Guard(app, config), config.allowed_hosts, takes_files=_takes_files)
+
+
+def _takes_files(path: str) -> bool:
+    """The routes whose bodies are multipart forms: a file, or a part of an upload."""
+    return path.rstrip("/").endswith(("/files", "/parts"))
 
 
 class _TooSlow(Exception):
@@ -85,11 +94,13 @@ class Guard:
             await _send(send, _too_large(limit))
             return
         seen = 0
-        started = False
+        started = body_done = False
         deadline = asyncio.get_running_loop().time() + self.config.body_seconds
 
         async def counted_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, body_done
+            if body_done:  # past the body, a route waits for the client's disconnect: no deadline on that
+                return await receive()
             try:
                 message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
             except TimeoutError:
@@ -97,6 +108,7 @@ class Guard:
             seen += len(message.get("body", b""))
             if seen > limit:
                 raise _TooLarge(limit)
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
         async def tracked_send(message: Message) -> None:
@@ -129,6 +141,10 @@ async def _too_slow_handler(request: object, exc: Exception) -> Response:
     assert isinstance(exc, _TooSlow)
     return error_response(408, f"The request body did not arrive within {exc.seconds:g} seconds",
                           "invalid_request_error", code="request_timeout")  # fmt: skip
+
+
+async def _client_gone(request: object, exc: Exception) -> Response:
+    return Response(status_code=499)  # nobody reads it: the client left, its sequences were cancelled
 
 
 async def _too_large_handler(request: object, exc: Exception) -> Response:

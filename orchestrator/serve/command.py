@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+SHUTDOWN_SECONDS = 3
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="off loopback, an API key is required")
@@ -42,6 +44,18 @@ import click
     type=click.FloatRange(min=0.1),
     help="time allowed for a request's headers",
 )
+@click.option(
+    "--allowed-hosts",
+    help="Host names answered, comma-separated (`*` for any; default: loopback names, and private addresses "
+    "when listening on all; or $FTO_ALLOWED_HOSTS)",
+)
+@click.option(
+    "--max-seqs-per-request",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="sequences one generation request may ask for (prompts × n)",
+)
 def serve(
     host: str,
     port: int,
@@ -53,6 +67,8 @@ def serve(
     max_connections: int,
     body_seconds: float,
     header_seconds: float,
+    allowed_hosts: str | None,
+    max_seqs_per_request: int,
 ) -> None:
     """An OpenAI-compatible API over the local backend: fine-tuning (files, uploads, fine_tuning/jobs) and the
     base and fine-tuned models (chat/completions, completions, responses; streamed, batched continuously)."""
@@ -61,6 +77,7 @@ def serve(
     import uvicorn
 
     from fto.backends.local.hub import servable
+    from fto.orchestrator.browser_guard import allowed_hosts as hosts_for
     from fto.orchestrator.paths import fto_home
     from fto.orchestrator.serve import ServeConfig, check_exposure, create_app
 
@@ -79,6 +96,8 @@ def serve(
         body_seconds=body_seconds,
         max_connections=max_connections,
         local_options={"device": device, **({"max_workers": max_workers} if max_workers else {})},
+        allowed_hosts=hosts_for(host, allowed_hosts),
+        max_seqs_per_request=max_seqs_per_request,
     )
     auth = f"bearer key from ${api_key_env}" if api_key else "no key (loopback only)"
     click.echo(f"fto serve: http://{host}:{port}/v1 — {auth} — Ctrl-C to stop")
@@ -92,4 +111,5 @@ def serve(
         log_level="warning",
         limit_concurrency=max_connections,  # beyond: 503, so slow clients cannot take every file descriptor
         timeout_keep_alive=5,
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,  # SIGTERM: stop admitting, then cancel what still runs
     )

@@ -42,6 +42,17 @@ async def call(request: Request, method: str, *args: Any) -> Any:
         raise ApiError(404, str(exc), param="model", code="model_not_found") from None
 
 
+def check_sequences(request: Request, count: int, param: str) -> None:
+    """A 400 naming the limit when one request asks for more sequences (prompts × n) than the server allows."""
+    limit = state(request).config.max_seqs_per_request
+    if count > limit:
+        raise Invalid(
+            f"this request asks for {count} sequences (prompts × n); the limit is {limit} per request "
+            "(`fto serve --max-seqs-per-request`)",
+            param,
+        )
+
+
 async def check_fits(request: Request, path: str, prompt_tokens: int, max_tokens: int, param: str) -> None:
     """A 400 when prompt and reply cannot fit the model's context (checked alone, before joining a batch)."""
     context = await call(request, "context", path)
@@ -63,7 +74,7 @@ async def pieces(request: Request, path: str, prompt: Sequence[int], sampling: A
             loop.call_soon_threadsafe(queue.put_nowait, piece)
 
     engine = await run_in_threadpool(generator(request).engine)
-    cancel = engine.submit(path, list(prompt), sampling, emit)
+    cancel = engine.submit(path, list(prompt), sampling, emit, group=id(request.scope))  # rows shared per request
     try:
         while True:
             piece = await queue.get()
@@ -120,12 +131,39 @@ class Output:
             self.prompt_tokens, self.completion_tokens = piece.prompt_tokens, piece.completion_tokens
 
 
-async def collect(streams: list[AsyncIterator[Any]]) -> list[Output]:
-    """Every sequence whole, generated together."""
+class ClientGone(Exception):
+    """The client of a request that is not streamed went away: its sequences were cancelled."""
+
+
+async def collect(streams: list[AsyncIterator[Any]], request: Request) -> list[Output]:
+    """Every sequence whole, generated together; cancelled as soon as the client disconnects (as a stream is),
+    so a request nobody waits for does not keep the engine busy."""
     outputs = [Output() for _ in streams]
-    async for index, piece in merged(streams):
-        outputs[index].add(piece)
+
+    async def gather() -> None:
+        async for index, piece in merged(streams):
+            outputs[index].add(piece)
+
+    work = asyncio.ensure_future(gather())
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, gone):
+            if not task.done():
+                task.cancel()
+    if not work.done() or work.cancelled():
+        with contextlib.suppress(asyncio.CancelledError):
+            await work  # its streams' cleanup cancels every sequence in the engine
+        raise ClientGone
+    work.result()  # a generation error, raised as the request's own
     return outputs
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client disconnects (the body was read already: the next message says so)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def usage(outputs: Sequence[Output], prompt_tokens: int | None = None) -> dict[str, int]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from fto.orchestrator.browser_guard import LOOPBACK_NAMES
 from fto.orchestrator.serve.files import FileStore
 from fto.orchestrator.serve.jobs import ServeJobs
 
@@ -28,6 +29,8 @@ class ServeConfig:
     body_seconds: float = 120.0  # a request body must arrive within this (a trickling client is cut off: 408)
     max_connections: int = 256  # the ASGI server answers 503 beyond this many connections at once
     local_options: dict[str, Any] = field(default_factory=dict)
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES  # Host names answered (DNS rebinding defence)
+    max_seqs_per_request: int = 256  # prompts × n of one generation request
 
 
 @dataclass

@@ -425,6 +425,20 @@ class Store:
         return held
 
     @_retried
+    def release_dead_leases(self, job_ids: list[str]) -> int:
+        """Free the poll leases of `job_ids` held by processes of this machine that no longer run (an `fto run`
+        killed with -9), so a status refresh polls those jobs now rather than when the leases lapse."""
+        owners: set[str] = set()
+        for chunk, marks in _in_chunks(job_ids):
+            rows = self.db.read(f"SELECT DISTINCT lease_owner FROM jobs WHERE id IN ({marks}) AND lease_owner IS NOT "
+                                "NULL", chunk)  # fmt: skip
+            owners.update(row["lease_owner"] for row in rows)
+        dead = [owner for owner in owners if not _alive(owner)]
+        for owner in dead:
+            self.release_leases(owner)
+        return len(dead)
+
+    @_retried
     def release_leases(self, owner: str) -> None:
         """Give up every poll lease `owner` holds, so other pollers take the jobs at once."""
         with self.db.tx() as tx:
@@ -702,6 +716,29 @@ class Store:
         """Name → where, for an experiment's recorded files."""
         rows = self.db.read("SELECT name, uri FROM artifacts WHERE experiment_id = ? ORDER BY name", (experiment_id,))
         return {r["name"]: r["uri"] for r in rows}
+
+    # files opened for inspection in the dashboard (`fto ui --data FILE`) ------------------------------------
+
+    @_retried
+    def register_file(self, path: str) -> str:
+        """The id the dashboard serves `path` under (the same id for the same path): the only way a file that no
+        experiment references can be shown."""
+        with self.db.tx() as tx:
+            found = tx.read("SELECT id FROM inspected_files WHERE path = ?", (path,))
+            if found:
+                return str(found[0]["id"])
+            file_id = new_id("file")
+            tx.execute(
+                "INSERT INTO inspected_files (id, path, created_at) VALUES (?, ?, ?)",
+                (file_id, path, now().isoformat()),
+            )
+            return file_id
+
+    @_retried
+    def inspected_files(self) -> dict[str, str]:
+        """Id → path of every file registered for inspection, newest first."""
+        rows = self.db.read("SELECT id, path FROM inspected_files ORDER BY created_at DESC")
+        return {r["id"]: r["path"] for r in rows}
 
 
 def _alive(owner: str) -> bool:

@@ -89,6 +89,13 @@ def _jobs_by_time(db: Database, tx: Tx) -> None:
     tx.execute("CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs(created_at)")
 
 
+def _inspected_files(db: Database, tx: Tx) -> None:
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS inspected_files (id TEXT PRIMARY KEY, path TEXT NOT NULL UNIQUE, "
+        "created_at TEXT NOT NULL)"
+    )
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -109,6 +116,7 @@ MIGRATIONS = [
         ("jobs", "submit_owner", "TEXT"), ("jobs", "submit_until", "DOUBLE PRECISION"))),
     Migration(7, "where each experiment's files are (a folder or an object store)", _artifacts),
     Migration(8, "the latest jobs found by time (`fto status` in a store of many)", _jobs_by_time),
+    Migration(9, "files registered for the dashboard's data pages (no request names a path)", _inspected_files),
 ]  # fmt: skip
 LATEST = MIGRATIONS[-1].version
 

@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fto.orchestrator.api import actions
+from fto.orchestrator.browser_guard import LOOPBACK_NAMES, BrowserGuard
 from fto.orchestrator.errors import FtoError
 from fto.orchestrator.eval.examples import SHOWS
 from fto.orchestrator.store import Store
@@ -46,6 +47,7 @@ class UiConfig:
     store_location: str | None = None
     api_key: str | None = None
     allow_actions: bool = False
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES  # Host names answered (DNS rebinding defence)
 
 
 @dataclass
@@ -60,6 +62,12 @@ class _State:
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store read on the store's one worker thread."""
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    def backends(self) -> list[str]:
+        """Installed backends, the data page's choice of rules."""
+        from fto.backends import registry
+
+        return sorted(registry.available())
 
     def live(self) -> Changes:
         if self.changes is None:
@@ -92,7 +100,7 @@ async def experiment_page(request: Request) -> Response:
     ui = _state(request)
     experiment = await ui.read(ui.store.experiment, request.path_params["id"])
     rows = await ui.read(views.job_rows, ui.store, experiment)
-    check = await ui.read(views.check_findings, experiment.id)
+    check = await ui.read(views.check_findings, experiment)
     evaluating = ui.evaluations.get(experiment.id)
     return _page(request, "ui/experiment.html", experiment=experiment, rows=rows, check=check, xs=XS,
                  evaluating=evaluating)  # fmt: skip
@@ -135,24 +143,34 @@ async def compare_page(request: Request) -> Response:
     return _page(request, "ui/compare.html", experiment=experiment, links=links, **context)
 
 
+async def data_index(request: Request) -> Response:
+    """`/data`: the files the store references (registered with `fto ui --data FILE`, and experiments' files)."""
+    ui = _state(request)
+    files = await ui.read(views.data_files, ui.store)
+    return _page(request, "ui/data_index.html", files=files)
+
+
 async def data_page(request: Request) -> Response:
-    """`/data?path=FILE&target=BACKEND`: validate and stats of a file."""
-    path, target = request.query_params.get("path", ""), request.query_params.get("target") or None
+    """`/data/experiments/ID/ROLE` or `/data/files/ID`: validate and stats of a file the store references."""
+    ui = _state(request)
+    path, address = await _data_file(request)
+    target = request.query_params.get("target") or None
     found = None
     problem = None
-    if path:
-        try:
-            found = await anyio.to_thread.run_sync(views.data_view, path, target)
-        except (FtoError, OSError) as exc:
-            problem = str(exc)
-    return _page(request, "ui/data.html", path=path, target=target or "", found=found, problem=problem)
+    try:
+        found = await anyio.to_thread.run_sync(views.data_view, path, target)
+    except (FtoError, OSError) as exc:
+        problem = str(exc)
+    return _page(request, "ui/data.html", path=path, address=address, target=target or "", found=found,
+                 problem=problem, backends=ui.backends())  # fmt: skip
 
 
 async def data_line_page(request: Request) -> Response:
-    """`/data/line?path=FILE&line=N`: one line of a file, where a finding points."""
-    path, given = request.query_params.get("path", ""), request.query_params.get("line", "") or "0"
-    if not given.isdigit():
-        return JSONResponse({"error": f"line must be a line number, not {given!r}"}, 400)
+    """`…/line?line=N` of a data page: one line of its file, where a finding points."""
+    path, address = await _data_file(request)
+    given = request.query_params.get("line", "") or "0"
+    if not given.isdigit() or len(given) > 12:
+        return JSONResponse({"error": f"line must be a line number, not {given[:40]!r}"}, 400)
     line = int(given)
     text: str | None = None
     try:
@@ -161,7 +179,13 @@ async def data_line_page(request: Request) -> Response:
         problem: str | None = str(exc)
     else:
         problem = None if text is not None else f"{path} has no line {line}"
-    return _page(request, "ui/line.html", path=path, line=line, text=text, problem=problem)
+    return _page(request, "ui/line.html", path=path, address=address, line=line, text=text, problem=problem)
+
+
+async def _data_file(request: Request) -> tuple[str, str]:
+    ui = _state(request)
+    params = request.path_params
+    return await ui.read(views.data_file, ui.store, params["kind"], params["id"], params.get("role", ""))
 
 
 # JSON ------------------------------------------------------------------------------------------------------------
@@ -308,8 +332,11 @@ ROUTES = [
     Route("/experiments/{id}/compare", compare_page),
     Route("/jobs/{id}", job_page),
     Route("/jobs/{id}/events", job_events_fragment),
-    Route("/data", data_page),
-    Route("/data/line", data_line_page),
+    Route("/data", data_index),
+    Route("/data/{kind:str}/{id}", data_page),
+    Route("/data/{kind:str}/{id}/line", data_line_page),
+    Route("/data/{kind:str}/{id}/{role}", data_page),
+    Route("/data/{kind:str}/{id}/{role}/line", data_line_page),
     Route("/api/experiments", experiments_json),
     Route("/api/experiments/{id}/loss", experiment_loss),
     Route("/api/experiments/{id}/sweep", experiment_sweep),
@@ -321,13 +348,14 @@ ROUTES = [
 ]
 
 
-def create_ui_app(config: UiConfig) -> KeyGuard:
-    """The dashboard's ASGI app (`fto ui`, and `/ui` under `fto serve`)."""
+def create_ui_app(config: UiConfig, guarded: bool = True) -> ASGIApp:
+    """The dashboard's ASGI app (`fto ui`, and `/ui` under `fto serve`, whose own guard is outermost)."""
     from fto.orchestrator.errors import NotFoundError
 
     app = Starlette(routes=ROUTES, exception_handlers={NotFoundError: _not_found})
     app.state.ui = _State(config, Store(config.store_location))
-    return KeyGuard(app, config.api_key)
+    keyed = KeyGuard(app, config.api_key)
+    return BrowserGuard(keyed, config.allowed_hosts) if guarded else keyed
 
 
 class KeyGuard:

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fto.orchestrator.errors import NotFoundError
 from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.secrets import redact
@@ -132,14 +133,63 @@ def _section_model(spec: JobSpec, section: str) -> str | None:
     return found.model if found else None
 
 
-def check_findings(experiment_id: str, limit: int = 50) -> dict[str, Any] | None:
-    """The data check's findings at submit (check.json), each with the file and lines it names."""
-    path = experiment_dir(experiment_id) / "check.json"
+def check_findings(experiment: Experiment, limit: int = 50) -> dict[str, Any] | None:
+    """The data check's findings at submit (check.json), each with the file and lines it names, and the role
+    (train, validation, eval) its data page is addressed by."""
+    path = experiment_dir(experiment.id) / "check.json"
     if not path.exists():
         return None
     found = json.loads(path.read_text())
-    issues = found.get("issues", [])
-    return {"issues": issues[:limit], "more": max(0, len(issues) - limit), "summary": _summary(issues)}
+    issues = found.get("issues", [])[:limit]
+    roles = {file: role for role, file in experiment_files(experiment).items()}
+    for issue in issues:
+        issue["role"] = roles.get(issue.get("file", ""))
+        issue["eval_role"] = roles.get(issue.get("eval_file", ""))
+    total = len(found.get("issues", []))
+    return {"issues": issues, "more": max(0, total - limit), "summary": _summary(found.get("issues", []))}
+
+
+ROLES = ("train", "validation", "eval")
+
+
+def experiment_files(experiment: Experiment) -> dict[str, str]:
+    """Role → path of the data files an experiment's stored spec references: the only files of an experiment the
+    dashboard shows."""
+    spec = experiment.spec
+    files = {"train": spec.data.train}
+    if isinstance(spec.data.validation, str):
+        files["validation"] = spec.data.validation
+    if spec.eval and spec.eval.data != "validation":
+        files["eval"] = spec.eval.data
+    elif spec.eval and (held_out := experiment_dir(experiment.id) / "eval.jsonl").exists():
+        files["eval"] = str(held_out)
+    return files
+
+
+def data_file(store: Store, kind: str, key: str, role: str = "") -> tuple[str, str]:
+    """(path, address) of a file the store references: an experiment's file by its role, or a file registered
+    with `fto ui --data`. Requests name ids and roles, never paths."""
+    if (kind, bool(role)) not in (("files", False), ("experiments", True)):
+        raise NotFoundError("data pages are /data/files/ID and /data/experiments/ID/ROLE")
+    if kind == "files":
+        path = store.inspected_files().get(key)
+        if path is None:
+            raise NotFoundError(f"no file {key!r} is registered: open one with `fto ui --data FILE`")
+        return path, f"/data/files/{key}"
+    experiment = store.experiment(key)
+    path = experiment_files(experiment).get(role)
+    if path is None:
+        raise NotFoundError(f"experiment {experiment.id} has no {role!r} file (roles: {', '.join(ROLES)})")
+    return path, f"/data/experiments/{experiment.id}/{role}"
+
+
+def data_files(store: Store, limit: int = 20) -> list[tuple[str, str]]:
+    """(address, path) of the files the data page lists: registered ones, then the latest experiments'."""
+    listed = [(f"/data/files/{key}", path) for key, path in store.inspected_files().items()]
+    for experiment in store.experiments(limit=limit):
+        listed += [(f"/data/experiments/{experiment.id}/{role}", path)
+                   for role, path in experiment_files(experiment).items()]  # fmt: skip
+    return listed
 
 
 def _summary(issues: list[dict[str, Any]]) -> str:

@@ -17,7 +17,17 @@ from fto.orchestrator.data.formats.base import RecordError
 from fto.orchestrator.data.formats.chat import parse_messages
 from fto.orchestrator.serve.errors import Invalid
 from fto.orchestrator.serve.events import event_stream
-from fto.orchestrator.serve.generation import Output, call, check_fits, collect, merged, model_path, pieces, usage
+from fto.orchestrator.serve.generation import (
+    Output,
+    call,
+    check_fits,
+    check_sequences,
+    collect,
+    merged,
+    model_path,
+    pieces,
+    usage,
+)
 from fto.orchestrator.serve.requests import ChatCompletionRequest, parse_body
 from fto.orchestrator.serve.responses import as_openai, respond
 from fto.orchestrator.serve.tool_calls import tool_calls
@@ -31,6 +41,7 @@ async def create(request: Request) -> Response:
 
     body = parse_body(ChatCompletionRequest, await request.body())
     _check_combinations(body)
+    check_sequences(request, body.n, "n")
     try:
         messages = parse_messages(body.raw_messages(), lambda *_: None)
     except RecordError as exc:
@@ -62,7 +73,7 @@ async def create(request: Request) -> Response:
     names = {t["function"]["name"] for t in tools}
     if body.stream:
         return event_stream(_chunks(head, body, streams, names))
-    outputs = await collect(streams)
+    outputs = await collect(streams, request)
     choices = [_choice(index, output, body, names) for index, output in enumerate(outputs)]
     return respond(ChatCompletion, {**head, "object": "chat.completion", "choices": choices, "usage": usage(outputs)})
 

@@ -14,7 +14,17 @@ from starlette.routing import Route
 
 from fto.orchestrator.serve.errors import Invalid
 from fto.orchestrator.serve.events import event_stream
-from fto.orchestrator.serve.generation import Output, call, check_fits, collect, merged, model_path, pieces, usage
+from fto.orchestrator.serve.generation import (
+    Output,
+    call,
+    check_fits,
+    check_sequences,
+    collect,
+    merged,
+    model_path,
+    pieces,
+    usage,
+)
 from fto.orchestrator.serve.requests import CompletionRequest, parse_body
 from fto.orchestrator.serve.responses import EchoCompletion as Completion
 from fto.orchestrator.serve.responses import as_openai, respond
@@ -31,6 +41,7 @@ async def create(request: Request) -> Response:
         raise Invalid("suffix (text inserted after the completion) is not supported by fto serve", "suffix")
     path = await model_path(request, request.path_params.get("deployment") or body.model)
     prompts = await _prompts(request, path, body)
+    check_sequences(request, len(prompts) * body.n, "n" if body.n > 1 else "prompt")
     streams, echoes = [], []
     for prompt, text in prompts:
         await check_fits(request, path, len(prompt), body.max_tokens, "prompt")
@@ -55,7 +66,7 @@ async def create(request: Request) -> Response:
     prompt_tokens = sum(len(prompt) for prompt, _ in prompts)  # each prompt counted once, however many choices
     if body.stream:
         return event_stream(_chunks(head, body, streams, echoes, prompt_tokens))
-    outputs = await collect(streams)
+    outputs = await collect(streams, request)
     choices = [_choice(i, o, body, *echoes[i]) for i, o in enumerate(outputs)]
     return respond(
         Completion, {**head, "object": "text_completion", "choices": choices, "usage": usage(outputs, prompt_tokens)}

@@ -57,7 +57,7 @@ async def create(request: Request) -> Response:
     ids = {"response": f"resp_{secrets.token_hex(24)}", "message": f"msg_{secrets.token_hex(24)}"}
     if body.stream:
         return event_stream(_events(ids, body, stream), done=False, typed=True)
-    (output,) = await collect([stream])
+    (output,) = await collect([stream], request)
     return respond(ResponseObject, _response(ids, body, output))
 
 

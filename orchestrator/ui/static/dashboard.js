@@ -149,6 +149,9 @@
   document.querySelectorAll("[data-x-for]").forEach(select => select.addEventListener("change", () => {
     drawLoss(document.getElementById(select.dataset.xFor)).catch(console.error);
   }));
+  document.querySelectorAll("[data-submit-on-change]").forEach(select => select.addEventListener("change", () => {
+    select.form.submit();  // no inline handlers: the Content-Security-Policy allows only this file's scripts
+  }));
   document.querySelectorAll("[data-loss]").forEach(el => drawLoss(el).catch(console.error));
   document.querySelectorAll("[data-histogram]").forEach(el => drawJobHistogram(el).catch(console.error));
   document.querySelectorAll("[data-histogram-inline]").forEach(el => drawHistogram(el, JSON.parse(el.dataset.histogramInline)));

@@ -65,7 +65,7 @@ walked: set[tuple[str, str]] = set()
 
 
 def _routes(root: Path) -> set[tuple[str, str]]:
-    app = create_app(ServeConfig(root=root, base_models=())).app
+    app = create_app(ServeConfig(root=root, base_models=())).app.starlette  # type: ignore[attr-defined]
     found = set()
     for route in app.routes:
         if not route.path.startswith("/v1/"):

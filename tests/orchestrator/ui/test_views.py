@@ -91,6 +91,11 @@ def _paths(experiment_id: str, job_id: str) -> list[tuple[str, str]]:
         for method in sorted(getattr(route, "methods", None) or {"GET"}):
             if method == "HEAD":
                 continue
+            if path.startswith("/data/"):  # an experiment's file by role, or a registered file by id
+                kind = "experiments" if "{role}" in path else "files"
+                key = experiment_id if kind == "experiments" else Store().register_file("/nowhere/t.jsonl")
+                found.append((method, path.replace("{kind:str}", kind).replace("{id}", key).replace("{role}", "train")))
+                continue
             filled = path.replace("{kind:str}", "jobs").replace("{verb:str}", "cancel")
             filled = filled.replace("{id}", experiment_id if "experiments" in filled else job_id)
             found.append((method, filled))
@@ -100,7 +105,7 @@ def _paths(experiment_id: str, job_id: str) -> list[tuple[str, str]]:
 def test_without_the_key_every_page_and_route_is_401(stocked):
     experiment, jobs = stocked
     key = "k" * 24
-    client = TestClient(create_ui_app(UiConfig(api_key=key, allow_actions=True)))
+    client = TestClient(create_ui_app(UiConfig(api_key=key, allow_actions=True)), base_url="http://127.0.0.1")
     paths = [p for p in _paths(experiment.id, jobs[0].id) if p[1] != "/api/stream"]  # a stream never ends
     assert len(paths) >= 14
     for method, path in [*paths, ("GET", "/api/stream")]:
@@ -114,28 +119,34 @@ def test_without_the_key_every_page_and_route_is_401(stocked):
 
 def test_a_browser_opens_once_with_the_key_and_keeps_it_in_a_cookie(stocked):
     key = "k" * 24
-    client = TestClient(create_ui_app(UiConfig(api_key=key)), follow_redirects=False)
+    client = TestClient(create_ui_app(UiConfig(api_key=key)), base_url="http://127.0.0.1", follow_redirects=False)
     opened = client.get(f"/?sort=name&key={key}")
     assert opened.status_code == 303 and opened.headers["location"] == "/?sort=name"  # the key leaves the URL
     cookie = opened.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and key not in cookie  # a token, not the key
     assert client.get("/?sort=name").status_code == 200  # the cookie came back
-    assert TestClient(create_ui_app(UiConfig(api_key=key))).get(f"/?key={'x' * 24}").status_code == 401
+    assert (
+        TestClient(create_ui_app(UiConfig(api_key=key)), base_url="http://127.0.0.1")
+        .get(f"/?key={'x' * 24}")
+        .status_code
+        == 401
+    )
 
 
 def test_pages_show_the_store_and_buttons_are_refused_when_read_only(stocked):
     experiment, jobs = stocked
-    client = TestClient(create_ui_app(UiConfig()))
+    client = TestClient(create_ui_app(UiConfig()), base_url="http://127.0.0.1")
     page = client.get(f"/experiments/{experiment.id}").text
     assert jobs[0].id in page and jobs[1].id in page and "disabled" in page
     loss = client.get(f"/api/experiments/{experiment.id}/loss").json()
     assert [len(s["x"]) for s in loss["series"]] == [5]
     refused = client.post(f"/api/jobs/{jobs[0].id}/cancel", headers={"X-FTO-Action": "1"})
     assert refused.status_code == 403 and "--allow-actions" in refused.json()["error"]
-    writable = TestClient(create_ui_app(UiConfig(allow_actions=True)))
+    writable = TestClient(create_ui_app(UiConfig(allow_actions=True)), base_url="http://127.0.0.1")
     assert writable.post(f"/api/jobs/{jobs[0].id}/cancel").status_code == 403  # not from the dashboard's button
-    bad_line = client.get("/data/line?path=/etc/hostname&line=abc")
+    bad_line = client.get(f"/data/experiments/{experiment.id}/train/line?line=abc")
     assert bad_line.status_code == 400 and "'abc'" in bad_line.json()["error"]
+    assert client.get("/data/line?path=/etc/hostname&line=1").status_code == 404  # no request names a path
     missing = client.get("/experiments/exp-nope")
     assert missing.status_code == 404 and "exp-nope" in missing.json()["error"]
     overview = client.get("/api/experiments").json()
@@ -147,7 +158,9 @@ def test_fto_serve_mounts_the_dashboard_under_ui_behind_its_key(stocked, tmp_pat
 
     experiment, _ = stocked
     key = "s" * 24
-    client = TestClient(create_app(ServeConfig(root=tmp_path / "serve", base_models=(), api_key=key)))
+    client = TestClient(
+        create_app(ServeConfig(root=tmp_path / "serve", base_models=(), api_key=key)), base_url="http://127.0.0.1"
+    )
     assert client.get("/ui/").status_code == 401
     page = client.get(f"/ui/experiments/{experiment.id}", headers={"Authorization": f"Bearer {key}"})
     assert page.status_code == 200 and 'href="/ui/static/vendor/uPlot.min.css"' in page.text  # links stay under /ui
