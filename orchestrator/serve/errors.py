@@ -40,9 +40,17 @@ class Invalid(ApiError):
         super().__init__(400, message, param=param)
 
 
-def error_response(status: int, message: str, kind: str, param: str | None = None, code: str | None = None) -> Response:
+def error_response(
+    status: int,
+    message: str,
+    kind: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """An error in OpenAI's shape."""
-    return JSONResponse({"error": ApiError(status, message, kind, param, code).body()}, status_code=status)
+    body = {"error": ApiError(status, message, kind, param, code).body()}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
@@ -57,7 +65,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     detail = getattr(exc, "detail", "error")
     if status == 404:
         detail = f"Invalid URL ({request.method} {request.url.path})"
-    return error_response(status, str(detail), "invalid_request_error")
+    return error_response(status, str(detail), "invalid_request_error", headers=getattr(exc, "headers", None))
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

@@ -9,17 +9,33 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from fto.orchestrator.serve.errors import Invalid
 
 INT64 = 2**63 - 1
-Number = StrictInt | StrictFloat
+Number = StrictFloat  # an integer is a number too; a boolean or a string is not ("should be a valid number")
 Auto = Literal["auto"]
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        """OpenAI's spec makes most optional fields nullable: an explicit null means the default."""
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
 
 
 class CreateUpload(_Body):

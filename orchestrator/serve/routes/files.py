@@ -28,8 +28,11 @@ async def create(request: Request) -> Response:
 
 async def list_files(request: Request) -> Response:
     """GET /files."""
+    order = request.query_params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise Invalid(f"order must be 'asc' or 'desc', not {order[:40]!r}", "order")
     found = state(request).files.list(request.query_params.get("purpose"))
-    if request.query_params.get("order") == "asc":
+    if order == "asc":
         found.reverse()
     data, more = page(found, request, 10000)
     return respond_list(FileObject, data, more, with_ids=True, no_id="")
@@ -42,8 +45,11 @@ async def retrieve(request: Request) -> Response:
 
 async def content(request: Request) -> Response:
     """GET /files/{file_id}/content: the file's bytes."""
-    path = state(request).files.path(request.path_params["file_id"])
-    return Response(await run_in_threadpool(path.read_bytes), media_type="application/json")
+    file_id = request.path_params["file_id"]
+    path = state(request).files.path(file_id)
+    # the bytes as they were uploaded (JSONL is not one JSON document): a download, never rendered by a browser
+    headers = {"Content-Disposition": f'attachment; filename="{file_id}.jsonl"'}
+    return Response(await run_in_threadpool(path.read_bytes), media_type="application/octet-stream", headers=headers)
 
 
 async def delete(request: Request) -> Response:

@@ -169,7 +169,7 @@ def test_a_trickling_client_is_cut_off(serve):
     host, port = "127.0.0.1", int(server.url.split(":")[2].split("/")[0])
     with socket.create_connection((host, port), timeout=10) as conn:
         conn.sendall(
-            b"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            b"POST /v1/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
         )
         started = time.monotonic()
         answer = b""
@@ -214,7 +214,7 @@ def test_a_client_trickling_its_headers_is_cut_off(serve):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         started = time.monotonic()
         closed = False
-        for byte in b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
+        for byte in b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 40:
             try:
                 conn.sendall(bytes([byte]))
                 conn.settimeout(0.2)

@@ -177,3 +177,36 @@ def test_a_finished_fine_tuning_worker_leaves_no_zombie(serve):
         time.sleep(0.2)
     state = (worker / "stat").read_text().rsplit(")", 1)[1].split()[0] if worker.exists() else "reaped"
     assert state == "reaped", f"the worker is still {state} (Z: a zombie the server never waited for)"
+
+
+@pytest.mark.parametrize("field", ["stream", "temperature", "top_p", "n", "stop", "seed", "max_tokens", "logprobs"])
+def test_explicit_null_on_a_nullable_field_means_its_default(serve, model_folder: Path, field: str):
+    server = serve("--model", str(model_folder))
+    body = {"model": str(model_folder), "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 2,
+            field: None}  # fmt: skip
+    response = httpx.post(server.url + "/chat/completions", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+
+
+def test_a_wrong_type_is_named_as_the_type_the_field_takes(serve):
+    server = serve()
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}
+    error = httpx.post(server.url + "/chat/completions", json=body).json()["error"]
+    assert error["param"] == "temperature" and "valid number" in error["message"] and "integer" not in error["message"]
+
+
+def test_a_405_names_the_allowed_methods_and_a_bad_order_is_refused(serve):
+    server = serve()
+    refused = httpx.put(server.url + "/models")
+    assert refused.status_code == 405 and set(refused.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    bad = httpx.get(server.url + "/files", params={"order": "sideways"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "order"
+
+
+def test_file_content_is_sent_as_a_download_not_as_json(serve):
+    server = serve()
+    uploaded = httpx.post(server.url + "/files", files={"file": ANIMALS.open("rb")}, data={"purpose": "fine-tune"})
+    content = httpx.get(f"{server.url}/files/{uploaded.json()['id']}/content")
+    assert content.headers["content-type"] == "application/octet-stream"
+    assert content.headers["content-disposition"].startswith("attachment")
+    assert content.content == ANIMALS.read_bytes()
