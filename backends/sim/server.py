@@ -118,8 +118,10 @@ class SimProvider:
         try:
             limit = int(query["limit"])
             since = float(query["updated_after"]) - LIST_OVERLAP if "updated_after" in query else None
-        except ValueError:
-            return 400, {"error": {"message": "limit and updated_after must be numbers"}}
+        except (ValueError, KeyError):
+            return 400, _error("limit and updated_after must be numbers")
+        if since is not None and not math.isfinite(since):
+            return 400, _error("updated_after must be a finite number", "updated_after")
         if not 1 <= limit <= 1000:
             return 400, {"error": {"message": "limit must be between 1 and 1000"}}
         ids = list(self.jobs)
@@ -155,12 +157,15 @@ class SimProvider:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
-        body = b""
+        received = bytearray()  # appended in place: a large upload is read in linear time
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            received += message.get("body", b"")
+            if len(received) > MAX_BODY_BYTES:
+                return await _send(send, 413, _error(f"request body over {MAX_BODY_BYTES // 2**20} MB"))
             if not message.get("more_body"):
                 break
+        body = bytes(received)
         method, path = scope["method"], scope["path"]
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
         route = f"{method} {_route(path)}"
@@ -174,7 +179,10 @@ class SimProvider:
                 return await _send(send, 500, {"error": {"message": "internal error"}})
         else:
             self.requests[route] += 1
-        status, payload = self.handle(method, path, query, body)
+        try:
+            status, payload = self.handle(method, path, query, body)
+        except _BadRequest as exc:  # a malformed request is the client's mistake: a 400 naming it, as OpenAI's
+            status, payload = 400, _error(str(exc), exc.param)
         if fault == "stall":  # carried out, but the answer comes after the client has given up
             await asyncio.sleep(self.stall)
         elif self.latency and route == "POST /v1/chat/completions":
@@ -203,14 +211,20 @@ class SimProvider:
                 return 404, {"error": {"message": f"no file {file_id!r}"}}
             return 200, {"id": file_id}
         if path == "/v1/jobs" and method == "POST":
-            request = json.loads(body or b"{}")
-            if request.get("training_file") not in self.files:
-                return 400, {"error": {"message": f"unknown training_file {request.get('training_file')!r}"}}
+            request = _json_object(body)
+            if not isinstance(request.get("training_file"), str) or request["training_file"] not in self.files:
+                return 400, _error(f"unknown training_file {request.get('training_file')!r}", "training_file")
+            metadata = request.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise _BadRequest("metadata must be an object", "metadata")
+            duration = request.get("duration", self.duration)
+            if isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 < duration < 1e7:
+                raise _BadRequest("duration must be a number of seconds above 0", "duration")
             job = SimJob(
                 id=f"simjob-{len(self.jobs) + 1}",
-                key=(request.get("metadata") or {}).get("fto_job_id"),
+                key=metadata.get("fto_job_id"),
                 created=now,
-                duration=float(request.get("duration") or self.duration),
+                duration=float(duration),
                 fails=self.rng.random() < self.job_failure_rate,
                 training_file=request["training_file"],
             )
@@ -230,14 +244,15 @@ class SimProvider:
                 job.cancelled_at = job.cancelled_at or now
                 return 200, {"id": job.id, "status": "cancelled"}
             state = self.state(job, now)
-            after = int(query.get("after_event", 0)), int(query.get("after_metric", 0))
+            after = _count(query, "after_event"), _count(query, "after_metric")
             state["events"], state["metrics"] = state["events"][after[0] :], state["metrics"][after[1] :]
             return 200, state
         if path == "/v1/chat/completions" and method == "POST":
-            request = json.loads(body or b"{}")
-            last = next(
-                (m.get("content") for m in reversed(request.get("messages", [])) if m.get("role") == "user"), ""
-            )
+            request = _json_object(body)
+            messages = request.get("messages")
+            if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+                raise _BadRequest("messages must be a list of message objects", "messages")
+            last = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
             reply = self._reply(str(request.get("model") or ""), str(last))
             usage = {"prompt_tokens": len(str(last).split()), "completion_tokens": len(reply.split())}
             return 200, {"choices": [{"message": {"role": "assistant", "content": reply}}], "usage": usage}
@@ -262,6 +277,40 @@ class SimProvider:
         return answers[closest]
 
 
+class _BadRequest(Exception):
+    """A request the sim refuses (400), naming the field at fault."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+def _error(message: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}}
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object with finite numbers, or a _BadRequest saying why not."""
+    try:
+        found = json.loads(body or b"{}", parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, NaN
+        raise _BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(found, dict):
+        raise _BadRequest("the body must be a JSON object")
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _count(query: dict[str, str], name: str) -> int:
+    value = query.get(name, "0")
+    if not value.isdigit() or len(value) > 12:
+        raise _BadRequest(f"{name} must be a count (0 or more), not {value[:40]!r}", name)
+    return int(value)
+
+
 def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z0-9]+", text.lower()))
 
@@ -279,6 +328,9 @@ def _answers(body: bytes) -> dict[str, str]:
         if users and answers and isinstance(users[-1], str) and isinstance(answers[-1], str):
             found[users[-1]] = answers[-1]
     return found
+
+
+MAX_BODY_BYTES = 256 * 2**20
 
 
 def _route(path: str) -> str:
