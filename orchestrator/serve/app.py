@@ -37,6 +37,7 @@ def create_app(config: ServeConfig) -> BrowserGuard:
         routes.append(Route(f"/openai/deployments/{{deployment}}/{name}", route, methods=["POST"]))
     from fto.orchestrator.ui.app import UiConfig, create_ui_app
 
+    routes.append(Route("/openapi.json", _openapi))
     dashboard = create_ui_app(UiConfig(api_key=config.api_key), guarded=False)  # read-only; guarded below
     routes.append(Mount("/ui", dashboard))
     handlers = {**errors.HANDLERS, _TooLarge: _too_large_handler, _TooSlow: _too_slow_handler,
@@ -44,6 +45,15 @@ def create_app(config: ServeConfig) -> BrowserGuard:
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.serve = ServeState.build(config)
     return BrowserGuard(Guard(app, config), config.allowed_hosts, takes_files=_takes_files)
+
+
+async def _openapi(request: object) -> Response:
+    """The OpenAPI document of the routes above (the OpenAI subset fto serve implements, with its limits)."""
+    from starlette.responses import JSONResponse
+
+    from fto.orchestrator.serve.openapi import document
+
+    return JSONResponse(document())
 
 
 def _takes_files(path: str) -> bool:

@@ -325,8 +325,16 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": str(exc)}, 404)
 
 
+async def openapi(request: Request) -> Response:
+    """The JSON API's OpenAPI document."""
+    from fto.orchestrator.ui.openapi import DOCUMENT
+
+    return JSONResponse(DOCUMENT)
+
+
 ROUTES = [
     Route("/", experiments_page),
+    Route("/openapi.json", openapi),
     Route("/experiments/{id}", experiment_page),
     Route("/experiments/{id}/jobs", job_rows_fragment),
     Route("/experiments/{id}/compare", compare_page),

@@ -151,7 +151,9 @@ def test_absurd_hyperparameters_are_refused_at_submit_with_file_line_and_field(t
 
 def test_status_finds_a_dead_local_worker_after_run_and_worker_are_killed(tmp_path: Path):
     job = tmp_path / "job.yaml"
-    job.write_text(QUICKSTART.read_text().replace("data/animals.jsonl", str(ANIMALS)).replace("epochs: 8", "epochs: 200"))
+    job.write_text(
+        QUICKSTART.read_text().replace("data/animals.jsonl", str(ANIMALS)).replace("epochs: 8", "epochs: 200")
+    )
     run = subprocess.Popen([*FTO, "run", str(job), "--backend", "local"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, env=os.environ.copy())  # fmt: skip
     deadline = time.monotonic() + 90

@@ -169,7 +169,8 @@ def test_a_trickling_client_is_cut_off(serve):
     host, port = "127.0.0.1", int(server.url.split(":")[2].split("/")[0])
     with socket.create_connection((host, port), timeout=10) as conn:
         conn.sendall(
-            b"POST /v1/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            b"POST /v1/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n"
         )
         started = time.monotonic()
         answer = b""
