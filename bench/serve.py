@@ -8,6 +8,12 @@ examples/smollm2/prepare.py first) or a model folder. Both servers are started o
 CONCURRENCY streaming clients sharing REQUESTS requests on each server, then one client at a time (SINGLE requests)
 on each. Tokens are counted by re-tokenising every reply with the model's tokenizer, the same way for both.
 Prints completed tokens/s and time to first token (p50, p99), medians over the rounds, and the ratios.
+
+    CASE=fairness python bench/serve.py   # MODEL=embedded ROUNDS=3 SHORT=40
+
+Fairness: one `fto serve`; a 4-token chat request's latency (SHORT of them, one after another) with the server
+idle, then with a non-streamed 50 prompts × n=16 × 400 tokens /v1/completions request in flight, in turn, ROUNDS
+times. Prints p50 and p99 of each and the loaded/idle ratio (goal: p99 within 3× idle).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -105,7 +112,60 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+SHORT = int(os.environ.get("SHORT", "40"))
+
+
+def short_latencies(url: str, model: str, count: int) -> list[float]:
+    """`count` 4-token chat requests, one after another: each one's seconds."""
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "temperature": 0}
+    seconds = []
+    with httpx.Client(timeout=600) as client:
+        for _ in range(count):
+            started = time.perf_counter()
+            client.post(f"{url}/chat/completions", json=body).raise_for_status()
+            seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def fairness() -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="fto-bench-fairness-"))
+    folder = model_folder(scratch)
+    server = ServeProcess(scratch / "fto-home", "--model", str(folder), "--max-seqs-per-request", "800")
+    large = {"model": str(folder), "prompt": ["tell me about animals"] * 50, "n": 16, "max_tokens": 400}
+    idle: list[float] = []
+    loaded: list[float] = []
+    try:
+        short_latencies(server.url, str(folder), 3)  # the model loaded, outside every timing
+        for _ in range(ROUNDS):
+            idle += short_latencies(server.url, str(folder), SHORT)
+            connection = _send_raw(server.port, "/v1/completions", large)
+            time.sleep(2)  # the large request is generating
+            loaded += short_latencies(server.url, str(folder), SHORT)
+            connection.close()  # its client leaves: fto serve cancels it
+            time.sleep(2)
+    finally:
+        server.stop()
+    print(f"model: {folder.name} ({MODEL}); {SHORT} 4-token chat requests a round, {ROUNDS} rounds; loaded: a "
+          "non-streamed 50 × n=16 × 400-token /v1/completions request in flight")  # fmt: skip
+    for name, values in (("idle", idle), ("loaded", loaded)):
+        print(f"{name:7} p50 {percentile(values, 0.5) * 1000:7.1f} ms   p99 {percentile(values, 0.99) * 1000:7.1f} ms")
+    print(f"loaded / idle: p50 {percentile(loaded, 0.5) / percentile(idle, 0.5):.2f}x, "
+          f"p99 {percentile(loaded, 0.99) / percentile(idle, 0.99):.2f}x (goal: p99 within 3x)")  # fmt: skip
+
+
+def _send_raw(port: int, path: str, body: dict[str, object]) -> socket.socket:
+    """A request sent on a connection the caller closes when its client should go away."""
+    raw = json.dumps(body).encode()
+    connection = socket.create_connection(("127.0.0.1", port))
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    connection.sendall(head.encode() + f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
+    return connection
+
+
 def main() -> None:
+    if os.environ.get("CASE") == "fairness":
+        fairness()
+        return
     from transformers import AutoTokenizer
 
     scratch = Path(tempfile.mkdtemp(prefix="fto-bench-serve-"))

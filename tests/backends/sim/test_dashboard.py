@@ -158,7 +158,7 @@ def test_a_live_experiment_in_the_browser(sim_server, tmp_path, shots):
             assert "live-demo" in page.inner_text("#experiments")
             page.screenshot(path=str(shots / "experiments.png"), full_page=True)
 
-            page.goto(f"{base}/data?path={data}")
+            page.goto(f"{base}/data/files/{Store().register_file(str(data))}")  # no address names a path
             page.wait_for_selector("#token-histogram canvas", timeout=30_000)
             assert "examples" in page.inner_text("h2")
             page.screenshot(path=str(shots / "data.png"), full_page=True)
