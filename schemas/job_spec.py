@@ -69,7 +69,7 @@ class Hyperparameters(_Strict):
         default="auto", description="examples per optimizer step (at most the training examples)"
     )
     learning_rate: Float | None = Field(
-        default=None, gt=0, le=10.0, description="absolute learning rate (local training); null picks a default"
+        default=None, gt=0, description="absolute learning rate (local training); null picks a default"
     )
     learning_rate_multiplier: Annotated[Float, Field(le=1000.0)] | Auto = Field(
         default="auto", description="multiplier on the provider's base learning rate (hosted training)"
