@@ -21,7 +21,7 @@ from fto.orchestrator.config import LoadedJob
 from fto.orchestrator.data.check import CheckReport
 from fto.orchestrator.data.check.guard import check_before_submit
 from fto.orchestrator.data.load import DatasetSplits, load_splits, save_conversations, training_sample
-from fto.orchestrator.errors import BackendError, FtoError
+from fto.orchestrator.errors import BackendError, ConfigError, FtoError
 from fto.orchestrator.learning_curve import subset
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.secrets import redact
@@ -53,7 +53,12 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
     tracking.check(spec)
     backends = [backend_for(spec, name) for name in loaded.backends]
     for name, backend in zip(loaded.backends, backends, strict=True):  # said before the data is even read
-        backend.check(point_spec(spec, name))
+        try:
+            backend.check(point_spec(spec, name))
+        except ConfigError as exc:
+            if exc.file is not None or not exc.field:
+                raise
+            raise loaded.error(exc.message, *exc.field.split(".")) from None  # placed at the job file's line
     data = load_splits(spec)
     _check_against_data(loaded, len(data.train))
     report = check_before_submit(spec, data, backends, allow_sensitive)  # may stop the job: nothing recorded yet

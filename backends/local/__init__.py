@@ -34,6 +34,20 @@ from fto.schemas.provider import Price
 EMBEDDED_MODEL = "embedded:tiny-llama"
 
 
+def _hidden_size(folder: Path) -> int | None:
+    """The width of a model folder's network (an adapter folder: its base's), when its config says."""
+    for name in ("config.json", "adapter_config.json"):
+        path = folder / name
+        if path.is_file():
+            config = json.loads(path.read_text())
+            if "hidden_size" in config:
+                return int(config["hidden_size"])
+            base = config.get("base_model_name_or_path")
+            if base and Path(base).is_dir() and Path(base) != folder:
+                return _hidden_size(Path(base))
+    return None
+
+
 class LocalOptions(BackendOptions):
     """The `local` section of a job file: the base model, device, tuning mode and the trainer's knobs."""
 
@@ -135,11 +149,35 @@ class LocalBackend(Backend[LocalOptions]):
                 field=f"backends.{self.name}",
             )
         super().check(spec)
+        self._check_model(spec)
         if spec.method == "dpo" and self.options.tuning == "full":
             raise UnsupportedError(
                 "DPO needs the base model as its reference; with tuning: full that is a second copy in memory. "
                 "Use tuning: lora (the reference is the base with the adapter switched off)",
                 backend=self.name,
+            )
+
+    def _check_model(self, spec: JobSpec) -> None:
+        """The model exists (before any job is recorded), and a LoRA rank fits its width."""
+        from fto.backends.local.hub import cached_model, servable
+
+        model = self.options.model
+        field = f"backends.{self.name}.model"
+        if model == EMBEDDED_MODEL:
+            from fto.backends.local.embedded import SIZE
+
+            width: int | None = SIZE["hidden_size"]
+        else:
+            problem = servable(model)
+            if problem:
+                raise ConfigError(problem, field=field)
+            folder = Path(model) if Path(model).is_dir() else Path(cached_model(model))
+            width = _hidden_size(folder)
+        rank = spec.hyperparameters.lora.r
+        if width and self.options.tuning != "full" and rank > width:
+            raise ConfigError(
+                f"lora.r {rank} is more than the model's width ({width}): a higher rank adds nothing; at most {width}",
+                field="hyperparameters.lora.r",
             )
 
     def prepare(

@@ -1,13 +1,19 @@
-"""Continuous batching for `fto serve`: one decode loop, one running batch per model.
+"""Continuous batching for `fto serve`: one decode loop, running batches ("lanes") per model.
 
-A request joins the running batch at the next step (its prompt is prefilled, its key/value cache padded on the left
-to the batch's length and appended) and leaves it the step it ends, so sixteen streaming clients share one forward
-pass per token instead of queueing behind each other. Each sequence samples with its own settings and seed.
+A request joins its lane's running batch at the next step (its prompt is prefilled, its key/value cache padded on
+the left to the batch's length and appended) and leaves it the step it ends, so sixteen streaming clients share one
+forward pass per token instead of queueing behind each other. Each sequence samples with its own settings and seed.
+
+Small requests share one lane per model; a request of many sequences (50 prompts × n=16) gets a lane of its own.
+On a CPU a step costs in proportion to its rows, so lanes take turns by the compute time each has used (the lane
+that used least goes next), and a new lane starts with a little credit: a 4-token chat request is answered in a few
+cheap steps while a large request's batch waits, instead of riding along in its 32 long rows.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,10 +22,11 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from fto.backends.local.shared_lock import SharedLock
+
 MAX_BATCH = 32
-# One request may hold at most this many rows of a batch, so a short request never waits for a large one's rows to
-# end (they may all end together, hundreds of steps later): it joins at the next step.
-MAX_ROWS_PER_REQUEST = 28
+OWN_LANE_SEQUENCES = 8  # a request of at least this many sequences runs in a lane of its own
+NEW_LANE_CREDIT = 0.05  # seconds of compute a new lane may use before it shares turns with the older ones
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class _Sequence:
     sampling: Sampling
     emit: Callable[[Piece], None]
     group: object = None  # the request it belongs to: rows are shared fairly between requests
+    lane: object = None  # None: the model's shared lane; else the request's own
     generator: torch.Generator | None = None
     generated: list[int] = field(default_factory=list)
     sampled: int = 0  # tokens generated, the end-of-turn token included (usage counts it)
@@ -91,10 +99,11 @@ class _Batch:
 class Engine:
     """Generates for many sequences at once; `submit` from any thread, pieces arrive through each `emit`."""
 
-    def __init__(self, load: Callable[[str], tuple[Any, Any]], lock: threading.RLock, device: torch.device):
+    def __init__(self, load: Callable[[str], tuple[Any, Any]], lock: SharedLock, device: torch.device):
         self._load, self._lock, self.device = load, lock, device
         self._waiting: deque[_Sequence] = deque()
-        self._batches: dict[str, _Batch] = {}
+        self._batches: dict[tuple[str, object], _Batch] = {}  # (model, lane) → its running batch
+        self._used: dict[tuple[str, object], float] = {}  # compute seconds each lane has had
         self._wake = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="fto-engine", daemon=True)
         self._thread.start()
@@ -106,9 +115,11 @@ class Engine:
         sampling: Sampling,
         emit: Callable[[Piece], None],
         group: object = None,
+        sequences: int = 1,
     ) -> Callable[[], None]:
-        """Queue a sequence (of request `group`); returns the function that cancels it."""
-        sequence = _Sequence(model, list(prompt), sampling, emit, group)
+        """Queue a sequence of request `group` (which has `sequences` in all); returns the function that cancels it."""
+        lane = group if sequences >= OWN_LANE_SEQUENCES else None
+        sequence = _Sequence(model, list(prompt), sampling, emit, group, lane)
         if sampling.temperature > 0:
             sequence.generator = torch.Generator(self.device)
             if sampling.seed is not None:
@@ -127,34 +138,50 @@ class Engine:
                     self._wake.wait()
                 arrived = list(self._waiting)
                 self._waiting.clear()
-            with self._lock:  # the tokenizers and models are shared with the other threads of the generator
+            # The lock guards the tokenizers (a fast tokenizer fails when two threads use it) and model loading;
+            # forward passes run without it, so a request is checked and tokenised while a batch computes.
+            self._lock.hand_over()
+            try:
+                self._admit(arrived)
+            except Exception as exc:
+                _fail([s for s in arrived if not s.done], exc)
+            if self._batches:
+                lane = min(self._batches, key=lambda key: self._used.get(key, 0.0))  # its turn: used least
+                started = time.perf_counter()
                 try:
-                    self._admit(arrived)
-                except Exception as exc:
-                    _fail([s for s in arrived if not s.done], exc)
-                for model in list(self._batches):
-                    try:
-                        self._step(model)
-                    except Exception as exc:  # a broken model fails its own requests, never the loop
-                        _fail(self._batches.pop(model).rows, exc)
+                    self._step(lane)
+                except Exception as exc:  # a broken model fails its own requests, never the loop
+                    _fail(self._batches.pop(lane).rows, exc)
+                self._spent(lane, started)
+
+    def _spent(self, lane: tuple[str, object], started: float) -> None:
+        """Charge a lane its compute; a lane that ended is forgotten."""
+        if lane in self._batches:
+            self._used[lane] = self._used.get(lane, 0.0) + time.perf_counter() - started
+        else:
+            self._used.pop(lane, None)
 
     def _admit(self, arrived: list[_Sequence]) -> None:
         late: list[_Sequence] = []
-        for model in dict.fromkeys(s.model for s in arrived):
-            batch = self._batches.get(model)
+        for lane in dict.fromkeys((s.model, s.lane) for s in arrived):
+            batch = self._batches.get(lane)
             running = [row.group for row in batch.rows] if batch else []
-            candidates = [s for s in arrived if s.model == model and not s.cancelled]
+            candidates = [s for s in arrived if (s.model, s.lane) == lane and not s.cancelled]
             joining, waiting = _fair_share(candidates, running)
             late += waiting
             if joining:
-                self._prefill(model, joining)
+                if lane not in self._batches:  # a new lane takes turns from the least used, with some credit
+                    self._used[lane] = min(self._used.values(), default=0.0) - NEW_LANE_CREDIT
+                started = time.perf_counter()
+                self._prefill(lane, joining)
+                self._spent(lane, started)
         if late:  # no room this step: first in line for the next
             with self._wake:
                 self._waiting.extendleft(reversed(late))
 
-    def _prefill(self, model: str, joining: list[_Sequence]) -> None:
+    def _prefill(self, lane: tuple[str, object], joining: list[_Sequence]) -> None:
         try:
-            net, tokenizer = self._load(model)
+            net, tokenizer = self._load(lane[0])
             width = max(len(s.prompt) for s in joining)
             ids = torch.full((len(joining), width), _pad_id(tokenizer), dtype=torch.long)
             mask = torch.zeros((len(joining), width), dtype=torch.long)
@@ -174,13 +201,14 @@ class Engine:
             _fail(joining, exc)
             return
         fresh = _Batch(joining, out.past_key_values, mask, torch.zeros(len(joining), dtype=torch.long))
-        self._batches[model] = _merge(self._batches.get(model), fresh)
-        rows = len(self._batches[model].rows)
-        self._sample(model, net, tokenizer, out.logits[:, -1, :], rows=range(rows - len(joining), rows))
+        self._batches[lane] = _merge(self._batches.get(lane), fresh)
+        rows = len(self._batches[lane].rows)
+        with self._lock:
+            self._sample(lane, net, tokenizer, out.logits[:, -1, :], rows=range(rows - len(joining), rows))
 
-    def _step(self, model: str) -> None:
-        batch = self._batches[model]
-        net, tokenizer = self._load(model)
+    def _step(self, lane: tuple[str, object]) -> None:
+        batch = self._batches[lane]
+        net, tokenizer = self._load(lane[0])
         mask = torch.cat([batch.mask, torch.ones((len(batch.rows), 1), dtype=torch.long, device=self.device)], dim=1)
         with torch.no_grad():
             out = net(
@@ -191,12 +219,15 @@ class Engine:
                 use_cache=True,
             )
         batch.mask, batch.cache = mask, out.past_key_values
-        self._sample(model, net, tokenizer, out.logits[:, -1, :], rows=range(len(batch.rows)))
+        with self._lock:
+            self._sample(lane, net, tokenizer, out.logits[:, -1, :], rows=range(len(batch.rows)))
 
-    def _sample(self, model: str, net: Any, tokenizer: Any, logits: torch.Tensor, rows: Sequence[int]) -> None:
+    def _sample(
+        self, lane: tuple[str, object], net: Any, tokenizer: Any, logits: torch.Tensor, rows: Sequence[int]
+    ) -> None:
         """Pick the next token of each row in `rows` (`logits` has one line per row, in order), emit what became
         visible, and drop the rows that ended."""
-        batch = self._batches[model]
+        batch = self._batches[lane]
         logits = logits.float()
         logp = (
             torch.log_softmax(logits, dim=-1)
@@ -223,9 +254,9 @@ class Engine:
             self._show(sequence, tokenizer)
         keep = [r for r, s in enumerate(batch.rows) if not s.done]
         if not keep:
-            del self._batches[model]
+            del self._batches[lane]
         elif len(keep) < len(batch.rows):
-            self._batches[model] = _select(batch, keep)
+            self._batches[lane] = _select(batch, keep)
 
     def _show(self, sequence: _Sequence, tokenizer: Any) -> None:
         text = _visible(tokenizer, sequence)
@@ -259,7 +290,7 @@ class Engine:
 
 def _fair_share(candidates: list[_Sequence], running: list[object]) -> tuple[list[_Sequence], list[_Sequence]]:
     """(joining, waiting): the free rows of a batch dealt round-robin between requests, those with the fewest rows
-    running first, no request past MAX_ROWS_PER_REQUEST; the rest wait, in their order."""
+    running first; the rest wait, in their order."""
     held = {group: running.count(group) for group in set(running)}
     rank: dict[int, tuple[int, int]] = {}
     turn: dict[object, int] = {}
@@ -269,7 +300,7 @@ def _fair_share(candidates: list[_Sequence], running: list[object]) -> tuple[lis
     room = MAX_BATCH - len(running)
     joining: list[_Sequence] = []
     for sequence in sorted(candidates, key=lambda s: rank[id(s)]):
-        if len(joining) < room and rank[id(sequence)][0] <= MAX_ROWS_PER_REQUEST:
+        if len(joining) < room:
             joining.append(sequence)
     chosen = {id(s) for s in joining}
     return joining, [s for s in candidates if id(s) not in chosen]

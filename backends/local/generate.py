@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from transformers.utils import logging as hf_logging
 
 from fto.backends.base import GenerationParams
 from fto.backends.local.hub import cached_model
+from fto.backends.local.shared_lock import SharedLock
 from fto.schemas import Completion, Message
 
 # The eval shares the user's terminal with our own progress bars: keep transformers' quiet.
@@ -61,7 +61,7 @@ class Generator:
         self._models: dict[str, tuple[Any, Any]] = {}
         # One caller at a time: fast tokenizers fail when two threads use one ("Already borrowed"), and a model
         # must not be loaded twice. `fto serve` checks prompts in threads while a batch generates.
-        self._lock = threading.RLock()
+        self._lock = SharedLock()
         self._engine: Any = None
         self._json_tables: dict[str, Any] = {}
 

@@ -64,8 +64,11 @@ async def check_fits(request: Request, path: str, prompt_tokens: int, max_tokens
         )
 
 
-async def pieces(request: Request, path: str, prompt: Sequence[int], sampling: Any) -> AsyncIterator[Any]:
-    """The engine's pieces of one sequence, as they come; the last has a finish_reason (or an error)."""
+async def pieces(
+    request: Request, path: str, prompt: Sequence[int], sampling: Any, sequences: int = 1
+) -> AsyncIterator[Any]:
+    """The engine's pieces of one sequence of a request that asks for `sequences`, as they come; the last has a
+    finish_reason (or an error)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -74,7 +77,7 @@ async def pieces(request: Request, path: str, prompt: Sequence[int], sampling: A
             loop.call_soon_threadsafe(queue.put_nowait, piece)
 
     engine = await run_in_threadpool(generator(request).engine)
-    cancel = engine.submit(path, list(prompt), sampling, emit, group=id(request.scope))  # rows shared per request
+    cancel = engine.submit(path, list(prompt), sampling, emit, group=id(request.scope), sequences=sequences)
     try:
         while True:
             piece = await queue.get()

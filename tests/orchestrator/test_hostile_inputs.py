@@ -149,6 +149,21 @@ def test_absurd_hyperparameters_are_refused_at_submit_with_file_line_and_field(t
     assert Store().jobs() == []  # nothing submitted
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "where", "said"),
+    [
+        ("lora: {r: 16,", "lora: {r: 200,", "job.yaml:13: hyperparameters.lora.r", "the model's width (128)"),
+        ("model: embedded:tiny-llama", "model: /no/such/model", "job.yaml:18: backends.local.model", "/no/such/model"),
+    ],
+)
+def test_what_the_local_model_bounds_is_checked_before_anything_is_recorded(tmp_path: Path, old, new, where, said):
+    job = tmp_path / "job.yaml"
+    job.write_text(QUICKSTART.read_text().replace("data/animals.jsonl", str(ANIMALS)).replace(old, new))
+    done = run_fto("submit", str(job), "--backend", "local", timeout=120)
+    assert done.returncode == 2 and where in done.stderr and said in done.stderr, done.stderr
+    assert Store().jobs() == []
+
+
 def test_status_finds_a_dead_local_worker_after_run_and_worker_are_killed(tmp_path: Path):
     job = tmp_path / "job.yaml"
     job.write_text(

@@ -68,7 +68,7 @@ async def create(request: Request) -> Response:
             trim=True,
             allowed=await call(request, "json_mode", path) if json_mode else None,
         )
-        streams.append(pieces(request, path, prompt, sampling))
+        streams.append(pieces(request, path, prompt, sampling, body.n))
     head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": model_id}
     names = {t["function"]["name"] for t in tools}
     if body.stream:

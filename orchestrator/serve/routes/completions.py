@@ -61,7 +61,8 @@ async def create(request: Request) -> Response:
                 logprobs=body.logprobs,
                 end_token_logprob=True,  # as OpenAI shows it; lm-eval drops the last token, taking it for the reply
             )
-            streams.append(pieces(request, path, prompt, sampling) if body.max_tokens else _nothing(len(prompt)))
+            count = len(prompts) * body.n
+            streams.append(pieces(request, path, prompt, sampling, count) if body.max_tokens else _nothing(len(prompt)))
     head = {"id": f"cmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": body.model}
     prompt_tokens = sum(len(prompt) for prompt, _ in prompts)  # each prompt counted once, however many choices
     if body.stream:
