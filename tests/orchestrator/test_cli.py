@@ -117,6 +117,22 @@ def test_quickstart_runs_end_to_end_and_the_fine_tuned_model_wins():
     assert compared.returncode == 0 and "perplexity: local/fine-tuned vs local/base" in compared.stdout
     assert "report:" in compared.stdout
     _check_the_perplexity_chart_in_chromium(Path(compared.stdout.split("report: ")[1].split()[0]))
+    _check_the_job_pages(report["experiment"])
+
+
+def _check_the_job_pages(experiment_id: str) -> None:
+    """The dashboard's page of each job (176 steps: checkpoints reported by the worker, without metrics)."""
+    from starlette.testclient import TestClient
+
+    from fto.orchestrator.store import Store
+    from fto.orchestrator.ui.app import UiConfig, create_ui_app
+
+    client = TestClient(create_ui_app(UiConfig()), base_url="http://127.0.0.1")
+    for job in Store().jobs(experiment_id):
+        for path in (f"/jobs/{job.id}", f"/jobs/{job.id}/events"):
+            page = client.get(path)
+            assert page.status_code == 200, (path, page.text[:300])
+            assert 'id="checkpoints"' in page.text
 
 
 def _check_the_perplexity_chart_in_chromium(report: Path) -> None:

@@ -166,3 +166,17 @@ def test_fto_serve_mounts_the_dashboard_under_ui_behind_its_key(stocked, tmp_pat
     assert page.status_code == 200 and 'href="/ui/static/vendor/uPlot.min.css"' in page.text  # links stay under /ui
     assert client.get("/ui/static/dashboard.js", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     assert client.get("/v1/models").status_code == 401  # the API keeps its own guard
+
+
+def test_a_job_page_shows_checkpoints_reported_without_metrics(stocked):
+    from fto.schemas import JobEvent
+
+    _, jobs = stocked
+    from datetime import UTC, datetime
+
+    event = JobEvent(created_at=datetime.now(UTC), message="checkpoint at step 50",
+                     data={"checkpoint": "/x/checkpoint-50", "step": 50})  # fmt: skip
+    Store().add_updates(jobs[0].id, [event], [], None)
+    client = TestClient(create_ui_app(UiConfig()), base_url="http://127.0.0.1")
+    page = client.get(f"/jobs/{jobs[0].id}")
+    assert page.status_code == 200 and "/x/checkpoint-50" in page.text
