@@ -88,6 +88,9 @@ class Backend(ABC, Generic[OptionsT]):
 
     Options: ClassVar[type[BackendOptions]] = BackendOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft"})
+    # The modules (import names) of the provider's SDK: a missing one is named, with the extra that installs it,
+    # before anything is read or sent.
+    requires: ClassVar[tuple[str, ...]] = ()
     # Whether training data leaves this machine for a provider (sensitive data then needs the user's consent).
     hosted: ClassVar[bool] = True
     # Polling: quick while a job changes, backing off to the slow interval while it does not.
@@ -166,8 +169,17 @@ class Backend(ABC, Generic[OptionsT]):
         """Which provider (and account) requests go to: limits on concurrency and rate apply per key."""
         return type(self).__qualname__
 
+    def check_installed(self) -> None:
+        """Refuse, naming the extra to install, when the provider's SDK (`requires`) is missing."""
+        from fto.backends.registry import missing_requirement
+
+        problem = missing_requirement(type(self))
+        if problem:
+            raise ConfigError(f"the {self.name} backend {problem}", field=f"backends.{self.name}")
+
     def check(self, spec: JobSpec) -> None:
         """Refuse, before anything is uploaded, a job this backend cannot run."""
+        self.check_installed()
         if spec.method not in self.methods:
             raise UnsupportedError(
                 f"method {spec.method!r} is not supported (supported: {', '.join(sorted(self.methods))})",

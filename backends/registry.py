@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
@@ -51,6 +52,26 @@ def create(name: str, section: BackendSection | None) -> Backend[Any]:
     except ValidationError as exc:  # config.py validates with line numbers first; this is a safety net
         raise ConfigError(str(exc), field=f"backends.{name}") from exc
     return cls(name, options)
+
+
+def missing_requirement(cls: type[Backend[Any]]) -> str | None:
+    """What a backend class lacks to run ("needs X: pip install 'fto[extra]'"), or None when its SDK is there."""
+    for module in cls.requires:
+        if _importable(module):
+            continue
+        own = f"{cls.__module__}:{cls.__qualname__}"
+        eps = sorted(available().values(), key=lambda ep: ep.value != own)  # its own entry point first
+        extra = _extra_providing(eps[0], module) if eps else None
+        install = f"pip install 'fto[{extra}]'" if extra else f"install {module.split('.')[0]}"
+        return f"needs {module}, which is not installed: {install}"
+    return None
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
 
 
 def _extra_providing(ep: EntryPoint, missing: str) -> str | None:

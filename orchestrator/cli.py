@@ -480,13 +480,16 @@ def schema() -> None:
 @cli.command()
 def backends() -> None:
     """List the installed backends (entry-point group fto.backends), with what each provider's users must know."""
-    from fto.backends.registry import available, backend_class
+    from fto.backends.registry import available, backend_class, missing_requirement
 
     for name, ep in sorted(available().items()):
-        console.print(f"{name:12} {ep.value}", highlight=False)
         try:
-            notice = backend_class(name).notice()
+            cls = backend_class(name)
+            missing, notice = missing_requirement(cls), cls.notice()
         except FtoError as exc:  # a backend whose extra is missing is listed all the same
-            notice = str(exc)
-        if notice:
-            console.print(f"{'':12} [yellow]{_escape(notice)}[/]", highlight=False)
+            missing, notice = str(exc), None
+        usable = "[red]not usable here[/]" if missing else "[green]usable[/]         "  # the same width shown
+        console.print(f"{name:12} {usable} {ep.value}", highlight=False)
+        for said, style in ((missing, "red"), (notice, "yellow")):
+            if said:
+                console.print(f"{'':12} [{style}]{_escape(said)}[/]", highlight=False)

@@ -64,6 +64,8 @@ class BedrockOptions(BackendOptions):
 class BedrockBackend(Backend[BedrockOptions]):
     """Claude, Nova and Llama fine-tuned by Amazon Bedrock model customization jobs, and queried on Bedrock."""
 
+    requires = ("boto3", "anthropic")
+
     Options: ClassVar[type[BackendOptions]] = BedrockOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft"})  # Bedrock fine-tunes these families with SFT only
     max_concurrency: int = 4
@@ -135,6 +137,7 @@ class BedrockBackend(Backend[BedrockOptions]):
         return family_of(self.options.model, self.name)
 
     def check(self, spec: JobSpec) -> None:
+        self.check_installed()
         family = self.family
         if spec.method != "sft":
             raise UnsupportedError(

@@ -69,6 +69,8 @@ class FireworksOptions(BackendOptions):
 class FireworksBackend(Backend[FireworksOptions]):
     """Fine-tunes on Fireworks AI (supervised and DPO, LoRA) and queries the result through a deployment."""
 
+    requires = ("fireworks",)
+
     Options: ClassVar[type[BackendOptions]] = FireworksOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
     min_poll_interval: float = 10.0

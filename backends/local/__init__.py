@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -98,6 +97,7 @@ class LocalBackend(Backend[LocalOptions]):
 
     hosted: ClassVar[bool] = False  # the data never leaves this machine
     Options: ClassVar[type[BackendOptions]] = LocalOptions
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers", "peft")
     methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
     min_poll_interval: float = 0.5  # reading a few files is cheap
     max_poll_interval: float = 2.0
@@ -142,12 +142,6 @@ class LocalBackend(Backend[LocalOptions]):
         return TokenIds(model, max_length)
 
     def check(self, spec: JobSpec) -> None:
-        missing = [name for name in ("torch", "transformers", "peft") if importlib.util.find_spec(name) is None]
-        if missing:
-            raise ConfigError(
-                f"the local backend needs the local extra ({', '.join(missing)} missing): pip install 'fto[local]'",
-                field=f"backends.{self.name}",
-            )
         super().check(spec)
         self._check_model(spec)
         if spec.method == "dpo" and self.options.tuning == "full":

@@ -22,7 +22,7 @@ from fto.backends.local import LocalBackend, LocalOptions
 from fto.backends.ray import reports
 from fto.backends.ray.driver import single_process, unschedulable, worker_resources
 from fto.orchestrator import storage
-from fto.orchestrator.errors import BackendError, ConfigError
+from fto.orchestrator.errors import BackendError
 from fto.schemas import Completion, JobEvent, JobSpec, JobStatus, Message, Metric, ProviderJob, ProviderUpdates
 
 ENTRYPOINT = "python -m fto.backends.ray.driver"
@@ -60,6 +60,7 @@ class RayBackend(LocalBackend):
     """Trains on a Ray cluster: one Ray job per fto job, `num_workers` training processes in it."""
 
     Options: ClassVar[type[BackendOptions]] = RayOptions
+    requires: ClassVar[tuple[str, ...]] = ("ray", *LocalBackend.requires)
     min_poll_interval: float = 1.0  # a request to the head's dashboard, and a log read
     max_poll_interval: float = 5.0
     max_concurrency: int = 8
@@ -81,13 +82,6 @@ class RayBackend(LocalBackend):
     @property
     def storage_path(self) -> str:
         return self.ray_options.storage_path or str(self.root / "storage")
-
-    def check(self, spec: JobSpec) -> None:
-        if _missing("ray"):
-            raise ConfigError(
-                "the ray backend needs the ray extra: pip install 'fto[ray]'", field=f"backends.{self.name}"
-            )
-        super().check(spec)
 
     # the Jobs API --------------------------------------------------------------------------------------
 
@@ -299,9 +293,3 @@ class RayBackend(LocalBackend):
 def _ended(details: Any) -> bool:
     status = str(getattr(details.status, "value", details.status))
     return status in ("STOPPED", "SUCCEEDED", "FAILED")
-
-
-def _missing(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is None

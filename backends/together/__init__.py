@@ -59,6 +59,8 @@ class TogetherOptions(BackendOptions):
 class TogetherBackend(Backend[TogetherOptions]):
     """Fine-tunes open models on Together AI (SFT and DPO, LoRA or full) and queries them."""
 
+    requires = ("together",)
+
     Options: ClassVar[type[BackendOptions]] = TogetherOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
     min_poll_interval: float = 10.0

@@ -66,6 +66,8 @@ class VertexOptions(BackendOptions):
 class VertexBackend(Backend[VertexOptions]):
     """Tunes Gemini on Vertex AI (supervised or preference tuning) and queries the tuned endpoint."""
 
+    requires = ("google.genai", "google.cloud.storage")
+
     Options: ClassVar[type[BackendOptions]] = VertexOptions
     methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
     min_poll_interval: float = 30.0
