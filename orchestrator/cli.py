@@ -260,30 +260,42 @@ def status(key: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([j.model_dump(mode="json") for j in jobs], indent=2))
     else:
-        t = Table()
-        for column in ("experiment", "job", "backend", "status", "step", "loss"):
-            t.add_column(column, no_wrap=True)  # ids are for copying: never cut (unique prefixes work too)
-        t.add_column("fine-tuned model / error", overflow="fold")
-        latest = store.latest_metrics([j.id for j in jobs])
-        for i, job in enumerate(jobs):
-            metric = latest.get(job.id)
-            step = f"{metric.step}/{metric.total_steps}" if metric and metric.total_steps else ""
-            loss = f"{metric.loss:.4f}" if metric and metric.loss is not None else ""
-            first = i == 0 or jobs[i - 1].experiment_id != job.experiment_id
-            last = i + 1 == len(jobs) or jobs[i + 1].experiment_id != job.experiment_id
-            detail = _escape(job.fine_tuned_model or job.error or "")
-            t.add_row(
-                job.experiment_id if first else "",
-                job.id,
-                job.backend,
-                job.status.value,
-                step,
-                loss,
-                detail,
-                end_section=last,
-            )
-        console.print(t)
+        names = {e: name for e, name, _ in store.experiment_names(limit=10_000) if e in shown}
+        for line in status_lines(jobs, store.latest_metrics([j.id for j in jobs]), names, console.width):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
     sys.exit(_exit_code(jobs))
+
+
+def status_lines(jobs: list[Any], latest: dict[str, Any], names: dict[str, str], width: int) -> list[str]:
+    """`fto status` as lines that fit `width` (80 at least) and read the same piped: an experiment's line, then a
+    line per job (ids whole, for copying), its model or error below it, paths shortened, errors wrapped."""
+    import textwrap
+
+    width = max(width, 80)
+    backend_width = max([len(j.backend) for j in jobs] + [7])
+    lines: list[str] = []
+    for i, job in enumerate(jobs):
+        if i == 0 or jobs[i - 1].experiment_id != job.experiment_id:
+            lines.append(f"{job.experiment_id}  {names.get(job.experiment_id, '')}".rstrip())
+        metric = latest.get(job.id)
+        step = f"step {metric.step}/{metric.total_steps}" if metric and metric.total_steps else ""
+        loss = f"loss {metric.loss:.4f}" if metric and metric.loss is not None else ""
+        row = f"  {job.id}  {job.backend:<{backend_width}}  {job.status.value:<10} {step:>15}  {loss}"
+        lines.append(row.rstrip())
+        if job.fine_tuned_model:
+            lines.append("      model: " + _shortened(job.fine_tuned_model, width - 13))
+        if job.error:
+            error = " ".join(job.error.split())  # a provider's multi-line message on wrapped lines of its own
+            lines += textwrap.wrap(error, width - 1, initial_indent="      error: ", subsequent_indent=" " * 13)
+    return lines
+
+
+def _shortened(text: str, room: int) -> str:
+    """A path with the home folder as ~ and, when still too long, its middle elided (its end names the job)."""
+    home = os.path.expanduser("~")
+    if home != "/" and text.startswith(home + "/"):
+        text = "~" + text[len(home) :]
+    return text if len(text) <= room else text[: room // 3] + "…" + text[-(room - room // 3 - 1) :]
 
 
 def _exit_code(jobs: list[Any]) -> int:

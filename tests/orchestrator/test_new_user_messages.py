@@ -49,11 +49,36 @@ def test_wait_help_describes_its_argument():
     assert "KEY is a job id, an experiment id or name, or a unique prefix" in run_fto("wait", "--help").stdout
 
 
-def test_status_in_80_columns_keeps_ids_whole(write_job, monkeypatch: pytest.MonkeyPatch, fto_home: Path):
-    sim = write_job({"backends": {"local": {"model": "/nonexistent/model-folder-for-a-failing-job"}}})
-    run_fto("submit", str(sim), "--backend", "local")
+def test_status_in_80_columns_keeps_ids_whole(monkeypatch: pytest.MonkeyPatch, fto_home: Path):
+    from fto.orchestrator.store import Store
+    from fto.schemas import JobSpec
+
+    spec = JobSpec.model_validate({"name": "demo", "data": {"train": "t.jsonl"}, "backends": {"local": {}}})
+    _, (created,) = Store().create_experiment(spec, None, ["local"])
+    Store().fail(created.id, "the model folder /nonexistent/model-folder-for-a-failing-job has no config.json")
     monkeypatch.setenv("COLUMNS", "80")
     shown = run_fto("status")
     (job,) = json.loads(run_fto("status", "--json").stdout)
     assert job["id"] in shown.stdout and job["experiment_id"] in shown.stdout
     assert os.environ["COLUMNS"] == "80"
+
+
+def test_status_fits_80_columns_piped_with_long_paths_and_errors(monkeypatch: pytest.MonkeyPatch, fto_home: Path):
+    from fto.orchestrator.store import Store
+    from fto.schemas import JobSpec, JobStatus, ProviderJob
+
+    store = Store()
+    spec = JobSpec.model_validate({"name": "wide", "data": {"train": "t.jsonl"}, "backends": {"a": {}, "b": {}}})
+    _, (done, failed) = store.create_experiment(spec, None, ["a", "b"])
+    adapter = str(fto_home / "backends" / "local" / "jobs" / ("job-" + "x" * 90) / "adapter")
+    store.set_submitted(done.id, "p1")
+    store.update_from_provider(done.id, ProviderJob(status=JobStatus.SUCCEEDED, fine_tuned_model=adapter))
+    reason = "worker process exited unexpectedly; last lines of the log:\n" + "RuntimeError: " + "bad thing " * 30
+    store.fail(failed.id, reason)
+    monkeypatch.setenv("COLUMNS", "80")
+    shown = run_fto("status").stdout  # piped: not a terminal
+    lines = shown.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    assert len(lines) < 15  # before: ~55 lines a job, one character each
+    assert done.id in shown and failed.id in shown and "adapter" in shown
+    assert " ".join(shown.split()).count("bad thing") == 30  # the whole error, wrapped below its row
