@@ -182,11 +182,13 @@ def _show_comparison(compared: Any, first_scorer_only: bool) -> None:
             console.print(_escape(paired["text"]), highlight=False)
     html_path = compared.report_path
     console.print(f"report: {html_path}  (markdown: {html_path.with_suffix('.md')})")
-    from fto.orchestrator.ui.command import DEFAULT_PORT
+    from fto.orchestrator.ui.command import DEFAULT_PORT, dashboard_answers
 
-    console.print(
-        f"dashboard: run `fto ui`, then open http://127.0.0.1:{DEFAULT_PORT}/experiments/{experiment.id}/compare"
-    )
+    page = f"http://127.0.0.1:{DEFAULT_PORT}/experiments/{experiment.id}/compare"
+    if dashboard_answers(DEFAULT_PORT):
+        console.print(f"dashboard: {page}")
+    else:  # a URL only where the dashboard answers (another server may hold the port)
+        console.print("dashboard: `fto ui` shows this comparison, the loss curves and every answer")
 
 
 @cli.command()

@@ -72,6 +72,17 @@ def register_files(files: tuple[Path, ...]) -> list[str]:
         store.close()
 
 
+def dashboard_answers(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether fto's dashboard (not another server) answers on the port, within a fraction of a second."""
+    import httpx
+
+    try:
+        found = httpx.get(f"http://{host}:{port}/openapi.json", timeout=0.3).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return isinstance(found, dict) and found.get("info", {}).get("title") == "fto ui"
+
+
 def port_free(host: str, port: int) -> None:
     """A clear error, before any banner, when something else listens on the port."""
     import socket
