@@ -201,6 +201,12 @@ def split(
 def _write(records: Any, output: str | Path, target: Any, skip: bool, source: str | Path) -> tuple[int, int]:
     from fto.orchestrator.data.write import write_records
 
+    folder = Path(output).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # `-o out/x.jsonl` into a folder not made yet
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror
+        raise DataError(f"cannot create the output's folder {folder}: {why or exc}", file=str(output)) from None
     try:
         return write_records(records, str(output), target, skip_unwritable=skip)
     except DataError as exc:

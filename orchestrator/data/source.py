@@ -269,7 +269,7 @@ def _explain(raw: bytes, number: int) -> Item:
     if b"\x00" in raw:
         return Item(number, None, "binary data (NUL bytes), not text", "binary")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").rstrip("\r\n")  # a column past the newline would name the next line's start
     except UnicodeDecodeError as exc:
         return Item(number, None, f"invalid UTF-8 at byte {exc.start}", "invalid_utf8")
     try:

@@ -82,3 +82,21 @@ def test_status_fits_80_columns_piped_with_long_paths_and_errors(monkeypatch: py
     assert len(lines) < 15  # before: ~55 lines a job, one character each
     assert done.id in shown and failed.id in shown and "adapter" in shown
     assert " ".join(shown.split()).count("bad thing") == 30  # the whole error, wrapped below its row
+
+
+def test_convert_into_a_folder_not_made_yet_makes_it(tmp_path: Path):
+    out = tmp_path / "out" / "deeper" / "x.jsonl"
+    done = run_fto("data", "convert", str(ANIMALS), "--to", "sharegpt", "-o", str(out))
+    assert done.returncode == 0 and len(out.read_text().splitlines()) == 400
+    (tmp_path / "a-file").write_text("")
+    blocked = run_fto("data", "convert", str(ANIMALS), "--to", "sharegpt", "-o", str(tmp_path / "a-file" / "x.jsonl"))
+    assert blocked.returncode == 2 and "Traceback" not in blocked.stderr and "a file is in the way" in blocked.stderr
+
+
+def test_a_truncated_line_is_placed_at_its_end(tmp_path: Path):
+    line = ANIMALS.read_text().splitlines()[0]
+    cut = line[: len(line) // 2]
+    data = tmp_path / "cut.jsonl"
+    data.write_text(f"{line}\n{cut}\n{line}\n")
+    shown = run_fto("data", "validate", str(data)).stdout
+    assert "cut.jsonl:2: invalid JSON" in shown and f"at column {len(cut) + 1} (truncated line?)" in shown
