@@ -83,7 +83,7 @@ def experiments_overview(
             {
                 "id": e.id,
                 "name": e.name,
-                "backends": sorted({(s.type or name) for name, s in e.spec.backends.items()}),
+                "backends": sorted({_ran_on(e.spec, j.backend) for j in jobs}),  # where its jobs ran
                 "counts": dict(Counter(j.status.value for j in jobs)),
                 "jobs": len(jobs),
                 "best": best_score(store, e.id),
@@ -100,6 +100,12 @@ def experiments_overview(
         "cost": lambda r: r["cost"] or 0.0,
     }
     return sorted(rows, key=keys.get(sort, keys["started"]), reverse=sort not in ("name", "status"))
+
+
+def _ran_on(spec: JobSpec, section: str) -> str:
+    """The backend a job's section ran on: its `type` when the section names one, else the section's name."""
+    found = spec.backends.get(section)
+    return (found.type if found and found.type else None) or section
 
 
 def progress(metric: Metric | None) -> float | None:

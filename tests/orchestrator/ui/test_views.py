@@ -180,3 +180,14 @@ def test_a_job_page_shows_checkpoints_reported_without_metrics(stocked):
     client = TestClient(create_ui_app(UiConfig()), base_url="http://127.0.0.1")
     page = client.get(f"/jobs/{jobs[0].id}")
     assert page.status_code == 200 and "/x/checkpoint-50" in page.text
+
+
+def test_the_backends_column_names_where_jobs_ran_not_every_section():
+    from fto.orchestrator.ui.views import experiments_overview
+
+    store = Store()
+    sections = {"quick": {"type": "sim"}, "local": {}, "together": {}}
+    spec = JobSpec.model_validate({"name": "picked", "data": {"train": "t.jsonl"}, "backends": sections})
+    store.create_experiment(spec, None, ["quick", "local"])  # `--backend quick,local`: together never ran
+    (row,) = experiments_overview(store)
+    assert row["backends"] == ["local", "sim"]
