@@ -1,7 +1,7 @@
 """Regenerate animals.jsonl: a small classification task a tiny model learns in seconds on a CPU.
 
-Each example names an animal inside a varied sentence; the answer is its class. Held-out examples use
-new sentences, so the model must find the animal among the other words, not recall a whole line.
+Each example names an animal inside a varied sentence; the answer is its class. No sentence repeats, so held-out
+examples are new sentences: the model must find the animal among the other words, not recall a whole line.
 """
 
 import json
@@ -15,33 +15,40 @@ CLASSES = {
     "reptile": "snake lizard turtle crocodile gecko iguana tortoise alligator cobra python chameleon viper",
     "insect": "ant bee beetle butterfly moth wasp mosquito grasshopper cricket ladybug dragonfly termite",
 }
-SENTENCES = [
-    "I saw a {a} near the {p} this morning.",
-    "My neighbour keeps a {a} in the {p}.",
-    "There is a {a} by the {p}.",
-    "A {a} was sleeping in the {p}.",
-    "Look, a {a}!",
-    "We found a small {a} under the {p}.",
-    "The children drew a {a}.",
-    "Have you ever seen a {a} at the {p}?",
-    "The {a} moved slowly across the {p}.",
-    "Someone photographed a {a} near the {p}.",
-]
-PLACES = ["river", "garden", "barn", "forest", "lake", "house", "field", "beach", "park", "road"]
+# A sentence is an opening, the animal, what it did, a place and a time: so many combinations that no two
+# examples are near-duplicates (`fto data check` passes on the file).
+OPENINGS = ["I saw a", "My neighbour spotted a", "There was a", "We found a small", "The children drew a",
+            "Someone photographed a", "Grandma described a", "A tourist filmed a", "Our teacher pointed at a",
+            "The farmer chased a"]  # fmt: skip
+DOINGS = ["resting", "hiding", "running", "eating something", "making noise", "sitting quietly", "moving slowly",
+          "looking around", "drinking water", "playing"]  # fmt: skip
+PLACES = ["near the river", "in the garden", "behind the barn", "deep in the forest", "by the lake",
+          "next to our house", "in the open field", "on the beach", "in the city park", "beside the road"]  # fmt: skip
+TIMES = ["this morning", "last night", "yesterday", "at noon", "during the storm", "on Sunday", "at sunset",
+         "before breakfast", "last summer", "an hour ago"]  # fmt: skip
+QUESTIONS = ["What kind of animal is it?", "Which class does it belong to?", "What class of animal was that?",
+             "Name its class.", "Which group of animals is it in?"]  # fmt: skip
+EXAMPLES = 500  # the size `fto data check` asks for at least
 SYSTEM = "Answer with the animal's class: bird, mammal, fish, reptile or insect."
 
 
 def main() -> None:
     rng = random.Random(0)
     out = Path(__file__).with_name("animals.jsonl")
+    seen: set[str] = set()
     with out.open("w") as f:
-        for _ in range(400):
+        while len(seen) < EXAMPLES:  # no prompt twice: no duplicates, no eval prompt among the training ones
             kind = rng.choice(list(CLASSES))
             animal = rng.choice(CLASSES[kind].split())
-            sentence = rng.choice(SENTENCES).format(a=animal, p=rng.choice(PLACES))
+            parts = (rng.choice(OPENINGS), animal, rng.choice(DOINGS), rng.choice(PLACES), rng.choice(TIMES))
+            prompt = " ".join(parts) + ". " + rng.choice(QUESTIONS)
+            setting = " ".join(parts[:1] + parts[2:])  # all but the animal: two that differ in it alone are alike
+            if setting in seen:
+                continue
+            seen.add(setting)
             messages = [
                 {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": f"{sentence} What kind of animal is it?"},
+                {"role": "user", "content": prompt},
                 {"role": "assistant", "content": kind},
             ]
             f.write(json.dumps({"messages": messages}) + "\n")

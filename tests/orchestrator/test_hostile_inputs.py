@@ -61,7 +61,7 @@ def test_data_from_a_pipe_is_read_once(command: str):
     done = subprocess.run([*FTO, "data", command, "/dev/stdin"], stdin=ANIMALS.open("rb"), capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "400 examples" in done.stdout
+    assert "500 examples" in done.stdout
 
 
 def test_a_fifo_with_no_writer_is_refused_in_seconds_not_waited_on_forever(tmp_path: Path, monkeypatch):
@@ -117,7 +117,7 @@ def test_a_line_longer_than_the_limit_is_an_error_at_its_number_in_flat_memory(t
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     examples, peak = done.stdout.splitlines()
-    assert examples.startswith("400 ") and "line_too_long" in examples
+    assert examples.startswith("500 ") and "line_too_long" in examples
     assert int(peak) < 300 * 1024, f"peak {int(peak) // 1024} MB for a 192 MB line"
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
     checked = run_fto("data", "check", str(long), timeout=120)
@@ -130,7 +130,7 @@ def test_a_line_longer_than_the_limit_is_an_error_at_its_number_in_flat_memory(t
         ("  epochs: 1000000000000", "hyperparameters.epochs"),
         ("  epochs: true", "hyperparameters.epochs"),
         ("  batch_size: 10000000", "hyperparameters.batch_size"),
-        ("  batch_size: 5000", "hyperparameters.batch_size"),  # more than the 340 training examples
+        ("  batch_size: 5000", "hyperparameters.batch_size"),  # more than the 425 training examples
         ("  lora: {r: 100000000, alpha: 32}", "hyperparameters.lora.r"),
         ("  learning_rate: yes", "hyperparameters.learning_rate"),
     ],

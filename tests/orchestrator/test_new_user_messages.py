@@ -87,7 +87,7 @@ def test_status_fits_80_columns_piped_with_long_paths_and_errors(monkeypatch: py
 def test_convert_into_a_folder_not_made_yet_makes_it(tmp_path: Path):
     out = tmp_path / "out" / "deeper" / "x.jsonl"
     done = run_fto("data", "convert", str(ANIMALS), "--to", "sharegpt", "-o", str(out))
-    assert done.returncode == 0 and len(out.read_text().splitlines()) == 400
+    assert done.returncode == 0 and len(out.read_text().splitlines()) == 500
     (tmp_path / "a-file").write_text("")
     blocked = run_fto("data", "convert", str(ANIMALS), "--to", "sharegpt", "-o", str(tmp_path / "a-file" / "x.jsonl"))
     assert blocked.returncode == 2 and "Traceback" not in blocked.stderr and "a file is in the way" in blocked.stderr

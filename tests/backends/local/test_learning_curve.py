@@ -24,9 +24,9 @@ def test_the_quickstart_as_a_learning_curve(fto_home):
     assert set(jobs) == {"local@0.25", "local@0.5", "local@1"}
     examples = {name: next(e.data["examples"] for e in store.events(job.id) if "examples" in e.data)
                 for name, job in jobs.items()}  # fmt: skip
-    assert examples == {"local@0.25": 85, "local@0.5": 170, "local@1": 340}
+    assert examples == {"local@0.25": 106, "local@0.5": 212, "local@1": 425}
     [curve] = json.loads(run_fto("compare", experiment.id, "--json").stdout)["learning_curve"]
-    assert [p["examples"] for p in curve["points"]] == [85, 170, 340]
+    assert [p["examples"] for p in curve["points"]] == [106, 212, 425]
     assert curve["verdict"].startswith(("still improving", "flat"))
     report = (fto_home / "experiments" / experiment.id / "report.md").read_text()
     assert "## Learning curve: local (exact_match)" in report and curve["verdict"] in report

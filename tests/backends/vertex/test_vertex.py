@@ -50,9 +50,9 @@ def test_run_end_to_end_with_gemini_data_in_cloud_storage(vertex_api, gcs, write
 
     assert [(m.step, m.epoch) for m in store.metrics(job.id)] == [(10, 1.0), (20, 2.0)]
     messages = [e.message for e in store.events(job.id)]
-    assert any(m.startswith("Vertex read 340 training examples, 6800 billable tokens") for m in messages)
+    assert any(m.startswith("Vertex read 425 training examples, 8500 billable tokens") for m in messages)
     assert any(m.startswith("checkpoint at step 20:") for m in messages)
-    assert job.trained_tokens == 6800  # Vertex's billable token count
+    assert job.trained_tokens == 8500  # Vertex's billable token count
     scores = {(row["target"], row["scorer"]): row["score"] for row in store.scores(experiment.id)}
     assert scores[("vertex/fine-tuned", "exact_match")] >= 0.4
     assert scores[("vertex/base", "exact_match")] <= 0.1
