@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import re
 from functools import cache
@@ -28,7 +29,9 @@ def backend_class(name: str, field: str = "backend") -> type[Backend[Any]]:
     eps = available()
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none"
-        raise ConfigError(f"unknown backend {name!r} (available: {known})", field=field)
+        close = difflib.get_close_matches(name, list(eps), n=1, cutoff=0.6)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown backend {name!r}{hint} (available: {known})", field=field)
     try:
         cls = eps[name].load()
     except ImportError as exc:

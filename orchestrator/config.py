@@ -28,6 +28,7 @@ class LoadedJob:
     path: Path | None  # None: given as a dict or built in Python
     backends: list[str]  # the backends this run targets, in order
     lines: dict[Loc, int] = field(default_factory=dict)  # the job file's line of each key
+    notes: list[str] = field(default_factory=list)  # what the user should know before it runs (said by the CLI)
 
     def error(self, message: str, *loc: str | int) -> ConfigError:
         """An error about a field found after loading (against the data, say), placed at its file and line."""
@@ -80,11 +81,20 @@ def _load(
     if not choose:
         return LoadedJob(spec=spec, path=path, backends=list(spec.backends), lines=lines)
     chosen = _choose_backends(spec, backends, shown)
+    notes = [_defaults_note(name, shown) for name in chosen if name not in spec.backends]
     try:
         spec, chosen = sweep.expand(spec, chosen)
     except ConfigError as exc:
         raise _placed(exc, swept, lines, shown) from None
-    return LoadedJob(spec=spec, path=path, backends=chosen, lines=lines)
+    return LoadedJob(spec=spec, path=path, backends=chosen, lines=lines, notes=notes)
+
+
+def _defaults_note(name: str, file: str) -> str:
+    """What runs when --backend names a backend the job file has no section for."""
+    defaults = registry.backend_class(name).Options.model_validate({}).model_dump(exclude_none=True)
+    model = f" on {defaults['model']}" if "model" in defaults else ""
+    return (f"{file} has no `{name}:` section: {name} runs with its defaults{model}; add `backends: {name}: …` to "
+            "choose the model and settings")  # fmt: skip
 
 
 def _placed(exc: ConfigError, swept: dict[str, Loc], lines: dict[Loc, int], file: str) -> ConfigError:
@@ -331,7 +341,7 @@ def _choose_backends(spec: JobSpec, choice: str | None, file: str) -> list[str]:
     for name in names:
         if name in spec.backends:  # a section (of any type): checked with the file
             continue
-        cls = registry.backend_class(name)  # unknown names fail here, listing the known ones
+        cls = registry.backend_class(name, field="--backend")  # unknown names fail here, listing the known ones
         try:
             cls.Options.model_validate({})
         except ValidationError:

@@ -77,7 +77,7 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
     (folder / "job.yaml").write_text(written)
     for job, backend in zip(jobs, backends, strict=True):
         submit_job(store, experiment, job, backend, data)
-    notices = [f"{b.name}: {text}" for b in backends if (text := b.notice(b.options))]
+    notices = [*loaded.notes, *(f"{b.name}: {text}" for b in backends if (text := b.notice(b.options)))]
     return Submitted(experiment=experiment, jobs=store.jobs(experiment.id), data=data, notices=notices, check=report)
 
 

@@ -100,3 +100,16 @@ def test_a_truncated_line_is_placed_at_its_end(tmp_path: Path):
     data.write_text(f"{line}\n{cut}\n{line}\n")
     shown = run_fto("data", "validate", str(data)).stdout
     assert "cut.jsonl:2: invalid JSON" in shown and f"at column {len(cut) + 1} (truncated line?)" in shown
+
+
+def test_a_misspelt_backend_flag_suggests_the_name(write_job):
+    done = run_fto("submit", str(write_job()), "--backend", "toghether")
+    assert done.returncode == 2 and "--backend: unknown backend 'toghether' — did you mean 'together'?" in done.stderr
+
+
+def test_a_backend_without_a_section_says_it_runs_on_its_defaults(write_job):
+    job = write_job({"backends": {"local": None, "sim": {}}, "hyperparameters": {"epochs": 1}})
+    done = run_fto("submit", str(job), "--backend", "local")
+    run_fto("cancel", json.loads(run_fto("status", "--json").stdout)[0]["experiment_id"])
+    assert done.returncode == 0, done.stderr
+    assert "has no `local:` section: local runs with its defaults on embedded:tiny-llama" in done.stderr
