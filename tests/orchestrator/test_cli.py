@@ -77,7 +77,7 @@ def test_a_bad_job_file_fails_with_one_line_naming_it(write_job, fto_home, chang
 def test_an_unknown_backend_flag_fails_with_one_line(write_job):
     result = run_fto("run", str(write_job()), "--backend", "locall")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "unknown backend 'locall' (available:" in result.stderr
+    assert "unknown backend 'locall' — did you mean 'local'? (available:" in result.stderr
 
 
 def test_bad_training_data_names_the_line_and_submits_nothing(write_job, tmp_path, fto_home):
