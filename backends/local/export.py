@@ -3,11 +3,14 @@ files and command for vLLM, or GGUF through llama.cpp's converter. Each target w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from fto.orchestrator.errors import FtoError
@@ -22,6 +25,11 @@ def export(model: str, target: str, out: Path) -> list[str]:
     if not source.is_dir():
         raise FtoError(f"the job's model is gone: {source} (was the job folder removed?)")
     out.mkdir(parents=True, exist_ok=True)
+    with _quiet():
+        return _export(source, target, out)
+
+
+def _export(source: Path, target: str, out: Path) -> list[str]:
     if target == "merged":
         return merged(source, out)
     if target == "ollama":
@@ -58,15 +66,14 @@ def merged(source: Path, out: Path) -> list[str]:
 def ollama(source: Path, out: Path) -> list[str]:
     """A Modelfile beside the adapter: FROM the base folder, ADAPTER, and the chat template as Ollama's TEMPLATE."""
     lines = []
+    # Everything the Modelfile names lies beside it, named relative to it, so the folder moves to another machine.
     if _is_adapter(source):
-        adapter = out / "adapter"
-        shutil.copytree(source, adapter, dirs_exist_ok=True)
-        base = _base_of(source)
-        modelfile = [f"FROM {base}", f"ADAPTER {adapter}"]
+        shutil.copytree(source, out / "adapter", dirs_exist_ok=True)
+        shutil.copytree(_base_of(source), out / "base", dirs_exist_ok=True, copy_function=_link_or_copy)
+        modelfile = ["FROM ./base", "ADAPTER ./adapter"]
     else:
-        model = out / "model"
-        shutil.copytree(source, model, dirs_exist_ok=True)
-        modelfile = [f"FROM {model}"]
+        shutil.copytree(source, out / "model", dirs_exist_ok=True, copy_function=_link_or_copy)
+        modelfile = ["FROM ./model"]
     template, stops = ollama_template(source)
     if template is None:
         lines.append("the chat template could not be translated: Ollama will use the one it detects (check it)")
@@ -76,6 +83,31 @@ def ollama(source: Path, out: Path) -> list[str]:
     (out / "Modelfile").write_text("\n".join(modelfile) + "\n")
     lines.append(f"wrote {out / 'Modelfile'}: ollama create NAME -f {out / 'Modelfile'} && ollama run NAME")
     return lines
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link where the file system allows it (a base model is gigabytes), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """transformers' progress bars and FutureWarnings stay out of fto's output."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def ollama_template(source: Path) -> tuple[str | None, list[str]]:

@@ -83,9 +83,14 @@ def test_ollama_vllm_and_gguf(trained, tmp_path, monkeypatch):
     monkeypatch.delenv("FTO_LLAMA_CPP", raising=False)
     result = run_fto("export", job.id, "--to", "ollama", "-o", str(tmp_path / "ollama"))
     assert result.returncode == 0, result.stderr
-    modelfile = (tmp_path / "ollama" / "Modelfile").read_text().splitlines()
+    assert "FutureWarning" not in result.stderr and "%|" not in result.stderr  # no library noise
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "ollama").rename(moved)  # the folder goes to another machine: every path in it still holds
+    modelfile = (moved / "Modelfile").read_text().splitlines()
     named = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in modelfile if line.startswith(("FROM", "ADAPTER"))}
-    assert Path(named["FROM"]).is_dir() and (Path(named["ADAPTER"]) / "adapter_config.json").is_file()
+    assert named == {"FROM": "./base", "ADAPTER": "./adapter"}
+    assert (moved / "base" / "config.json").is_file() and (moved / "adapter" / "adapter_config.json").is_file()
+    assert str(home) not in (moved / "Modelfile").read_text()
     template = next(line for line in modelfile if line.startswith("TEMPLATE"))
     assert '{{ if eq .Role "system" }}<|system|>{{ .Content }}<|end|>' in template and template.endswith(
         '<|assistant|>"""'
