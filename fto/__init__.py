@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fto.orchestrator.api import data
     from fto.orchestrator.api.experiments import (
+        DataCheckWarning,
         Experiment,
         Job,
         evaluate_file,
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Comparison",
     "ConfigError",
+    "DataCheckWarning",
     "DataError",
     "Experiment",
     "FtoError",
@@ -52,6 +54,7 @@ __all__ = [
 
 _WHERE = {
     "data": "fto.orchestrator.api.data",
+    "DataCheckWarning": "fto.orchestrator.api.experiments",
     "Experiment": "fto.orchestrator.api.experiments",
     "Job": "fto.orchestrator.api.experiments",
     "evaluate_file": "fto.orchestrator.api.experiments",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -101,7 +102,9 @@ def _submit(job_file: str, backend: str | None, allow_sensitive: bool = False, c
     chosen = [n.strip() for n in backend.split(",")] if backend is not None else None
     if chosen is not None and not any(chosen):
         raise ConfigError("--backend needs at least one name", field="--backend")
-    experiment = fto.submit(job_file, chosen, allow_sensitive, curve)
+    with warnings.catch_warnings():  # the findings are printed below, in full
+        warnings.simplefilter("ignore", fto.DataCheckWarning)
+        experiment = fto.submit(job_file, chosen, allow_sensitive, curve)
     splits = experiment.splits
     console.print(
         f"experiment [bold]{experiment.id}[/] ({experiment.name}): {len(splits.train)} train, "

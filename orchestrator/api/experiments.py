@@ -242,6 +242,21 @@ class Experiment:
         _, html = write_reports(self.store, self.record)
         return Comparison(self.record, data, Path(html))
 
+    @property
+    def findings(self) -> list[str]:
+        """The data check's findings at submission, most important first, one line each (file, lines, what, code);
+        read from the experiment's folder when it was submitted elsewhere."""
+        if self.check is not None:
+            return [str(issue) for issue in self.check.by_importance()]
+        import json
+
+        saved = experiment_dir(self.id) / "check.json"
+        if not saved.exists():
+            return []
+        issues = json.loads(saved.read_text()).get("issues", [])
+        return [f"{i.get('file', '')}:{','.join(map(str, i.get('lines', [])[:8]))}: {i['message']} [{i['code']}]"
+                for i in issues]  # fmt: skip
+
     def _repr_html_(self) -> str:
         from fto.orchestrator.eval.html import loss_chart
         from fto.orchestrator.templates import Markup, render
@@ -252,7 +267,8 @@ class Experiment:
         curves = {f"{j.backend} {j.id}": [(m.step, m.loss) for m in self.store.metrics(j.id) if m.loss is not None]
                   for j in jobs[:20]}  # fmt: skip
         chart = Markup(loss_chart({k: v for k, v in curves.items() if v}, width=640, height=220)) if curves else ""
-        return render("notebook/experiment.html", experiment=self.record, rows=rows, chart=chart)
+        return render("notebook/experiment.html", experiment=self.record, rows=rows, chart=chart,
+                      findings=self.findings, notices=self.notices)  # fmt: skip
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.status().items()))
@@ -291,7 +307,17 @@ def submit(
     experiment = Experiment(submitted.experiment, store)
     experiment.notices, experiment.check = submitted.notices, submitted.check
     experiment.splits = submitted.data
+    if submitted.check is not None and submitted.check.issues:  # what the CLI prints, said in Python too
+        warnings.warn(
+            f"fto data check: {submitted.check.summary()} — experiment.findings lists them",
+            DataCheckWarning,
+            stacklevel=2,
+        )
     return experiment
+
+
+class DataCheckWarning(UserWarning):
+    """The data check found something worth a look in the submitted data (duplicates, leaks, sensitive data…)."""
 
 
 def experiments(prefix: str | None = None, limit: int | None = 20, store: Store | None = None) -> list[Experiment]:
