@@ -5,15 +5,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from fto.orchestrator.data.check import CheckReport
 from fto.orchestrator.data.validate import Report
 from fto.orchestrator.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from fto.orchestrator.data.check import CheckReport
+
 __all__ = ["CheckReport", "Converted", "DataStats", "Report", "check", "convert", "split", "stats", "validate"]
+
+
+def __getattr__(name: str) -> Any:
+    """CheckReport loads with the check (numpy and its hashing), not with every data command."""
+    if name == "CheckReport":
+        from fto.orchestrator.data.check import CheckReport
+
+        return CheckReport
+    raise AttributeError(name)
 
 
 class Distribution(BaseModel):
@@ -82,12 +93,12 @@ def validate(
     show: int = 20,
 ) -> Report:
     """Check every example of `path` (by backend `target`'s rules and token limit, when given)."""
-    from fto.orchestrator.data.stats import measure
     from fto.orchestrator.data.validate import validate_file
 
     measure_fn, limit = None, None
     if target and tokens:
         from fto.backends.registry import backend_class
+        from fto.orchestrator.data.stats import measure
 
         backend = backend_class(target, field="--for")
         model, card = backend.describe().model(model)
