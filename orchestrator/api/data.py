@@ -5,26 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
+from fto.orchestrator.data.check.report import CheckReport
 from fto.orchestrator.data.validate import Report
 from fto.orchestrator.errors import ConfigError, DataError
 
-if TYPE_CHECKING:
-    from fto.orchestrator.data.check import CheckReport
-
 __all__ = ["CheckReport", "Converted", "DataStats", "Report", "check", "convert", "split", "stats", "validate"]
-
-
-def __getattr__(name: str) -> Any:
-    """CheckReport loads with the check (numpy and its hashing), not with every data command."""
-    if name == "CheckReport":
-        from fto.orchestrator.data.check import CheckReport
-
-        return CheckReport
-    raise AttributeError(name)
 
 
 class Distribution(BaseModel):

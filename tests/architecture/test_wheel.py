@@ -75,7 +75,7 @@ def test_the_wheel_runs_help_validate_and_the_quickstart(clean_venv: Path, outsi
     fto = clean_venv / "bin" / "fto"
     assert "Commands:" in _run(fto, "--help", cwd=cwd, env=env).stdout
     validated = _run(fto, "data", "validate", "examples/data/animals.jsonl", "--for", "openai", cwd=cwd, env=env)
-    assert validated.returncode == 0 and "ok: 400 examples" in validated.stdout, validated.stderr
+    assert validated.returncode == 0 and "ok: 500 examples" in validated.stdout, validated.stderr
     backends = _run(fto, "backends", cwd=cwd, env=env).stdout
     assert all(name in backends for name in ("local", "openai", "anthropic", "sim"))
     run = _run(fto, "run", "examples/quickstart.yaml", "--backend", "local", cwd=cwd, env=env, timeout=600)
