@@ -332,8 +332,14 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(DOCUMENT)
 
 
+async def no_icon(request: Request) -> Response:
+    """Browsers ask for an icon on every page: an empty answer, not a 404 in their console."""
+    return Response(status_code=204)
+
+
 ROUTES = [
     Route("/", experiments_page),
+    Route("/favicon.ico", no_icon),
     Route("/openapi.json", openapi),
     Route("/experiments/{id}", experiment_page),
     Route("/experiments/{id}/jobs", job_rows_fragment),
