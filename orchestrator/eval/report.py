@@ -9,7 +9,7 @@ from rich.table import Table
 
 from fto.orchestrator.eval import overfit
 from fto.orchestrator.eval.scorers import lower_is_better
-from fto.orchestrator.eval.stats import paired_comparison
+from fto.orchestrator.eval.stats import holm, paired_comparison, wins_losses_ties
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.storage import keep
 from fto.orchestrator.store import Store
@@ -90,31 +90,61 @@ def _per_example(experiment: Experiment, target: str, scorer: str) -> list[float
 
 
 def comparisons(experiment: Experiment, targets: list[str], scorers: list[str]) -> list[dict[str, Any]]:
-    """Each fine-tuned model against its base, on the same examples, per scorer: is the difference real?"""
+    """Paired tests on the same examples, per scorer: each fine-tuned model against its base, and every fine-tuned
+    model against every other (local against each hosted one, sweep points, learning-curve points) — the question
+    a run on several backends asks. p-values are Holm-adjusted within each scorer's family of tests."""
+    tuned = [t for t in targets if t.endswith("/fine-tuned")]
+    pairs = [(t.removesuffix("/fine-tuned") + "/base", t, "base") for t in tuned]
+    pairs += [(a, b, "between") for i, a in enumerate(tuned) for b in tuned[i + 1 :]]
     found = []
-    for tuned in (t for t in targets if t.endswith("/fine-tuned")):
-        base = tuned.removesuffix("/fine-tuned") + "/base"
-        if base not in targets:
-            continue
-        for scorer in scorers:
-            a, b = _per_example(experiment, base, scorer), _per_example(experiment, tuned, scorer)
+    for scorer in scorers:
+        family = []
+        for a_label, b_label, kind in pairs:
+            if a_label not in targets:
+                continue
+            a, b = _per_example(experiment, a_label, scorer), _per_example(experiment, b_label, scorer)
             if not a or not b or len(a) != len(b) or any(x != x for x in a + b):  # NaN: not scored here
                 continue
-            result = paired_comparison(a, b, seed=experiment.spec.seed)
+            family.append((a_label, b_label, kind, a, b))
+        results = [paired_comparison(a, b, seed=experiment.spec.seed) for *_, a, b in family]
+        adjusted = holm([r.p_value for r in results])
+        for (a_label, b_label, kind, a, b), result, p_holm in zip(family, results, adjusted, strict=True):
+            lower = lower_is_better(scorer)
+            wins, losses, ties = wins_losses_ties(a, b, lower)
+            significant = result.significant and p_holm < 0.05
             found.append(
                 {
-                    "a": base,
-                    "b": tuned,
+                    "a": a_label,
+                    "b": b_label,
+                    "kind": kind,  # "base": a fine-tuned model against its base; "between": two fine-tuned models
                     "scorer": scorer,
                     "difference": result.difference,
                     "interval": list(result.interval),
                     "p_value": result.p_value,
-                    "significant": result.significant,
-                    "lower_is_better": lower_is_better(scorer),
-                    "text": f"{scorer}: " + result.describe(base, tuned, lower_is_better(scorer)),
+                    "p_holm": p_holm,
+                    "significant": significant,
+                    "wins": wins,
+                    "losses": losses,
+                    "ties": ties,
+                    "lower_is_better": lower,
+                    "text": f"{scorer}: "
+                    + _describe(result, a_label, b_label, lower, p_holm, significant)
+                    + f"; per example {wins} better, {losses} worse, {ties} tied",
                 }
             )
     return found
+
+
+def _describe(result: Any, a: str, b: str, lower: bool, p_holm: float, significant: bool) -> str:
+    low, high = result.interval
+    if not significant:
+        verdict = "within noise"
+    else:
+        better = (result.difference < 0) == lower
+        verdict = f"significant: {b} is {'better' if better else 'worse'}"
+    held = f", Holm {p_holm:.3g}" if abs(p_holm - result.p_value) > 1e-12 else ""
+    interval = f"95% CI {low:+.3f} … {high:+.3f}"
+    return f"{b} vs {a}: {result.difference:+.3f} ({interval}, p={result.p_value:.3g}{held}; {verdict})"
 
 
 def _cell(row: dict[str, Any], scorer: str) -> str:
@@ -185,7 +215,7 @@ def markdown(data: dict[str, Any]) -> str:
                 f"{_num(u['cost_usd'])} | {_num(u['latency_mean_s'])} |"
             )
     if data.get("comparisons"):
-        lines += ["", "## Fine-tuned vs base (paired bootstrap on the same examples)", ""]
+        lines += ["", "## Paired comparisons on the same examples (bootstrap, Holm-adjusted per scorer)", ""]
         lines += [f"- {c['text']} [{c['scorer']}]" for c in data["comparisons"]]
     for curve in data.get("learning_curve") or []:
         lines += ["", f"## Learning curve: {curve['backend']} ({curve['scorer']})", "",

@@ -72,6 +72,26 @@ class Comparison:
         return f"{other} vs {base}: {self.difference:+.3f} ({interval}, p={self.p_value:.3g}; {verdict})"
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (in their given order): each adjusted p-value may be
+    compared with the level directly, and the family's chance of any false "significant" stays within it."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def wins_losses_ties(a: Sequence[float], b: Sequence[float], lower_is_better: bool = False) -> tuple[int, int, int]:
+    """Examples where b beats a, loses to a, or ties with it (per-example scores of the same examples)."""
+    sign = -1 if lower_is_better else 1
+    wins = sum(sign * (y - x) > 1e-12 for x, y in zip(a, b, strict=True))
+    losses = sum(sign * (y - x) < -1e-12 for x, y in zip(a, b, strict=True))
+    return wins, losses, len(a) - wins - losses
+
+
 def paired_comparison(base: Sequence[float], other: Sequence[float], seed: int = 0) -> Comparison:
     """Compare two models scored on the same examples, resampling examples (not models) to keep the pairing."""
     if len(base) != len(other) or not base:

@@ -149,3 +149,28 @@ def test_a_judge_scores_every_model_and_compares_fine_tuned_with_base(sim_server
 def test_the_judge_scorer_needs_a_judge(sim_server, tmp_path):
     result = run_fto("submit", _job(tmp_path, sim_server().url, ["judge"]))
     assert result.returncode == 2 and "the judge scorer needs an eval.judge section" in result.stderr
+
+
+def test_a_run_on_sim_and_local_compares_the_two_fine_tuned_models(sim_server, tmp_path):
+    server = sim_server()
+    spec = {
+        "name": "both",
+        "data": {"train": str(ANIMALS), "validation": 0.1},
+        "hyperparameters": {"epochs": 2, "batch_size": 16, "learning_rate": 3.0e-3},
+        "backends": {"sim": {"url": server.url, "duration": 0.5, "min_poll_interval": 0.2, "max_poll_interval": 0.4},
+                     "local": {"model": "embedded:tiny-llama"}},
+        "eval": {"max_examples": 30, "max_new_tokens": 8, "scorers": ["exact_match"], "train_sample": 0},
+    }  # fmt: skip
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = run_fto("run", str(path), "--backend", "sim,local", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(run_fto("compare", "--json").stdout)
+    between = [c for c in report["comparisons"] if c["kind"] == "between"]
+    assert [(c["a"], c["b"]) for c in between] == [("sim/fine-tuned", "local/fine-tuned")] or [
+        (c["a"], c["b"]) for c in between] == [("local/fine-tuned", "sim/fine-tuned")]  # fmt: skip
+    (pair,) = between
+    assert pair["wins"] + pair["losses"] + pair["ties"] == 30 and 0 <= pair["p_holm"] <= 1
+    assert "per example" in pair["text"] and pair["text"] in run_fto("compare").stdout
+    html = Path(run_fto("compare").stdout.split("report: ")[1].split()[0]).read_text()
+    assert "Paired comparisons" in html and f"{pair['b']} vs {pair['a']}" in html

@@ -52,3 +52,44 @@ def test_interval_and_p_value_tell_the_same_story():
     lower = paired_comparison([2.0, 2.1, 1.9] * 20, [1.0, 1.1, 0.9] * 20)
     assert "significant: b is better" in lower.describe("a", "b", lower_is_better=True)
     assert "significant: b is worse" in lower.describe("a", "b")
+
+
+def test_holm_adjusts_a_family_step_down():
+    from fto.orchestrator.eval.stats import holm
+
+    adjusted = holm([0.01, 0.04, 0.03, 0.005])
+    # sorted: 0.005×4 = 0.02, 0.01×3 = 0.03, 0.03×2 = 0.06, 0.04×1 = 0.04 → kept monotone: 0.06
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []
+
+
+def test_every_fine_tuned_model_is_compared_with_every_other_and_its_base(fto_home):
+    import json
+
+    from fto.orchestrator.eval.report import comparisons
+    from fto.orchestrator.paths import experiment_dir
+    from fto.orchestrator.store import Store
+    from fto.schemas import JobSpec
+
+    spec = JobSpec.model_validate({"name": "x", "data": {"train": "t.jsonl"}})
+    experiment, _ = Store().create_experiment(spec, None, [])
+    folder = experiment_dir(experiment.id) / "eval"
+    folder.mkdir(parents=True)
+    scores = {
+        "local/base": [0.0] * 40,
+        "local/fine-tuned": [1.0] * 30 + [0.0] * 10,
+        "sim/base": [0.0] * 40,
+        "sim/fine-tuned": [1.0] * 10 + [0.0] * 30,
+    }
+    for target, values in scores.items():
+        rows = [{"line": i + 1, "scores": {"exact_match": v}} for i, v in enumerate(values)]
+        (folder / f"{target.replace('/', '.')}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    found = comparisons(experiment, list(scores), ["exact_match"])
+    pairs = {(c["a"], c["b"]): c for c in found}
+    assert set(pairs) == {("local/base", "local/fine-tuned"), ("sim/base", "sim/fine-tuned"),
+                          ("local/fine-tuned", "sim/fine-tuned")}  # fmt: skip
+    between = pairs[("local/fine-tuned", "sim/fine-tuned")]
+    assert between["kind"] == "between" and (between["wins"], between["losses"], between["ties"]) == (0, 20, 20)
+    assert between["difference"] == pytest.approx(-0.5) and between["significant"]
+    assert "sim/fine-tuned is worse" in between["text"] and "0 better, 20 worse, 20 tied" in between["text"]
+    assert all(c["p_holm"] >= c["p_value"] for c in found)  # three tests of one scorer: adjusted upwards
