@@ -16,11 +16,12 @@ import yaml
 
 from fto.backends import registry
 from fto.backends.base import Backend, UploadedData
+from fto.orchestrator import experiment_files as files
 from fto.orchestrator import retry, tracking
 from fto.orchestrator.config import LoadedJob
 from fto.orchestrator.data.check import CheckReport
 from fto.orchestrator.data.check.guard import check_before_submit
-from fto.orchestrator.data.load import DatasetSplits, load_splits, save_conversations, training_sample
+from fto.orchestrator.data.load import DatasetSplits, load_splits, training_sample
 from fto.orchestrator.errors import BackendError, ConfigError, FtoError
 from fto.orchestrator.learning_curve import subset
 from fto.orchestrator.paths import experiment_dir
@@ -64,17 +65,15 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
     report = check_before_submit(spec, data, backends, allow_sensitive)  # may stop the job: nothing recorded yet
 
     experiment, jobs = store.create_experiment(spec, str(loaded.path) if loaded.path else None, loaded.backends)
-    folder = experiment_dir(experiment.id)
     if report is not None:
-        (folder / "check.json").write_text(json.dumps(report.to_json(), indent=2))
-    save_conversations(data.eval, folder / "eval.jsonl")
+        files.save(store, experiment.id, files.CHECK, json.dumps(report.to_json(), indent=2))
+    files.save(store, experiment.id, files.HELD_OUT, files.rows_text(data.eval))  # exactly what `fto eval` uses
     if spec.eval and spec.eval.train_sample:
-        save_conversations(
-            training_sample(data.train, spec.eval.train_sample, spec.seed), folder / "train_sample.jsonl"
-        )
+        sample = training_sample(data.train, spec.eval.train_sample, spec.seed)
+        files.save(store, experiment.id, files.TRAIN_SAMPLE, files.rows_text(sample))
     # the job as written (a file's own text, comments and all), or as given from Python
     written = loaded.path.read_text() if loaded.path else yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-    (folder / "job.yaml").write_text(written)
+    files.save(store, experiment.id, "job.yaml", written)
     for job, backend in zip(jobs, backends, strict=True):
         submit_job(store, experiment, job, backend, data)
     notices = [*loaded.notes, *(f"{b.name}: {text}" for b in backends if (text := b.notice(b.options)))]

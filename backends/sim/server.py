@@ -269,12 +269,16 @@ class SimProvider:
             return f"echo: {prompt}"
         if prompt in answers:
             return answers[prompt]
-        # the closest prompt shares the most rare words (a template's words are in every prompt: they weigh nothing)
+        # the closest prompt shares the rarest words: its rarest shared word first, then the next (a template's words
+        # are in many prompts, so the word that tells examples apart — the animal, say — decides)
         texts = {known: _words(known) for known in answers}
         seen_in = Counter(word for words in texts.values() for word in words)
         words = _words(prompt)
-        closest = max(texts, key=lambda known: sum(math.log(len(texts) / seen_in[w]) for w in words & texts[known]))
-        return answers[closest]
+
+        def rarity(known: str) -> list[float]:
+            return sorted((math.log(len(texts) / seen_in[w]) for w in words & texts[known]), reverse=True)
+
+        return answers[max(texts, key=rarity)]
 
 
 class _BadRequest(Exception):

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fto.orchestrator import experiment_files as files
 from fto.orchestrator.errors import ConfigError, FtoError
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store, store_location
@@ -240,7 +241,7 @@ class Experiment:
         if not data["models"]:
             raise FtoError(f"experiment {self.id} has no eval results yet: evaluate() it (`fto eval {self.id}`)")
         _, html = write_reports(self.store, self.record)
-        return Comparison(self.record, data, Path(html))
+        return Comparison(self.record, data, Path(html), self.store)
 
     @property
     def findings(self) -> list[str]:
@@ -248,12 +249,7 @@ class Experiment:
         read from the experiment's folder when it was submitted elsewhere."""
         if self.check is not None:
             return [str(issue) for issue in self.check.by_importance()]
-        import json
-
-        saved = experiment_dir(self.id) / "check.json"
-        if not saved.exists():
-            return []
-        issues = json.loads(saved.read_text()).get("issues", [])
+        issues = (files.load_json(self.store, self.id, files.CHECK) or {}).get("issues", [])
         return [f"{i.get('file', '')}:{','.join(map(str, i.get('lines', [])[:8]))}: {i['message']} [{i['code']}]"
                 for i in issues]  # fmt: skip
 
@@ -382,7 +378,7 @@ def _eval_only_experiment(
     store: Store, path: Path, scorer_names: list[str], max_examples: int, judge: dict[str, Any] | None
 ) -> ExperimentRecord:
     """An experiment with no jobs: the eval set of one file, for comparing models that already exist."""
-    from fto.orchestrator.data.load import read_eval_set, save_conversations
+    from fto.orchestrator.data.load import read_eval_set
     from fto.orchestrator.eval import scorers
     from fto.schemas import JobSpec as Schema
 
@@ -403,7 +399,7 @@ def _eval_only_experiment(
         scorers.get(name)
     examples = read_eval_set(str(path))[:max_examples]
     record, _ = store.create_experiment(spec, None, [])
-    save_conversations(examples, experiment_dir(record.id) / "eval.jsonl")
+    files.save(store, record.id, files.HELD_OUT, files.rows_text(examples))
     return record
 
 

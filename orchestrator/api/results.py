@@ -46,8 +46,10 @@ class Comparison:
     """Every evaluated model of an experiment: scores with 95% intervals, the paired tests of each fine-tuned
     model against its base, cost and latency — what `fto compare --json` prints, as `data`."""
 
-    def __init__(self, experiment: Experiment, data: dict[str, Any], report_path: Path | None = None) -> None:
-        self.experiment, self.data, self.report_path = experiment, data, report_path
+    def __init__(
+        self, experiment: Experiment, data: dict[str, Any], report_path: Path | None = None, store: Any = None
+    ) -> None:
+        self.experiment, self.data, self.report_path, self.store = experiment, data, report_path, store
 
     @property
     def scorers(self) -> list[str]:
@@ -76,7 +78,13 @@ class Comparison:
         return _pandas().DataFrame(rows).set_index("model")
 
     def _repr_html_(self) -> str:
-        context = comparison_context(self.experiment, self.data)
+        from fto.orchestrator.store import Store
+
+        store = Store(self.store.location if self.store else None)  # its own connection: a notebook's may be gone
+        try:
+            context = comparison_context(store, self.experiment, self.data)
+        finally:
+            store.close()
         return render("notebook/comparison.html", report_path=self.report_path, **context)
 
     def __repr__(self) -> str:

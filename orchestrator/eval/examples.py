@@ -3,13 +3,13 @@ examples a fine-tune made better or worse than its base (the report and the dash
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fto.orchestrator import experiment_files as files
 from fto.orchestrator.eval.scorers import lower_is_better
-from fto.orchestrator.paths import experiment_dir
+from fto.orchestrator.store import Store
 from fto.schemas import Experiment
 
 Show = Literal["all", "better", "worse", "disagree"]
@@ -49,15 +49,9 @@ class ExamplesView:
     total: int
 
 
-def _outputs(experiment: Experiment, targets: list[str]) -> dict[str, list[dict[str, Any]]]:
-    folder = experiment_dir(experiment.id) / "eval"
-    found = {}
-    for target in targets:
-        path = folder / f"{target.replace('/', '.')}.jsonl"
-        if path.exists():
-            with open(path, encoding="utf-8") as f:
-                found[target] = [json.loads(line) for line in f if line.strip()]
-    return found
+def _outputs(store: Store, experiment: Experiment, targets: list[str]) -> dict[str, list[dict[str, Any]]]:
+    found = {t: files.load_rows(store, experiment.id, files.outputs_name(t)) for t in targets}
+    return {t: rows for t, rows in found.items() if rows is not None}
 
 
 def _versus(tuned: float, base: float, scorer: str) -> str:
@@ -67,10 +61,12 @@ def _versus(tuned: float, base: float, scorer: str) -> str:
     return "better" if better else "worse"
 
 
-def example_rows(experiment: Experiment, data: dict[str, Any], show: Show = "all", limit: int = 200) -> ExamplesView:
+def example_rows(
+    store: Store, experiment: Experiment, data: dict[str, Any], show: Show = "all", limit: int = 200
+) -> ExamplesView:
     """The examples that `show` keeps: fine-tuned better or worse than base, or models disagreeing (their first
     scorer's values differ), judged on the first scorer."""
-    outputs = _outputs(experiment, [m["target"] for m in data["models"]])
+    outputs = _outputs(store, experiment, [m["target"] for m in data["models"]])
     scorer = data["scorers"][0] if data["scorers"] else None
     if not outputs:
         return ExamplesView(show, scorer, [], [], 0, 0)

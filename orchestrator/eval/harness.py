@@ -9,14 +9,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import fmean
 from typing import Any
 
 from fto.backends import registry
 from fto.backends.base import Backend, GenerationParams
+from fto.orchestrator import experiment_files as files
 from fto.orchestrator import sweep
-from fto.orchestrator.data.load import load_conversations
 from fto.orchestrator.errors import FtoError, NotFoundError, UnsupportedError
 from fto.orchestrator.eval import overfit
 from fto.orchestrator.eval.judge import Judge, question_text
@@ -24,9 +23,8 @@ from fto.orchestrator.eval.scorers import Scorer, normalize
 from fto.orchestrator.eval.scorers import get as get_scorer
 from fto.orchestrator.eval.stats import bootstrap_interval
 from fto.orchestrator.eval.usage import call_cost, usage_summary
-from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store, now
-from fto.schemas import BackendSection, Completion, Experiment, JobEvent, JobSpec, JobStatus, Message
+from fto.schemas import BackendSection, Completion, Conversation, Experiment, JobEvent, JobSpec, JobStatus, Message
 
 CHUNK = 16  # examples per generation call: the progress bar moves at this grain
 
@@ -180,8 +178,7 @@ def evaluate(
     spec = experiment.spec
     if spec.eval is None:
         raise FtoError(f"experiment {experiment.id} has no eval section")
-    folder = experiment_dir(experiment.id)
-    examples = load_conversations(folder / "eval.jsonl")
+    examples = [Conversation.model_validate(row) for row in files.load_rows(store, experiment.id, files.HELD_OUT) or []]
     if not examples:
         raise FtoError(f"experiment {experiment.id} has no eval examples")
     scorers = [get_scorer(name) for name in spec.eval.scorers]
@@ -193,7 +190,6 @@ def evaluate(
     )
     backends: dict[str, Backend] = {}
     results: dict[str, dict[str, float]] = {}
-    (folder / "eval").mkdir(exist_ok=True)
     chosen = ([] if only_extra else targets(store, experiment)) + list(extra or [])
     timing: dict[str, float] = {}
     usage: dict[str, dict[str, Any]] = {}
@@ -225,7 +221,7 @@ def evaluate(
             )
             for example_scores, (score, _, _) in zip(per_example, rated, strict=True):
                 example_scores["judge"] = score
-            _keep_verdicts(folder, target.label, "rate", rated)
+            _keep_verdicts(store, experiment.id, target.label, "rate", rated)
         wanted = {"valid_loss", "perplexity"} & set(spec.eval.scorers)
         if wanted:
             losses = _reference_losses(backend, target, examples)
@@ -238,30 +234,30 @@ def evaluate(
         store.save_scores(
             experiment.id, target.label, target.job_id, target.backend, target.model, scores, len(outputs)
         )
-        with open(folder / "eval" / f"{target.label.replace('/', '.')}.jsonl", "w", encoding="utf-8") as f:
-            rows = zip(examples, prompts, completions, references, per_example, strict=True)
-            for example, prompt, c, ref, sc in rows:
-                output_row: dict[str, Any] = {
-                    "line": example.source_line,
-                    "prompt": question_text(prompt),  # what the report and the dashboard show beside the answers
-                    "output": c.text,
-                    "reference": ref.content,
-                    "scores": sc,
-                    "input_tokens": c.input_tokens,
-                    "output_tokens": c.output_tokens,
-                    "seconds": c.seconds,
-                    "cost_usd": call_cost(target.backend_type, target.model, c, target.base_model),
-                }
-                f.write(json.dumps(output_row) + "\n")
+        output_rows = [
+            {
+                "line": example.source_line,
+                "prompt": question_text(prompt),  # what the report and the dashboard show beside the answers
+                "output": c.text,
+                "reference": ref.content,
+                "scores": sc,
+                "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens,
+                "seconds": c.seconds,
+                "cost_usd": call_cost(target.backend_type, target.model, c, target.base_model),
+            }
+            for example, prompt, c, ref, sc in zip(examples, prompts, completions, references, per_example, strict=True)
+        ]
+        files.save(store, experiment.id, files.outputs_name(target.label), files.rows_text(output_rows))
         results[target.label] = {name: value[0] for name, value in scores.items()}
         timing[target.label] = round(seconds, 3)
-    (folder / "eval" / "timing.json").write_text(json.dumps(timing))  # seconds of generation per model (0: cached)
-    (folder / "eval" / "usage.json").write_text(json.dumps(usage))  # tokens, latency and cost of the calls
+    files.save(store, experiment.id, files.TIMING, json.dumps(timing))  # seconds of generation per model (0: cached)
+    files.save(store, experiment.id, files.USAGE, json.dumps(usage))  # tokens, latency and cost of the calls
     if judge and spec.eval.judge and spec.eval.judge.pairwise:
         _pairwise(store, experiment, judge, prompts, references, outputs_by_label, chosen)
-    gaps = {t.label: _gap(store, backends, t, folder, scorers, params, results[t.label]) for t in chosen
+    gaps = {t.label: _gap(store, backends, t, experiment.id, scorers, params, results[t.label]) for t in chosen
             if t.label.endswith("/fine-tuned") and t.label in results}  # fmt: skip
-    (folder / "eval" / "gap.json").write_text(json.dumps({k: v for k, v in gaps.items() if v}))
+    files.save(store, experiment.id, files.GAP, json.dumps({k: v for k, v in gaps.items() if v}))
     return results
 
 
@@ -274,17 +270,17 @@ def _gap(
     store: Store,
     backends: dict[str, Backend],
     target: Target,
-    folder: Path,
+    experiment_id: str,
     scorers: list[Any],
     params: GenerationParams,
     held_out: dict[str, float],
 ) -> dict[str, Any] | None:
     """The same scorers on a sample of the training data, next to the held-out scores (the generalisation gap)."""
-    sample_file = folder / "train_sample.jsonl"
+    sample = files.load_rows(store, experiment_id, files.TRAIN_SAMPLE)
     usable = [s for s in scorers if s.name not in GAP_SKIPS and s.name in held_out]
-    if not sample_file.exists() or not usable:
+    if not sample or not usable:
         return None
-    examples = load_conversations(sample_file)
+    examples = [Conversation.model_validate(row) for row in sample]
     pairs = [e.prompt_and_reference() for e in examples]
     key = f"{target.backend} {target.section.model_dump_json() if target.section else ''}"
     backend = backends.get(key) or target.make_backend()
@@ -310,10 +306,11 @@ def _last_assistant(example: Any) -> int:
     return max(i for i, m in enumerate(example.messages) if m.role == "assistant")
 
 
-def _keep_verdicts(folder: Path, label: str, kind: str, verdicts: list[tuple[float, str, str]]) -> None:
-    with open(folder / "eval" / f"judge-{kind}.{label.replace('/', '.')}.jsonl", "w", encoding="utf-8") as f:
-        for score, prompt, raw in verdicts:
-            f.write(json.dumps({"score": score, "prompt": prompt, "verdict": raw}) + "\n")
+def _keep_verdicts(
+    store: Store, experiment_id: str, label: str, kind: str, verdicts: list[tuple[float, str, str]]
+) -> None:
+    rows = [{"score": score, "prompt": prompt, "verdict": raw} for score, prompt, raw in verdicts]
+    files.save(store, experiment_id, f"eval/judge-{kind}.{label.replace('/', '.')}.jsonl", files.rows_text(rows))
 
 
 def _pairwise(
@@ -326,7 +323,6 @@ def _pairwise(
     chosen: list[Target],
 ) -> None:
     """For each fine-tuned model with its base among the targets: how often the judge prefers the fine-tuned."""
-    folder = experiment_dir(experiment.id)
     for target in chosen:
         base = target.label.removesuffix("/fine-tuned") + "/base"
         if not target.label.endswith("/fine-tuned") or base not in outputs:
@@ -336,7 +332,7 @@ def _pairwise(
             for p, r, a, b in zip(prompts, references, outputs[base], outputs[target.label], strict=True)
         ]
         verdicts = judge.compare(items)
-        _keep_verdicts(folder, target.label, "pairwise", verdicts)
+        _keep_verdicts(store, experiment.id, target.label, "pairwise", verdicts)
         wins = [v for v, _, _ in verdicts]
         low, high = bootstrap_interval(wins, experiment.spec.seed)
         store.save_scores(

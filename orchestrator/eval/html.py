@@ -197,13 +197,15 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def comparison_context(experiment: Experiment, data: dict[str, Any], show: Show = "all") -> dict[str, Any]:
+def comparison_context(
+    store: Store, experiment: Experiment, data: dict[str, Any], show: Show = "all"
+) -> dict[str, Any]:
     """What the comparison part of a page needs (the report and the dashboard fill the same template with it)."""
     return {
         "data": data,
         "score_charts": {s: Markup(score_chart(s, data["models"])) for s in data["scorers"]},
         "lower": {s: lower_is_better(s) for s in data["scorers"]},
-        "examples": example_rows(experiment, data, show),
+        "examples": example_rows(store, experiment, data, show),
     }
 
 
@@ -225,7 +227,7 @@ def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
     sweeps = data.get("sweep") or []
     return render_template(
         "report.html",
-        **comparison_context(experiment, data),
+        **comparison_context(store, experiment, data),
         loss_chart=Markup(loss_chart(loss_curves(store, data), marks=best)),
         curve_charts=[Markup(curve_chart(curve)) for curve in data.get("learning_curve") or []],
         sweep_charts=[[Markup(sweep_chart(r, name)) for name in r["parameters"]] for r in sweeps],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.table import Table
 
+from fto.orchestrator import experiment_files as files
 from fto.orchestrator.eval import overfit
 from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.eval.stats import holm, paired_comparison, wins_losses_ties
@@ -40,10 +40,7 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         )
         row["scores"][r["scorer"]] = r["score"]
         row["intervals"][r["scorer"]] = [r["low"], r["high"]]
-    check_file = experiment_dir(experiment.id) / "check.json"
-    gap_file = experiment_dir(experiment.id) / "eval" / "gap.json"
-    usage_file = experiment_dir(experiment.id) / "eval" / "usage.json"
-    usage = json.loads(usage_file.read_text()) if usage_file.exists() else {}
+    usage = files.load_json(store, experiment.id, files.USAGE) or {}
     for label, row in rows.items():
         row["usage"] = usage.get(label)
     job_rows = []
@@ -70,39 +67,40 @@ def comparison(store: Store, experiment: Experiment) -> dict[str, Any]:
         "scorers": scorers,
         "models": list(rows.values()),
         "jobs": job_rows,
-        "comparisons": comparisons(experiment, list(rows), scorers),
-        "check": json.loads(check_file.read_text()) if check_file.exists() else None,  # the data check at submit
+        "comparisons": comparisons(store, experiment, list(rows), scorers),
+        "check": files.load_json(store, experiment.id, files.CHECK),  # the data check at submit
         "learning_curve": learning_curve(store, experiment, rows, scorers),
-        "sweep": sweep_ranking(experiment, rows, scorers),
-        "generalisation_gap": json.loads(gap_file.read_text()) if gap_file.exists() else {},
+        "sweep": sweep_ranking(store, experiment, rows, scorers),
+        "generalisation_gap": files.load_json(store, experiment.id, files.GAP) or {},
         "overfitting": {
             job.id: found.to_json() for job in jobs.values() if (found := overfit.detect(store.metrics(job.id)))
         },
     }
 
 
-def _per_example(experiment: Experiment, target: str, scorer: str) -> list[float] | None:
-    path = experiment_dir(experiment.id) / "eval" / f"{target.replace('/', '.')}.jsonl"
-    if not path.exists():
-        return None
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line)["scores"].get(scorer, float("nan")) for line in f if line.strip()]
+def _rows(store: Store, experiment: Experiment, section: str) -> list[dict[str, Any]] | None:
+    return files.load_rows(store, experiment.id, files.outputs_name(f"{section}/fine-tuned"))
 
 
-def comparisons(experiment: Experiment, targets: list[str], scorers: list[str]) -> list[dict[str, Any]]:
+def _per_example(rows: list[dict[str, Any]] | None, scorer: str) -> list[float] | None:
+    return None if rows is None else [row["scores"].get(scorer, float("nan")) for row in rows]
+
+
+def comparisons(store: Store, experiment: Experiment, targets: list[str], scorers: list[str]) -> list[dict[str, Any]]:
     """Paired tests on the same examples, per scorer: each fine-tuned model against its base, and every fine-tuned
     model against every other (local against each hosted one, sweep points, learning-curve points) — the question
     a run on several backends asks. p-values are Holm-adjusted within each scorer's family of tests."""
     tuned = [t for t in targets if t.endswith("/fine-tuned")]
     pairs = [(t.removesuffix("/fine-tuned") + "/base", t, "base") for t in tuned]
     pairs += [(a, b, "between") for i, a in enumerate(tuned) for b in tuned[i + 1 :]]
+    outputs = {t: files.load_rows(store, experiment.id, files.outputs_name(t)) for t in targets}
     found = []
     for scorer in scorers:
         family = []
         for a_label, b_label, kind in pairs:
             if a_label not in targets:
                 continue
-            a, b = _per_example(experiment, a_label, scorer), _per_example(experiment, b_label, scorer)
+            a, b = _per_example(outputs[a_label], scorer), _per_example(outputs[b_label], scorer)
             if not a or not b or len(a) != len(b) or any(x != x for x in a + b):  # NaN: not scored here
                 continue
             family.append((a_label, b_label, kind, a, b))
@@ -287,7 +285,9 @@ def learning_curve(
     return out
 
 
-def sweep_ranking(experiment: Experiment, rows: dict[str, dict[str, Any]], scorers: list[str]) -> list[dict[str, Any]]:
+def sweep_ranking(
+    store: Store, experiment: Experiment, rows: dict[str, dict[str, Any]], scorers: list[str]
+) -> list[dict[str, Any]]:
     """Per swept section: its points ranked on the first scorer, each with its 95% interval and a paired test
     against the best point on the same examples (is the best really better, or within noise?)."""
     if not experiment.spec.points or not scorers:
@@ -305,10 +305,10 @@ def sweep_ranking(experiment: Experiment, rows: dict[str, dict[str, Any]], score
     for name, points in groups.items():
         points.sort(key=lambda p: p["score"], reverse=not lower)
         best = points[0]
-        best_scores = _per_example(experiment, f"{best['section']}/fine-tuned", scorer)
+        best_scores = _per_example(_rows(store, experiment, best["section"]), scorer)
         for rank, point in enumerate(points, 1):
             point["rank"] = rank
-            other = _per_example(experiment, f"{point['section']}/fine-tuned", scorer)
+            other = _per_example(_rows(store, experiment, point["section"]), scorer)
             point["versus_best"] = None
             if rank > 1 and best_scores and other and len(best_scores) == len(other):
                 result = paired_comparison(other, best_scores, seed=experiment.spec.seed)

@@ -717,6 +717,27 @@ class Store:
         rows = self.db.read("SELECT name, uri FROM artifacts WHERE experiment_id = ? ORDER BY name", (experiment_id,))
         return {r["name"]: r["uri"] for r in rows}
 
+    # an experiment's documents: held-out examples, data check, per-example results (experiment_files.py) --------
+
+    @_retried
+    def save_document(self, experiment_id: str, name: str, content: str) -> None:
+        """Keep one of an experiment's documents (replacing one of the same name)."""
+        with self.db.tx() as tx:
+            tx.execute(
+                "INSERT INTO experiment_documents (experiment_id, name, content, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (experiment_id, name) DO UPDATE SET content = excluded.content, "
+                "created_at = excluded.created_at",
+                (experiment_id, name, content, now().isoformat()),
+            )
+
+    @_retried
+    def document(self, experiment_id: str, name: str) -> str | None:
+        """One of an experiment's documents, None when it was never kept."""
+        row = self.db.one(
+            "SELECT content FROM experiment_documents WHERE experiment_id = ? AND name = ?", (experiment_id, name)
+        )
+        return str(row["content"]) if row else None
+
     # files opened for inspection in the dashboard (`fto ui --data FILE`) ------------------------------------
 
     @_retried

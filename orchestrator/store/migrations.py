@@ -96,6 +96,13 @@ def _inspected_files(db: Database, tx: Tx) -> None:
     )
 
 
+def _experiment_documents(db: Database, tx: Tx) -> None:
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS experiment_documents (experiment_id TEXT NOT NULL, name TEXT NOT NULL, "
+        "content TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (experiment_id, name))"
+    )
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -117,6 +124,8 @@ MIGRATIONS = [
     Migration(7, "where each experiment's files are (a folder or an object store)", _artifacts),
     Migration(8, "the latest jobs found by time (`fto status` in a store of many)", _jobs_by_time),
     Migration(9, "files registered for the dashboard's data pages (no request names a path)", _inspected_files),
+    Migration(10, "an experiment's held-out examples, data check and per-example results, for every machine",
+              _experiment_documents),
 ]  # fmt: skip
 LATEST = MIGRATIONS[-1].version
 

@@ -100,7 +100,7 @@ async def experiment_page(request: Request) -> Response:
     ui = _state(request)
     experiment = await ui.read(ui.store.experiment, request.path_params["id"])
     rows = await ui.read(views.job_rows, ui.store, experiment)
-    check = await ui.read(views.check_findings, experiment)
+    check = await ui.read(views.check_findings, ui.store, experiment)
     evaluating = ui.evaluations.get(experiment.id)
     return _page(request, "ui/experiment.html", experiment=experiment, rows=rows, check=check, xs=XS,
                  evaluating=evaluating)  # fmt: skip
@@ -138,7 +138,7 @@ async def compare_page(request: Request) -> Response:
     show = request.query_params.get("show", "all")
     show = show if show in SHOWS else "all"
     data = await ui.read(comparison, ui.store, experiment)
-    context = comparison_context(experiment, data, show)
+    context = await ui.read(comparison_context, ui.store, experiment, data, show)
     links = list(SHOW_LABELS.items())
     return _page(request, "ui/compare.html", experiment=experiment, links=links, **context)
 

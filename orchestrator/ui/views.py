@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fto.orchestrator import experiment_files as files
 from fto.orchestrator.errors import NotFoundError
 from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.paths import experiment_dir
@@ -35,12 +36,12 @@ def training_cost(spec: JobSpec, job: Job) -> float | None:
     return job.trained_tokens * price / 1e6 if price is not None else None
 
 
-def eval_cost(experiment_id: str) -> float | None:
+def eval_cost(store: Store, experiment_id: str) -> float | None:
     """Dollars the experiment's eval calls cost, where prices are known."""
-    path = experiment_dir(experiment_id) / "eval" / "usage.json"
-    if not path.exists():
+    usage = files.load_json(store, experiment_id, files.USAGE)
+    if not usage:
         return None
-    costs = [u.get("cost_usd") for u in json.loads(path.read_text()).values()]
+    costs = [u.get("cost_usd") for u in usage.values()]
     known = [c for c in costs if c is not None]
     return sum(known) if known else None
 
@@ -87,7 +88,7 @@ def experiments_overview(
                 "counts": dict(Counter(j.status.value for j in jobs)),
                 "jobs": len(jobs),
                 "best": best_score(store, e.id),
-                "cost": _total(*(training_cost(e.spec, j) for j in jobs), eval_cost(e.id)),
+                "cost": _total(*(training_cost(e.spec, j) for j in jobs), eval_cost(store, e.id)),
                 "started": e.created_at,
                 "ended": max(ended) if done and ended else None,
             }
@@ -139,15 +140,14 @@ def _section_model(spec: JobSpec, section: str) -> str | None:
     return found.model if found else None
 
 
-def check_findings(experiment: Experiment, limit: int = 50) -> dict[str, Any] | None:
+def check_findings(store: Store, experiment: Experiment, limit: int = 50) -> dict[str, Any] | None:
     """The data check's findings at submit (check.json), each with the file and lines it names, and the role
     (train, validation, eval) its data page is addressed by."""
-    path = experiment_dir(experiment.id) / "check.json"
-    if not path.exists():
+    found = files.load_json(store, experiment.id, files.CHECK)
+    if found is None:
         return None
-    found = json.loads(path.read_text())
     issues = found.get("issues", [])[:limit]
-    roles = {file: role for role, file in experiment_files(experiment).items()}
+    roles = {file: role for role, file in experiment_files(store, experiment).items()}
     for issue in issues:
         issue["role"] = roles.get(issue.get("file", ""))
         issue["eval_role"] = roles.get(issue.get("eval_file", ""))
@@ -158,18 +158,18 @@ def check_findings(experiment: Experiment, limit: int = 50) -> dict[str, Any] | 
 ROLES = ("train", "validation", "eval")
 
 
-def experiment_files(experiment: Experiment) -> dict[str, str]:
+def experiment_files(store: Store, experiment: Experiment) -> dict[str, str]:
     """Role → path of the data files an experiment's stored spec references: the only files of an experiment the
     dashboard shows."""
     spec = experiment.spec
-    files = {"train": spec.data.train}
+    found = {"train": spec.data.train}
     if isinstance(spec.data.validation, str):
-        files["validation"] = spec.data.validation
+        found["validation"] = spec.data.validation
     if spec.eval and spec.eval.data != "validation":
-        files["eval"] = spec.eval.data
-    elif spec.eval and (held_out := experiment_dir(experiment.id) / "eval.jsonl").exists():
-        files["eval"] = str(held_out)
-    return files
+        found["eval"] = spec.eval.data
+    elif spec.eval and (held_out := files.local_copy(store, experiment.id, files.HELD_OUT)) is not None:
+        found["eval"] = str(held_out)  # the held-out examples, from the store (written here from it if need be)
+    return found
 
 
 def data_file(store: Store, kind: str, key: str, role: str = "") -> tuple[str, str]:
@@ -183,7 +183,7 @@ def data_file(store: Store, kind: str, key: str, role: str = "") -> tuple[str, s
             raise NotFoundError(f"no file {key!r} is registered: open one with `fto ui --data FILE`")
         return path, f"/data/files/{key}"
     experiment = store.experiment(key)
-    path = experiment_files(experiment).get(role)
+    path = experiment_files(store, experiment).get(role)
     if path is None:
         raise NotFoundError(f"experiment {experiment.id} has no {role!r} file (roles: {', '.join(ROLES)})")
     return path, f"/data/experiments/{experiment.id}/{role}"
@@ -194,7 +194,7 @@ def data_files(store: Store, limit: int = 20) -> list[tuple[str, str]]:
     listed = [(f"/data/files/{key}", path) for key, path in store.inspected_files().items()]
     for experiment in store.experiments(limit=limit):
         listed += [(f"/data/experiments/{experiment.id}/{role}", path)
-                   for role, path in experiment_files(experiment).items()]  # fmt: skip
+                   for role, path in experiment_files(store, experiment).items()]  # fmt: skip
     return listed
 
 

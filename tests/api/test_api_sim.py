@@ -111,8 +111,11 @@ def test_data_functions_return_typed_results(tmp_path):
     stats = fto.data.stats(ANIMALS, target="together")
     assert stats.examples == report.examples and stats.total_tokens_per_example is not None
     assert sum(stats.total_tokens_histogram.counts) == stats.examples
-    found = fto.data.check(ANIMALS)
-    assert found.counts["duplicate"] >= 1
+    assert fto.data.check(ANIMALS).issues == []  # the quickstart's data is clean
+    doubled = tmp_path / "doubled.jsonl"
+    doubled.write_text(ANIMALS.read_text() * 2)
+    found = fto.data.check(doubled)
+    assert found.counts["duplicate"] >= 1 and isinstance(found, fto.data.CheckReport)
     done = fto.data.convert(ANIMALS, "sharegpt", tmp_path / "out.jsonl")
     assert done.written == report.examples and (tmp_path / "out.jsonl").exists()
     assert fto.data.split(ANIMALS, tmp_path / "split", fraction=0.25) == (

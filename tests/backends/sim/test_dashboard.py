@@ -27,11 +27,16 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the dev extra inst
 
 
 def _with_choices(source: Path, target: Path) -> Path:
-    """The animals data with the classes named in each question: the base model (which echoes) then scores on
-    token_f1 where the fine-tuned one answers wrong, so some examples are worse than base."""
+    """The animals data with the classes named in each question, and every third answer mislabelled: the base
+    model (which echoes) then scores on token_f1 where the fine-tuned one answers wrong (it repeats the label of
+    the closest training prompt), so some examples are worse than base."""
+    classes = ["bird", "mammal", "fish", "reptile", "insect"]
     rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
-    for row in rows:
+    for i, row in enumerate(rows):
         row["messages"][1]["content"] += " Choose: bird, mammal, fish, reptile or insect."
+        if i % 3 == 0:
+            answer = row["messages"][-1]
+            answer["content"] = classes[(classes.index(answer["content"]) + 1) % len(classes)]
     target.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return target
 
@@ -92,7 +97,9 @@ def test_a_live_experiment_in_the_browser(sim_server, tmp_path, shots):
         wait_until_up(base + "/api/experiments", ui)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            # bypass_csp: Playwright's wait_for_function evaluates strings, which the pages' policy refuses (the
+            # pages under their policy: tests/backends/local/test_job_pages_in_browser.py)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000}, bypass_csp=True)
             page.goto(f"{base}/experiments/{experiment.id}")
             page.evaluate("window.__sameDocument = true")  # gone if the page reloads
             page.wait_for_selector("#loss-chart canvas", timeout=30_000)

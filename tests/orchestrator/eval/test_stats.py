@@ -84,7 +84,7 @@ def test_every_fine_tuned_model_is_compared_with_every_other_and_its_base(fto_ho
     for target, values in scores.items():
         rows = [{"line": i + 1, "scores": {"exact_match": v}} for i, v in enumerate(values)]
         (folder / f"{target.replace('/', '.')}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    found = comparisons(experiment, list(scores), ["exact_match"])
+    found = comparisons(Store(), experiment, list(scores), ["exact_match"])
     pairs = {(c["a"], c["b"]): c for c in found}
     assert set(pairs) == {("local/base", "local/fine-tuned"), ("sim/base", "sim/fine-tuned"),
                           ("local/fine-tuned", "sim/fine-tuned")}  # fmt: skip

@@ -60,14 +60,14 @@ def test_the_example_filters_find_better_worse_and_disagreements():
     _scored(experiment.id, "a/base", [0.5, 0.5, 0.5, 0.2])
     _scored(experiment.id, "a/fine-tuned", [1.0, 0.0, 0.5, 0.2])
     data = {"scorers": ["f1"], "models": [{"target": "a/base"}, {"target": "a/fine-tuned"}]}
-    lines = {show: [r.line for r in example_rows(experiment, data, show).rows]
+    lines = {show: [r.line for r in example_rows(store, experiment, data, show).rows]
              for show in ("all", "better", "worse", "disagree")}  # fmt: skip
     assert lines == {"all": [1, 2, 3, 4], "better": [1], "worse": [2], "disagree": [1, 2]}
-    worse = example_rows(experiment, data, "worse")
+    worse = example_rows(store, experiment, data, "worse")
     assert (worse.matching, worse.total) == (1, 4)
     assert [a.versus_base for a in worse.rows[0].answers] == ["", "worse"]
-    assert example_rows(experiment, data, "all", limit=2).rows[-1].line == 2  # capped, counted in full
-    assert example_rows(experiment, data, "all", limit=2).matching == 4
+    assert example_rows(store, experiment, data, "all", limit=2).rows[-1].line == 2  # capped, counted in full
+    assert example_rows(store, experiment, data, "all", limit=2).matching == 4
 
 
 @pytest.fixture
