@@ -168,8 +168,9 @@ def running(app: Provider) -> Iterator[str]:
 class Recall:
     """Answers like a model: one fine-tuned on a file recalls its replies; a base model does not know them.
 
-    The nearest training prompt gives the reply: the one sharing the most rare words (a template's words are in
-    every prompt and weigh nothing). A prompt sharing no word gets a shrug.
+    The nearest training prompt gives the reply: the one sharing the rarest words, its rarest shared word first
+    (a template's words are in many prompts; the word that tells examples apart decides). A prompt sharing no word
+    that tells any apart gets a shrug.
     """
 
     BASE_ANSWER = "I am not sure."
@@ -195,11 +196,11 @@ class Recall:
         words = _words(prompt)
         seen_in = Counter(word for known, _ in pairs for word in known)
 
-        def weight(known: set[str]) -> float:
-            return sum(math.log(len(pairs) / seen_in[w]) for w in words & known) + 1e-9 * len(words & known)
+        def rarity(known: set[str]) -> list[float]:
+            return sorted((math.log(len(pairs) / seen_in[w]) for w in words & known), reverse=True)
 
-        score, reply = max(((weight(known), reply) for known, reply in pairs), key=lambda pair: pair[0])
-        return reply if score > 0 else self.BASE_ANSWER
+        best, reply = max(((rarity(known), reply) for known, reply in pairs), key=lambda pair: pair[0])
+        return reply if best and best[0] > 0 else self.BASE_ANSWER
 
 
 def _words(text: str) -> set[str]:

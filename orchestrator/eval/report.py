@@ -133,16 +133,16 @@ def comparisons(store: Store, experiment: Experiment, targets: list[str], scorer
     return found
 
 
-def _describe(result: Any, a: str, b: str, lower: bool, p_holm: float, significant: bool) -> str:
+def _describe(result: Any, first: str, second: str, lower: bool, p_holm: float, significant: bool) -> str:
     low, high = result.interval
     if not significant:
         verdict = "within noise"
     else:
         better = (result.difference < 0) == lower
-        verdict = f"significant: {b} is {'better' if better else 'worse'}"
+        verdict = f"significant: {second} is {'better' if better else 'worse'}"
     held = f", Holm {p_holm:.3g}" if abs(p_holm - result.p_value) > 1e-12 else ""
     interval = f"95% CI {low:+.3f} … {high:+.3f}"
-    return f"{b} vs {a}: {result.difference:+.3f} ({interval}, p={result.p_value:.3g}{held}; {verdict})"
+    return f"{second} vs {first}: {result.difference:+.3f} ({interval}, p={result.p_value:.3g}{held}; {verdict})"
 
 
 def _cell(row: dict[str, Any], scorer: str) -> str:

@@ -84,12 +84,14 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def wins_losses_ties(a: Sequence[float], b: Sequence[float], lower_is_better: bool = False) -> tuple[int, int, int]:
-    """Examples where b beats a, loses to a, or ties with it (per-example scores of the same examples)."""
+def wins_losses_ties(
+    first: Sequence[float], second: Sequence[float], lower_is_better: bool = False
+) -> tuple[int, int, int]:
+    """Examples where `second` beats `first`, loses to it, or ties (per-example scores of the same examples)."""
     sign = -1 if lower_is_better else 1
-    wins = sum(sign * (y - x) > 1e-12 for x, y in zip(a, b, strict=True))
-    losses = sum(sign * (y - x) < -1e-12 for x, y in zip(a, b, strict=True))
-    return wins, losses, len(a) - wins - losses
+    wins = sum(sign * (y - x) > 1e-12 for x, y in zip(first, second, strict=True))
+    losses = sum(sign * (y - x) < -1e-12 for x, y in zip(first, second, strict=True))
+    return wins, losses, len(first) - wins - losses
 
 
 def paired_comparison(base: Sequence[float], other: Sequence[float], seed: int = 0) -> Comparison:

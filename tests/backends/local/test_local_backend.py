@@ -6,9 +6,10 @@ import time
 
 import pytest
 
+from fto.backends import registry
 from fto.backends.local.folder import JobFolder
 from fto.orchestrator.data.load import read_dataset
-from fto.schemas import JobSpec, JobStatus
+from fto.schemas import BackendSection, JobSpec, JobStatus
 from tests.backends.local.jobs import start, wait_for
 from tests.conftest import ANIMALS
 
@@ -91,8 +92,17 @@ def test_a_worker_that_dies_is_reported_failed_not_left_running(tmp_path):
     assert "worker process exited unexpectedly" in state.error
 
 
-def test_a_model_path_that_does_not_exist_fails_the_job_with_its_reason(tmp_path):
-    backend, job_id = _start(tmp_path, _spec(epochs=1, model=str(tmp_path / "no-such-model")))
+def test_a_model_path_that_does_not_exist_is_refused_at_check_and_fails_a_job_that_lost_it(tmp_path):
+    from fto.orchestrator.errors import ConfigError
+
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ConfigError, match="no-such-model is neither a model folder"):
+        _start(tmp_path, _spec(epochs=1, model=str(missing)))
+    # a folder that vanishes between the check and the worker's start: the job fails with the reason
+    spec = _spec(epochs=1, model=str(missing))
+    backend = registry.create("local", BackendSection.model_validate(spec.backends["local"].model_dump()))
+    prepared = backend.prepare(spec, ROWS[:200], ROWS[200:240], tmp_path / "prep")
+    job_id = backend.submit(spec, backend.upload(prepared), "job-lost-model")
     state = wait_for(backend, job_id, {JobStatus.FAILED, JobStatus.SUCCEEDED})
     assert state.status == JobStatus.FAILED
     assert "model folder not found" in state.error and "no-such-model" in state.error

@@ -93,7 +93,7 @@ def test_dpo_learns_to_prefer_the_chosen_reply_with_the_base_as_reference(tmp_pa
     late = metrics[-10:]
     assert sum(m.loss for m in late) / 10 < 0.35 and sum(m.reward_accuracy for m in late) / 10 > 0.85
     valid = [m.valid_loss for m in metrics if m.valid_loss is not None]
-    assert valid[-1] < valid[0] < 0.6931
+    assert valid[-1] < min(valid[0], 0.6931), valid  # held-out pairs: from chance (or worse) to better than it
 
 
 def test_dpo_with_full_fine_tuning_is_refused_before_anything_runs(tmp_path):

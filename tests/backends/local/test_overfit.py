@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from fto.orchestrator.store import Store
-from tests.conftest import ANIMALS, run_fto
+from tests.conftest import FIXTURES, run_fto
+
+ANIMALS = FIXTURES / "animals_v1" / "animals.jsonl"  # short templated prompts: 60 epochs memorise them
 
 pytestmark = pytest.mark.slow  # trains a model
 
