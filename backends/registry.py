@@ -29,7 +29,7 @@ def backend_class(name: str, field: str = "backend") -> type[Backend[Any]]:
     eps = available()
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none"
-        close = difflib.get_close_matches(name, list(eps), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, list(eps), n=1, cutoff=0.75)  # a typo, not any name
         hint = f" — did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown backend {name!r}{hint} (available: {known})", field=field)
     try:
