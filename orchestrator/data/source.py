@@ -275,8 +275,13 @@ def _explain(raw: bytes, number: int) -> Item:
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
-        truncated = " (truncated line?)" if exc.pos >= len(text.rstrip()) else ""
-        return Item(number, None, f"invalid JSON: {exc.msg} at column {exc.colno}{truncated}", "invalid_json")
+        # an unterminated string is reported where it starts, but the line was cut where it ends
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+            end = len(text.rstrip()) + 1
+            return Item(
+                number, None, f"invalid JSON: {exc.msg}, line ends at column {end} (truncated line?)", "invalid_json"
+            )
+        return Item(number, None, f"invalid JSON: {exc.msg} at column {exc.colno}", "invalid_json")
     except RecursionError:
         return Item(number, None, "invalid JSON: nested too deeply", "invalid_json")
     except ValueError:  # an integer longer than Python converts
