@@ -32,18 +32,27 @@ if TYPE_CHECKING:
     from fto.orchestrator.api.results import Comparison, Metrics
     from fto.orchestrator.api.spec import JobSpec
     from fto.orchestrator.errors import ConfigError, DataError, FtoError
+    from fto.schemas.job import JobStatus
+    from fto.schemas.results import ComparisonKind, ExperimentResults, ModelResult, ModelRole, PairedTest, Target
 
 __version__ = "0.1.0"
 __all__ = [
     "Comparison",
+    "ComparisonKind",
     "ConfigError",
     "DataCheckWarning",
     "DataError",
     "Experiment",
+    "ExperimentResults",
     "FtoError",
     "Job",
     "JobSpec",
+    "JobStatus",
     "Metrics",
+    "ModelResult",
+    "ModelRole",
+    "PairedTest",
+    "Target",
     "data",
     "evaluate_file",
     "experiment",
@@ -68,6 +77,13 @@ _WHERE = {
     "ConfigError": "fto.orchestrator.errors",
     "DataError": "fto.orchestrator.errors",
     "FtoError": "fto.orchestrator.errors",
+    "JobStatus": "fto.schemas.job",
+    "ComparisonKind": "fto.schemas.results",
+    "ExperimentResults": "fto.schemas.results",
+    "ModelResult": "fto.schemas.results",
+    "ModelRole": "fto.schemas.results",
+    "PairedTest": "fto.schemas.results",
+    "Target": "fto.schemas.results",
 }
 
 

@@ -162,12 +162,12 @@ def _show_comparison(compared: Any, first_scorer_only: bool) -> None:
     from fto.backends import registry
     from fto.orchestrator.eval.report import sweep_table, table, verdicts
 
-    experiment, data = compared.experiment, compared.data
+    experiment, results = compared.experiment, compared.results
 
-    console.print(table(data))
-    for ranking in data.get("sweep") or []:
+    console.print(table(results))
+    for ranking in results.sweep:
         console.print(sweep_table(ranking))
-    for line in verdicts(data):
+    for line in verdicts(results):
         console.print(_escape(line), highlight=False)
     shown: set[str] = set()
     for name, section in experiment.spec.backends.items():
@@ -180,9 +180,9 @@ def _show_comparison(compared: Any, first_scorer_only: bool) -> None:
         if note and note not in shown:  # sections of one backend (a learning curve's) share their notes
             shown.add(note)
             console.print(f"[dim]note: {_escape(note)}[/]", highlight=False)
-    for paired in data["comparisons"]:
-        if not first_scorer_only or paired["scorer"] == data["scorers"][0]:
-            console.print(_escape(paired["text"]), highlight=False)
+    for paired in results.comparisons:
+        if not first_scorer_only or paired.scorer == results.scorers[0]:
+            console.print(_escape(paired.text), highlight=False)
     html_path = compared.report_path
     console.print(f"report: {html_path}  (markdown: {html_path.with_suffix('.md')})")
     from fto.orchestrator.ui.command import DEFAULT_PORT, dashboard_answers
@@ -463,7 +463,7 @@ def compare(experiment: str | None, as_json: bool) -> None:
 
     compared = fto.experiment(experiment).compare()
     if as_json:
-        click.echo(json.dumps(compared.data, indent=2, default=str))
+        click.echo(compared.results.model_dump_json(indent=2))
     else:
         _show_comparison(compared, first_scorer_only=False)
 
@@ -487,8 +487,14 @@ def export(job_id: str, target: str, output: str | None) -> None:
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of the job file (for editor completion)."""
+@click.option("--results", is_flag=True, help="the schema of `fto compare --json` instead")
+def schema(results: bool) -> None:
+    """Print the JSON Schema of the job file (for editor completion), or of an experiment's results."""
+    if results:
+        from fto.schemas.results import results_json_schema
+
+        click.echo(json.dumps(results_json_schema(), indent=2))
+        return
     from fto.orchestrator.job_schema import job_file_schema
 
     click.echo(json.dumps(job_file_schema(), indent=2))

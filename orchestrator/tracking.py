@@ -20,6 +20,7 @@ from fto.orchestrator.store import Store, now
 from fto.orchestrator.sweep import point_spec
 from fto.schemas import Experiment, Job, JobEvent, JobSpec, JobStatus, ProviderJob, ProviderUpdates
 from fto.schemas.job_spec import MlflowTracking
+from fto.schemas.results import ExperimentResults, ModelRole
 
 METRICS = ("loss", "valid_loss", "learning_rate", "grad_norm", "tokens_per_second", "reward_accuracy", "epoch")
 ENDINGS = {JobStatus.SUCCEEDED: "FINISHED", JobStatus.FAILED: "FAILED", JobStatus.CANCELLED: "KILLED"}
@@ -117,7 +118,9 @@ class MlflowRuns:
         if state.status in ENDINGS:
             self.client.set_terminated(run_id, ENDINGS[state.status])
 
-    def report(self, experiment: Experiment, jobs: Sequence[Job], data: dict[str, Any], files: list[Path]) -> None:
+    def report(
+        self, experiment: Experiment, jobs: Sequence[Job], results: ExperimentResults, files: list[Path]
+    ) -> None:
         """Eval scores (with their intervals) on each job's run, and the reports as its artifacts."""
         from mlflow.entities import Metric
 
@@ -125,17 +128,16 @@ class MlflowRuns:
         for job in jobs:
             run_id = self.run_for(experiment, job)
             metrics = []
-            for row in data["models"]:
-                if row["job"] != job.id and row["target"] != f"{job.backend}/base":
+            for model in results.models:
+                if model.target.job != job.id or model.target.role not in (ModelRole.BASE, ModelRole.FINE_TUNED):
                     continue
-                who = "base" if row["target"].endswith("/base") else "fine_tuned"
-                for scorer, score in row["scores"].items():
-                    if score == score:
-                        metrics.append(Metric(f"eval.{who}.{scorer}", float(score), stamp, 0))
-                    low, high = (row.get("intervals") or {}).get(scorer) or (None, None)
-                    if low is not None and high is not None:
-                        metrics += [Metric(f"eval.{who}.{scorer}.low", float(low), stamp, 0),
-                                    Metric(f"eval.{who}.{scorer}.high", float(high), stamp, 0)]  # fmt: skip
+                who = model.target.role.value
+                for scorer, score in model.scores.items():
+                    if score.value == score.value:
+                        metrics.append(Metric(f"eval.{who}.{scorer}", float(score.value), stamp, 0))
+                    if score.low is not None and score.high is not None:
+                        metrics += [Metric(f"eval.{who}.{scorer}.low", float(score.low), stamp, 0),
+                                    Metric(f"eval.{who}.{scorer}.high", float(score.high), stamp, 0)]  # fmt: skip
             if metrics:
                 self.client.log_batch(run_id, metrics=metrics)
             for path in files:
@@ -184,9 +186,9 @@ class Tracking:
             if tracker is not None:
                 self._guard(experiment, job_id, tracker.record, experiment, job, state, updates)
 
-    def report(self, experiment: Experiment, data: dict[str, Any], files: list[Path]) -> None:
+    def report(self, experiment: Experiment, results: ExperimentResults, files: list[Path]) -> None:
         """An experiment's eval results and reports, to its trackers."""
         tracker = self._tracker(experiment)
         if tracker is not None:
             jobs = self.store.jobs(experiment.id)
-            self._guard(experiment, None, tracker.report, experiment, jobs, data, files)
+            self._guard(experiment, None, tracker.report, experiment, jobs, results, files)

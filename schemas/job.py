@@ -26,6 +26,7 @@ class JobStatus(StrEnum):
 
     @property
     def terminal(self) -> bool:
+        """Whether the job has ended (succeeded, failed or cancelled): no status follows."""
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -80,3 +81,13 @@ def engine(request, monkeypatch: pytest.MonkeyPatch) -> str:
         server = request.getfixturevalue("postgres_server")
         monkeypatch.setenv("FTO_STORE", server.new_database())
     return request.param
+
+
+def model_scores(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """`fto compare --json`'s models as label → scorer → value."""
+    return {m["target"]["label"]: {s: v["value"] for s, v in m["scores"].items()} for m in report["models"]}
+
+
+def models_by_label(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`fto compare --json`'s models by the label reports show."""
+    return {m["target"]["label"]: m for m in report["models"]}

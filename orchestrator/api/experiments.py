@@ -17,7 +17,7 @@ from fto.orchestrator import experiment_files as files
 from fto.orchestrator.errors import ConfigError, FtoError
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store, store_location
-from fto.schemas import Checkpoint, JobEvent
+from fto.schemas import Checkpoint, JobEvent, JobStatus
 from fto.schemas import Experiment as ExperimentRecord
 from fto.schemas import Job as JobRecord
 from fto.schemas import JobSpec as JobSchema
@@ -56,9 +56,9 @@ class Job:
         return self.record.backend
 
     @property
-    def status(self) -> str:
-        """pending, queued, running, cancelling, succeeded, failed or cancelled."""
-        return self.record.status.value
+    def status(self) -> JobStatus:
+        """pending, queued, running, cancelling, succeeded, failed or cancelled (a str enum: compares to those)."""
+        return self.record.status
 
     @property
     def fine_tuned_model(self) -> str | None:
@@ -237,11 +237,11 @@ class Experiment:
         from fto.orchestrator.api.results import Comparison
         from fto.orchestrator.eval.report import comparison, write_reports
 
-        data = comparison(self.store, self.record)
-        if not data["models"]:
+        results = comparison(self.store, self.record)
+        if not results.models:
             raise FtoError(f"experiment {self.id} has no eval results yet: evaluate() it (`fto eval {self.id}`)")
-        _, html = write_reports(self.store, self.record)
-        return Comparison(self.record, data, Path(html), self.store)
+        _, html = write_reports(self.store, self.record, results)
+        return Comparison(self.record, results, Path(html), self.store)
 
     @property
     def findings(self) -> list[str]:

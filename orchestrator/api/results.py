@@ -10,6 +10,7 @@ from typing import Any
 from fto.orchestrator.eval.html import comparison_context, loss_chart
 from fto.orchestrator.templates import Markup, render
 from fto.schemas import Experiment, Metric
+from fto.schemas.results import ExperimentResults, ModelResult, PairedTest
 
 FIELDS = ("step", "total_steps", "epoch", "loss", "valid_loss", "learning_rate", "grad_norm", "tokens_per_second")
 
@@ -43,37 +44,44 @@ class Metrics(list[Metric]):
 
 
 class Comparison:
-    """Every evaluated model of an experiment: scores with 95% intervals, the paired tests of each fine-tuned
-    model against its base, cost and latency — what `fto compare --json` prints, as `data`."""
+    """Every evaluated model of an experiment: scores with 95% intervals, the paired tests between them, a ranking,
+    cost and latency — `results` is the typed record `fto compare --json` prints."""
 
     def __init__(
-        self, experiment: Experiment, data: dict[str, Any], report_path: Path | None = None, store: Any = None
+        self, experiment: Experiment, results: ExperimentResults, report_path: Path | None = None, store: Any = None
     ) -> None:
-        self.experiment, self.data, self.report_path, self.store = experiment, data, report_path, store
+        self.experiment, self.results, self.report_path, self.store = experiment, results, report_path, store
 
     @property
     def scorers(self) -> list[str]:
         """The scorers, in the job file's order."""
-        return list(self.data["scorers"])
+        return list(self.results.scorers)
+
+    @property
+    def models(self) -> list[ModelResult]:
+        """Each evaluated model (its target: section, role, model, job) with its scores and costs."""
+        return list(self.results.models)
 
     @property
     def scores(self) -> dict[str, dict[str, float]]:
-        """Model → scorer → score."""
-        return {m["target"]: dict(m["scores"]) for m in self.data["models"]}
+        """Model label → scorer → score."""
+        return {m.label: {s: v.value for s, v in m.scores.items()} for m in self.results.models}
 
     @property
-    def paired(self) -> list[dict[str, Any]]:
-        """Each fine-tuned model against its base on the same examples: difference, interval, p-value, verdict."""
-        return list(self.data["comparisons"])
+    def paired(self) -> list[PairedTest]:
+        """Paired tests on the same examples: each fine-tuned model against its base and against every other."""
+        return list(self.results.comparisons)
 
     def to_pandas(self) -> Any:
         """One row per model: each scorer's score and its interval (`SCORER_low`, `SCORER_high`), examples."""
         rows = []
-        for m in self.data["models"]:
-            row: dict[str, Any] = {"model": m["target"], "examples": m["examples"]}
+        for m in self.results.models:
+            row: dict[str, Any] = {"model": m.label, "role": m.target.role.value, "examples": m.examples}
             for scorer in self.scorers:
-                low, high = (m.get("intervals") or {}).get(scorer) or (math.nan, math.nan)
-                row |= {scorer: m["scores"].get(scorer, math.nan), f"{scorer}_low": low, f"{scorer}_high": high}
+                found = m.scores.get(scorer)
+                row |= {scorer: found.value if found else math.nan,
+                        f"{scorer}_low": found.low if found and found.low is not None else math.nan,
+                        f"{scorer}_high": found.high if found and found.high is not None else math.nan}  # fmt: skip
             rows.append(row)
         return _pandas().DataFrame(rows).set_index("model")
 
@@ -82,7 +90,7 @@ class Comparison:
 
         store = Store(self.store.location if self.store else None)  # its own connection: a notebook's may be gone
         try:
-            context = comparison_context(store, self.experiment, self.data)
+            context = comparison_context(store, self.experiment, self.results)
         finally:
             store.close()
         return render("notebook/comparison.html", report_path=self.report_path, **context)

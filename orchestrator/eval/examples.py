@@ -11,6 +11,7 @@ from fto.orchestrator import experiment_files as files
 from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.store import Store
 from fto.schemas import Experiment
+from fto.schemas.results import ExperimentResults, ModelRole
 
 Show = Literal["all", "better", "worse", "disagree"]
 SHOWS: tuple[Show, ...] = ("all", "better", "worse", "disagree")
@@ -62,14 +63,16 @@ def _versus(tuned: float, base: float, scorer: str) -> str:
 
 
 def example_rows(
-    store: Store, experiment: Experiment, data: dict[str, Any], show: Show = "all", limit: int = 200
+    store: Store, experiment: Experiment, results: ExperimentResults, show: Show = "all", limit: int = 200
 ) -> ExamplesView:
     """The examples that `show` keeps: fine-tuned better or worse than base, or models disagreeing (their first
     scorer's values differ), judged on the first scorer."""
-    outputs = _outputs(store, experiment, [m["target"] for m in data["models"]])
-    scorer = data["scorers"][0] if data["scorers"] else None
+    outputs = _outputs(store, experiment, [m.label for m in results.models])
+    scorer = results.scorers[0] if results.scorers else None
     if not outputs:
         return ExamplesView(show, scorer, [], [], 0, 0)
+    bases = {m.label: base.label for m in results.models if (base := results.base_of(m)) and base.label in outputs
+             and m.target.role == ModelRole.FINE_TUNED}  # fmt: skip
     count = min(len(rows) for rows in outputs.values())
     kept: list[ExampleRow] = []
     matching = 0
@@ -80,9 +83,9 @@ def example_rows(
         if scorer:
             by_target = {a.target: a.scores.get(scorer, math.nan) for a in answers}
             for answer in answers:
-                base = answer.target.removesuffix("/fine-tuned") + "/base"
-                if answer.target.endswith("/fine-tuned") and base in by_target:
-                    answer.versus_base = _versus(by_target[answer.target], by_target[base], scorer)
+                base_label = bases.get(answer.target)
+                if base_label is not None:
+                    answer.versus_base = _versus(by_target[answer.target], by_target[base_label], scorer)
                     row.kinds.add(answer.versus_base)
             if len({v for v in by_target.values() if math.isfinite(v)}) > 1:
                 row.kinds.add("disagree")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +20,12 @@ from fto.orchestrator.eval import overfit
 from fto.orchestrator.eval.judge import Judge, question_text
 from fto.orchestrator.eval.scorers import Scorer, normalize
 from fto.orchestrator.eval.scorers import get as get_scorer
-from fto.orchestrator.eval.stats import bootstrap_interval
+from fto.orchestrator.eval.stats import bootstrap_interval, bootstrap_statistic
 from fto.orchestrator.eval.usage import call_cost, usage_summary
 from fto.orchestrator.store import Store, now
 from fto.schemas import BackendSection, Completion, Conversation, Experiment, JobEvent, JobSpec, JobStatus, Message
+from fto.schemas.results import ModelRole
+from fto.schemas.results import Target as TargetRecord
 
 CHUNK = 16  # examples per generation call: the progress bar moves at this grain
 
@@ -33,12 +34,13 @@ OnProgress = Callable[[str, int, int], None]  # target, done, total
 
 @dataclass(frozen=True)
 class Target:
-    """A model to evaluate, addressed the same way whatever the backend."""
+    """A model to evaluate, addressed the same way whatever the backend, with the options to reach it."""
 
-    label: str  # e.g. "local/base", "local/fine-tuned", "openai/gpt-4o-mini"
+    label: str  # how reports name it: "local/base", "local/fine-tuned", "openai/gpt-4o-mini"; never parsed
     backend: str  # a backend section's name (or a registered backend's)
     model: str
     job_id: str | None
+    role: ModelRole
     section: BackendSection | None = None  # the backend's options, from the job file it came from
     base_model: str | None = None  # what a fine-tuned model was tuned from (its price may follow the base's)
 
@@ -47,9 +49,22 @@ class Target:
         """The registered backend behind the section (a section named `openai-eu` may be of type openai)."""
         return self.section.type if self.section and self.section.type else self.backend
 
+    @property
+    def record(self) -> TargetRecord:
+        """The target as results name it."""
+        return TargetRecord(label=self.label, section=self.backend, role=self.role, model=self.model,
+                            job=self.job_id, base_model=self.base_model)  # fmt: skip
+
     def make_backend(self) -> Backend:
         """The backend that generates this target's answers."""
         return registry.create(self.backend, self.section)
+
+
+def base_of(target: Target, chosen: list[Target]) -> Target | None:
+    """The base model evaluated beside a fine-tuned one (the same job's), if any."""
+    if target.role != ModelRole.FINE_TUNED:
+        return None
+    return next((t for t in chosen if t.role == ModelRole.BASE and t.job_id == target.job_id), None)
 
 
 def targets(store: Store, experiment: Experiment) -> list[Target]:
@@ -65,11 +80,15 @@ def targets(store: Store, experiment: Experiment) -> list[Target]:
             continue
         section = store.experiment(job.experiment_id).spec.backends.get(job.backend)
         if (spec_eval is None or spec_eval.base) and job.base_model and _evaluates_base(experiment.spec, job.backend):
-            found.append(Target(f"{job.backend}/base", job.backend, job.base_model, job.id, section))
+            found.append(Target(f"{job.backend}/base", job.backend, job.base_model, job.id, ModelRole.BASE, section))
         model = job.fine_tuned_model
         if spec_eval is not None and spec_eval.checkpoint == "best":
             model = _best_model(store, job.id) or model
-        found.append(Target(f"{job.backend}/fine-tuned", job.backend, model, job.id, section, job.base_model))
+        found.append(
+            Target(
+                f"{job.backend}/fine-tuned", job.backend, model, job.id, ModelRole.FINE_TUNED, section, job.base_model
+            )
+        )
     return found
 
 
@@ -105,10 +124,20 @@ def parse_target(store: Store, text: str, spec: JobSpec | None) -> list[Target]:
         if job.status != JobStatus.SUCCEEDED or not job.fine_tuned_model:
             raise FtoError(f"job {rest} has no fine-tuned model (it is {job.status.value})")
         section = store.experiment(job.experiment_id).spec.backends.get(job.backend)
-        return [Target(f"{job.backend}/{job.id}", job.backend, job.fine_tuned_model, job.id, section, job.base_model)]
+        return [
+            Target(
+                f"{job.backend}/{job.id}",
+                job.backend,
+                job.fine_tuned_model,
+                job.id,
+                ModelRole.CHECKPOINT,
+                section,
+                job.base_model,
+            )
+        ]
     if rest and (kind in registry.available() or (spec and kind in spec.backends)):
         section = spec.backends.get(kind) if spec else None
-        return [Target(f"{kind}/{rest}", kind, rest, None, section)]
+        return [Target(f"{kind}/{rest}", kind, rest, None, ModelRole.EXTERNAL, section)]
     try:
         return targets(store, store.experiment(text))
     except NotFoundError:
@@ -152,16 +181,107 @@ def generate(
     return [cached[k] for k in keys]
 
 
-def _aggregate(
-    scorer: Scorer, values: list[float], labels: list[tuple[str, str]], seed: int
-) -> tuple[float, float, float]:
-    if scorer.aggregate is None:
-        low, high = bootstrap_interval(values, seed)
-        return fmean(values), low, high
-    rng = random.Random(seed)
-    n = len(labels)
-    resampled = sorted(scorer.aggregate([labels[rng.randrange(n)] for _ in range(n)]) for _ in range(500))
-    return scorer.aggregate(labels), resampled[12], resampled[487]
+@dataclass(frozen=True)
+class Task:
+    """What every model is evaluated on: the held-out examples, their prompts and references, the scorers."""
+
+    examples: list[Conversation]
+    prompts: list[list[Message]]
+    references: list[Message]
+    scorers: list[Scorer]
+    params: GenerationParams
+    seed: int
+
+
+def task(store: Store, experiment: Experiment) -> Task:
+    """The held-out examples (from the store: any machine sharing it evaluates) and the job file's scorers."""
+    spec = experiment.spec
+    if spec.eval is None:
+        raise FtoError(f"experiment {experiment.id} has no eval section")
+    examples = [Conversation.model_validate(row) for row in files.load_rows(store, experiment.id, files.HELD_OUT) or []]
+    if not examples:
+        raise FtoError(f"experiment {experiment.id} has no eval examples")
+    pairs = [e.prompt_and_reference() for e in examples]
+    params = GenerationParams(max_new_tokens=spec.eval.max_new_tokens, temperature=spec.eval.temperature,
+                              seed=spec.seed)  # fmt: skip
+    return Task(examples, [list(p) for p, _ in pairs], [r for _, r in pairs],
+                [get_scorer(name) for name in spec.eval.scorers], params, spec.seed)  # fmt: skip
+
+
+def score(
+    work: Task,
+    target: Target,
+    backend: Backend,
+    outputs: list[str],
+    judge: Judge | None,
+    store: Store,
+    experiment_id: str,
+) -> list[dict[str, float]]:
+    """Step 2: each scorer's value on each example (the judge's ratings and reference losses where asked)."""
+    per_example = [
+        {s.name: float(s.score(out, ref, example)) for s in work.scorers if s.name != "judge"}
+        for out, ref, example in zip(outputs, work.references, work.examples, strict=True)
+    ]
+    names = {s.name for s in work.scorers}
+    if judge and "judge" in names:
+        rated = judge.rate([(question_text(p), r.content or "", out)
+                            for p, r, out in zip(work.prompts, work.references, outputs, strict=True)])  # fmt: skip
+        for example_scores, (value, _, _) in zip(per_example, rated, strict=True):
+            example_scores["judge"] = value
+        _keep_verdicts(store, experiment_id, target.label, "rate", rated)
+    if {"valid_loss", "perplexity"} & names:
+        for row, loss in zip(per_example, _reference_losses(backend, target, work.examples), strict=True):
+            row["valid_loss"], row["perplexity"] = loss, math.exp(min(loss, 50.0))
+    return [{s.name: row[s.name] for s in work.scorers} for row in per_example]
+
+
+def aggregate(
+    work: Task, per_example: list[dict[str, float]], outputs: list[str]
+) -> dict[str, tuple[float, float, float]]:
+    """Step 3: each scorer's value over the examples with its 95% bootstrap interval (one bootstrap for means and
+    corpus-level statistics alike); a scorer this backend cannot compute is left out."""
+    found = {}
+    for scorer in work.scorers:
+        if scorer.aggregate is None:
+            values = [row[scorer.name] for row in per_example]
+            if any(math.isnan(v) for v in values):
+                continue
+            found[scorer.name] = (fmean(values), *bootstrap_interval(values, work.seed))
+        else:
+            labels = [(normalize(out), normalize(ref.content or "")) for out, ref in zip(outputs, work.references,
+                                                                                         strict=True)]  # fmt: skip
+            found[scorer.name] = (scorer.aggregate(labels), *bootstrap_statistic(labels, scorer.aggregate, work.seed))
+    return found
+
+
+def record(
+    store: Store,
+    experiment: Experiment,
+    work: Task,
+    target: Target,
+    completions: list[Completion],
+    per_example: list[dict[str, float]],
+    scores: dict[str, tuple[float, float, float]],
+) -> None:
+    """Step 4: the scores, and every example's answer, scores, tokens, latency and cost, into the store."""
+    store.save_scores(experiment.id, target.record, scores, len(completions))
+    rows = [
+        {
+            "line": example.source_line,
+            "prompt": question_text(prompt),  # what the report and the dashboard show beside the answers
+            "output": c.text,
+            "reference": ref.content,
+            "scores": values,
+            "input_tokens": c.input_tokens,
+            "output_tokens": c.output_tokens,
+            "seconds": c.seconds,
+            "cost_usd": call_cost(target.backend_type, target.model, c, target.base_model),
+        }
+        for example, prompt, c, ref, values in zip(
+            work.examples, work.prompts, completions, work.references, per_example, strict=True
+        )
+    ]
+    files.save(store, experiment.id, files.outputs_name(target.label), files.rows_text(rows))
 
 
 def evaluate(
@@ -171,94 +291,53 @@ def evaluate(
     extra: list[Target] | None = None,
     only_extra: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """Scores per target label; per-example outputs go to the experiment's eval/ folder.
+    """Generate → score → aggregate → record, for each target on the same held-out examples; then the paired
+    tests between them. Returns the scores per target label.
 
-    The targets are the experiment's models and any `extra` ones (or only those), all on the same examples.
+    The targets are the experiment's models and any `extra` ones (or only those).
     """
-    spec = experiment.spec
-    if spec.eval is None:
-        raise FtoError(f"experiment {experiment.id} has no eval section")
-    examples = [Conversation.model_validate(row) for row in files.load_rows(store, experiment.id, files.HELD_OUT) or []]
-    if not examples:
-        raise FtoError(f"experiment {experiment.id} has no eval examples")
-    scorers = [get_scorer(name) for name in spec.eval.scorers]
-    pairs = [e.prompt_and_reference() for e in examples]
-    prompts = [list(p) for p, _ in pairs]
-    references = [r for _, r in pairs]
-    params = GenerationParams(
-        max_new_tokens=spec.eval.max_new_tokens, temperature=spec.eval.temperature, seed=spec.seed
-    )
+    work = task(store, experiment)
+    spec_eval = experiment.spec.eval
+    assert spec_eval is not None  # task() refuses an experiment without one
+    chosen = ([] if only_extra else targets(store, experiment)) + list(extra or [])
+    if not chosen:
+        raise FtoError(f"experiment {experiment.id} has no model to evaluate yet (no succeeded job, no --target)")
+    judge = Judge(spec_eval.judge, store) if spec_eval.judge else None
     backends: dict[str, Backend] = {}
     results: dict[str, dict[str, float]] = {}
-    chosen = ([] if only_extra else targets(store, experiment)) + list(extra or [])
     timing: dict[str, float] = {}
     usage: dict[str, dict[str, Any]] = {}
     outputs_by_label: dict[str, list[str]] = {}
-    judge = Judge(spec.eval.judge, store) if spec.eval.judge else None
-    if not chosen:
-        raise FtoError(f"experiment {experiment.id} has no model to evaluate yet (no succeeded job, no --target)")
     for target in chosen:
-        key = f"{target.backend} {target.section.model_dump_json() if target.section else ''}"
-        if key not in backends:
-            backends[key] = target.make_backend()
-        backend = backends[key]
+        backend = _backend(backends, target)
         started = time.perf_counter()
-        completions = generate(store, backend, target, prompts, params, on_progress)
-        seconds = time.perf_counter() - started
-        outputs = [c.text for c in completions]
-        outputs_by_label[target.label] = outputs
+        completions = generate(store, backend, target, work.prompts, work.params, on_progress)
+        timing[target.label] = round(time.perf_counter() - started, 3)
+        outputs = outputs_by_label[target.label] = [c.text for c in completions]
         usage[target.label] = usage_summary(completions, target.backend_type, target.model, target.base_model)
-        per_example = [
-            {s.name: float(s.score(out, ref, example)) for s in scorers if s.name != "judge"}
-            for out, ref, example in zip(outputs, references, examples, strict=True)
-        ]
-        if judge and "judge" in spec.eval.scorers:
-            rated = judge.rate(
-                [
-                    (question_text(p), r.content or "", out)
-                    for p, r, out in zip(prompts, references, outputs, strict=True)
-                ]
-            )
-            for example_scores, (score, _, _) in zip(per_example, rated, strict=True):
-                example_scores["judge"] = score
-            _keep_verdicts(store, experiment.id, target.label, "rate", rated)
-        wanted = {"valid_loss", "perplexity"} & set(spec.eval.scorers)
-        if wanted:
-            losses = _reference_losses(backend, target, examples)
-            for row, loss in zip(per_example, losses, strict=True):
-                row["valid_loss"], row["perplexity"] = loss, math.exp(min(loss, 50.0))
-        per_example = [{s.name: row[s.name] for s in scorers} for row in per_example]
-        labels = [(normalize(out), normalize(ref.content or "")) for out, ref in zip(outputs, references, strict=True)]
-        scores = {s.name: _aggregate(s, [p[s.name] for p in per_example], labels, spec.seed) for s in scorers}
-        scores = {name: value for name, value in scores.items() if not math.isnan(value[0])}  # unsupported here
-        store.save_scores(
-            experiment.id, target.label, target.job_id, target.backend, target.model, scores, len(outputs)
-        )
-        output_rows = [
-            {
-                "line": example.source_line,
-                "prompt": question_text(prompt),  # what the report and the dashboard show beside the answers
-                "output": c.text,
-                "reference": ref.content,
-                "scores": sc,
-                "input_tokens": c.input_tokens,
-                "output_tokens": c.output_tokens,
-                "seconds": c.seconds,
-                "cost_usd": call_cost(target.backend_type, target.model, c, target.base_model),
-            }
-            for example, prompt, c, ref, sc in zip(examples, prompts, completions, references, per_example, strict=True)
-        ]
-        files.save(store, experiment.id, files.outputs_name(target.label), files.rows_text(output_rows))
+        per_example = score(work, target, backend, outputs, judge, store, experiment.id)
+        scores = aggregate(work, per_example, outputs)
+        record(store, experiment, work, target, completions, per_example, scores)
         results[target.label] = {name: value[0] for name, value in scores.items()}
-        timing[target.label] = round(seconds, 3)
     files.save(store, experiment.id, files.TIMING, json.dumps(timing))  # seconds of generation per model (0: cached)
     files.save(store, experiment.id, files.USAGE, json.dumps(usage))  # tokens, latency and cost of the calls
-    if judge and spec.eval.judge and spec.eval.judge.pairwise:
-        _pairwise(store, experiment, judge, prompts, references, outputs_by_label, chosen)
-    gaps = {t.label: _gap(store, backends, t, experiment.id, scorers, params, results[t.label]) for t in chosen
-            if t.label.endswith("/fine-tuned") and t.label in results}  # fmt: skip
+    if judge and spec_eval.judge and spec_eval.judge.pairwise:
+        _pairwise(store, experiment, judge, work, outputs_by_label, chosen)
+    gaps = {t.label: _gap(store, backends, t, experiment.id, work, results[t.label]) for t in chosen
+            if t.role == ModelRole.FINE_TUNED and t.label in results}  # fmt: skip
     files.save(store, experiment.id, files.GAP, json.dumps({k: v for k, v in gaps.items() if v}))
+    from fto.orchestrator.eval.report import record_paired_tests
+
+    record_paired_tests(store, experiment)
     return results
+
+
+def _backend(backends: dict[str, Backend], target: Target) -> Backend:
+    """One backend object per section and options, shared by the targets it serves."""
+    key = f"{target.backend} {target.section.model_dump_json() if target.section else ''}"
+    if key not in backends:
+        backends[key] = target.make_backend()
+    return backends[key]
 
 
 # Scorers that score an answer against its reference alone (no judge, no likelihoods): cheap on a training sample.
@@ -271,20 +350,18 @@ def _gap(
     backends: dict[str, Backend],
     target: Target,
     experiment_id: str,
-    scorers: list[Any],
-    params: GenerationParams,
+    work: Task,
     held_out: dict[str, float],
 ) -> dict[str, Any] | None:
     """The same scorers on a sample of the training data, next to the held-out scores (the generalisation gap)."""
     sample = files.load_rows(store, experiment_id, files.TRAIN_SAMPLE)
-    usable = [s for s in scorers if s.name not in GAP_SKIPS and s.name in held_out]
+    usable = [s for s in work.scorers if s.name not in GAP_SKIPS and s.name in held_out]
     if not sample or not usable:
         return None
     examples = [Conversation.model_validate(row) for row in sample]
     pairs = [e.prompt_and_reference() for e in examples]
-    key = f"{target.backend} {target.section.model_dump_json() if target.section else ''}"
-    backend = backends.get(key) or target.make_backend()
-    outputs = [c.text for c in generate(store, backend, target, [list(p) for p, _ in pairs], params)]
+    backend = _backend(backends, target)
+    outputs = [c.text for c in generate(store, backend, target, [list(p) for p, _ in pairs], work.params)]
     gaps: dict[str, Any] = {}
     for scorer in usable:
         scores = [float(scorer.score(out, ref, ex)) for out, (_, ref), ex in zip(outputs, pairs, examples, strict=True)]
@@ -317,30 +394,19 @@ def _pairwise(
     store: Store,
     experiment: Experiment,
     judge: Judge,
-    prompts: list[list[Message]],
-    references: list[Message],
+    work: Task,
     outputs: dict[str, list[str]],
     chosen: list[Target],
 ) -> None:
     """For each fine-tuned model with its base among the targets: how often the judge prefers the fine-tuned."""
     for target in chosen:
-        base = target.label.removesuffix("/fine-tuned") + "/base"
-        if not target.label.endswith("/fine-tuned") or base not in outputs:
+        base = base_of(target, chosen)
+        if base is None or base.label not in outputs:
             continue
-        items = [
-            (question_text(p), r.content or "", a, b)
-            for p, r, a, b in zip(prompts, references, outputs[base], outputs[target.label], strict=True)
-        ]
+        answers = zip(work.prompts, work.references, outputs[base.label], outputs[target.label], strict=True)
+        items = [(question_text(p), r.content or "", a, b) for p, r, a, b in answers]
         verdicts = judge.compare(items)
         _keep_verdicts(store, experiment.id, target.label, "pairwise", verdicts)
         wins = [v for v, _, _ in verdicts]
         low, high = bootstrap_interval(wins, experiment.spec.seed)
-        store.save_scores(
-            experiment.id,
-            target.label,
-            target.job_id,
-            target.backend,
-            target.model,
-            {"judge_win_rate_vs_base": (fmean(wins), low, high)},
-            len(wins),
-        )
+        store.save_scores(experiment.id, target.record, {"judge_win_rate_vs_base": (fmean(wins), low, high)}, len(wins))

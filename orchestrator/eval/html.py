@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from fto.orchestrator.eval.examples import Show, example_rows
-from fto.orchestrator.eval.report import check_lines, gap_lines, overfit_text, sweep_cells
-from fto.orchestrator.eval.scorers import lower_is_better
+from fto.orchestrator.eval.report import check_lines, gap_lines, sweep_cells
 from fto.orchestrator.store import Store
 from fto.orchestrator.templates import Markup
 from fto.orchestrator.templates import render as render_template
 from fto.schemas import Experiment
+from fto.schemas.results import ExperimentResults, LearningCurve, ModelResult, SweepRanking
 
 COLORS = ["#4263eb", "#e8590c", "#2f9e44", "#ae3ec9", "#f08c00", "#1098ad", "#c2255c", "#5c940d"]
 
@@ -90,7 +90,7 @@ def loss_chart(
     )
 
 
-def score_chart(scorer: str, models: list[dict[str, Any]], width: int = 1000) -> str:
+def score_chart(scorer: str, models: list[ModelResult], width: int = 1000) -> str:
     """One bar per model for a scorer, with its 95% interval as a whisker, on this scorer's own scale.
 
     Scores in [0, 1] share the scale 0–1; unbounded ones (perplexity, losses) run to their largest upper bound.
@@ -99,27 +99,27 @@ def score_chart(scorer: str, models: list[dict[str, Any]], width: int = 1000) ->
     row_h, label_w = 30, 220
     height = row_h * len(models) + 20
     scale = width - label_w - 90
-    known = [m for m in models if _finite(m["scores"].get(scorer))]
-    highest = max(
-        (max(m["scores"][scorer], (m.get("intervals", {}).get(scorer) or [0, 0])[1] or 0) for m in known), default=1.0
-    )
+    found = {m.label: m.scores.get(scorer) for m in models}
+    known = [f for f in found.values() if f is not None and _finite(f.value)]
+    highest = max((max(f.value, f.high if _finite(f.high) else 0) for f in known), default=1.0)
     top = 1.0 if highest <= 1.0 else highest  # one model's score never fills the chart unless it is the largest
     rows = []
     for i, model in enumerate(models):
-        score = model["scores"].get(scorer)
+        score = found[model.label]
         y = 10 + i * row_h
-        rows.append(f'<text x="4" y="{y + 18}">{_e(model["target"])}</text>')
-        if not _finite(score):
+        rows.append(f'<text x="4" y="{y + 18}">{_e(model.label)}</text>')
+        if score is None or not _finite(score.value):
             rows.append(f'<text class="na" x="{label_w + 4}" y="{y + 18}">n/a</text>')
             continue
-        low, high = model.get("intervals", {}).get(scorer) or (score, score)
-        low, high = (low if _finite(low) else score), (high if _finite(high) else score)
+        value = score.value
+        low = score.low if _finite(score.low) else value
+        high = score.high if _finite(score.high) else value
         color = COLORS[i % len(COLORS)]
         rows.append(
-            f'<rect class="bar" x="{label_w}" y="{y + 4}" width="{max(1.0, score / top * scale):.1f}" '
+            f'<rect class="bar" x="{label_w}" y="{y + 4}" width="{max(1.0, value / top * scale):.1f}" '
             f'height="{row_h - 10}" fill="{color}"/><line class="interval" x1="{label_w + low / top * scale:.1f}" '
             f'y1="{y + row_h / 2}" x2="{label_w + high / top * scale:.1f}" y2="{y + row_h / 2}" stroke="#212529" '
-            f'stroke-width="2"/><text class="value" x="{label_w + scale + 10}" y="{y + 18}">{score:.4g}</text>'
+            f'stroke-width="2"/><text class="value" x="{label_w + scale + 10}" y="{y + 18}">{value:.4g}</text>'
         )
     return (
         f'<svg id="scores-{_e(scorer)}" class="chart" width="{width}" height="{height}" data-top="{top:g}" '
@@ -127,13 +127,13 @@ def score_chart(scorer: str, models: list[dict[str, Any]], width: int = 1000) ->
     )
 
 
-def curve_chart(curve: dict[str, Any], width: int = 600, height: int = 220) -> str:
+def curve_chart(curve: LearningCurve, width: int = 600, height: int = 220) -> str:
     """Score against training examples, each point with its 95% interval."""
-    points = [p for p in curve["points"] if p["examples"] and _finite(p["score"])]
+    points = [p for p in curve.points if p.examples and _finite(p.score)]
     if not points:
         return ""
-    most = max(p["examples"] for p in points)
-    values = [v for p in points for v in (p["score"], *p["interval"]) if _finite(v)]
+    most = max(p.examples or 0 for p in points)
+    values: list[float] = [v for p in points for v in (p.score, *p.interval) if _finite(v)]
     top, bottom = max(values), min(0.0, min(values))
     span = (top - bottom) or 1.0
 
@@ -145,29 +145,29 @@ def curve_chart(curve: dict[str, Any], width: int = 600, height: int = 220) -> s
 
     marks = []
     for p in points:
-        x = x_of(p["examples"])
-        low, high = (v if _finite(v) else p["score"] for v in p["interval"])
+        x = x_of(p.examples or 0)
+        low, high = (v if v is not None and _finite(v) else p.score for v in p.interval)
         marks.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{y_of(low):.1f}' y2='{y_of(high):.1f}' stroke='#888'/>")
-        marks.append(f"<circle cx='{x:.1f}' cy='{y_of(p['score']):.1f}' r='4' fill='#2a6'/>")
-        marks.append(f"<text x='{x:.1f}' y='{height - 10}' text-anchor='middle'>{p['examples']}</text>")
-    path = " ".join(f"{x_of(p['examples']):.1f},{y_of(p['score']):.1f}" for p in points)
+        marks.append(f"<circle cx='{x:.1f}' cy='{y_of(p.score):.1f}' r='4' fill='#2a6'/>")
+        marks.append(f"<text x='{x:.1f}' y='{height - 10}' text-anchor='middle'>{p.examples}</text>")
+    path = " ".join(f"{x_of(p.examples or 0):.1f},{y_of(p.score):.1f}" for p in points)
     return (
         f"<svg width='{width}' height='{height}' role='img' aria-label='learning curve'>"
         f"<polyline points='{path}' fill='none' stroke='#2a6'/>{''.join(marks)}"
-        f"<text x='5' y='15'>{_e(curve['scorer'])}</text></svg>"
+        f"<text x='5' y='15'>{_e(curve.scorer)}</text></svg>"
     )
 
 
-def sweep_chart(ranking: dict[str, Any], parameter: str, width: int = 600, height: int = 220) -> str:
+def sweep_chart(ranking: SweepRanking, parameter: str, width: int = 600, height: int = 220) -> str:
     """Score against one swept value (a log axis when the values span a factor of 10 or more, as rates do)."""
-    points = [p for p in ranking["points"] if _finite(p["values"].get(parameter)) and _finite(p["score"])]
+    points = [p for p in ranking.points if _finite(p.values.get(parameter)) and _finite(p.score)]
     if len(points) < 2:
         return ""
-    xs = [float(p["values"][parameter]) for p in points]
+    xs = [float(p.values[parameter]) for p in points]
     log = min(xs) > 0 and max(xs) / min(xs) >= 10
     scale = math.log10 if log else float
     low_x, high_x = scale(min(xs)), scale(max(xs))
-    values = [v for p in points for v in (p["score"], *p["interval"]) if _finite(v)]
+    values: list[float] = [v for p in points for v in (p.score, *p.interval) if _finite(v)]
     top, bottom = max(values), min(0.0, min(values))
     span, x_span = (top - bottom) or 1.0, (high_x - low_x) or 1.0
 
@@ -180,59 +180,57 @@ def sweep_chart(ranking: dict[str, Any], parameter: str, width: int = 600, heigh
     marks = []
     for p, x_value in sorted(zip(points, xs, strict=True), key=lambda item: item[1]):
         x = x_of(x_value)
-        low, high = (v if _finite(v) else p["score"] for v in p["interval"])
-        best = p["rank"] == 1
+        low, high = (v if v is not None and _finite(v) else p.score for v in p.interval)
+        best = p.rank == 1
         marks.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{y_of(low):.1f}' y2='{y_of(high):.1f}' stroke='#888'/>")
-        marks.append(f"<circle cx='{x:.1f}' cy='{y_of(p['score']):.1f}' r='{5 if best else 4}' "
-                     f"fill='{'#d62' if best else '#27c'}'><title>{_e(p['section'])}</title></circle>")  # fmt: skip
+        marks.append(f"<circle cx='{x:.1f}' cy='{y_of(p.score):.1f}' r='{5 if best else 4}' "
+                     f"fill='{'#d62' if best else '#27c'}'><title>{_e(p.section)}</title></circle>")  # fmt: skip
         marks.append(f"<text x='{x:.1f}' y='{height - 10}' text-anchor='middle'>{x_value:g}</text>")
     return (
         f"<svg width='{width}' height='{height}' role='img' aria-label='sweep: {_e(parameter)}'>{''.join(marks)}"
-        f"<text x='5' y='15'>{_e(ranking['scorer'])} against {_e(parameter)}{' (log axis)' if log else ''}</text>"
+        f"<text x='5' y='15'>{_e(ranking.scorer)} against {_e(parameter)}{' (log axis)' if log else ''}</text>"
         "</svg>"
     )
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
 def comparison_context(
-    store: Store, experiment: Experiment, data: dict[str, Any], show: Show = "all"
+    store: Store, experiment: Experiment, results: ExperimentResults, show: Show = "all"
 ) -> dict[str, Any]:
     """What the comparison part of a page needs (the report and the dashboard fill the same template with it)."""
     return {
-        "data": data,
-        "score_charts": {s: Markup(score_chart(s, data["models"])) for s in data["scorers"]},
-        "lower": {s: lower_is_better(s) for s in data["scorers"]},
-        "examples": example_rows(store, experiment, data, show),
+        "data": results,
+        "score_charts": {s: Markup(score_chart(s, results.models)) for s in results.scorers},
+        "lower": results.lower_is_better,
+        "examples": example_rows(store, experiment, results, show),
     }
 
 
-def loss_curves(store: Store, data: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
+def loss_curves(store: Store, results: ExperimentResults) -> dict[str, list[tuple[int, float]]]:
     """Every job's training (and validation) loss by step, labelled by backend and job."""
     curves: dict[str, list[tuple[int, float]]] = {}
-    for j in data["jobs"]:
-        metrics = store.metrics(j["job"])
-        curves[f"{j['backend']} {j['job']}"] = [(m.step, m.loss) for m in metrics if m.loss is not None]
+    for j in results.jobs:
+        metrics = store.metrics(j.job)
+        curves[f"{j.backend} {j.job}"] = [(m.step, m.loss) for m in metrics if m.loss is not None]
         valid = [(m.step, m.valid_loss) for m in metrics if m.valid_loss is not None]
         if valid:
-            curves[f"{j['backend']} {j['job']} (validation)"] = valid
+            curves[f"{j.backend} {j.job} (validation)"] = valid
     return curves
 
 
-def render(store: Store, experiment: Experiment, data: dict[str, Any]) -> str:
+def render(store: Store, experiment: Experiment, results: ExperimentResults) -> str:
     """The self-contained HTML report of an experiment: loss curves, scores with intervals, per-example outputs."""
-    best = {f"best step of {job}": found["best_step"] for job, found in (data.get("overfitting") or {}).items()}
-    sweeps = data.get("sweep") or []
+    best = {f"best step of {job}": found.best_step for job, found in results.overfitting.items()}
     return render_template(
         "report.html",
-        **comparison_context(store, experiment, data),
-        loss_chart=Markup(loss_chart(loss_curves(store, data), marks=best)),
-        curve_charts=[Markup(curve_chart(curve)) for curve in data.get("learning_curve") or []],
-        sweep_charts=[[Markup(sweep_chart(r, name)) for name in r["parameters"]] for r in sweeps],
-        sweep_tables=[sweep_cells(r) for r in sweeps],
-        gap_lines=gap_lines(data["generalisation_gap"]) if data.get("generalisation_gap") else [],
-        overfit_lines=[(job, overfit_text(found)) for job, found in (data.get("overfitting") or {}).items()],
-        check_lines=check_lines(data["check"]) if data.get("check") else [],
+        **comparison_context(store, experiment, results),
+        loss_chart=Markup(loss_chart(loss_curves(store, results), marks=best)),
+        curve_charts=[Markup(curve_chart(curve)) for curve in results.learning_curve],
+        sweep_charts=[[Markup(sweep_chart(r, name)) for name in r.parameters] for r in results.sweep],
+        sweep_tables=[sweep_cells(r) for r in results.sweep],
+        gap_lines=gap_lines(results.generalisation_gap),
+        check_lines=check_lines(results.check) if results.check else [],
     )

@@ -7,6 +7,7 @@ from statistics import fmean, median
 from typing import Any
 
 from fto.backends import registry
+from fto.orchestrator.errors import FtoError
 from fto.schemas import Completion
 from fto.schemas.provider import Price
 
@@ -46,3 +47,16 @@ def usage_summary(
         "latency_mean_s": round(fmean(latencies), 4) if latencies else None,
         "latency_p50_s": round(median(latencies), 4) if latencies else None,
     }
+
+
+def training_cost(backend_type: str, base_model: str | None, trained_tokens: int | None) -> float | None:
+    """Dollars a job's training cost: its trained tokens at the provider's price for the base model, or None when
+    either is unknown (the local backend has no price: its time is shown instead)."""
+    if not trained_tokens or not base_model:
+        return None
+    try:
+        _, card = registry.backend_class(backend_type).describe().model(base_model)
+    except (FtoError, ImportError, OSError, ValueError):  # a plugin without a provider table
+        return None
+    price = card.training_usd_per_1m if card else None
+    return None if price is None else round(trained_tokens * price / 1e6, 6)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -37,6 +37,9 @@ from fto.schemas import (
     ProviderJob,
     ProviderUpdates,
 )
+
+if TYPE_CHECKING:
+    from fto.schemas.results import Target
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 # Who this process is, in submission claims: a claim of a dead process on this machine is taken over at once.
@@ -647,27 +650,20 @@ class Store:
 
     @_retried
     def save_scores(
-        self,
-        experiment_id: str,
-        target: str,
-        job_id: str | None,
-        backend: str,
-        model: str,
-        scores: dict[str, tuple[float, float, float]],
-        examples: int,
+        self, experiment_id: str, target: Target, scores: dict[str, tuple[float, float, float]], examples: int
     ) -> None:
-        """Scores per scorer as (score, interval low, interval high)."""
+        """A model's scores per scorer as (score, interval low, interval high)."""
         with self.db.tx() as tx:
             for scorer, (score, low, high) in scores.items():
                 tx.execute(
                     "INSERT INTO eval_results (experiment_id, target, job_id, backend, model, scorer, score,"
-                    " examples, created_at, low, high) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " examples, created_at, low, high, role, base_model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (experiment_id, target, scorer) DO UPDATE SET job_id = excluded.job_id,"
                     " backend = excluded.backend, model = excluded.model, score = excluded.score,"
                     " examples = excluded.examples, created_at = excluded.created_at, low = excluded.low,"
-                    " high = excluded.high",
-                    (experiment_id, target, job_id, backend, model, scorer, score, examples, now().isoformat(),
-                     low, high),
+                    " high = excluded.high, role = excluded.role, base_model = excluded.base_model",
+                    (experiment_id, target.label, target.job, target.section, target.model, scorer, score, examples,
+                     now().isoformat(), low, high, target.role.value, target.base_model),
                 )  # fmt: skip
 
     @_retried

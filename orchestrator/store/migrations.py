@@ -103,6 +103,17 @@ def _experiment_documents(db: Database, tx: Tx) -> None:
     )
 
 
+def _target_roles(db: Database, tx: Tx) -> None:
+    """What each evaluated model is, as a column: reports no longer read it out of the label. Rows written before
+    it existed are given theirs from the labels that fto wrote then, once, here."""
+    _add_columns(("eval_results", "role", "TEXT"), ("eval_results", "base_model", "TEXT"))(db, tx)
+    tx.execute(
+        "UPDATE eval_results SET role = CASE WHEN target LIKE '%/fine-tuned' THEN 'fine_tuned' "
+        "WHEN target LIKE '%/base' THEN 'base' WHEN job_id IS NOT NULL THEN 'checkpoint' ELSE 'external' END "
+        "WHERE role IS NULL"
+    )
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -126,6 +137,8 @@ MIGRATIONS = [
     Migration(9, "files registered for the dashboard's data pages (no request names a path)", _inspected_files),
     Migration(10, "an experiment's held-out examples, data check and per-example results, for every machine",
               _experiment_documents),
+    Migration(11, "what each evaluated model is (base, fine-tuned, checkpoint, external) and its base",
+              _target_roles),
 ]  # fmt: skip
 LATEST = MIGRATIONS[-1].version
 

@@ -24,6 +24,9 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def _interval(pair: Any) -> str:
+    """`[low, high]`, from a pair or a score record; empty when either bound is unknown."""
+    if hasattr(pair, "low"):
+        pair = (pair.low, pair.high)
     if not pair or any(v is None or not math.isfinite(v) for v in pair):
         return ""
     return f"[{pair[0]:.3g}, {pair[1]:.3g}]"

@@ -137,8 +137,8 @@ async def compare_page(request: Request) -> Response:
     experiment = await ui.read(ui.store.experiment, request.path_params["id"])
     show = request.query_params.get("show", "all")
     show = show if show in SHOWS else "all"
-    data = await ui.read(comparison, ui.store, experiment)
-    context = await ui.read(comparison_context, ui.store, experiment, data, show)
+    results = await ui.read(comparison, ui.store, experiment)
+    context = await ui.read(comparison_context, ui.store, experiment, results, show)
     links = list(SHOW_LABELS.items())
     return _page(request, "ui/compare.html", experiment=experiment, links=links, **context)
 
@@ -241,8 +241,8 @@ async def experiment_sweep(request: Request) -> Response:
     experiment = await ui.read(ui.store.experiment, request.path_params["id"])
     if not experiment.spec.points:
         return JSONResponse({"sweep": []})
-    data = await ui.read(comparison, ui.store, experiment)
-    return JSONResponse({"sweep": data.get("sweep") or []})
+    results = await ui.read(comparison, ui.store, experiment)
+    return JSONResponse({"sweep": [r.model_dump(mode="json") for r in results.sweep]})
 
 
 async def job_histogram(request: Request) -> Response:

@@ -4,12 +4,12 @@ called as a notebook or script calls them."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 import yaml
 
 import fto
+from fto import ComparisonKind, JobStatus, ModelRole
 from tests.backends.sim.conftest import SimServer
 from tests.conftest import ANIMALS
 
@@ -43,14 +43,22 @@ def test_submit_wait_evaluate_compare_from_a_dict(sim):
     comparison = experiment.evaluate()
     assert comparison.scorers == ["exact_match", "token_f1"]
     assert comparison.scores["a/fine-tuned"]["exact_match"] > comparison.scores["a/base"]["exact_match"]
-    assert {p["b"] for p in comparison.paired} == {"a/fine-tuned", "b/fine-tuned"}
+    assert {p.b.label for p in comparison.paired} == {"a/fine-tuned", "b/fine-tuned"}  # b: against a's and its base
     assert comparison.report_path == experiment.report_path and comparison.report_path.exists()
     frame = comparison.to_pandas()
     assert list(frame.index) == ["a/base", "a/fine-tuned", "b/base", "b/fine-tuned"]
     assert frame.loc["a/fine-tuned", "exact_match_low"] <= frame.loc["a/fine-tuned", "exact_match"]
     html = comparison._repr_html_()
     assert "score-table" in html and "a/fine-tuned" in html and "<svg" in html
-    assert json.loads(json.dumps(comparison.data, default=str))["experiment"] == experiment.id  # = compare --json
+    results = comparison.results  # typed: what `fto compare --json` prints
+    assert results.experiment == experiment.id and all(isinstance(j.status, JobStatus) for j in results.jobs)
+    tuned = [m for m in comparison.models if m.target.role == ModelRole.FINE_TUNED]
+    assert {m.target.section for m in tuned} == {"a", "b"} and all(m.target.job for m in tuned)
+    assert all(m.training_hours and m.quality_per_hour for m in tuned)  # the sim's jobs take seconds
+    between = [p for p in comparison.paired if p.kind == ComparisonKind.BETWEEN]
+    assert {(p.a.label, p.b.label) for p in between} == {("a/fine-tuned", "b/fine-tuned")}
+    assert [r.rank for r in results.ranking] == [1, 2, 3, 4] and results.ranking[0].target.role == ModelRole.FINE_TUNED
+    assert jobs[0].status is JobStatus.SUCCEEDED
 
     job = experiment.jobs[0]
     metrics = job.metrics()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_fto
+from tests.conftest import REPO, model_scores, models_by_label, run_fto
 
 PARROT = Path(__file__).resolve().parents[1] / "fixtures" / "fto_parrot"
 
@@ -96,12 +96,12 @@ def test_run_and_compare_through_the_plugin_with_its_costs(parrot_plugin: Path, 
     result = run_fto("run", str(job), "--backend", "parrot")
     assert result.returncode == 0, result.stderr
     report = json.loads(run_fto("compare", "--json").stdout)
-    scores = {m["target"]: m["scores"]["exact_match"] for m in report["models"]}
+    scores = {label: s["exact_match"] for label, s in model_scores(report).items()}
     references = next(iter((job.parent / "fto-home").rglob("eval.jsonl"))).read_text()
     expected = sum('"content":"bird"}' in row for row in references.splitlines()) / 40
     assert scores == {"parrot/base": 0.0, "parrot/fine-tuned": pytest.approx(expected)}
     assert 0 < expected < 1
-    usage = {m["target"]: m["usage"] for m in report["models"]}
+    usage = {label: m["usage"] for label, m in models_by_label(report).items()}
     tuned = usage["parrot/fine-tuned"]
     assert tuned["output_tokens"] == 40  # one word per answer, counted by the plugin
     assert tuned["cost_usd"] == pytest.approx((tuned["input_tokens"] * 4.0 + 40 * 8.0) / 1e6)

@@ -82,13 +82,14 @@ def test_the_same_job_file_on_every_provider_and_locally(
     assert set(jobs) == {"together", "fireworks", "vertex", "bedrock", "local"}
     assert all(job.status == JobStatus.SUCCEEDED for job in jobs.values())
     compared = json.loads(run_fto("compare", experiment.id, "--json").stdout)
-    rows = {row["target"]: row for row in compared["models"]}
+    rows = {row["target"]["label"]: row for row in compared["models"]}
     expected = {f"{name}/{kind}" for name in jobs for kind in ("base", "fine-tuned")}
     assert set(rows) == expected
     for target, row in rows.items():
         assert row["usage"]["cost_usd"] is not None, target  # every model priced (local: 0)
         assert row["usage"]["calls"] == 20
     for hosted in ("together", "fireworks", "vertex", "bedrock"):
-        assert rows[f"{hosted}/fine-tuned"]["scores"]["exact_match"] > rows[f"{hosted}/base"]["scores"]["exact_match"]
+        tuned, base = rows[f"{hosted}/fine-tuned"]["scores"], rows[f"{hosted}/base"]["scores"]
+        assert tuned["exact_match"]["value"] > base["exact_match"]["value"]
     table = run_fto("compare", experiment.id)
     assert table.returncode == 0 and all(target in table.stdout for target in expected)

@@ -34,7 +34,7 @@ def test_a_sweep_on_a_hosted_backend_sends_each_point_and_ranks_them(together_ap
     scores = [p["score"] for p in ranking["points"]]
     assert scores == sorted(scores, reverse=True)
     assert all(p["versus_best"] is not None for p in ranking["points"][1:])
-    assert sum(1 for m in data["models"] if m["target"].endswith("/base")) == 1  # the shared base, evaluated once
+    assert sum(1 for m in data["models"] if m["target"]["role"] == "base") == 1  # the shared base, evaluated once
     folder = fto_home / "experiments" / experiment.id
     assert "## Sweep: together (token_f1)" in (folder / "report.md").read_text()
     assert "aria-label='sweep: learning_rate'" in (folder / "report.html").read_text()

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import FTO, REPO, run_fto
+from tests.conftest import FTO, REPO, model_scores, run_fto
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,7 +34,7 @@ def test_smollm2_has_a_real_baseline_and_fine_tuning_beats_it():
         capture_output=True, text=True, timeout=800, cwd=REPO,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    scores = {m["target"]: m["scores"] for m in json.loads(run_fto("compare", "--json").stdout)["models"]}
+    scores = model_scores(json.loads(run_fto("compare", "--json").stdout))
     base, tuned = scores["local/base"]["token_f1"], scores["local/fine-tuned"]["token_f1"]
     assert 0 < base < 1, base  # the pretrained base answers, partly right: a real baseline
     assert tuned > base + 0.3

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FTO, QUICKSTART, REPO, SHARED_DATA, run_fto
+from tests.conftest import FTO, QUICKSTART, REPO, SHARED_DATA, model_scores, run_fto
 
 
 def test_help_is_fast_and_imports_no_training_stack():
@@ -100,7 +100,7 @@ def test_quickstart_runs_end_to_end_and_the_fine_tuned_model_wins():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "local/fine-tuned" in result.stdout and "report:" in result.stdout
     report = json.loads(run_fto("compare", "--json").stdout)
-    scores = {m["target"]: m["scores"] for m in report["models"]}
+    scores = model_scores(report)
     assert scores["local/base"]["exact_match"] < 0.1
     assert scores["local/fine-tuned"]["exact_match"] > 0.8
     assert scores["local/fine-tuned"]["token_f1"] > 0.8

@@ -11,6 +11,7 @@ import pytest
 from fto.orchestrator.store import PROCESS, Store
 from fto.orchestrator.store.migrations import LATEST, MIGRATIONS, version
 from fto.schemas import JobEvent, JobSpec, JobStatus, Metric, ProviderJob
+from fto.schemas.results import ModelRole, Target
 from tests.conftest import run_fto
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,16 +53,24 @@ def test_a_store_from_before_migrations_upgrades_in_place_and_keeps_its_jobs(fto
     stamp = "2026-01-01T00:00:00+00:00"
     db.execute("INSERT INTO jobs (id, experiment_id, backend, status, created_at, updated_at) VALUES "
                "('job-old', 'exp-old', 'sim', 'running', ?, ?)", (stamp, stamp))  # fmt: skip
+    for label, job in (("sim/base", "'job-old'"), ("sim/fine-tuned", "'job-old'"), ("sim/gpt-x", "NULL")):
+        db.execute(f"INSERT INTO eval_results VALUES ('exp-old', ?, {job}, 'sim', 'm', 'exact_match', 0.5, 10, ?)",
+                   (label, stamp))  # fmt: skip
     db.commit()
     db.close()
     store = Store()
     assert version(store.db) == LATEST
     assert store.job("job-old").status == JobStatus.RUNNING and store.experiment("old").id == "exp-old"
+    # what each model was is read once from the labels of the time, by the migration, and kept as a column
+    roles = {r["target"]: r["role"] for r in store.scores("exp-old")}
+    assert roles == {"sim/base": "base", "sim/fine-tuned": "fine_tuned", "sim/gpt-x": "external"}
     assert store.claim_submit("job-old")  # the new columns work
     store.set_submitted("job-old", "p-old")
     assert "job-old" in store.acquire_leases(["job-old"], "me", 30)
-    store.save_scores("exp-old", "sim/fine-tuned", "job-old", "sim", "m", {"exact_match": (0.5, 0.4, 0.6)}, 10)
-    assert store.scores("exp-old")[0]["low"] == 0.4
+    tuned = Target(label="sim/fine-tuned", section="sim", role=ModelRole.FINE_TUNED, model="m", job="job-old")
+    store.save_scores("exp-old", tuned, {"exact_match": (0.5, 0.4, 0.6)}, 10)
+    (row,) = [r for r in store.scores("exp-old") if r["target"] == "sim/fine-tuned"]
+    assert row["low"] == 0.4 and row["score"] == 0.5 and row["role"] == "fine_tuned"
 
 
 def test_a_submission_claim_is_one_process_at_a_time_and_lapses_with_its_process(engine):
@@ -197,8 +206,9 @@ def test_store_migrate_copies_every_row_into_postgresql_checked_by_counts(fto_ho
         source.add_updates(job.id, [JobEvent(created_at=at, message=f"e{k}") for k in range(3)],
                            [Metric(step=s, loss=1.0 / s) for s in range(1, 4)], f"c{i}")  # fmt: skip
         source.update_from_provider(job.id, ProviderJob(status=JobStatus.SUCCEEDED, fine_tuned_model=f"m{i}"))
-        source.save_scores(experiment.id, f"{job.backend}/fine-tuned", job.id, job.backend, f"m{i}",
-                           {"exact_match": (0.5, 0.4, 0.6), "token_f1": (0.7, 0.6, 0.8)}, 10)  # fmt: skip
+        tuned = Target(label=f"{job.backend}/fine-tuned", section=job.backend, role=ModelRole.FINE_TUNED,
+                       model=f"m{i}", job=job.id)  # fmt: skip
+        source.save_scores(experiment.id, tuned, {"exact_match": (0.5, 0.4, 0.6), "token_f1": (0.7, 0.6, 0.8)}, 10)
     source.save_upload("sim", "d1", "file-1")
     source.save_artifact(experiment.id, "report.html", "/reports/x.html")
     target = postgres_server.new_database()

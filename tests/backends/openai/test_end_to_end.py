@@ -12,7 +12,7 @@ from fto.backends import registry
 from fto.orchestrator.store import Store
 from fto.schemas import BackendSection, JobSpec, JobStatus
 from tests.backends.local.jobs import wait_for
-from tests.conftest import ANIMALS, run_fto
+from tests.conftest import ANIMALS, models_by_label, run_fto
 from tests.serving import ServeProcess
 
 pytestmark = pytest.mark.slow  # real fine-tunes through fto serve
@@ -72,9 +72,9 @@ def test_same_job_file_runs_on_openai_and_local(server, write_job, fto_home):
     both = run_fto("eval", local_experiment, "--target", f"openai:{tuned.fine_tuned_model}", timeout=300)
     assert both.returncode == 0, both.stdout + both.stderr
     compared = json.loads(run_fto("compare", local_experiment, "--json").stdout)
-    targets = {m["target"]: m for m in compared["models"]}
+    targets = models_by_label(compared)
     assert {"local/base", "local/fine-tuned", f"openai/{tuned.fine_tuned_model}"} <= set(targets)
-    assert targets[f"openai/{tuned.fine_tuned_model}"]["scores"]["exact_match"] >= 0.8
+    assert targets[f"openai/{tuned.fine_tuned_model}"]["scores"]["exact_match"]["value"] >= 0.8
 
 
 def test_backend_calls_find_pause_resume_and_large_uploads(server, tmp_path, monkeypatch):

@@ -134,7 +134,7 @@ def test_two_ddp_workers_train_like_local_and_a_killed_worker_is_resumed_to_the_
     assert [loss for _, loss in ray_losses] == pytest.approx([loss for _, loss in local_losses], rel=1e-3)
     assert (store.job(ray_job).fine_tuned_model or "").startswith(f"{s3}/{ray_job}/")
     assert run_fto("eval", experiment.id, timeout=300).returncode == 0
-    scores = {m["target"] for m in json.loads(run_fto("compare", "--json").stdout)["models"]}
+    scores = {m["target"]["label"] for m in json.loads(run_fto("compare", "--json").stdout)["models"]}
     assert {"ray/base", "ray/fine-tuned", "local/base", "local/fine-tuned"} <= scores
     raw = run_fto("logs", ray_job, "--raw")  # Ray's own log, both attempts
     assert raw.returncode == 0 and f"fto-{ray_job}-1" in raw.stdout and f"fto-{ray_job}-2" in raw.stdout

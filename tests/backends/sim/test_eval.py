@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from fto.orchestrator.store import Store
-from tests.conftest import ANIMALS, run_fto
+from tests.conftest import ANIMALS, model_scores, run_fto
 
 pytestmark = pytest.mark.slow  # runs experiments end to end
 
@@ -47,13 +47,13 @@ def test_generations_are_cached_so_a_rerun_is_free_and_an_interrupted_eval_resum
     assert server.stats()["requests"]["POST /v1/chat/completions"] == calls + 10
 
     report = json.loads(run_fto("compare", "--json").stdout)
-    scores = {m["target"]: m["scores"] for m in report["models"]}
+    scores = model_scores(report)
     # the sim's base model echoes the prompt; its fine-tuned model answers from its training data
     assert scores["sim/base"]["my_scorers:mentions_echo"] == 1.0
     assert scores["sim/fine-tuned"]["my_scorers:mentions_echo"] == 0.0
     for model in report["models"]:
-        for scorer, (low, high) in model["intervals"].items():
-            assert low <= model["scores"][scorer] <= high
+        for score in model["scores"].values():
+            assert score["low"] <= score["value"] <= score["high"]
     assert {c["scorer"] for c in report["comparisons"]} == {"exact_match", "my_scorers:mentions_echo", "rouge_l"}
     exact = next(c for c in report["comparisons"] if c["scorer"] == "exact_match")
     assert exact["significant"] and exact["difference"] > 0.3, exact["text"]  # fine-tuning shows on the sim
@@ -89,7 +89,7 @@ def test_any_models_on_any_eval_file_addressed_the_same_way(sim_server, tmp_path
     assert result.returncode == 0, result.stderr
     report = json.loads(run_fto("compare", "--json").stdout)
     assert report["name"] == "eval-test" and report["scorers"] == ["numeric_match", "rouge_l"]
-    assert [m["target"] for m in report["models"]] == ["sim/sim-base", "sim/sim-large"]
+    assert [m["target"]["label"] for m in report["models"]] == ["sim/sim-base", "sim/sim-large"]
     assert all(m["examples"] == 20 for m in report["models"])
     assert server.stats()["requests"]["POST /v1/chat/completions"] == 40
 
@@ -98,7 +98,9 @@ def test_any_models_on_any_eval_file_addressed_the_same_way(sim_server, tmp_path
     (job,) = [j for j in Store().jobs() if j.backend == "sim"]
     extra = run_fto("eval", job.experiment_id, "--target", f"job:{job.id}", "--target", "sim:sim-large")
     assert extra.returncode == 0, extra.stderr
-    targets = [m["target"] for m in json.loads(run_fto("compare", job.experiment_id, "--json").stdout)["models"]]
+    targets = [
+        m["target"]["label"] for m in json.loads(run_fto("compare", job.experiment_id, "--json").stdout)["models"]
+    ]
     assert set(targets) == {"sim/base", "sim/fine-tuned", f"sim/{job.id}", "sim/sim-large"}
 
     bad = run_fto("eval", "--data", str(gsm8k), "--target", "nowhere:model")
@@ -129,7 +131,7 @@ def test_a_judge_scores_every_model_and_compares_fine_tuned_with_base(sim_server
         judge.shutdown()
     assert result.returncode == 0, result.stderr
     report = json.loads(run_fto("compare", "--json").stdout)
-    scores = {m["target"]: m["scores"] for m in report["models"]}
+    scores = model_scores(report)
     folder = Store().path.parent / "experiments" / report["experiment"] / "eval"
     outputs = [json.loads(x) for x in (folder / "sim.base.jsonl").read_text().splitlines()]
     right = sum(o["reference"] in o["output"] for o in outputs)  # the sim echoes the question ("catfish" has "fish")
@@ -167,10 +169,11 @@ def test_a_run_on_sim_and_local_compares_the_two_fine_tuned_models(sim_server, t
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(run_fto("compare", "--json").stdout)
     between = [c for c in report["comparisons"] if c["kind"] == "between"]
-    assert [(c["a"], c["b"]) for c in between] == [("sim/fine-tuned", "local/fine-tuned")] or [
-        (c["a"], c["b"]) for c in between] == [("local/fine-tuned", "sim/fine-tuned")]  # fmt: skip
+    pairs = [(c["a"]["label"], c["b"]["label"]) for c in between]
+    assert pairs in ([("sim/fine-tuned", "local/fine-tuned")], [("local/fine-tuned", "sim/fine-tuned")])
+    assert all(c["a"]["role"] == c["b"]["role"] == "fine_tuned" for c in between)
     (pair,) = between
     assert pair["wins"] + pair["losses"] + pair["ties"] == 30 and 0 <= pair["p_holm"] <= 1
     assert "per example" in pair["text"] and pair["text"] in run_fto("compare").stdout
     html = Path(run_fto("compare").stdout.split("report: ")[1].split()[0]).read_text()
-    assert "Paired comparisons" in html and f"{pair['b']} vs {pair['a']}" in html
+    assert "Paired comparisons" in html and f"{pair['b']['label']} vs {pair['a']['label']}" in html

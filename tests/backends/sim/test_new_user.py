@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.backends.sim.test_jobs_cli import _job_file
-from tests.conftest import run_fto
+from tests.conftest import model_scores, run_fto
 from tests.serving import free_port
 
 pytestmark = pytest.mark.slow  # runs the provider and the CLI
@@ -69,5 +69,5 @@ def test_the_fine_tuned_sim_model_answers_from_its_training_data(sim_server, tmp
     job = _job_file(tmp_path, server.url, duration=0.5)
     assert run_fto("run", job).returncode == 0
     report = json.loads(run_fto("compare", "--json").stdout)
-    scores = {m["target"]: m["scores"]["exact_match"] for m in report["models"]}
+    scores = {label: s["exact_match"] for label, s in model_scores(report).items()}
     assert scores["sim1/base"] == 0.0 and scores["sim1/fine-tuned"] > 0.3

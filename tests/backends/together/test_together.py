@@ -63,7 +63,7 @@ def test_run_end_to_end_with_metrics_checkpoints_price_and_eval(together_api, wr
     assert scores[("together/fine-tuned", "exact_match")] >= 0.4  # recalls what it was taught
     assert scores[("together/base", "exact_match")] <= 0.1
     compared = json.loads(run_fto("compare", experiment.id, "--json").stdout)
-    tuned = next(m for m in compared["models"] if m["target"] == "together/fine-tuned")
+    tuned = next(m for m in compared["models"] if m["target"]["label"] == "together/fine-tuned")
     assert tuned["usage"]["cost_usd"] > 0  # tokens from Together's usage, priced from the backend's table
     for path in fto_home.rglob("*"):  # the key reached Together and nowhere else
         assert not path.is_file() or TOGETHER_KEY.encode() not in path.read_bytes(), path

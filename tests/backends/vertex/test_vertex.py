@@ -57,7 +57,7 @@ def test_run_end_to_end_with_gemini_data_in_cloud_storage(vertex_api, gcs, write
     assert scores[("vertex/fine-tuned", "exact_match")] >= 0.4
     assert scores[("vertex/base", "exact_match")] <= 0.1
     compared = json.loads(run_fto("compare", experiment.id, "--json").stdout)
-    tuned = next(m for m in compared["models"] if m["target"] == "vertex/fine-tuned")
+    tuned = next(m for m in compared["models"] if m["target"]["label"] == "vertex/fine-tuned")
     assert tuned["usage"]["cost_usd"] > 0
     for path in fto_home.rglob("*"):  # the token reached Vertex and nowhere else
         assert not path.is_file() or TOKEN.encode() not in path.read_bytes(), path

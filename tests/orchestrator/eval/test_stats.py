@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy
 import pytest
 from scipy import stats as scipy_stats
 
@@ -22,13 +23,26 @@ def test_percentile_interpolates_like_numpy():
     assert percentile([1.0, 2.0, 3.0, 4.0], 1.0) == 4.0 and percentile([7.0], 0.3) == 7.0
 
 
-def test_bootstrap_interval_matches_scipy_percentile_bootstrap():
+def test_bootstrap_interval_is_scipys_percentile_bootstrap_on_the_same_draws():
     ours = bootstrap_interval(A, seed=1, resamples=4000)
     theirs = scipy_stats.bootstrap(
-        (A,), statistic=lambda x, axis: x.mean(axis=axis), n_resamples=4000, method="percentile", random_state=1
+        (A,),
+        statistic=lambda x, axis: x.mean(axis=axis),
+        n_resamples=4000,
+        method="percentile",
+        batch=4000,
+        random_state=numpy.random.default_rng(1),
     ).confidence_interval
-    # Monte Carlo on both sides: the bounds agree to well within one example's weight (1/60)
-    assert ours[0] == pytest.approx(theirs.low, abs=0.012) and ours[1] == pytest.approx(theirs.high, abs=0.012)
+    # the same generator draws the same resamples: the bounds are scipy's to rounding
+    assert ours == pytest.approx((theirs.low, theirs.high), abs=1e-12)
+
+
+def test_a_corpus_statistic_is_resampled_on_the_same_draws_as_a_mean():
+    from fto.orchestrator.eval.stats import bootstrap_statistic
+
+    assert bootstrap_statistic(A, lambda rows: sum(rows) / len(rows), seed=2) == pytest.approx(
+        bootstrap_interval(A, seed=2), abs=1e-12
+    )
 
 
 def test_paired_p_value_matches_scipys_permutation_test():
@@ -66,10 +80,11 @@ def test_holm_adjusts_a_family_step_down():
 def test_every_fine_tuned_model_is_compared_with_every_other_and_its_base(fto_home):
     import json
 
-    from fto.orchestrator.eval.report import comparisons
+    from fto.orchestrator.eval.report import paired_tests
     from fto.orchestrator.paths import experiment_dir
     from fto.orchestrator.store import Store
     from fto.schemas import JobSpec
+    from fto.schemas.results import ComparisonKind, ModelResult, ModelRole, Score, Target
 
     spec = JobSpec.model_validate({"name": "x", "data": {"train": "t.jsonl"}})
     experiment, _ = Store().create_experiment(spec, None, [])
@@ -81,15 +96,20 @@ def test_every_fine_tuned_model_is_compared_with_every_other_and_its_base(fto_ho
         "sim/base": [0.0] * 40,
         "sim/fine-tuned": [1.0] * 10 + [0.0] * 30,
     }
-    for target, values in scores.items():
+    models = []
+    for label, values in scores.items():
         rows = [{"line": i + 1, "scores": {"exact_match": v}} for i, v in enumerate(values)]
-        (folder / f"{target.replace('/', '.')}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    found = comparisons(Store(), experiment, list(scores), ["exact_match"])
-    pairs = {(c["a"], c["b"]): c for c in found}
+        (folder / f"{label.replace('/', '.')}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        section, _, kind = label.partition("/")  # the test names its own models; fto never parses a label
+        role = ModelRole.BASE if kind == "base" else ModelRole.FINE_TUNED
+        target = Target(label=label, section=section, role=role, model=label, job=f"job-{section}")
+        models.append(ModelResult(target=target, examples=40, scores={"exact_match": Score(value=sum(values) / 40)}))
+    found = paired_tests(Store(), experiment, models, ["exact_match"])
+    pairs = {(c.a.label, c.b.label): c for c in found}
     assert set(pairs) == {("local/base", "local/fine-tuned"), ("sim/base", "sim/fine-tuned"),
                           ("local/fine-tuned", "sim/fine-tuned")}  # fmt: skip
     between = pairs[("local/fine-tuned", "sim/fine-tuned")]
-    assert between["kind"] == "between" and (between["wins"], between["losses"], between["ties"]) == (0, 20, 20)
-    assert between["difference"] == pytest.approx(-0.5) and between["significant"]
-    assert "sim/fine-tuned is worse" in between["text"] and "0 better, 20 worse, 20 tied" in between["text"]
-    assert all(c["p_holm"] >= c["p_value"] for c in found)  # three tests of one scorer: adjusted upwards
+    assert between.kind == ComparisonKind.BETWEEN and (between.wins, between.losses, between.ties) == (0, 20, 20)
+    assert between.difference == pytest.approx(-0.5) and between.significant
+    assert "sim/fine-tuned is worse" in between.text and "0 better, 20 worse, 20 tied" in between.text
+    assert all(c.p_holm >= c.p_value for c in found)  # three tests of one scorer: adjusted upwards
