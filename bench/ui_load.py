@@ -1,6 +1,8 @@
-"""The dashboard under load: an experiment of 1,000 jobs, one of them with 100,000 metric points.
+"""The dashboard under load: an experiment of 1,000 jobs, one of them with 100,000 metric points; or (CASE=report)
+an experiment of 10,000 held-out examples evaluated on 6 models.
 
     python bench/ui_load.py            # JOBS=1000 POINTS=100 (per job) LONG=100000 (the long job) REPEAT=7
+    CASE=report python bench/ui_load.py    # EXAMPLES=10000 MODELS=6: report.md + report.html, the compare page
 
 Starts `fto ui` as users do (its own process, uvicorn, 127.0.0.1) over a SQLite store filled through the Store
 API, then times with httpx, medians of REPEAT: the experiment page (1,000 rows, server-rendered), the rows
@@ -93,7 +95,94 @@ def browser_times(url: str) -> None:
     print(f"{'browser: loss chart drawn':34} {drawn[0]:8.3f} {statistics.median(drawn):9.3f}")
 
 
+EXAMPLES = int(os.environ.get("EXAMPLES", "10000"))
+MODELS = int(os.environ.get("MODELS", "6"))
+
+
+def fill_results() -> str:
+    """One experiment of MODELS // 2 sections, each a base and a fine-tuned model, scored on EXAMPLES examples
+    (answers, three scorers, tokens, cost per example) as the eval records them; then the eval's paired tests."""
+    import json
+    import random
+
+    from fto.orchestrator import experiment_files as files
+    from fto.orchestrator.eval.report import record_paired_tests
+    from fto.schemas.results import ModelRole, Target
+
+    store = Store()
+    sections = {f"s{i}": {"type": "sim", "url": "http://127.0.0.1:9"} for i in range(MODELS // 2)}
+    spec = JobSpec.model_validate({"name": "results", "data": {"train": "t.jsonl"}, "backends": sections,
+                                   "eval": {"scorers": ["exact_match", "token_f1", "rouge_l"]}})  # fmt: skip
+    experiment, jobs = store.create_experiment(spec, None, list(sections))
+    rng = random.Random(0)
+    for k, job in enumerate(jobs):
+        store.update_from_provider(job.id, ProviderJob(status=JobStatus.SUCCEEDED, fine_tuned_model=f"ft-{k}",
+                                                       trained_tokens=1_000_000))  # fmt: skip
+        for role, skill in ((ModelRole.BASE, 0.2), (ModelRole.FINE_TUNED, 0.5 + 0.1 * k)):
+            label = f"{job.backend}/{'base' if role == ModelRole.BASE else 'fine-tuned'}"
+            target = Target(label=label, section=job.backend, role=role, model=f"m-{label}", job=job.id)
+            rows = []
+            for i in range(EXAMPLES):
+                right = rng.random() < skill
+                values = {"exact_match": float(right), "token_f1": rng.random() * 0.5 + 0.5 * right,
+                          "rouge_l": rng.random() * 0.5 + 0.5 * right}  # fmt: skip
+                rows.append({"line": i + 1, "prompt": f"question {i} " * 8, "output": f"answer {i} " * 6,
+                             "reference": f"reference {i}", "scores": values, "input_tokens": 40,
+                             "output_tokens": 12, "seconds": 0.2, "cost_usd": 1e-5})  # fmt: skip
+            files.save(store, experiment.id, files.outputs_name(label), files.rows_text(rows))
+            means = {name: (sum(r["scores"][name] for r in rows) / EXAMPLES, 0.0, 1.0) for name in rows[0]["scores"]}
+            store.save_scores(experiment.id, target, means, EXAMPLES)
+    files.save(store, experiment.id, files.USAGE, json.dumps({}))
+    started = time.perf_counter()
+    record_paired_tests(store, store.experiment(experiment.id))
+    print(f"paired tests recorded (the eval's last step) in {time.perf_counter() - started:.2f} s")
+    return experiment.id
+
+
+def report_case() -> None:
+    """report.md and report.html written (`fto compare`), in process and as the CLI; then the dashboard's page."""
+    from fto.orchestrator.eval.report import comparison, write_reports
+
+    filled = time.perf_counter()
+    experiment_id = fill_results()
+    print(f"store filled in {time.perf_counter() - filled:.1f} s: {EXAMPLES:,} examples x {MODELS} models")
+    store = Store()
+    experiment = store.experiment(experiment_id)
+    times = []
+    for _ in range(REPEAT):
+        started = time.perf_counter()
+        write_reports(store, experiment, comparison(store, experiment))
+        times.append(time.perf_counter() - started)
+    print(
+        f"{'report.md + report.html (in process)':40} first {times[0]:.3f} s, median {statistics.median(times):.3f} s"
+    )
+    times = []
+    for _ in range(REPEAT):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "fto.orchestrator", "compare", experiment_id],
+                              capture_output=True, env=os.environ.copy())  # fmt: skip
+        times.append(time.perf_counter() - started)
+        assert done.returncode == 0, done.stderr
+    print(f"{'fto compare (whole process)':40} first {times[0]:.3f} s, median {statistics.median(times):.3f} s")
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "fto.orchestrator", "ui", "--port", str(port)], env=os.environ.copy())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base + "/api/experiments", ui)
+        with httpx.Client(base_url=base, timeout=60) as client:
+            for show in ("all", "disagree"):
+                first, seconds, response = timed(client, f"/experiments/{experiment_id}/compare?show={show}")
+                label = f"dashboard compare page (show={show})"
+                print(f"{label:40} first {first:.3f} s, median {seconds:.3f} s, {len(response.content) / 1024:.0f} KB")
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
 def main() -> None:
+    if os.environ.get("CASE") == "report":
+        report_case()
+        return
     filled = time.perf_counter()
     experiment_id, long_job = fill()
     print(f"store filled in {time.perf_counter() - filled:.1f} s: {JOBS} jobs, {(JOBS - 1) * POINTS + LONG:,} points")

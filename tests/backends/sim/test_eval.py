@@ -2,13 +2,16 @@
 
 import json
 import os
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 import yaml
+from starlette.testclient import TestClient
 
 from fto.orchestrator.store import Store
+from fto.orchestrator.ui.app import UiConfig, create_ui_app
 from tests.conftest import ANIMALS, model_scores, run_fto
 
 pytestmark = pytest.mark.slow  # runs experiments end to end
@@ -177,3 +180,10 @@ def test_a_run_on_sim_and_local_compares_the_two_fine_tuned_models(sim_server, t
     assert "per example" in pair["text"] and pair["text"] in run_fto("compare").stdout
     html = Path(run_fto("compare").stdout.split("report: ")[1].split()[0]).read_text()
     assert "Paired comparisons" in html and f"{pair['b']['label']} vs {pair['a']['label']}" in html
+    assert f'data-kind="between">{pair["text"]}' in html
+    # the dashboard's comparison page: the same test, and the examples the two fine-tuned models disagree on
+    page = TestClient(create_ui_app(UiConfig()), base_url="http://127.0.0.1")
+    shown = page.get(f"/experiments/{report['experiment']}/compare?show=disagree").text
+    assert f'data-kind="between">{pair["text"]}' in shown and 'id="ranking"' in shown
+    disagreeing = int(re.search(r"shown of (\d+) \(disagree\)", shown).group(1))  # type: ignore[union-attr]
+    assert pair["wins"] + pair["losses"] <= disagreeing <= 30 and shown.count("kind-disagree") == disagreeing

@@ -14,6 +14,7 @@ from fto.orchestrator.store import Store
 from fto.orchestrator.ui.app import ROUTES, UiConfig, create_ui_app
 from fto.orchestrator.ui.series import MAX_POINTS, MIN_POINTS, downsample, loss_series, per_series
 from fto.schemas import JobSpec, Metric
+from fto.schemas.results import ExperimentResults, ModelResult, ModelRole, Score, Target
 
 
 def test_downsampling_caps_points_and_keeps_the_extremes():
@@ -59,7 +60,13 @@ def test_the_example_filters_find_better_worse_and_disagreements():
     experiment, _ = store.create_experiment(spec, None, [])
     _scored(experiment.id, "a/base", [0.5, 0.5, 0.5, 0.2])
     _scored(experiment.id, "a/fine-tuned", [1.0, 0.0, 0.5, 0.2])
-    data = {"scorers": ["f1"], "models": [{"target": "a/base"}, {"target": "a/fine-tuned"}]}
+    models = [
+        ModelResult(target=Target(label=label, section="a", role=role, model="m", job="job-a"), examples=4,
+                    scores={"f1": Score(value=0.5)})
+        for label, role in (("a/base", ModelRole.BASE), ("a/fine-tuned", ModelRole.FINE_TUNED))
+    ]  # fmt: skip
+    data = ExperimentResults(experiment=experiment.id, name="x", scorers=["f1"], models=models, jobs=[],
+                             comparisons=[])  # fmt: skip
     lines = {show: [r.line for r in example_rows(store, experiment, data, show).rows]
              for show in ("all", "better", "worse", "disagree")}  # fmt: skip
     assert lines == {"all": [1, 2, 3, 4], "better": [1], "worse": [2], "disagree": [1, 2]}
