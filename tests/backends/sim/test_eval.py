@@ -6,6 +6,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from starlette.testclient import TestClient
@@ -171,6 +172,7 @@ def test_a_run_on_sim_and_local_compares_the_two_fine_tuned_models(sim_server, t
     result = run_fto("run", str(path), "--backend", "sim,local", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(run_fto("compare", "--json").stdout)
+    jsonschema.validate(report, json.loads(run_fto("schema", "--results").stdout))  # what it says it is
     between = [c for c in report["comparisons"] if c["kind"] == "between"]
     pairs = [(c["a"]["label"], c["b"]["label"]) for c in between]
     assert pairs in ([("sim/fine-tuned", "local/fine-tuned")], [("local/fine-tuned", "sim/fine-tuned")])
