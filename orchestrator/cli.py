@@ -80,11 +80,13 @@ def main() -> None:
 
 
 from fto.orchestrator.data_cli import data  # noqa: E402  (the group is defined before its subcommands attach)
+from fto.orchestrator.graders.command import grade  # noqa: E402
 from fto.orchestrator.serve.command import serve  # noqa: E402
 from fto.orchestrator.store_cli import store  # noqa: E402
 from fto.orchestrator.ui.command import ui  # noqa: E402
 
 cli.add_command(data)
+cli.add_command(grade)
 cli.add_command(serve)
 cli.add_command(store)
 cli.add_command(ui)

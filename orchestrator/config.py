@@ -274,23 +274,54 @@ def _check_backend_sections(spec: JobSpec, lines: dict[Loc, int], file: str) -> 
 def _check_scorers(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
     from fto.orchestrator.eval import scorers
 
+    def fail(message: str, loc: Loc, field: str) -> ConfigError:
+        return ConfigError(message, file=file, line=_line_of(loc, lines), field=field)
+
+    _check_graders(spec, lines, file)
+    graders = {g.name for g in spec.graders}
     for i, name in enumerate(spec.eval.scorers if spec.eval else []):
+        loc = ("eval", "scorers", i)
         if name == "judge" and spec.eval and spec.eval.judge is None:
-            raise ConfigError(
-                "the judge scorer needs an eval.judge section (provider, model)",
-                file=file,
-                line=_line_of(("eval", "scorers", i), lines),
-                field=f"eval.scorers[{i}]",
-            )
+            raise fail("the judge scorer needs an eval.judge section (provider, model)", loc, f"eval.scorers[{i}]")
+        if name in graders:
+            continue
         try:
             scorers.get(name)
         except ConfigError as exc:
-            raise ConfigError(
-                exc.message,
-                file=file,
-                line=_line_of(("eval", "scorers", i), lines),
-                field=f"eval.scorers[{i}]",
-            ) from None
+            message = exc.message + (f"; graders in this file: {', '.join(sorted(graders))}" if graders else "")
+            raise fail(message, loc, f"eval.scorers[{i}]") from None
+
+
+def _check_graders(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
+    """Grader names are unique and no built-in scorer's; their templates parse; a multi grader's formula names
+    only its own graders."""
+    from fto.orchestrator.eval.scorers import BUILT_IN
+    from fto.orchestrator.graders import formula, templates
+    from fto.schemas.graders import MultiGrader
+
+    seen: set[str] = set()
+    for i, grader in enumerate(spec.graders):
+
+        def fail(message: str, key: str, i: int = i, name: str = grader.name) -> ConfigError:
+            return ConfigError(f"grader {name!r}: {message}", file=file,
+                               line=_line_of(("graders", i, key), lines) or _line_of(("graders", i), lines),
+                               field=f"graders[{i}].{key}")  # fmt: skip
+
+        if grader.name in seen or grader.name in BUILT_IN:
+            raise fail("the name is taken (" + ("another grader" if grader.name in seen else "a built-in scorer")
+                       + ")", "name")  # fmt: skip
+        seen.add(grader.name)
+        for key in ("input", "reference"):
+            value = getattr(grader, key, None)
+            problem = templates.check(value) if isinstance(value, str) else None
+            if problem:
+                raise fail(f"template does not parse: {problem}", key)
+        if isinstance(grader, MultiGrader):
+            trial = {name: 0.5 for name in grader.graders}
+            try:
+                formula.evaluate(grader.calculate_output, trial)
+            except formula.FormulaProblem as exc:
+                raise fail(str(exc), "calculate_output") from None
 
 
 def _resolve_paths(spec: JobSpec, base: Path, lines: dict[Loc, int], file: str) -> JobSpec:

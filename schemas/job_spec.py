@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
+from fto.schemas.graders import Grader
+
 Auto = Literal["auto"]
 # Upper bounds no real run comes near, so a typo (`epochs: 1000000000000`) is an error at its line, never a worker
 # that grows until the machine dies. Bounds that depend on the model or the data are checked at submit.
@@ -254,6 +256,10 @@ class JobSpec(_Strict):
     metadata: dict[str, str] = Field(default_factory=dict)
     backends: dict[str, BackendSection] = Field(
         default_factory=dict, description="one section per backend: its base model and options"
+    )
+    graders: list[Grader] = Field(
+        default_factory=list,
+        description="graders (OpenAI's grader objects): named in eval.scorers they are metrics (docs/graders.md)",
     )
     eval: EvalSpec | None = Field(default_factory=EvalSpec, description="null to skip evaluation")
     notify: NotifySpec | None = Field(default=None, description="a webhook or command to call when all jobs end")

@@ -22,8 +22,10 @@ from fto.orchestrator.eval.scorers import Scorer, normalize
 from fto.orchestrator.eval.scorers import get as get_scorer
 from fto.orchestrator.eval.stats import bootstrap_interval, bootstrap_statistic
 from fto.orchestrator.eval.usage import call_cost, usage_summary
+from fto.orchestrator.graders.run import grade_many, item_of, sample_of
 from fto.orchestrator.store import Store, now
 from fto.schemas import BackendSection, Completion, Conversation, Experiment, JobEvent, JobSpec, JobStatus, Message
+from fto.schemas.graders import Grader
 from fto.schemas.results import ModelRole
 from fto.schemas.results import Target as TargetRecord
 
@@ -183,14 +185,23 @@ def generate(
 
 @dataclass(frozen=True)
 class Task:
-    """What every model is evaluated on: the held-out examples, their prompts and references, the scorers."""
+    """What every model is evaluated on: the held-out examples, their prompts and references, the scorers and the
+    graders named in eval.scorers (in `order`, the job file's)."""
 
     examples: list[Conversation]
     prompts: list[list[Message]]
     references: list[Message]
     scorers: list[Scorer]
+    graders: list[Grader]
     params: GenerationParams
     seed: int
+    order: list[str]
+
+    @property
+    def names(self) -> list[str]:
+        """Every metric recorded, in the job file's order; a grader with a pass threshold adds NAME_pass."""
+        passes = {g.name: f"{g.name}_pass" for g in self.graders if g.pass_threshold is not None}
+        return [m for n in self.order for m in (n, passes.get(n)) if m]
 
 
 def task(store: Store, experiment: Experiment) -> Task:
@@ -204,8 +215,11 @@ def task(store: Store, experiment: Experiment) -> Task:
     pairs = [e.prompt_and_reference() for e in examples]
     params = GenerationParams(max_new_tokens=spec.eval.max_new_tokens, temperature=spec.eval.temperature,
                               seed=spec.seed)  # fmt: skip
+    graders = {g.name: g for g in spec.graders}
     return Task(examples, [list(p) for p, _ in pairs], [r for _, r in pairs],
-                [get_scorer(name) for name in spec.eval.scorers], params, spec.seed)  # fmt: skip
+                [get_scorer(name) for name in spec.eval.scorers if name not in graders],
+                [graders[name] for name in spec.eval.scorers if name in graders], params, spec.seed,
+                list(spec.eval.scorers))  # fmt: skip
 
 
 def score(
@@ -216,12 +230,14 @@ def score(
     judge: Judge | None,
     store: Store,
     experiment_id: str,
-) -> list[dict[str, float]]:
-    """Step 2: each scorer's value on each example (the judge's ratings and reference losses where asked)."""
+) -> tuple[list[dict[str, float]], list[dict[str, str]]]:
+    """Step 2: each scorer's and grader's value on each example (the judge's ratings and reference losses where
+    asked), and each example's grader errors (a sample a grader cannot grade scores 0, with the reason kept)."""
     per_example = [
         {s.name: float(s.score(out, ref, example)) for s in work.scorers if s.name != "judge"}
         for out, ref, example in zip(outputs, work.references, work.examples, strict=True)
     ]
+    errors: list[dict[str, str]] = [{} for _ in outputs]
     names = {s.name for s in work.scorers}
     if judge and "judge" in names:
         rated = judge.rate([(question_text(p), r.content or "", out)
@@ -232,25 +248,36 @@ def score(
     if {"valid_loss", "perplexity"} & names:
         for row, loss in zip(per_example, _reference_losses(backend, target, work.examples), strict=True):
             row["valid_loss"], row["perplexity"] = loss, math.exp(min(loss, 50.0))
-    return [{s.name: row[s.name] for s in work.scorers} for row in per_example]
+    samples, items = [sample_of(out) for out in outputs], [item_of(e) for e in work.examples]
+    for grader in work.graders:
+        grades = grade_many(grader, samples, items, store)
+        for row, failed, grade in zip(per_example, errors, grades, strict=True):
+            row[grader.name] = grade.value if grade.value is not None else 0.0
+            if grade.error:
+                failed[grader.name] = grade.error
+            if grader.pass_threshold is not None:
+                row[f"{grader.name}_pass"] = grade.passed(grader.pass_threshold) or 0.0
+    return [{name: row[name] for name in work.names} for row in per_example], errors
 
 
 def aggregate(
     work: Task, per_example: list[dict[str, float]], outputs: list[str]
 ) -> dict[str, tuple[float, float, float]]:
-    """Step 3: each scorer's value over the examples with its 95% bootstrap interval (one bootstrap for means and
+    """Step 3: each metric's value over the examples with its 95% bootstrap interval (one bootstrap for means and
     corpus-level statistics alike); a scorer this backend cannot compute is left out."""
+    corpus = {s.name: s.aggregate for s in work.scorers if s.aggregate is not None}
     found = {}
-    for scorer in work.scorers:
-        if scorer.aggregate is None:
-            values = [row[scorer.name] for row in per_example]
+    for name in work.names:
+        statistic = corpus.get(name)
+        if statistic is None:
+            values = [row[name] for row in per_example]
             if any(math.isnan(v) for v in values):
                 continue
-            found[scorer.name] = (fmean(values), *bootstrap_interval(values, work.seed))
+            found[name] = (fmean(values), *bootstrap_interval(values, work.seed))
         else:
             labels = [(normalize(out), normalize(ref.content or "")) for out, ref in zip(outputs, work.references,
                                                                                          strict=True)]  # fmt: skip
-            found[scorer.name] = (scorer.aggregate(labels), *bootstrap_statistic(labels, scorer.aggregate, work.seed))
+            found[name] = (statistic(labels), *bootstrap_statistic(labels, statistic, work.seed))
     return found
 
 
@@ -262,8 +289,10 @@ def record(
     completions: list[Completion],
     per_example: list[dict[str, float]],
     scores: dict[str, tuple[float, float, float]],
+    errors: list[dict[str, str]],
 ) -> None:
-    """Step 4: the scores, and every example's answer, scores, tokens, latency and cost, into the store."""
+    """Step 4: the scores, and every example's answer, scores, grader errors, tokens, latency and cost, into the
+    store."""
     store.save_scores(experiment.id, target.record, scores, len(completions))
     rows = [
         {
@@ -277,8 +306,9 @@ def record(
             "seconds": c.seconds,
             "cost_usd": call_cost(target.backend_type, target.model, c, target.base_model),
         }
-        for example, prompt, c, ref, values in zip(
-            work.examples, work.prompts, completions, work.references, per_example, strict=True
+        | ({"grader_errors": failed} if failed else {})
+        for example, prompt, c, ref, values, failed in zip(
+            work.examples, work.prompts, completions, work.references, per_example, errors, strict=True
         )
     ]
     files.save(store, experiment.id, files.outputs_name(target.label), files.rows_text(rows))
@@ -315,9 +345,9 @@ def evaluate(
         timing[target.label] = round(time.perf_counter() - started, 3)
         outputs = outputs_by_label[target.label] = [c.text for c in completions]
         usage[target.label] = usage_summary(completions, target.backend_type, target.model, target.base_model)
-        per_example = score(work, target, backend, outputs, judge, store, experiment.id)
+        per_example, errors = score(work, target, backend, outputs, judge, store, experiment.id)
         scores = aggregate(work, per_example, outputs)
-        record(store, experiment, work, target, completions, per_example, scores)
+        record(store, experiment, work, target, completions, per_example, scores, errors)
         results[target.label] = {name: value[0] for name, value in scores.items()}
     files.save(store, experiment.id, files.TIMING, json.dumps(timing))  # seconds of generation per model (0: cached)
     files.save(store, experiment.id, files.USAGE, json.dumps(usage))  # tokens, latency and cost of the calls

@@ -122,11 +122,13 @@ class Chat(Format):
         label = obj.get("label")
         if label is not None and not isinstance(label, bool):
             raise RecordError("invalid_field", "label", "a KTO label must be true or false")
+        fields = {key: obj[key] for key in sorted(unknown)}  # graders read them as {{ item.KEY }}
         return Conversation(
             messages=messages,
             tools=parse_tools(obj.get("tools")),
             parallel_tool_calls=obj.get("parallel_tool_calls"),
             label=label,
+            metadata={"fields": fields} if fields else None,
         )
 
     def dump(self, record: Record) -> dict[str, Any]:
