@@ -300,12 +300,12 @@ def _check_graders(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
     from fto.schemas.graders import MultiGrader
 
     seen: set[str] = set()
-    for i, grader in enumerate(spec.graders):
+    for index, grader in enumerate(spec.graders):
 
-        def fail(message: str, key: str, i: int = i, name: str = grader.name) -> ConfigError:
+        def fail(message: str, key: str, at: int = index, name: str = grader.name) -> ConfigError:
             return ConfigError(f"grader {name!r}: {message}", file=file,
-                               line=_line_of(("graders", i, key), lines) or _line_of(("graders", i), lines),
-                               field=f"graders[{i}].{key}")  # fmt: skip
+                               line=_line_of(("graders", at, key), lines) or _line_of(("graders", at), lines),
+                               field=f"graders[{at}].{key}")  # fmt: skip
 
         if grader.name in seen or grader.name in BUILT_IN:
             raise fail("the name is taken (" + ("another grader" if grader.name in seen else "a built-in scorer")

@@ -49,13 +49,15 @@ class TextSimilarityGrader(_Grader):
     def _supported(self) -> TextSimilarityGrader:
         if self.evaluation_metric not in SIMILARITY:
             raise ValueError(
-                f"evaluation_metric {self.evaluation_metric!r} is OpenAI's but fto does not compute it yet "
-                f"(fto computes: {', '.join(SIMILARITY)})"
+                f"evaluation_metric {self.evaluation_metric!r} is a known grader metric, but fto does not compute "
+                f"it yet (fto computes: {', '.join(SIMILARITY)})"
             )
         return self
 
 
 class GraderMessage(BaseModel):
+    """One message a model grader is sent; `content` is a template."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant", "developer"]
@@ -63,7 +65,7 @@ class GraderMessage(BaseModel):
 
 
 class _ModelGrader(_Grader):
-    provider: str = Field(default="openai", description="the backend that answers (its key from the environment)")
+    provider: str = Field(description="the backend whose model answers (its key from the environment)")
     model: str
     base_url: str | None = None
     input: list[GraderMessage] = Field(min_length=1)

@@ -259,7 +259,7 @@ class JobSpec(_Strict):
     )
     graders: list[Grader] = Field(
         default_factory=list,
-        description="graders (OpenAI's grader objects): named in eval.scorers they are metrics (docs/graders.md)",
+        description="graders (the common grader objects): named in eval.scorers they are metrics (docs/graders.md)",
     )
     eval: EvalSpec | None = Field(default_factory=EvalSpec, description="null to skip evaluation")
     notify: NotifySpec | None = Field(default=None, description="a webhook or command to call when all jobs end")

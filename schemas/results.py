@@ -133,6 +133,8 @@ class RankEntry(_Record):
 
 
 class CurvePoint(_Record):
+    """One point of a learning curve: the fraction of the data, its examples, the score and its interval."""
+
     fraction: float
     examples: int | None
     score: float
@@ -149,6 +151,8 @@ class LearningCurve(_Record):
 
 
 class VersusBest(_Record):
+    """A sweep point against the best point on the same examples (b − a: this point minus the best)."""
+
     difference: float
     interval: tuple[float, float]
     p_value: float
@@ -156,6 +160,8 @@ class VersusBest(_Record):
 
 
 class SweepPoint(_Record):
+    """One point of a sweep: its section, its hyperparameter values, its score, rank and test against the best."""
+
     section: str
     values: dict[str, Any]
     score: float
@@ -176,6 +182,8 @@ class SweepRanking(_Record):
 
 
 class GapScore(_Record):
+    """One scorer's training-sample and held-out scores, their gap, and whether it is memorisation."""
+
     train: float
     held_out: float
     gap: float

@@ -58,6 +58,7 @@ def _number(value: object) -> float:
 
 
 def main() -> None:
+    """Read the configuration line, set the limits, load the grader, answer each request."""
     config = json.loads(sys.stdin.readline())
     os.chdir(config["scratch"])
     reply = os.fdopen(os.dup(sys.stdout.fileno()), "w")  # the grader's own prints go nowhere, not into replies

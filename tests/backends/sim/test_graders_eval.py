@@ -59,7 +59,7 @@ def test_graders_are_metrics_with_pass_rates_and_paired_tests(sim_server, tmp_pa
         ([GRADERS[0], GRADERS[0]], ["answer"], None, "grader 'answer': the name is taken (another grader)"),
         ([GRADERS[0] | {"name": "rouge_l"}], ["rouge_l"], None, "the name is taken (a built-in scorer)"),
         ([GRADERS[0] | {"input": "{{ sample.output_text"}], ["answer"], None, "template does not parse"),
-        ([GRADERS[1] | {"evaluation_metric": "meteor"}], ["close"], None, "fto does not compute it yet"),
+        ([GRADERS[1] | {"evaluation_metric": "meteor"}], ["close"], None, "but fto does not compute"),
         ([{"name": "both", "type": "multi", "graders": {"a": GRADERS[0] | {"name": "a"}},
            "calculate_output": "a + b"}], ["both"], None, "calculate_output 'a + b'"),
         ([GRADERS[0]], ["answr"], None, "unknown scorer 'answr'"),

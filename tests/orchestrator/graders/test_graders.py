@@ -58,7 +58,7 @@ def test_text_similarity_metrics_agree_with_their_reference_libraries():
     assert rouge == pytest.approx(expected) and 0 < rouge < 1
     bleu = _grade(base | {"evaluation_metric": "bleu"}, [items[0]["r"]], items)[0].value
     assert bleu == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="fto does not compute it yet"):
+    with pytest.raises(ValueError, match="fto does not compute it"):
         GRADER.validate_python(base | {"evaluation_metric": "cosine"})
 
 
@@ -180,14 +180,15 @@ def grader_model_url():
 def test_label_and_score_model_graders_ask_a_model_through_its_sdk(grader_model_url, monkeypatch, fto_home):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     ask = [{"role": "user", "content": "Answer: {{ sample.output_text }} Reference: {{ item.answer }}"}]
-    label = {"name": "judge", "type": "label_model", "model": "grader-1", "base_url": grader_model_url,
-             "input": ask, "labels": ["correct", "incorrect"], "passing_labels": ["correct"]}  # fmt: skip
+    label = {"name": "judge", "type": "label_model", "provider": "openai", "model": "grader-1",
+             "base_url": grader_model_url, "input": ask, "labels": ["correct", "incorrect"],
+             "passing_labels": ["correct"]}  # fmt: skip
     items = [{"answer": "42"}, {"answer": "7"}]
     store = Store()
     grades = grade_many(GRADER.validate_python(label), [sample_of("it is 42"), sample_of("8")], items, store)
     assert [g.value for g in grades] == [1.0, 0.0]
-    score = {"name": "score", "type": "score_model", "model": "grader-1", "base_url": grader_model_url,
-             "input": ask, "range": [0, 1]}  # fmt: skip
+    score = {"name": "score", "type": "score_model", "provider": "openai", "model": "grader-1",
+             "base_url": grader_model_url, "input": ask, "range": [0, 1]}  # fmt: skip
     grades = grade_many(GRADER.validate_python(score), [sample_of("42!"), sample_of("no")], items, store)
     assert [g.value for g in grades] == [1.0, 0.0]
 
