@@ -175,7 +175,8 @@ def test_a_gpu_job_on_a_cpu_cluster_is_unschedulable_at_once(ray_head, tmp_path,
 
 @pytest.mark.timeout(400)
 def test_a_stopped_head_is_a_clear_status_and_nothing_is_lost(ray_head, tmp_path):
-    job = _job(tmp_path, ray_head, rows=96, epochs=6, num_workers=1, checkpoint_every=4)
+    # long enough that it is still training when the head stops, however fast this machine is
+    job = _job(tmp_path, ray_head, rows=96, epochs=60, num_workers=1, checkpoint_every=4)
     assert run_fto("submit", str(job), "--backend", "ray").returncode == 0
     store = Store()
     [experiment] = store.experiments()
