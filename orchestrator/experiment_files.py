@@ -12,8 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from fto.orchestrator.paths import experiment_dir
 from fto.orchestrator.store import Store
+from fto.schemas.results import ExampleResult
+
+_ANSWERS: TypeAdapter[list[ExampleResult]] = TypeAdapter(list[ExampleResult])
 
 CHECK = "check.json"
 HELD_OUT = "eval.jsonl"
@@ -75,3 +80,14 @@ def local_copy(store: Store, experiment_id: str, name: str) -> Path | None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def load_answers(store: Store, experiment_id: str, label: str) -> list[ExampleResult] | None:
+    """A model's recorded answer to each held-out example, None when it was not evaluated."""
+    rows = load_rows(store, experiment_id, outputs_name(label))
+    return None if rows is None else _ANSWERS.validate_python(rows)
+
+
+def save_answers(store: Store, experiment_id: str, label: str, answers: list[ExampleResult]) -> None:
+    """Keep a model's answers (and a copy under FTO_HOME, as every document)."""
+    save(store, experiment_id, outputs_name(label), rows_text(answers))

@@ -65,6 +65,21 @@ class Usage(_Record):
     latency_p50_s: float | None = None
 
 
+class ExampleResult(_Record):
+    """One model's answer to one held-out example, as the eval records it (per model, in the store)."""
+
+    line: int | None = Field(default=None, description="the example's line in its file")
+    prompt: str = Field(default="", description="the conversation so far, as text")
+    reference: str | None = None
+    output: str
+    scores: dict[str, float] = Field(description="each scorer's and grader's value")
+    grader_errors: dict[str, str] = Field(default_factory=dict, description="why a grader gave no value (scored 0)")
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    seconds: float | None = None
+    cost_usd: float | None = None
+
+
 class ModelResult(_Record):
     """One evaluated model: its scores on the held-out examples, what its eval cost, and what its training cost."""
 

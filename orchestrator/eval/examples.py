@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from fto.orchestrator import experiment_files as files
 from fto.orchestrator.eval.scorers import lower_is_better
 from fto.orchestrator.store import Store
 from fto.schemas import Experiment
-from fto.schemas.results import ExperimentResults, ModelRole
+from fto.schemas.results import ExampleResult, ExperimentResults, ModelRole
 
 Show = Literal["all", "better", "worse", "disagree"]
 SHOWS: tuple[Show, ...] = ("all", "better", "worse", "disagree")
@@ -50,8 +50,8 @@ class ExamplesView:
     total: int
 
 
-def _outputs(store: Store, experiment: Experiment, targets: list[str]) -> dict[str, list[dict[str, Any]]]:
-    found = {t: files.load_rows(store, experiment.id, files.outputs_name(t)) for t in targets}
+def _outputs(store: Store, experiment: Experiment, targets: list[str]) -> dict[str, list[ExampleResult]]:
+    found = {t: files.load_answers(store, experiment.id, t) for t in targets}
     return {t: rows for t, rows in found.items() if rows is not None}
 
 
@@ -78,8 +78,8 @@ def example_rows(
     matching = 0
     for i in range(count):
         first = next(iter(outputs.values()))[i]
-        answers = [Answer(t, rows[i]["output"], rows[i]["scores"]) for t, rows in outputs.items()]
-        row = ExampleRow(first.get("line"), first.get("prompt", ""), first.get("reference") or "", answers)
+        answers = [Answer(t, rows[i].output, rows[i].scores) for t, rows in outputs.items()]
+        row = ExampleRow(first.line, first.prompt, first.reference or "", answers)
         if scorer:
             by_target = {a.target: a.scores.get(scorer, math.nan) for a in answers}
             for answer in answers:

@@ -26,7 +26,7 @@ from fto.orchestrator.graders.run import grade_many, item_of, sample_of
 from fto.orchestrator.store import Store, now
 from fto.schemas import BackendSection, Completion, Conversation, Experiment, JobEvent, JobSpec, JobStatus, Message
 from fto.schemas.graders import Grader
-from fto.schemas.results import ModelRole
+from fto.schemas.results import ExampleResult, ModelRole
 from fto.schemas.results import Target as TargetRecord
 
 CHUNK = 16  # examples per generation call: the progress bar moves at this grain
@@ -294,24 +294,24 @@ def record(
     """Step 4: the scores, and every example's answer, scores, grader errors, tokens, latency and cost, into the
     store."""
     store.save_scores(experiment.id, target.record, scores, len(completions))
-    rows = [
-        {
-            "line": example.source_line,
-            "prompt": question_text(prompt),  # what the report and the dashboard show beside the answers
-            "output": c.text,
-            "reference": ref.content,
-            "scores": values,
-            "input_tokens": c.input_tokens,
-            "output_tokens": c.output_tokens,
-            "seconds": c.seconds,
-            "cost_usd": call_cost(target.backend_type, target.model, c, target.base_model),
-        }
-        | ({"grader_errors": failed} if failed else {})
+    answers = [
+        ExampleResult(
+            line=example.source_line,
+            prompt=question_text(prompt),  # what the report and the dashboard show beside the answers
+            output=c.text,
+            reference=ref.content,
+            scores=values,
+            grader_errors=failed,
+            input_tokens=c.input_tokens,
+            output_tokens=c.output_tokens,
+            seconds=c.seconds,
+            cost_usd=call_cost(target.backend_type, target.model, c, target.base_model),
+        )
         for example, prompt, c, ref, values, failed in zip(
             work.examples, work.prompts, completions, work.references, per_example, errors, strict=True
         )
     ]
-    files.save(store, experiment.id, files.outputs_name(target.label), files.rows_text(rows))
+    files.save_answers(store, experiment.id, target.label, answers)
 
 
 def evaluate(

@@ -125,8 +125,8 @@ def _job_result(store: Store, job: Job) -> JobResult:
 
 
 def _per_example(store: Store, experiment: Experiment, target: Target, scorer: str) -> list[float] | None:
-    rows = files.load_rows(store, experiment.id, files.outputs_name(target.label))
-    return None if rows is None else [row["scores"].get(scorer, float("nan")) for row in rows]
+    answers = files.load_answers(store, experiment.id, target.label)
+    return None if answers is None else [a.scores.get(scorer, float("nan")) for a in answers]
 
 
 def _pairs(models: list[ModelResult]) -> list[tuple[Target, Target, ComparisonKind]]:

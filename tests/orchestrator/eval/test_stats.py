@@ -98,7 +98,7 @@ def test_every_fine_tuned_model_is_compared_with_every_other_and_its_base(fto_ho
     }
     models = []
     for label, values in scores.items():
-        rows = [{"line": i + 1, "scores": {"exact_match": v}} for i, v in enumerate(values)]
+        rows = [{"line": i + 1, "output": "", "scores": {"exact_match": v}} for i, v in enumerate(values)]
         (folder / f"{label.replace('/', '.')}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         section, _, kind = label.partition("/")  # the test names its own models; fto never parses a label
         role = ModelRole.BASE if kind == "base" else ModelRole.FINE_TUNED
