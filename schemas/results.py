@@ -68,6 +68,9 @@ class Usage(_Record):
 class ExampleResult(_Record):
     """One model's answer to one held-out example, as the eval records it (per model, in the store)."""
 
+    # a score this backend cannot compute is NaN, kept as NaN (not null) through the stored JSON
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
     line: int | None = Field(default=None, description="the example's line in its file")
     prompt: str = Field(default="", description="the conversation so far, as text")
     reference: str | None = None
