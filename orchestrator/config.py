@@ -296,8 +296,7 @@ def _check_graders(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
     """Grader names are unique and no built-in scorer's; their templates parse; a multi grader's formula names
     only its own graders."""
     from fto.orchestrator.eval.scorers import BUILT_IN
-    from fto.orchestrator.graders import formula, templates
-    from fto.schemas.graders import MultiGrader
+    from fto.orchestrator.graders.checks import problem
 
     seen: set[str] = set()
     for index, grader in enumerate(spec.graders):
@@ -311,17 +310,9 @@ def _check_graders(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
             raise fail("the name is taken (" + ("another grader" if grader.name in seen else "a built-in scorer")
                        + ")", "name")  # fmt: skip
         seen.add(grader.name)
-        for key in ("input", "reference"):
-            value = getattr(grader, key, None)
-            problem = templates.check(value) if isinstance(value, str) else None
-            if problem:
-                raise fail(f"template does not parse: {problem}", key)
-        if isinstance(grader, MultiGrader):
-            trial = {name: 0.5 for name in grader.graders}
-            try:
-                formula.evaluate(grader.calculate_output, trial)
-            except formula.FormulaProblem as exc:
-                raise fail(str(exc), "calculate_output") from None
+        found = problem(grader)
+        if found:
+            raise fail(found[1], found[0])
 
 
 def _resolve_paths(spec: JobSpec, base: Path, lines: dict[Loc, int], file: str) -> JobSpec:

@@ -36,17 +36,22 @@ def load_grader(grader: str, job_file: str | None) -> Any:
     import yaml
     from pydantic import TypeAdapter, ValidationError
 
+    from fto.orchestrator.graders.checks import problem
     from fto.schemas.graders import Grader
 
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return TypeAdapter(Grader).validate_python(raw)
+        loaded = TypeAdapter(Grader).validate_python(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not YAML or JSON: {exc}", file=str(path)) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(first["msg"], file=str(path), field=field or None) from None
+    found = problem(loaded)
+    if found:
+        raise ConfigError(found[1], file=str(path), field=found[0])
+    return loaded
 
 
 def distribution(values: list[float], seed: int = 0) -> dict[str, Any]:

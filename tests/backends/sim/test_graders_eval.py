@@ -63,6 +63,8 @@ def test_graders_are_metrics_with_pass_rates_and_paired_tests(sim_server, tmp_pa
         ([{"name": "both", "type": "multi", "graders": {"a": GRADERS[0] | {"name": "a"}},
            "calculate_output": "a + b"}], ["both"], None, "calculate_output 'a + b'"),
         ([GRADERS[0]], ["answr"], None, "unknown scorer 'answr'"),
+        ([{"name": "both", "type": "multi", "graders": {"a": GRADERS[0] | {"name": "a", "reference": "{{ x"}},
+           "calculate_output": "a"}], ["both"], None, "template does not parse"),
     ],
 )  # fmt: skip
 def test_a_grader_mistake_is_an_error_at_its_line_and_nothing_is_sent(sim_server, tmp_path, graders, scorers, line,

@@ -216,3 +216,7 @@ def test_fto_grade_prints_the_distribution_of_a_reward(tmp_path: Path):
     bad.write_text("name: answer\ntype: python\n")
     refused = run_fto("grade", str(bad), "--data", str(data))
     assert refused.returncode == 2 and "bad.yaml" in refused.stderr and "source" in refused.stderr
+    unparsed = tmp_path / "unparsed.yaml"
+    unparsed.write_text("name: exact\ntype: string_check\ninput: '{{ sample'\nreference: x\noperation: eq\n")
+    refused = run_fto("grade", str(unparsed), "--data", str(data))
+    assert refused.returncode == 2 and "unparsed.yaml: input: template does not parse" in refused.stderr
