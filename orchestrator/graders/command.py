@@ -48,9 +48,9 @@ def load_grader(grader: str, job_file: str | None) -> Any:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(first["msg"], file=str(path), field=field or None) from None
-    found = problem(loaded)
-    if found:
-        raise ConfigError(found[1], file=str(path), field=found[0])
+    unusable = problem(loaded)
+    if unusable:
+        raise ConfigError(unusable[1], file=str(path), field=unusable[0])
     return loaded
 
 
