@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -164,16 +166,23 @@ def report_case() -> None:
         times.append(time.perf_counter() - started)
         assert done.returncode == 0, done.stderr
     print(f"{'fto compare (whole process)':40} first {times[0]:.3f} s, median {statistics.median(times):.3f} s")
+    with dashboard() as (client, _):
+        for show in ("all", "disagree"):
+            first, seconds, response = timed(client, f"/experiments/{experiment_id}/compare?show={show}")
+            label = f"dashboard compare page (show={show})"
+            print(f"{label:40} first {first:.3f} s, median {seconds:.3f} s, {len(response.content) / 1024:.0f} KB")
+
+
+@contextmanager
+def dashboard() -> Iterator[tuple[httpx.Client, str]]:
+    """`fto ui` in its own process on 127.0.0.1, as users start it, and a client of it."""
     port = free_port()
     ui = subprocess.Popen([sys.executable, "-m", "fto.orchestrator", "ui", "--port", str(port)], env=os.environ.copy())
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base + "/api/experiments", ui)
         with httpx.Client(base_url=base, timeout=60) as client:
-            for show in ("all", "disagree"):
-                first, seconds, response = timed(client, f"/experiments/{experiment_id}/compare?show={show}")
-                label = f"dashboard compare page (show={show})"
-                print(f"{label:40} first {first:.3f} s, median {seconds:.3f} s, {len(response.content) / 1024:.0f} KB")
+            yield client, base
     finally:
         ui.terminate()
         ui.wait(timeout=10)
@@ -186,30 +195,22 @@ def main() -> None:
     filled = time.perf_counter()
     experiment_id, long_job = fill()
     print(f"store filled in {time.perf_counter() - filled:.1f} s: {JOBS} jobs, {(JOBS - 1) * POINTS + LONG:,} points")
-    port = free_port()
-    ui = subprocess.Popen([sys.executable, "-m", "fto.orchestrator", "ui", "--port", str(port)], env=os.environ.copy())
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base + "/api/experiments", ui)
-        with httpx.Client(base_url=base, timeout=60) as client:
-            rows = [
-                ("experiment page (1,000 rows)", f"/experiments/{experiment_id}"),
-                ("rows fragment (live refresh)", f"/experiments/{experiment_id}/jobs"),
-                ("experiments page", "/"),
-                (f"loss, all {JOBS} jobs", f"/api/experiments/{experiment_id}/loss"),
-                (f"loss, one job of {LONG:,} points", f"/api/jobs/{long_job}/loss"),
-            ]
-            print(f"{'request':34} {'first s':>8} {'median s':>9} {'KB':>8}  most points in a series")
-            for label, url in rows:
-                first, seconds, response = timed(client, url)
-                most = ""
-                if "/loss" in url:
-                    most = str(max(len(s["x"]) for s in response.json()["series"]))
-                print(f"{label:34} {first:8.3f} {seconds:9.3f} {len(response.content) / 1024:8.0f}  {most}")
+    with dashboard() as (client, base):
+        rows = [
+            ("experiment page (1,000 rows)", f"/experiments/{experiment_id}"),
+            ("rows fragment (live refresh)", f"/experiments/{experiment_id}/jobs"),
+            ("experiments page", "/"),
+            (f"loss, all {JOBS} jobs", f"/api/experiments/{experiment_id}/loss"),
+            (f"loss, one job of {LONG:,} points", f"/api/jobs/{long_job}/loss"),
+        ]
+        print(f"{'request':34} {'first s':>8} {'median s':>9} {'KB':>8}  most points in a series")
+        for label, url in rows:
+            first, seconds, response = timed(client, url)
+            most = ""
+            if "/loss" in url:
+                most = str(max(len(s["x"]) for s in response.json()["series"]))
+            print(f"{label:34} {first:8.3f} {seconds:9.3f} {len(response.content) / 1024:8.0f}  {most}")
         browser_times(f"{base}/experiments/{experiment_id}")
-    finally:
-        ui.terminate()
-        ui.wait(timeout=10)
 
 
 if __name__ == "__main__":
