@@ -24,6 +24,7 @@ from fto.schemas.results import (
     ComparisonKind,
     CurvePoint,
     DataCheck,
+    ExampleResult,
     ExperimentResults,
     Gap,
     JobResult,
@@ -143,12 +144,13 @@ def paired_tests(
     """Paired tests on the same examples, per scorer, between the pairs `_pairs` names (the question a run on
     several backends asks). p-values are Holm-adjusted within each scorer's family of tests."""
     pairs = _pairs(models)
-    per_example: dict[tuple[str, str], list[float] | None] = {}
+    answers: dict[str, list[ExampleResult] | None] = {}  # each model's answers read once, for every scorer
 
     def values(target: Target, scorer: str) -> list[float] | None:
-        if (target.label, scorer) not in per_example:
-            per_example[target.label, scorer] = _per_example(store, experiment, target, scorer)
-        return per_example[target.label, scorer]
+        if target.label not in answers:
+            answers[target.label] = files.load_answers(store, experiment.id, target.label)
+        recorded = answers[target.label]
+        return None if recorded is None else [a.scores.get(scorer, float("nan")) for a in recorded]
 
     found = []
     for scorer in scorers:
