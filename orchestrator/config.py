@@ -77,6 +77,7 @@ def _load(
     spec = _validate(raw, lines, shown)
     _check_backend_sections(spec, lines, shown)
     _check_scorers(spec, lines, shown)
+    _check_method(spec, lines, shown)
     spec = _resolve_paths(spec, base, lines, shown)
     if not choose:
         return LoadedJob(spec=spec, path=path, backends=list(spec.backends), lines=lines)
@@ -290,6 +291,26 @@ def _check_scorers(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
         except ConfigError as exc:
             message = exc.message + (f"; graders in this file: {', '.join(sorted(graders))}" if graders else "")
             raise fail(message, loc, f"eval.scorers[{i}]") from None
+
+
+def _check_method(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:
+    """RFT has its `rft:` section naming a grader of the file; the section means nothing to other methods."""
+
+    def fail(message: str, loc: Loc) -> ConfigError:
+        return ConfigError(message, file=file, line=_line_of(loc, lines) or _line_of(loc[:1], lines), field=_field(loc))
+
+    if spec.method == "dpo" and spec.hyperparameters.beta == 0:
+        raise fail("DPO needs a positive beta (0 would learn nothing)", ("hyperparameters", "beta"))
+    if spec.method != "rft":
+        if spec.rft is not None:
+            raise fail(f"an rft section is for method: rft (this file's method is {spec.method!r})", ("rft",))
+        return
+    if spec.rft is None:
+        raise fail("rft needs an rft section naming its reward grader (rft: {grader: NAME})", ("method",))
+    graders = {g.name for g in spec.graders}
+    if spec.rft.grader not in graders:
+        listed = f"graders in this file: {', '.join(sorted(graders))}" if graders else "the file has no graders"
+        raise fail(f"rft.grader {spec.rft.grader!r} names no grader ({listed})", ("rft", "grader"))
 
 
 def _check_graders(spec: JobSpec, lines: dict[Loc, int], file: str) -> None:

@@ -31,13 +31,15 @@ if TYPE_CHECKING:
         JobSpec,
         JudgeSpec,
         LoraSpec,
+        RftSpec,
     )
     from fto.schemas.records import Conversation, Message, PreferencePair, Record, Tool, ToolCall
 
 _MODULES = {
     "job": ["Checkpoint", "Completion", "Experiment", "Job", "JobEvent", "JobListing", "JobStatus", "ListedJob",
             "Metric", "ProviderJob", "ProviderUpdates"],
-    "job_spec": ["BackendSection", "DataSpec", "EvalSpec", "Hyperparameters", "JobSpec", "JudgeSpec", "LoraSpec"],
+    "job_spec": ["BackendSection", "DataSpec", "EvalSpec", "Hyperparameters", "JobSpec", "JudgeSpec", "LoraSpec",
+                 "RftSpec"],
     "records": ["Conversation", "Message", "PreferencePair", "Record", "Tool", "ToolCall"],
 }  # fmt: skip
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
@@ -64,6 +66,7 @@ __all__ = [
     "ProviderJob",
     "ProviderUpdates",
     "Record",
+    "RftSpec",
     "Tool",
     "ToolCall",
 ]

@@ -79,6 +79,13 @@ class Metric(BaseModel):
     tokens_per_second: float | None = None
     eta_seconds: float | None = None
     reward_accuracy: float | None = Field(default=None, description="DPO: pairs whose chosen reply wins")
+    reward: float | None = Field(default=None, description="RFT: mean reward of the step's sampled answers")
+    reward_std: float | None = Field(default=None, description="RFT: spread of those rewards")
+    reward_parts: dict[str, float] | None = Field(default=None, description="RFT: a multi grader's parts, each mean")
+    kl: float | None = Field(default=None, description="RFT: KL divergence from the base model, per answer token")
+    completion_tokens: float | None = Field(default=None, description="RFT: mean length of the sampled answers")
+    grader_errors: int | None = Field(default=None, description="RFT: answers the grader could not score")
+    valid_reward: float | None = Field(default=None, description="RFT: mean reward on the validation prompts")
     created_at: datetime | None = None
 
 

@@ -15,6 +15,7 @@ MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 65_536
 MAX_LORA_RANK = 4096
 MAX_SEQ_LENGTH = 1_048_576
+MAX_SAMPLES_PER_PROMPT = 256
 
 
 def _not_bool(value: Any) -> Any:
@@ -81,7 +82,7 @@ class Hyperparameters(_Strict):
         default=None, gt=0, le=MAX_SEQ_LENGTH, description="longer examples are truncated"
     )
     beta: Annotated[Float, Field(le=100.0)] | Auto = Field(
-        default="auto", description="DPO: strength of the pull towards the reference"
+        default="auto", description="DPO and RFT: strength of the pull towards the reference (RFT: the KL weight)"
     )
     lora: LoraSpec = Field(default_factory=LoraSpec)
 
@@ -92,12 +93,52 @@ class Hyperparameters(_Strict):
             raise ValueError("must be a positive integer or 'auto'")
         return value
 
-    @field_validator("learning_rate_multiplier", "beta")
+    @field_validator("learning_rate_multiplier")
     @classmethod
     def _positive_float(cls, value: float | str) -> float | str:
         if isinstance(value, float) and value <= 0:
             raise ValueError("must be positive or 'auto'")
         return value
+
+    @field_validator("beta")
+    @classmethod
+    def _not_negative(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and value < 0:  # RFT without a KL term is beta 0; DPO's is refused at its line
+            raise ValueError("must be 0 or more, or 'auto'")
+        return value
+
+
+class RftSpec(_Strict):
+    """Reinforcement fine-tuning: the grader that rewards each sampled answer, and how answers are sampled.
+
+    Settings a provider does not take are recorded as warnings on its job; one it cannot express is refused.
+    """
+
+    grader: str = Field(description="the reward: the name of a grader in `graders:` (a multi grader combines several)")
+    samples_per_prompt: Annotated[StrictInt, Field(ge=2, le=MAX_SAMPLES_PER_PROMPT)] | Auto = Field(
+        default="auto", description="answers sampled per prompt and compared with each other (the group)"
+    )
+    max_new_tokens: Annotated[StrictInt, Field(gt=0, le=MAX_SEQ_LENGTH)] | Auto = Field(
+        default="auto", description="longest sampled answer, in tokens"
+    )
+    temperature: Float = Field(default=1.0, gt=0.0, le=2.0, description="sampling temperature of the answers")
+    reasoning_effort: Literal["auto", "low", "medium", "high"] = Field(
+        default="auto", description="reasoning models (OpenAI, Bedrock Nova): how long they think"
+    )
+    compute_multiplier: Annotated[Float, Field(gt=0.0, le=10.0)] | Auto = Field(
+        default="auto", description="OpenAI: compute spent on exploring answers"
+    )
+    eval_interval: Annotated[StrictInt, Field(gt=0)] | Auto = Field(
+        default="auto", description="steps between evaluations on the validation prompts"
+    )
+    eval_samples: Annotated[StrictInt, Field(gt=0, le=64)] | Auto = Field(
+        default="auto", description="answers sampled per validation prompt at each evaluation"
+    )
+    on_grader_error: Literal["skip", "fail"] = Field(
+        default="skip",
+        description="an answer the grader cannot score (it crashed, hung, gave no number): skip it (trained on "
+        "neither way, counted in the grader_errors metric) or fail the job",
+    )
 
 
 class BackendSection(BaseModel):
@@ -248,7 +289,9 @@ class JobSpec(_Strict):
     """A job file: what to train on, how, where, and how to judge the result."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="experiment name")
-    method: Literal["sft", "dpo"] = "sft"
+    method: Literal["sft", "dpo", "rft"] = Field(
+        default="sft", description="sft: learn the answers; dpo: preference pairs; rft: rewarded by a grader (rft:)"
+    )
     data: DataSpec
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     seed: int = 0
@@ -261,6 +304,7 @@ class JobSpec(_Strict):
         default_factory=list,
         description="graders (the common grader objects): named in eval.scorers they are metrics (docs/graders.md)",
     )
+    rft: RftSpec | None = Field(default=None, description="method: rft — the reward grader and sampling (docs/rft.md)")
     eval: EvalSpec | None = Field(default_factory=EvalSpec, description="null to skip evaluation")
     notify: NotifySpec | None = Field(default=None, description="a webhook or command to call when all jobs end")
     tracking: TrackingSpec | None = Field(default=None, description="log each job to an experiment tracker")

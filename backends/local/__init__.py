@@ -98,7 +98,7 @@ class LocalBackend(Backend[LocalOptions]):
     hosted: ClassVar[bool] = False  # the data never leaves this machine
     Options: ClassVar[type[BackendOptions]] = LocalOptions
     requires: ClassVar[tuple[str, ...]] = ("torch", "transformers", "peft")
-    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
+    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo", "rft"})
     min_poll_interval: float = 0.5  # reading a few files is cheap
     max_poll_interval: float = 2.0
     max_concurrency: int = 16
@@ -144,12 +144,15 @@ class LocalBackend(Backend[LocalOptions]):
     def check(self, spec: JobSpec) -> None:
         super().check(spec)
         self._check_model(spec)
-        if spec.method == "dpo" and self.options.tuning == "full":
+        if spec.method in ("dpo", "rft") and self.options.tuning == "full":
             raise UnsupportedError(
-                "DPO needs the base model as its reference; with tuning: full that is a second copy in memory. "
-                "Use tuning: lora (the reference is the base with the adapter switched off)",
+                f"{spec.method.upper()} needs the base model as its reference; with tuning: full that is a second "
+                "copy in memory. Use tuning: lora (the reference is the base with the adapter switched off)",
                 backend=self.name,
             )
+        if spec.method == "rft" and self.options.processes > 1:
+            raise UnsupportedError("RFT trains in one process (processes: 1); sampling is batched within it",
+                                   backend=self.name)  # fmt: skip
 
     def _check_model(self, spec: JobSpec) -> None:
         """The model exists (before any job is recorded), and a LoRA rank fits its width."""
@@ -178,7 +181,7 @@ class LocalBackend(Backend[LocalOptions]):
         self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
         # The worker reads OpenAI's JSONL formats and renders them with the model's own chat template.
-        fmt = "preference" if spec.method == "dpo" else "chat"
+        fmt = {"dpo": "preference", "rft": "rft"}.get(spec.method, "chat")
         return PreparedData.write(train, validation, workdir, fmt)
 
     def upload(self, prepared: PreparedData) -> UploadedData:

@@ -63,6 +63,7 @@ class Piece:
     error: str | None = None  # the sequence could not be generated (the last piece)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    token_ids: tuple[int, ...] = ()  # the last piece: every generated token, the end token included (RFT trains on it)
 
 
 @dataclass
@@ -118,18 +119,32 @@ class Engine:
         sequences: int = 1,
     ) -> Callable[[], None]:
         """Queue a sequence of request `group` (which has `sequences` in all); returns the function that cancels it."""
-        lane = group if sequences >= OWN_LANE_SEQUENCES else None
-        sequence = _Sequence(model, list(prompt), sampling, emit, group, lane)
-        if sampling.temperature > 0:
-            sequence.generator = torch.Generator(self.device)
-            if sampling.seed is not None:
-                sequence.generator.manual_seed(sampling.seed % 2**63)
-            else:
-                sequence.generator.seed()
+        return self.submit_many(model, [(prompt, sampling, emit)], group, sequences)[0]
+
+    def submit_many(
+        self,
+        model: str,
+        requests: Sequence[tuple[list[int], Sampling, Callable[[Piece], None]]],
+        group: object = None,
+        sequences: int = 0,
+    ) -> list[Callable[[], None]]:
+        """Queue (prompt, sampling, emit) sequences of one request at once, so they start in the same batches
+        (RFT's rollouts: the same batches on every run, hence the same answers for the same seeds)."""
+        lane = group if max(sequences, len(requests)) >= OWN_LANE_SEQUENCES else None
+        queued = []
+        for prompt, sampling, emit in requests:
+            sequence = _Sequence(model, list(prompt), sampling, emit, group, lane)
+            if sampling.temperature > 0:
+                sequence.generator = torch.Generator(self.device)
+                if sampling.seed is not None:
+                    sequence.generator.manual_seed(sampling.seed % 2**63)
+                else:
+                    sequence.generator.seed()
+            queued.append(sequence)
         with self._wake:
-            self._waiting.append(sequence)
+            self._waiting.extend(queued)
             self._wake.notify()
-        return sequence.cancel
+        return [sequence.cancel for sequence in queued]
 
     def _loop(self) -> None:
         while True:
@@ -248,7 +263,7 @@ class Engine:
             if token in ends:
                 if not sequence.sampling.end_token_logprob:
                     sequence.pending = sequence.pending[:-1]  # a chat reply's end token is not part of it
-                self._finish(sequence, tokenizer, "stop")
+                self._finish(sequence, tokenizer, "stop", end_token=token)
                 continue
             sequence.generated.append(token)
             self._show(sequence, tokenizer)
@@ -272,7 +287,9 @@ class Engine:
             sequence.emit(Piece(text[sequence.shown : safe], sequence.pending))
             sequence.shown, sequence.pending = safe, []
 
-    def _finish(self, sequence: _Sequence, tokenizer: Any, reason: str, text: str | None = None) -> None:
+    def _finish(
+        self, sequence: _Sequence, tokenizer: Any, reason: str, text: str | None = None, end_token: int | None = None
+    ) -> None:
         text = _visible(tokenizer, sequence) if text is None else text
         if sequence.sampling.trim:
             text = text.rstrip()
@@ -283,6 +300,7 @@ class Engine:
                 finish_reason=reason,
                 prompt_tokens=len(sequence.prompt),
                 completion_tokens=sequence.sampled,
+                token_ids=(*sequence.generated, *([] if end_token is None else [end_token])),
             )
         )
         sequence.done = True

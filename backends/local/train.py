@@ -40,8 +40,8 @@ class TrainSettings:
     max_grad_norm: float = 1.0
     early_stopping_patience: int | None = None  # epochs without a better validation loss
     checkpoint_every: int = 0  # steps; 0: only at the end
-    method: Literal["sft", "dpo"] = "sft"
-    beta: float = 0.1  # DPO
+    method: Literal["sft", "dpo", "rft"] = "sft"
+    beta: float = 0.1  # DPO; RFT: the KL weight
     step_tokens: int | None = None  # if set, a step is this many tokens of examples, not batch_size examples
     frozen_bf16: bool = False  # precision.py: frozen weights multiply in bf16 (CPUs with native bf16 products)
 
@@ -56,6 +56,18 @@ class Position:
     best_valid: float = math.inf
     stale_epochs: int = 0
     history: list[float] = field(default_factory=list)
+
+
+@dataclass
+class StepDone:
+    """One process's part of an optimizer step: its loss sum over `denominator` (the whole step's), the tokens it
+    trained, DPO's pairs won, and figures of the step's own (RFT's rewards) for its metric."""
+
+    loss_sum: float
+    tokens: int
+    denominator: float
+    correct: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 Pair = tuple[Encoded, Encoded]  # DPO: (chosen, rejected)
@@ -221,6 +233,27 @@ class Trainer:
             correct += float((margin > 0).sum()) * weight
         return loss_sum, tokens, correct
 
+    def step(self, mine: Sequence[Example], chunk: Sequence[int], weight: float) -> StepDone:
+        """This process's share (`mine`) of one optimizer step over `chunk`: gradients accumulated, loss summed."""
+        if self.settings.method == "dpo":
+            denominator = float(len(chunk))
+            loss_sum, tokens, correct = self._dpo_step(cast(list[Pair], mine), denominator, weight)
+            return StepDone(loss_sum, tokens, denominator, correct)
+        sequences = cast(list[Encoded], mine)
+        trained = float(sum(e.trained_tokens for e in sequences)) * weight
+        denominator = float(_all_sum(torch.tensor(trained)))
+        loss_sum, tokens = self._sft_step(sequences, denominator, weight)
+        return StepDone(loss_sum, tokens, denominator)
+
+    def trained_tokens(self) -> int:
+        """Tokens the whole run trains on (every epoch's)."""
+        per_epoch = sum(sum(p.trained_tokens for p in _sequences([e])) for e in self.train_set)
+        return per_epoch * self.settings.epochs
+
+    def validate(self, metric: Metric) -> None:
+        """The end of an epoch: the validation figures onto its last step's metric."""
+        metric.valid_loss = round(self.validation_loss(), 6)
+
     @torch.no_grad()
     def validation_loss(self) -> float:
         """Mean loss per trained token (DPO: per pair) over the validation set."""
@@ -272,16 +305,9 @@ class Trainer:
                     # with another process's example at weight 0.
                     weight = 1.0 if mine else 0.0
                     mine = mine or [self.train_set[chunk[0]]]
-                    if s.method == "dpo":
-                        denominator = float(len(chunk))
-                        loss_sum, tokens, correct = self._dpo_step(cast(list[Pair], mine), denominator, weight)
-                    else:
-                        sequences = cast(list[Encoded], mine)
-                        trained = float(sum(e.trained_tokens for e in sequences)) * weight
-                        denominator = float(_all_sum(torch.tensor(trained)))
-                        loss_sum, tokens = self._sft_step(sequences, denominator, weight)
-                        correct = 0.0
-                    totals = _all_sum(torch.tensor([loss_sum, float(tokens), correct]))
+                    done = self.step(mine, chunk, weight)
+                    denominator = done.denominator
+                    totals = _all_sum(torch.tensor([done.loss_sum, float(done.tokens), done.correct]))
                     norm = torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm)
                     grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
                     if not (math.isfinite(float(totals[0])) and math.isfinite(grad_norm)):  # never apply such a step
@@ -311,9 +337,11 @@ class Trainer:
                     )
                     if s.method == "dpo":
                         metric.reward_accuracy = round(float(totals[2]) / denominator, 4)
+                    for name, value in done.metrics.items():
+                        setattr(metric, name, value)
                     last_of_epoch = pos.step_in_epoch == len(steps)
                     if last_of_epoch and self.validation_set:
-                        metric.valid_loss = round(self.validation_loss(), 6)
+                        self.validate(metric)
                     if rank == 0:
                         on_metric(metric)
                     if last_of_epoch:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # torch loads after the first status write
     from fto.backends.local.train import Trainer, TrainSettings
 
 AUTO_EPOCHS, AUTO_BATCH_SIZE, AUTO_BETA = 3, 8, 0.1
+AUTO_RFT_BETA, AUTO_SAMPLES, AUTO_ANSWER_TOKENS = 0.04, 8, 64  # RFT: KL weight, answers per prompt, answer length
 AUTO_LR = {"embedded": 3e-3, "lora": 2e-4, "full": 2e-5}  # a random-init model needs a far bigger step
 
 
@@ -127,6 +128,8 @@ def load_model(job: WorkerJob) -> tuple[Any, Any, str, bool]:
         if not (job.resume or (folder.base_dir / "config.json").exists()) and job.rank_zero:
             folder.event("building the embedded tiny Llama and training its tokenizer on the job's data")
             texts = [m for r in job.train_rows for m in (r["messages"] if "messages" in r else _pair_messages(r))]
+            if job.spec.method == "rft":  # the answers graders look for are words the model must be able to say
+                texts += [{"content": str(v)} for r in job.train_rows for k, v in r.items() if k != "messages"]
             embedded.build([{"messages": texts}], job.spec.seed, folder.base_dir)
         _wait_for(folder.base_dir / "config.json")
         base: str | Path = folder.base_dir
@@ -203,6 +206,10 @@ def _qlora_config() -> Any:
 def _encode(tokenizer: Any, rows: list[dict[str, Any]], method: str, max_length: int) -> list[Any]:
     from fto.backends.local.tokenized import encode
 
+    if method == "rft":
+        from fto.backends.local.rft import prompt_of
+
+        return [prompt_of(tokenizer, row, max_length) for row in rows]
     if method == "sft":
         return [encode(tokenizer, row, max_length) for row in rows]
     pairs = []
@@ -216,6 +223,10 @@ def _encode(tokenizer: Any, rows: list[dict[str, Any]], method: str, max_length:
 
 
 def _trained(example: Any) -> bool:
+    from fto.backends.local.rft import Prompt
+
+    if isinstance(example, Prompt):
+        return bool(example.input_ids)
     parts = example if isinstance(example, tuple) else (example,)
     return all(p.trained_tokens for p in parts)
 
@@ -262,7 +273,7 @@ def run(folder: JobFolder, resume: bool) -> None:
     train_set, validation_set = encode_data(job, tokenizer, model)
     model, reference = attach_adapters(model, job, is_embedded)
     settings = train_settings(job, tokenizer, is_embedded, device)
-    trainer = build_trainer(job, model, (train_set, validation_set), settings, device, reference)
+    trainer = build_trainer(job, model, (train_set, validation_set), settings, device, reference, tokenizer)
     outcome = train(job, trainer, device, tokenizer)
     save(job, model, tokenizer, trainer, outcome)
 
@@ -319,8 +330,11 @@ def attach_adapters(model: Any, job: WorkerJob, is_embedded: bool) -> tuple[Any,
 
     torch.manual_seed(job.spec.seed)
     if job.options.tuning == "full":
-        if job.spec.method == "dpo":
-            raise ValueError("DPO with full fine-tuning would need a second copy of the model; use tuning: lora")
+        if job.spec.method in ("dpo", "rft"):
+            raise ValueError(
+                f"{job.spec.method.upper()} with full fine-tuning would need a second copy of the model "
+                "(its reference); use tuning: lora"
+            )
         return model, None
     from peft import LoraConfig, get_peft_model
 
@@ -369,7 +383,7 @@ def train_settings(job: WorkerJob, tokenizer: Any, is_embedded: bool, device: An
         early_stopping_patience=options.early_stopping_patience,
         checkpoint_every=options.checkpoint_every,
         method=job.spec.method,
-        beta=AUTO_BETA if hp.beta == "auto" else hp.beta,
+        beta=(AUTO_RFT_BETA if job.spec.method == "rft" else AUTO_BETA) if hp.beta == "auto" else hp.beta,
         frozen_bf16=frozen_bf16(options, device),
     )
 
@@ -391,6 +405,7 @@ def build_trainer(
     settings: TrainSettings,
     device: Any,
     reference: Any,
+    tokenizer: Any,
 ) -> Trainer:
     """The trainer over the (sharded, with shard: true) model, restored from the last checkpoint when resuming."""
     from fto.backends.local import checkpoint
@@ -401,7 +416,10 @@ def build_trainer(
         if job.resume:
             raise ValueError("resuming a sharded (FSDP) run is not supported; resume with shard: false")
         _shard(model)
-    trainer = Trainer(model, data[0], data[1], settings, device, reference, sharded=sharded)
+    if job.spec.method == "rft":
+        trainer: Trainer = rft_trainer(job, model, data, settings, device, reference, tokenizer)
+    else:
+        trainer = Trainer(model, data[0], data[1], settings, device, reference, sharded=sharded)
     saved = checkpoint.latest(job.folder.checkpoints_dir) if job.resume else None
     if saved is not None:
         trainer.load_state(checkpoint.load(saved))
@@ -412,12 +430,42 @@ def build_trainer(
     return trainer
 
 
+def rft_trainer(
+    job: WorkerJob,
+    model: Any,
+    data: tuple[list[Any], list[Any]],
+    settings: TrainSettings,
+    device: Any,
+    reference: Any,
+    tokenizer: Any,
+) -> Trainer:
+    """GRPO over the job's prompts, rewarded by the grader `rft.grader` names (rft.py)."""
+    from fto.backends.local.rft import RftSettings, RftTrainer, Scored
+    from fto.orchestrator.graders.run import grade_many, sample_of
+
+    spec = job.spec
+    assert spec.rft is not None  # the job file's check requires it for method: rft
+    grader = next(g for g in spec.graders if g.name == spec.rft.grader)
+
+    def reward(texts: list[str], items: list[dict[str, Any]]) -> list[Scored]:
+        return [(g.value, g.error, g.parts) for g in grade_many(grader, [sample_of(t) for t in texts], items)]
+
+    rft = RftSettings(
+        samples_per_prompt=AUTO_SAMPLES if spec.rft.samples_per_prompt == "auto" else spec.rft.samples_per_prompt,
+        max_new_tokens=AUTO_ANSWER_TOKENS if spec.rft.max_new_tokens == "auto" else spec.rft.max_new_tokens,
+        temperature=spec.rft.temperature,
+        on_grader_error=spec.rft.on_grader_error,
+    )
+    log = job.folder.path / "rollouts.jsonl" if job.rank_zero else None
+    return RftTrainer(model, data[0], data[1], settings, rft, device, tokenizer, reward, reference, log)
+
+
 def train(job: WorkerJob, trainer: Trainer, device: Any, tokenizer: Any) -> str:
     """Run the training loop; returns how it ended ('finished', 'stopped' or 'early-stopped')."""
     settings, folder = trainer.settings, job.folder
     if job.rank_zero:
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-        kind = "preference pairs" if job.spec.method == "dpo" else "examples"
+        kind = {"dpo": "preference pairs", "rft": "prompts"}.get(job.spec.method, "examples")
         folder.event(
             f"training {len(trainer.train_set)} {kind} for {settings.epochs} epochs on {device.type} "
             f"({job.options.tuning}, {settings.layout} batches"
@@ -468,10 +516,7 @@ def save(job: WorkerJob, model: Any, tokenizer: Any, trainer: Trainer, outcome: 
         merged.save_pretrained(folder.merged_dir)
         tokenizer.save_pretrained(folder.merged_dir)
         folder.event("saved the merged model (transformers layout)")
-    per_epoch = sum(sum(p.trained_tokens for p in (e if isinstance(e, tuple) else (e,))) for e in trainer.train_set)
-    folder.write_status(
-        JobStatus.SUCCEEDED, fine_tuned_model=str(output), trained_tokens=per_epoch * trainer.settings.epochs
-    )
+    folder.write_status(JobStatus.SUCCEEDED, fine_tuned_model=str(output), trained_tokens=trainer.trained_tokens())
 
 
 def _save_checkpoint(folder: JobFolder, trainer: Trainer, tokenizer: Any = None) -> None:

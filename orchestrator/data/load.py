@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fto.orchestrator.data.read import read_records
-from fto.orchestrator.data.validate import require_valid, validate_file
+from fto.orchestrator.data.validate import Report, require_valid, validate_file
 from fto.orchestrator.errors import DataError
 from fto.schemas import Conversation, JobSpec, Message, PreferencePair, Record
 
@@ -23,8 +23,12 @@ class DatasetSplits:
 def read_dataset(
     path: str, fmt: str = "auto", mapping: dict[str, Any] | None = None, method: str = "sft"
 ) -> list[Record]:
-    """All records of a file, checked to suit the method (conversations for SFT, pairs for DPO)."""
-    require_valid(validate_file(path, None, fmt, mapping))
+    """All records of a file, checked to suit the method (conversations for SFT, pairs for DPO, prompts with the
+    fields their grader reads for RFT)."""
+    report = validate_file(path, None, fmt, mapping)
+    if method == "rft":  # RFT rows are prompts: the grader, not an answer in the file, says what is good
+        _allow_unanswered(report)
+    require_valid(report)
     rows = list(read_records(path, fmt, mapping))
     if not rows:
         raise DataError("no examples in file", file=path)
@@ -81,13 +85,17 @@ UNANSWERED = "example_missing_assistant_message"
 def read_eval_set(path: str, fmt: str = "auto", mapping: dict[str, Any] | None = None) -> list[Conversation]:
     """An eval file's examples: checked like training data, except that a question may come without an answer."""
     report = validate_file(path, None, fmt, mapping)
-    report.shown = [f for f in report.shown if f.code != UNANSWERED]
-    report.errors -= report.counts.get(("error", UNANSWERED), 0)
+    _allow_unanswered(report)
     require_valid(report)
     rows = [_as_eval_example(r) for r in read_records(path, fmt, mapping)]
     if not rows:
         raise DataError("no examples in file", file=path)
     return rows
+
+
+def _allow_unanswered(report: Report) -> None:
+    report.shown = [f for f in report.shown if f.code != UNANSWERED]
+    report.errors -= report.counts.get(("error", UNANSWERED), 0)
 
 
 def _as_eval_example(record: Record) -> Conversation:

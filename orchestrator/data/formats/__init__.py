@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from fto.orchestrator.data.formats.alpaca import Alpaca
 from fto.orchestrator.data.formats.base import Format, RecordError, Warn
-from fto.orchestrator.data.formats.chat import Chat
+from fto.orchestrator.data.formats.chat import Chat, RftPrompts
 from fto.orchestrator.data.formats.hh_rlhf import HHRLHF
 from fto.orchestrator.data.formats.llamafactory_v1 import LlamaFactoryV1
 from fto.orchestrator.data.formats.preference import Preference
@@ -27,6 +27,7 @@ BUILT_IN: tuple[Format, ...] = (
     HHRLHF(),
     Questions(),
     PromptCompletion(),
+    RftPrompts(),
 )
 
 __all__ = ["Format", "Mapping", "RecordError", "Warn", "all_formats", "detect", "get_format", "with_mapping"]

@@ -142,3 +142,20 @@ class Chat(Format):
         if record.label is not None:
             line["label"] = record.label
         return line
+
+
+class RftPrompts(Chat):
+    """Reinforcement fine-tuning rows (OpenAI's shape): the prompt's messages plus the fields graders read."""
+
+    name: ClassVar[str] = "rft"
+    description: ClassVar[str] = "RFT prompts: chat messages plus the top-level fields graders read ({{ item.* }})"
+    kinds: ClassVar[frozenset[str]] = frozenset({"rft"})
+    priority: ClassVar[int] = 0
+
+    def detect(self, obj: dict[str, Any]) -> bool:
+        return False  # read as chat (which keeps the fields); written for RFT jobs
+
+    def dump(self, record: Record) -> dict[str, Any]:
+        line = super().dump(record)
+        fields = (record.metadata or {}).get("fields") or {}
+        return {**fields, **line}
