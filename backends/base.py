@@ -180,16 +180,30 @@ class Backend(ABC, Generic[OptionsT]):
     def check(self, spec: JobSpec) -> None:
         """Refuse, before anything is uploaded, a job this backend cannot run."""
         self.check_installed()
+        if spec.method == "rft":  # one line on what stands in the way: no RFT there, that grader, that model
+            from fto.orchestrator.graders.offered import check_rft
+
+            check_rft(self.describe(), spec, self.name, self.rft_model())
         if spec.method not in self.methods:
             raise UnsupportedError(
                 f"method {spec.method!r} is not supported (supported: {', '.join(sorted(self.methods))})",
                 backend=self.name,
             )
 
+    def rft_model(self) -> str | None:
+        """The base model RFT would train, checked against provider.json's list (None: not checked here)."""
+        return getattr(self.options, "model", None)
+
     def ignored(self, spec: JobSpec) -> list[str]:
         """Settings of the job file this backend does not use (recorded as warnings on the job, not refused):
         the local trainer's knobs, say, which a hosted service chooses itself."""
         return []
+
+    def ignored_settings(self, spec: JobSpec) -> list[str]:
+        """Everything `ignored` says, and the rft settings the provider does not take (its provider.json)."""
+        from fto.orchestrator.graders.offered import ignored_rft_settings
+
+        return self.ignored(spec) + ignored_rft_settings(self.describe(), spec)
 
     @abstractmethod
     def prepare(

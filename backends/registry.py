@@ -57,6 +57,19 @@ def create(name: str, section: BackendSection | None) -> Backend[Any]:
     return cls(name, options)
 
 
+def backends_offering_rft() -> list[str]:
+    """The installed backends whose provider offers reinforcement fine-tuning (their provider.json says)."""
+    found = []
+    for name in sorted(available()):
+        try:
+            cls = backend_class(name)
+        except FtoError:
+            continue
+        if "rft" in cls.methods and cls.describe().rft is not None:
+            found.append(name)
+    return found
+
+
 def missing_requirement(cls: type[Backend[Any]]) -> str | None:
     """What a backend class lacks to run ("needs X: pip install 'fto[extra]'"), or None when its SDK is there."""
     for module in cls.requires:

@@ -97,7 +97,7 @@ def submit_job(store: Store, experiment: Experiment, job: Job, backend: Backend,
         return
     spec = point_spec(experiment.spec, job.backend)  # a sweep point trains with its own hyperparameters
     notice = backend.notice(backend.options)
-    notes = ([notice] if notice else []) + backend.ignored(spec)
+    notes = ([notice] if notice else []) + backend.ignored_settings(spec)
     fraction = experiment.spec.fractions.get(job.backend)
     if fraction is not None:  # a point of a learning curve: this job trains on a nested subset
         train = subset(data.train, fraction, experiment.spec.seed)

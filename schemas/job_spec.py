@@ -123,10 +123,10 @@ class RftSpec(_Strict):
     )
     temperature: Float = Field(default=1.0, gt=0.0, le=2.0, description="sampling temperature of the answers")
     reasoning_effort: Literal["auto", "low", "medium", "high"] = Field(
-        default="auto", description="reasoning models (OpenAI, Bedrock Nova): how long they think"
+        default="auto", description="reasoning models: how long they think (where the provider takes it)"
     )
     compute_multiplier: Annotated[Float, Field(gt=0.0, le=10.0)] | Auto = Field(
-        default="auto", description="OpenAI: compute spent on exploring answers"
+        default="auto", description="compute spent on exploring answers (where the provider takes it)"
     )
     eval_interval: Annotated[StrictInt, Field(gt=0)] | Auto = Field(
         default="auto", description="steps between evaluations on the validation prompts"

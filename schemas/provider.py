@@ -62,6 +62,18 @@ class ModelCard(_Strict):
     note: str = ""
 
 
+class RftRules(_Strict):
+    """Reinforcement fine-tuning as the provider offers it: which graders it can run and on which models."""
+
+    graders: frozenset[str] = Field(description="grader types it takes as the reward")
+    nested: frozenset[str] = Field(default=frozenset(), description="grader types it takes inside a multi grader")
+    models: tuple[str, ...] = Field(default=(), description="base models that take RFT (empty: any)")
+    settings: frozenset[str] = Field(
+        default=frozenset(), description="rft: settings it takes (the others are recorded as ignored)"
+    )
+    note: str = ""
+
+
 class ProviderInfo(_Strict):
     """Everything fto's data layer, cost estimates and reports need to know about a backend's provider."""
 
@@ -74,6 +86,7 @@ class ProviderInfo(_Strict):
     data: DataRules = Field(default_factory=DataRules)
     epochs: EpochRule = Field(default_factory=EpochRule)
     models: dict[str, ModelCard] = Field(default_factory=dict)
+    rft: RftRules | None = Field(default=None, description="reinforcement fine-tuning, where the provider offers it")
 
     def model(self, name: str | None) -> tuple[str | None, ModelCard | None]:
         """The model (default: the provider's) and its card, or None when the provider's table lacks it."""

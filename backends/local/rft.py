@@ -134,9 +134,9 @@ class RftTrainer(Trainer):
     def trained_tokens(self) -> int:
         return self.answer_tokens
 
-    def _sampling(self, prompt_index: int, k: int) -> Sampling:
+    def _sampling(self, prompt_index: int, nth: int) -> Sampling:
         # Seeded by position: a resumed run samples the same answers as an uninterrupted one.
-        seed = hash((self.settings.seed, self.position.step, prompt_index, k)) & (2**62 - 1)
+        seed = hash((self.settings.seed, self.position.step, prompt_index, nth)) & (2**62 - 1)
         return Sampling(max_new_tokens=self.rft.max_new_tokens, temperature=self.rft.temperature, seed=seed, trim=True)
 
     def step(self, mine: Sequence[Any], chunk: Sequence[int], weight: float) -> StepDone:

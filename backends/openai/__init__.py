@@ -64,7 +64,7 @@ class OpenAIBackend(Backend[OpenAIOptions]):
     """Fine-tunes through OpenAI's fine-tuning API with the openai SDK (also Azure OpenAI and compatible services)."""
 
     Options: ClassVar[type[BackendOptions]] = OpenAIOptions
-    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
+    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo", "rft"})
     min_poll_interval: float = 10.0  # jobs take minutes to hours; OpenAI's limits are per minute
     max_poll_interval: float = 120.0
     max_requests_per_second: float = 5.0
@@ -161,6 +161,10 @@ class OpenAIBackend(Backend[OpenAIOptions]):
         mapping.method(spec, self.name)  # raises on out-of-range hyperparameters
         mapping.metadata(spec, "fto-xxxxxxxxxx", self.name)
 
+    def rft_model(self) -> str | None:
+        """OpenAI's own list of RFT models applies to OpenAI; a compatible service or Azure deployment decides."""
+        return None if self.options.base_url or self.options.azure_endpoint else self.options.model
+
     def ignored(self, spec: JobSpec) -> list[str]:
         return [
             f"hyperparameters.{name} is for local training; OpenAI chooses it (use learning_rate_multiplier)"
@@ -176,7 +180,7 @@ class OpenAIBackend(Backend[OpenAIOptions]):
                 f"OpenAI needs at least {minimum} training examples; the training split has {len(train)}",
                 file=spec.data.train,
             )
-        fmt = "preference" if spec.method == "dpo" else "chat"
+        fmt = {"dpo": "preference", "rft": "rft"}.get(spec.method, "chat")
         return PreparedData.write(train, validation, workdir, fmt)
 
     def upload(self, prepared: PreparedData) -> UploadedData:

@@ -18,7 +18,7 @@ STATUSES = {
     "failed": JobStatus.FAILED,
     "cancelled": JobStatus.CANCELLED,
 }
-METHODS = {"sft": "supervised", "dpo": "dpo"}
+METHODS = {"sft": "supervised", "dpo": "dpo", "rft": "reinforcement"}
 # OpenAI's documented ranges (API reference, FineTuneSupervisedHyperparameters / FineTuneDPOHyperparameters).
 RANGES: dict[str, tuple[float, float]] = {"batch_size": (1, 256), "n_epochs": (1, 50)}
 MAX_BETA = 2.0
@@ -76,6 +76,10 @@ def metadata(spec: JobSpec, job_id: str, backend: str) -> dict[str, str]:
 def method(spec: JobSpec, backend: str) -> dict[str, Any]:
     """The job file's method and hyperparameters as OpenAI's `method` object."""
     kind = METHODS[spec.method]
+    if spec.method == "rft":
+        from fto.backends.openai.graders import reinforcement
+
+        return {"type": kind, kind: reinforcement(spec, hyperparameters(spec, backend), backend)}
     return {"type": kind, kind: {"hyperparameters": hyperparameters(spec, backend)}}
 
 

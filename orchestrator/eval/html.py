@@ -37,21 +37,24 @@ def loss_chart(
     width: int = 1000,
     height: int = 280,
     marks: dict[str, int] | None = None,
+    measure: str = "loss",
 ) -> str:
-    """Loss of every job (training, and validation where reported) against its step, on shared axes with ticks;
-    `marks` draws a labelled line at a step (the best step of a job that overfit)."""
+    """Loss (or another `measure`: RFT's reward) of every job against its step, training and validation where
+    reported, on shared axes with ticks; `marks` draws a labelled line at a step (the best step of a job that
+    overfit)."""
     points = [p for curve in curves.values() for p in curve]
     if not points:
         return "<p>No training metrics.</p>"
     max_step = max(s for s, _ in points) or 1
-    top = max(v for _, v in points) or 1.0
+    bottom = min(0.0, min(v for _, v in points))  # rewards may be negative; losses start the axis at 0
+    span = (max(v for _, v in points) - bottom) or 1.0
     left, pad = 60, 40
 
     def x_of(step: float) -> float:
         return left + step / max_step * (width - left - pad)
 
     def y_of(value: float) -> float:
-        return height - pad - value / top * (height - 2 * pad)
+        return height - pad - (value - bottom) / span * (height - 2 * pad)
 
     lines, legend = [], []
     for i, (label, curve) in enumerate(curves.items()):
@@ -68,8 +71,8 @@ def loss_chart(
     ticks += [
         f'<line class="tick" x1="{left - 5}" y1="{y_of(value):.1f}" x2="{left}" y2="{y_of(value):.1f}" '
         f'stroke="#868e96"/><text x="{left - 8}" y="{y_of(value) + 4:.1f}" text-anchor="end">{value:g}</text>'
-        for value in _ticks(top)
-        if value <= top
+        for value in (bottom + t for t in _ticks(span))
+        if value <= bottom + span
     ]
     for label, step in (marks or {}).items():
         x = x_of(step)
@@ -82,10 +85,10 @@ def loss_chart(
         f'<line x1="{left}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#868e96"/>'
         f'<line x1="{left}" y1="{pad / 2}" x2="{left}" y2="{height - pad}" stroke="#868e96"/>'
         f'<text x="{width / 2}" y="{height - 4}" text-anchor="middle">step</text>'
-        f'<text x="4" y="{pad / 2 - 6}">loss</text>'
+        f'<text x="4" y="{pad / 2 - 6}">{measure}</text>'
     )
     return (
-        f'<svg id="loss-curves" class="chart" width="{width}" height="{height}" '
+        f'<svg id="{measure}-curves" class="chart" width="{width}" height="{height}" '
         f'xmlns="http://www.w3.org/2000/svg">{axes}{"".join(ticks)}{"".join(lines)}{"".join(legend)}</svg>'
     )
 
@@ -221,13 +224,29 @@ def loss_curves(store: Store, results: ExperimentResults) -> dict[str, list[tupl
     return curves
 
 
+def reward_curves(store: Store, results: ExperimentResults) -> dict[str, list[tuple[int, float]]]:
+    """RFT jobs' mean reward by step (sampled answers), and on the validation prompts (greedy) where measured."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for j in results.jobs:
+        metrics = store.metrics(j.job)
+        rewards = [(m.step, m.reward) for m in metrics if m.reward is not None]
+        if rewards:
+            curves[f"{j.backend} {j.job}"] = rewards
+        valid = [(m.step, m.valid_reward) for m in metrics if m.valid_reward is not None]
+        if valid:
+            curves[f"{j.backend} {j.job} (validation)"] = valid
+    return curves
+
+
 def render(store: Store, experiment: Experiment, results: ExperimentResults) -> str:
     """The self-contained HTML report of an experiment: loss curves, scores with intervals, per-example outputs."""
     best = {f"best step of {job}": found.best_step for job, found in results.overfitting.items()}
+    rewards = reward_curves(store, results)
     return render_template(
         "report.html",
         **comparison_context(store, experiment, results),
         loss_chart=Markup(loss_chart(loss_curves(store, results), marks=best)),
+        reward_chart=Markup(loss_chart(rewards, measure="reward")) if rewards else "",
         curve_charts=[Markup(curve_chart(curve)) for curve in results.learning_curve],
         sweep_charts=[[Markup(sweep_chart(r, name)) for name in r.parameters] for r in results.sweep],
         sweep_tables=[sweep_cells(r) for r in results.sweep],

@@ -18,13 +18,15 @@ from fto.backends.base import PreparedData
 from fto.backends.local import LocalBackend, LocalOptions
 from fto.backends.local.folder import JobFolder
 from fto.backends.local.worker import CANCEL_GRACE_SECONDS
+from fto.orchestrator.data.load import read_dataset
 from fto.orchestrator.data.validate import require_valid, validate_file
 from fto.orchestrator.errors import DataError
 from fto.orchestrator.serve.errors import Invalid, NotFound
 from fto.orchestrator.serve.files import FileStore
-from fto.orchestrator.serve.requests import CreateFineTuningJob
+from fto.orchestrator.serve.requests import CreateFineTuningJob, ReinforcementSection
 from fto.orchestrator.store import Store
-from fto.schemas import DataSpec, Hyperparameters, JobSpec, JobStatus
+from fto.schemas import DataSpec, Hyperparameters, JobSpec, JobStatus, RftSpec
+from fto.schemas.graders import Grader
 
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
 OPENAI_STATUS = {
@@ -61,10 +63,13 @@ class ServeJobs:
                 f"Model {body.model!r} cannot be fine-tuned here; available: {', '.join(self.base_models)}", "model"
             )
         method = body.resolved_method()
-        hyper = method.section().hyperparameters.model_dump()
+        section = method.section()
+        hyper = section.hyperparameters.model_dump()
         if method.type != "dpo":
             hyper.pop("beta")
-        fmt = "preference" if method.type == "dpo" else "chat"
+        reward = _reward(section) if isinstance(section, ReinforcementSection) else None
+        grader = {"grader": section.grader} if isinstance(section, ReinforcementSection) else {}
+        fmt = {"dpo": "preference", "reinforcement": "rft"}.get(method.type, "chat")
         train = self._checked_file(body.training_file, "training_file", fmt)
         validation = self._checked_file(body.validation_file, "validation_file", fmt) if body.validation_file else None
         seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
@@ -75,7 +80,10 @@ class ServeJobs:
             "model": body.model,
             "training_file": body.training_file,
             "validation_file": body.validation_file,
-            "method": {"type": method.type, method.type: {"hyperparameters": hyper}},
+            "method": {
+                "type": method.type,
+                method.type: {"hyperparameters": hyper} | grader,
+            },
             "suffix": body.suffix,
             "seed": seed,
             "metadata": body.metadata or None,
@@ -83,11 +91,13 @@ class ServeJobs:
         }
         spec = JobSpec(
             name="serve",
-            method="dpo" if method.type == "dpo" else "sft",
+            method={"dpo": "dpo", "reinforcement": "rft"}.get(method.type, "sft"),  # type: ignore[arg-type]
             data=DataSpec(train=str(train), validation=str(validation) if validation else None),
             hyperparameters=_hyperparameters(hyper),
             seed=seed,
             suffix=body.suffix,
+            graders=[reward] if reward else [],
+            rft=RftSpec(grader=reward.name) if reward else None,
         )
         backend = LocalBackend("serve", LocalOptions(**{**self.options, "model": body.model}))
         # The job trains on its own copies: deleting the client's file later cannot take them away.
@@ -102,7 +112,10 @@ class ServeJobs:
         except NotFound:
             raise Invalid(f"invalid {param}: no such file {file_id}", param) from None
         try:  # the same checks as `fto data validate`, so a bad line is named now rather than fail the job later
-            require_valid(validate_file(path, fmt=fmt))
+            if fmt == "rft":  # prompts and the fields the grader reads; no answers needed
+                read_dataset(str(path), "chat", method="rft")
+            else:
+                require_valid(validate_file(path, fmt=fmt))
         except DataError as exc:
             shown = str(exc).replace(str(path), file_id)
             raise Invalid(f"invalid {param}: {shown}", param) from None
@@ -320,6 +333,33 @@ class ServeJobs:
         for base in self.base_models:
             found.setdefault(base, (None if base.startswith("embedded:") else base, 0))
         return found
+
+
+SERVE_GRADERS = ("string_check", "text_similarity", "python", "multi")  # model graders would need a key here
+
+
+def _reward(section: ReinforcementSection) -> Grader:
+    """OpenAI's grader object as fto's (the same shape: fto's graders are modelled on OpenAI's)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from fto.orchestrator.graders.checks import problem
+
+    raw = section.grader
+    parts = list(raw.get("graders", {}).values()) if raw.get("type") == "multi" else []
+    for one in [raw, *parts]:
+        if isinstance(one, dict) and one.get("type") not in SERVE_GRADERS:
+            raise Invalid(f"fto serve runs {', '.join(SERVE_GRADERS)} graders; not {one.get('type')!r}",
+                          "method.reinforcement.grader")  # fmt: skip
+    try:
+        grader: Grader = TypeAdapter(Grader).validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise Invalid(f"invalid grader: {where}: {first['msg']}", "method.reinforcement.grader") from None
+    found = problem(grader)
+    if found:
+        raise Invalid(f"invalid grader: {found[0]}: {found[1]}", "method.reinforcement.grader")
+    return grader
 
 
 def _hyperparameters(hyper: dict[str, Any]) -> Hyperparameters:

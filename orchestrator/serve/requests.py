@@ -71,15 +71,41 @@ class MethodSection(_Body):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
 
 
-class Method(_Body):
-    """How to fine-tune: supervised examples or preference pairs."""
+class ReinforcementHyperparameters(Hyperparameters):
+    """method.reinforcement's hyperparameters (OpenAI's names and ranges; beta is not one of them)."""
 
-    type: Literal["supervised", "dpo"]
+    beta: Literal["auto"] = "auto"
+    reasoning_effort: Literal["default", "low", "medium", "high"] = "default"
+    compute_multiplier: Auto | Annotated[Number, Field(gt=0, le=10)] = "auto"
+    eval_interval: Auto | Annotated[StrictInt, Field(ge=1)] = "auto"
+    eval_samples: Auto | Annotated[StrictInt, Field(ge=1)] = "auto"
+
+
+class ReinforcementSection(_Body):
+    """method.reinforcement: the grader (checked as fto's grader objects when the job is created) and settings."""
+
+    grader: dict[str, Any]
+    hyperparameters: ReinforcementHyperparameters = Field(default_factory=ReinforcementHyperparameters)
+
+
+class Method(_Body):
+    """How to fine-tune: supervised examples, preference pairs, or answers rewarded by a grader."""
+
+    type: Literal["supervised", "dpo", "reinforcement"]
     supervised: MethodSection | None = None
     dpo: MethodSection | None = None
+    reinforcement: ReinforcementSection | None = None
 
-    def section(self) -> MethodSection:
-        """The hyperparameters of the chosen type."""
+    @model_validator(mode="after")
+    def _grader_given(self) -> Method:
+        if self.type == "reinforcement" and self.reinforcement is None:
+            raise ValueError("method.reinforcement with its grader is required for type reinforcement")
+        return self
+
+    def section(self) -> MethodSection | ReinforcementSection:
+        """The hyperparameters (and RFT's grader) of the chosen type."""
+        if self.type == "reinforcement" and self.reinforcement is not None:
+            return self.reinforcement
         return (self.dpo if self.type == "dpo" else self.supervised) or MethodSection()
 
 

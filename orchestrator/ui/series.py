@@ -37,6 +37,10 @@ def downsample(xs: list[float], ys: list[float], limit: int = MAX_POINTS) -> tup
     return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
+# (kind, metric): losses, and RFT's rewards (the dashboard draws those on an axis of their own)
+KINDS = (("train", "loss"), ("validation", "valid_loss"), ("reward", "reward"), ("validation reward", "valid_reward"))
+
+
 def loss_series(
     metrics: dict[str, list[dict[str, Any]]],
     labels: dict[str, str],
@@ -58,7 +62,7 @@ def loss_series(
             if not trained or not total_steps:
                 continue
             scale = trained / total_steps
-        for kind, key in (("train", "loss"), ("validation", "valid_loss")):
+        for kind, key in KINDS:
             points = [(r["step"] * scale, r[key]) for r in rows if r.get(key) is not None]
             if not points:
                 continue

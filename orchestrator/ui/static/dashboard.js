@@ -35,15 +35,19 @@
     if (existing) existing.plot.destroy();
     el.textContent = "";
     const jobs = [...new Set(series.map(s => s.job))];
+    // RFT's rewards share the chart on an axis of their own, at the right
+    const isReward = s => s.kind.endsWith("reward");
+    const rewarded = series.some(isReward);
     const opts = {
       width: width(el), height: 300,
-      scales: {x: {time: false}},
-      axes: [{label: x}, {label: "loss"}],
+      scales: rewarded ? {x: {time: false}, reward: {auto: true}} : {x: {time: false}},
+      axes: [{label: x}, {label: "loss"}].concat(
+        rewarded ? [{label: "reward", scale: "reward", side: 1, grid: {show: false}}] : []),
       legend: {show: series.length <= 40},
       series: [{label: x}].concat(series.map(s => ({
-        label: s.label, spanGaps: true, width: 1.5,
+        label: s.label, spanGaps: true, width: isReward(s) ? 2.5 : 1.5, scale: isReward(s) ? "reward" : "y",
         stroke: COLORS[jobs.indexOf(s.job) % COLORS.length],
-        dash: s.kind === "validation" ? [6, 4] : undefined,
+        dash: s.kind.startsWith("validation") ? [6, 4] : undefined,
       }))),
     };
     charts[el.id] = {plot: new uPlot(opts, data, el), key: key};
