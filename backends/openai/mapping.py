@@ -110,6 +110,8 @@ def event(raw: Any) -> JobEvent | Metric:
             total_steps=data.get("total_steps"),
             loss=data.get("train_loss"),
             valid_loss=data.get("valid_loss") or data.get("full_valid_loss"),
+            reward=data.get("train_reward_mean"),  # RFT's
+            valid_reward=data.get("valid_reward_mean") or data.get("full_valid_mean_reward"),
             created_at=_time(raw.created_at),
         )
     level = {"warn": "warning"}.get(raw.level, raw.level)

@@ -25,7 +25,7 @@ from fto.orchestrator.serve.errors import Invalid, NotFound
 from fto.orchestrator.serve.files import FileStore
 from fto.orchestrator.serve.requests import CreateFineTuningJob, ReinforcementSection
 from fto.orchestrator.store import Store
-from fto.schemas import DataSpec, Hyperparameters, JobSpec, JobStatus, RftSpec
+from fto.schemas import DataSpec, Hyperparameters, JobSpec, JobStatus, Metric, RftSpec
 from fto.schemas.graders import Grader
 
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
@@ -270,7 +270,9 @@ class ServeJobs:
             )
         for n, m in enumerate(updates.metrics):
             created = m.created_at.timestamp() if m.created_at else 0.0  # written by older workers: oldest
-            data = {"step": m.step, "total_steps": m.total_steps, "train_loss": m.loss, "valid_loss": m.valid_loss}
+            data = {"step": m.step, "total_steps": m.total_steps, "train_loss": m.loss, "valid_loss": m.valid_loss,
+                    # RFT's, under the names OpenAI's RFT dashboard and events use
+                    "train_reward_mean": m.reward, "valid_reward_mean": m.valid_reward}  # fmt: skip
             out.append(
                 (
                     created,
@@ -280,9 +282,7 @@ class ServeJobs:
                         "id": f"ftevent-{key}-m{n}",
                         "created_at": int(created),
                         "level": "info",
-                        "message": f"Step {m.step}/{m.total_steps}: training loss={m.loss:.4f}"
-                        if m.loss is not None
-                        else f"Step {m.step}",
+                        "message": _step_line(m),
                         "type": "metrics",
                         "data": {k: v for k, v in data.items() if v is not None},
                     },
@@ -360,6 +360,16 @@ def _reward(section: ReinforcementSection) -> Grader:
     if found:
         raise Invalid(f"invalid grader: {found[0]}: {found[1]}", "method.reinforcement.grader")
     return grader
+
+
+def _step_line(metric: Metric) -> str:
+    """A metrics event's message: the step and its loss, and its mean reward in RFT."""
+    parts = [f"Step {metric.step}/{metric.total_steps}:" if metric.total_steps else f"Step {metric.step}:"]
+    if metric.loss is not None:
+        parts.append(f"training loss={metric.loss:.4f}")
+    if metric.reward is not None:
+        parts.append(f"mean reward={metric.reward:.4f}")
+    return " ".join(parts).removesuffix(":")
 
 
 def _hyperparameters(hyper: dict[str, Any]) -> Hyperparameters:

@@ -6,7 +6,10 @@ from typing import Any, Literal
 
 from openai.types import Completion, CompletionChoice
 from openai.types.completion_choice import Logprobs
-from openai.types.fine_tuning import FineTuningJob
+from openai.types.fine_tuning import FineTuningJob, ReinforcementMethod
+from openai.types.fine_tuning.fine_tuning_job import Method
+from openai.types.graders import PythonGrader, ScoreModelGrader, StringCheckGrader, TextSimilarityGrader
+from openai.types.graders.multi_grader import Graders, MultiGrader
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,13 +17,34 @@ from starlette.responses import JSONResponse
 from fto.orchestrator.serve.errors import Invalid
 
 
+class NamedPartsMultiGrader(MultiGrader):
+    """MultiGrader whose `graders` is a map of named graders, as the service takes it (the SDK's types and the spec
+    say one grader: openai/openai-java#647, openai/openai-python#3918)."""
+
+    graders: dict[str, Graders]  # type: ignore[assignment]
+
+
+class NamedPartsReinforcementMethod(ReinforcementMethod):
+    """ReinforcementMethod whose multi grader has named parts."""
+
+    grader: StringCheckGrader | TextSimilarityGrader | PythonGrader | ScoreModelGrader | NamedPartsMultiGrader
+
+
+class NamedPartsMethod(Method):
+    """The job's method, with RFT's multi grader as the service takes it."""
+
+    reinforcement: NamedPartsReinforcementMethod | None = None
+
+
 class PausableFineTuningJob(FineTuningJob):
     """FineTuningJob, whose status may also be "paused" (OpenAI's pause endpoint answers it, the SDK's enum lacks
-    it) or "cancelling" (a cancel was asked and the worker is stopping)."""
+    it) or "cancelling" (a cancel was asked and the worker is stopping), and whose RFT multi grader has named
+    parts."""
 
     status: Literal[  # type: ignore[assignment]
         "validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused", "cancelling"
     ]
+    method: NamedPartsMethod | None = None
 
 
 class EchoLogprobs(Logprobs):
