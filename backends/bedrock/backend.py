@@ -38,6 +38,9 @@ class BedrockOptions(BackendOptions):
     role_arn: str | None = Field(default=None, description="IAM role Bedrock assumes to read and write S3")
     s3_bucket: str | None = Field(default=None, description="bucket for training data and job output")
     s3_prefix: str = Field(default="fto", description="key prefix inside the bucket")
+    grader_role_arn: str | None = Field(
+        default=None, description="RFT: IAM role the grader's Lambda function runs as (lambda.amazonaws.com trusts it)"
+    )
     early_stopping_threshold: float | None = Field(default=None, description="Bedrock: 0–0.1 (default 0.001)")
     early_stopping_patience: int | None = Field(default=None, description="Bedrock: 1–10 epochs (default 2)")
     learning_rate_warmup_steps: int | None = Field(default=None, description="Nova: 0–100 steps (default 10)")
@@ -67,7 +70,7 @@ class BedrockBackend(Backend[BedrockOptions]):
     requires = ("boto3", "anthropic")
 
     Options: ClassVar[type[BackendOptions]] = BedrockOptions
-    methods: ClassVar[frozenset[str]] = frozenset({"sft"})  # Bedrock fine-tunes these families with SFT only
+    methods: ClassVar[frozenset[str]] = frozenset({"sft", "rft"})  # RFT: Nova 2 Lite (provider.json's rft.models)
     max_concurrency: int = 4
     max_requests_per_second: float = 2.0
 
@@ -139,20 +142,27 @@ class BedrockBackend(Backend[BedrockOptions]):
     def check(self, spec: JobSpec) -> None:
         self.check_installed()
         family = self.family
-        if spec.method != "sft":
+        if spec.method not in ("sft", "rft"):
             raise UnsupportedError(
-                f"method {spec.method!r}: Bedrock fine-tunes {family.label} with supervised examples only "
-                "(method: sft)",
+                f"method {spec.method!r}: Bedrock fine-tunes {family.label} with supervised examples (method: sft)"
+                " and Amazon Nova 2 Lite with a reward (method: rft)",
                 backend=self.name,
             )
-        missing = [name for name in ("role_arn", "s3_bucket") if not getattr(self.options, name)]
+        super().check(spec)  # RFT: the grader and model provider.json says Bedrock takes
+        needed = ("role_arn", "s3_bucket", "grader_role_arn") if spec.method == "rft" else ("role_arn", "s3_bucket")
+        missing = [name for name in needed if not getattr(self.options, name)]
         if missing:
             raise ConfigError(
                 f"Bedrock needs {' and '.join(missing)} in the {self.name} section (the S3 bucket holds the data; "
-                "the role lets Bedrock read it)",
+                "the role lets Bedrock read it; RFT's grader runs as a Lambda function under grader_role_arn)",
                 field=f"backends.{self.name}",
             )
-        family.hyperparameters(spec, self.options, True, self.name)
+        if spec.method == "rft":
+            from fto.backends.bedrock.reward import rft_config
+
+            rft_config(spec, "arn:aws:lambda:checked-offline", self.name)  # the ranges, before any upload
+        else:
+            family.hyperparameters(spec, self.options, True, self.name)
         import boto3
 
         if boto3.Session().get_credentials() is None:  # said now, not after the data is prepared
@@ -163,6 +173,10 @@ class BedrockBackend(Backend[BedrockOptions]):
 
     def ignored(self, spec: JobSpec) -> list[str]:
         family = self.family
+        if spec.method == "rft":  # RFT's hyperparameters are rft_config's: epochs, batch size, learning rate
+            mine = ("learning_rate_multiplier", "warmup_ratio", "max_seq_length", "lora")
+            return [f"hyperparameters.{n} is not a Bedrock RFT setting (it takes epochs, batch_size, learning_rate)"
+                    for n in mine if n in spec.hyperparameters.model_fields_set]  # fmt: skip
         taken = ", ".join(k.source.removeprefix("hyperparameters.") for k in family.knobs)
         return [
             f"{name} is not a Bedrock setting for {family.label} (it takes {taken})" for name in family.unused(spec)
@@ -187,6 +201,8 @@ class BedrockBackend(Backend[BedrockOptions]):
                 f"this job has {len(train) + len(validation)} (the quota can be raised: then set max_records)",
                 file=spec.data.train,
             )
+        if spec.method == "rft":  # prompts and the fields the grader reads, as the grader's Lambda receives them
+            return PreparedData.write(train, validation, workdir, "rft")
         if family.single_turn:
             train, validation = _single_turn(train, spec, family), _single_turn(validation, spec, family)
         limit = card.max_tokens_per_example if card else None
@@ -233,17 +249,56 @@ class BedrockBackend(Backend[BedrockOptions]):
             "outputDataConfig": {
                 "s3Uri": f"s3://{self.options.s3_bucket}/{self.options.s3_prefix.strip('/')}/output/{job_id}/"
             },
-            "hyperParameters": self.family.hyperparameters(
-                spec, self.options, uploaded.validation_file is not None, self.name
-            ),
             "clientRequestToken": job_id,
             "jobTags": [{"key": "fto_job_id", "value": job_id}]
             + [{"key": k, "value": v} for k, v in spec.metadata.items()],
         }
+        if spec.method == "rft":
+            from fto.backends.bedrock.reward import rft_config
+
+            request["customizationType"] = "REINFORCEMENT_FINE_TUNING"
+            request["customizationConfig"] = {"rftConfig": rft_config(spec, self._grader_function(spec), self.name)}
+        else:
+            request["hyperParameters"] = self.family.hyperparameters(
+                spec, self.options, uploaded.validation_file is not None, self.name
+            )
         if uploaded.validation_file:
             request["validationDataConfig"] = {"validators": [{"s3Uri": uploaded.validation_file}]}
         self._call("create customization job", lambda: self._aws("bedrock").create_model_customization_job(**request))
         return name  # Bedrock accepts the job name wherever it takes the ARN
+
+    def _grader_function(self, spec: JobSpec) -> str:
+        """Create (or find, by its content-derived name) the Lambda function that runs the reward grader, and let
+        Bedrock invoke it; returns its ARN."""
+        from fto.backends.bedrock.reward import HANDLER, RUNTIME, function_name, limits, package
+        from fto.orchestrator.graders.offered import reward_grader
+
+        grader = reward_grader(spec)
+        code = package(grader)
+        name = function_name(grader, code)
+        lam = self._aws("lambda")
+        try:
+            return str(self._call("find grader function", lambda: lam.get_function(FunctionName=name))
+                       ["Configuration"]["FunctionArn"])  # fmt: skip
+        except BackendError as exc:
+            if exc.status_code != 404:
+                raise
+        timeout, memory = limits(grader)
+        created = self._call(
+            "create grader function",
+            lambda: lam.create_function(
+                FunctionName=name, Runtime=RUNTIME, Handler=HANDLER, Role=self.options.grader_role_arn,
+                Code={"ZipFile": code}, Timeout=timeout, MemorySize=memory, Publish=True,
+                Description=f"fto reward grader {grader.name!r} ({grader.type}) for Bedrock RFT",
+                Tags={"fto_grader": grader.name},
+            ),
+        )  # fmt: skip
+        self._call(
+            "let Bedrock invoke the grader",
+            lambda: lam.add_permission(FunctionName=name, StatementId="bedrock-rft", Action="lambda:InvokeFunction",
+                                       Principal="bedrock.amazonaws.com"),
+        )  # fmt: skip
+        return str(created["FunctionArn"])
 
     def find(self, job_id: str) -> str | None:
         from botocore.exceptions import ClientError

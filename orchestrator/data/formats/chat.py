@@ -156,6 +156,14 @@ class RftPrompts(Chat):
         return False  # read as chat (which keeps the fields); written for RFT jobs
 
     def dump(self, record: Record) -> dict[str, Any]:
-        line = super().dump(record)
-        fields = (record.metadata or {}).get("fields") or {}
-        return {**fields, **line}
+        """The prompt (ending with the user's turn, as providers require) and the row's fields; a reference answer
+        the row carries becomes the `reference` field, which graders read as `{{ item.reference }}` everywhere."""
+        if not isinstance(record, Conversation):
+            raise not_supported(self.name, "preference pairs (use preference)")
+        fields = dict((record.metadata or {}).get("fields") or {})
+        messages = list(record.messages)
+        if messages and messages[-1].role == "assistant":
+            fields.setdefault("reference", messages[-1].content or "")
+        while messages and messages[-1].role == "assistant":
+            messages.pop()
+        return {**fields, **super().dump(record.model_copy(update={"messages": messages}))}

@@ -116,7 +116,7 @@ def test_cancel_stops_the_customization_job(aws, messages, write_job):
     [
         (
             {"method": "dpo", "data": {"train": str(SHARED_DATA / "hh-rlhf" / "harmless-base_test.jsonl.gz")}},
-            "Bedrock fine-tunes Claude with supervised examples only",
+            "Bedrock fine-tunes Claude with supervised examples (method: sft)",
         ),
         ({"hyperparameters": {"epochs": 12}}, "hyperparameters.epochs = 12 is outside Bedrock's range 1–10"),
         ({"hyperparameters": {"batch_size": 2}}, "hyperparameters.batch_size = 2 is outside Bedrock's range 4–256"),
