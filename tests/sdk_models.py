@@ -116,10 +116,14 @@ def _model(declared: type[BaseModel], value: Any, where: str) -> list[str]:
     if not isinstance(value, dict):
         return [f"{where}: expected an object, got {type(value).__name__}"]
     fields = {(info.alias or name): (name, info) for name, info in declared.model_fields.items()}
-    found = [f"{where}.{key}: not a field the SDK knows" for key in value if key not in fields]
+    # Google's APIs speak proto3 JSON, whose parsers take a field's proto name (snake_case) as well as its JSON
+    # name; google-genai sends nested reward scorers that way.
+    known = fields | ({name: (name, info) for name, info in declared.model_fields.items()}
+                      if declared.__module__.startswith("google.") else {})  # fmt: skip
+    found = [f"{where}.{key}: not a field the SDK knows" for key in value if key not in known]
     found += [f"{where}.{wire}: required" for wire, (_, info) in fields.items() if info.is_required() and
               wire not in value]  # fmt: skip
     for key, item in value.items():
-        if key in fields:
-            found += errors(fields[key][1].annotation, item, f"{where}.{key}")
+        if key in known:
+            found += errors(known[key][1].annotation, item, f"{where}.{key}")
     return found

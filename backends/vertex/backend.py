@@ -69,7 +69,7 @@ class VertexBackend(Backend[VertexOptions]):
     requires = ("google.genai", "google.cloud.storage")
 
     Options: ClassVar[type[BackendOptions]] = VertexOptions
-    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
+    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo", "rft"})
     min_poll_interval: float = 30.0
     max_poll_interval: float = 300.0
 
@@ -223,7 +223,7 @@ class VertexBackend(Backend[VertexOptions]):
                 f"{len(validation)} (lower data.validation)",
                 file=spec.data.train,
             )
-        fmt = "gemini_preference" if spec.method == "dpo" else "gemini"
+        fmt = {"dpo": "gemini_preference", "rft": "gemini_rft"}.get(spec.method, "gemini")
         return PreparedData.write(train, validation, workdir, fmt)
 
     def upload(self, prepared: PreparedData) -> UploadedData:

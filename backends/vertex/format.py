@@ -7,9 +7,11 @@ Supervised: {"systemInstruction"?: {"role": "system", "parts": [{"text"}]}, "con
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar, Literal
 
 from fto.orchestrator.data.formats.base import Format, RecordError, Warn, not_supported, require_list, system_and_pairs
+from fto.orchestrator.data.formats.chat import rft_prompt
 from fto.schemas import Conversation, Message, PreferencePair, Record
 
 ROLES: dict[str, Literal["user", "assistant"]] = {"user": "user", "model": "assistant"}
@@ -65,6 +67,35 @@ class GeminiChat(Format):
         if system is not None:
             out["systemInstruction"] = {"role": "system", "parts": [{"text": system}]}
         out["contents"] = [_content(m) for m in messages]
+        return out
+
+
+class GeminiRft(Format):
+    """Vertex AI reinforcement tuning lines (ReinforcementTuningExample): the prompt's contents, and `references`,
+    the row's fields as strings, which a reward's `{{references.FIELD}}` reads."""
+
+    name: ClassVar[str] = "gemini_rft"
+    description: ClassVar[str] = "Vertex AI reinforcement tuning JSONL (contents ending with a user turn, references)"
+    kinds: ClassVar[frozenset[str]] = frozenset({"rft"})
+    priority: ClassVar[int] = 0
+
+    def detect(self, obj: dict[str, Any]) -> bool:
+        return False  # written for RFT jobs, not read back
+
+    def parse(self, obj: dict[str, Any], warn: Warn) -> Record:
+        turns = _system(obj, "systemInstruction") + _turns(require_list(obj, "contents"), "contents")
+        return Conversation(messages=turns, metadata={"fields": dict(obj.get("references") or {})})
+
+    def dump(self, record: Record) -> dict[str, Any]:
+        prompt, fields = rft_prompt(record, self.name)
+        messages = list(prompt.messages)
+        out: dict[str, Any] = {}
+        if messages and messages[0].role == "system":
+            out["systemInstruction"] = {"role": "system", "parts": [{"text": messages.pop(0).content or ""}]}
+        if not messages or prompt.tools or any(m.role not in ("user", "assistant") for m in messages):
+            raise not_supported(self.name, "prompts without a user turn, or with tools")
+        out["contents"] = [_content(m) for m in messages]
+        out["references"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
         return out
 
 

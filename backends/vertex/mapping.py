@@ -45,6 +45,8 @@ def tuning_config(spec: JobSpec, options: Any, job_id: str, validation_uri: str 
         "labels": {"fto_job_id": job_id},  # how `find` recognises the job
         "export_last_checkpoint_only": options.export_last_checkpoint_only or None,
     }
+    if spec.method == "rft":
+        values |= _reinforcement(spec)
     if spec.method == "dpo":
         values["method"] = types.TuningMethod.PREFERENCE_TUNING
         if hp.beta != "auto":
@@ -72,6 +74,31 @@ def tuning_config(spec: JobSpec, options: Any, job_id: str, validation_uri: str 
     if validation_uri:
         values["validation_dataset"] = types.TuningValidationDataset(gcs_uri=validation_uri)
     return types.CreateTuningJobConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+THINKING = {"low": "LOW", "medium": "MEDIUM", "high": "HIGH"}
+
+
+def _reinforcement(spec: JobSpec) -> dict[str, Any]:
+    """RL tuning's part of CreateTuningJobConfig: the reward, samples per prompt, answer length, evaluations."""
+    from google.genai import types
+
+    from fto.backends.vertex.reward import reward_config
+    from fto.orchestrator.graders.offered import reward_grader
+
+    rft = spec.rft
+    assert rft is not None  # the job file's check requires it for method: rft
+    values: dict[str, Any] = {"method": types.TuningMethod.REINFORCEMENT_TUNING}
+    values |= reward_config(reward_grader(spec), "vertex")
+    if rft.samples_per_prompt != "auto":
+        values["samples_per_prompt"] = rft.samples_per_prompt
+    if rft.max_new_tokens != "auto":
+        values["max_output_tokens"] = rft.max_new_tokens
+    if rft.eval_interval != "auto":
+        values["evaluate_interval"] = rft.eval_interval
+    if rft.reasoning_effort != "auto":
+        values["thinking_level"] = THINKING[rft.reasoning_effort]
+    return values
 
 
 def _stats(job: Any) -> Any:

@@ -156,14 +156,20 @@ class RftPrompts(Chat):
         return False  # read as chat (which keeps the fields); written for RFT jobs
 
     def dump(self, record: Record) -> dict[str, Any]:
-        """The prompt (ending with the user's turn, as providers require) and the row's fields; a reference answer
-        the row carries becomes the `reference` field, which graders read as `{{ item.reference }}` everywhere."""
-        if not isinstance(record, Conversation):
-            raise not_supported(self.name, "preference pairs (use preference)")
-        fields = dict((record.metadata or {}).get("fields") or {})
-        messages = list(record.messages)
-        if messages and messages[-1].role == "assistant":
-            fields.setdefault("reference", messages[-1].content or "")
-        while messages and messages[-1].role == "assistant":
-            messages.pop()
-        return {**fields, **super().dump(record.model_copy(update={"messages": messages}))}
+        """The prompt (ending with the user's turn, as providers require) and the row's fields."""
+        prompt, fields = rft_prompt(record, self.name)
+        return {**fields, **super().dump(prompt)}
+
+
+def rft_prompt(record: Record, fmt: str) -> tuple[Conversation, dict[str, Any]]:
+    """An RFT row as its prompt (up to the user's last turn) and the fields graders read; a reference answer the
+    row carries becomes the `reference` field, which graders read as `{{ item.reference }}` on every backend."""
+    if not isinstance(record, Conversation):
+        raise not_supported(fmt, "preference pairs (use preference)")
+    fields = dict((record.metadata or {}).get("fields") or {})
+    messages = list(record.messages)
+    if messages and messages[-1].role == "assistant":
+        fields.setdefault("reference", messages[-1].content or "")
+    while messages and messages[-1].role == "assistant":
+        messages.pop()
+    return record.model_copy(update={"messages": messages}), fields

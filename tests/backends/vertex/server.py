@@ -92,13 +92,18 @@ class Vertex(Provider):
             raise ValueError(f"not a TuningJob: {problems}")
         if body.get("baseModel") not in self.models:
             return self.error(400, f"base model {body.get('baseModel')} cannot be tuned")
-        spec = body.get("supervisedTuningSpec") or body.get("preferenceOptimizationSpec")
+        spec = (body.get("supervisedTuningSpec") or body.get("preferenceOptimizationSpec")
+                or body.get("reinforcementTuningSpec"))  # fmt: skip
         if not spec:
-            raise ValueError("neither supervisedTuningSpec nor preferenceOptimizationSpec")
+            raise ValueError("no supervisedTuningSpec, preferenceOptimizationSpec or reinforcementTuningSpec")
         training = self.read(spec["trainingDatasetUri"])
         for line in training.decode().splitlines():  # Vertex validates the data before it trains
             row = json.loads(line)
             problems = [p for turn in row.get("contents", []) for p in errors(types.Content, turn)]
+            if "reinforcementTuningSpec" in body:  # an RL example: its prompt, and the references rewards read
+                problems += errors(types.ReinforcementTuningExample, row)
+                if not (spec.get("singleRewardConfig") or spec.get("compositeRewardConfig")):
+                    problems.append("a reinforcement tuning job needs a reward config")
             if problems:
                 return self.error(400, f"training data: {problems[0]}")
         if spec.get("validationDatasetUri"):

@@ -1,6 +1,8 @@
 """Every public dataset in tests/fixtures/data: detected, counted, converted to each target that can hold it,
 round-tripped (the files are cut from ../shared/data by tests/fixtures/make_fixtures.py)."""
 
+import json
+
 import pytest
 
 from fto.orchestrator.data.formats import RecordError, all_formats
@@ -114,6 +116,15 @@ def test_converts_to_every_target_that_can_hold_it_and_reads_back_the_same(name,
         assert len(back) == written
         if target in ("chat", "preference"):  # these hold every canonical field
             assert [_canonical(r) for r in back] == [_canonical(r) for r in holdable]
+        elif "rft" in all_formats()[target].kinds:  # RFT rows are prompts: the answer becomes the reference field
+            lines = [json.loads(line) for line in out.read_text().splitlines()]
+            for was, now, line in zip(holdable, back, lines, strict=True):
+                prompt = [m.content for m in _messages(was)]
+                while _messages(was)[len(prompt) - 1].role == "assistant":
+                    prompt.pop()
+                assert [m.content for m in _messages(now)] == prompt
+                reference = line.get("references", line).get("reference")
+                assert reference == _messages(was)[-1].content or _messages(was)[-1].role != "assistant"
         else:
             assert [[m.content for m in _messages(r)] for r in back] == [
                 [m.content for m in _messages(r)] for r in holdable
