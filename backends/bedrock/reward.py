@@ -2,17 +2,14 @@
 form, `rftConfig.graderConfig.lambdaGrader`), and the `rftConfig` of the customization job. Packaging is pure;
 creating the function is the backend's (through boto3).
 
-The zip holds reward_handler.py as `lambda_function.py`, the grader as `grader.json`, fto's grader modules (the
-same templates, string_check and formula code `fto eval` runs) and the pure-Python libraries they import (jinja2,
-markupsafe without its C speedups, simpleeval): nothing to build for Lambda's platform, nothing fetched at deploy.
+The zip holds reward_handler.py as `lambda_function.py` and the portable grader (orchestrator/graders/portable.py:
+fto's own grader code and the pure-Python libraries it imports): nothing to build for Lambda's platform.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,10 +20,6 @@ from fto.schemas.graders import Grader, MultiGrader, PythonGrader
 
 RUNTIME = "python3.12"
 HANDLER = "lambda_function.lambda_handler"
-# fto's own modules the handler imports, at their installed names; each package level gets an empty __init__.
-FTO_MODULES = ("fto.orchestrator.errors", "fto.orchestrator.graders.formula", "fto.orchestrator.graders.templates",
-               "fto.orchestrator.graders.text")  # fmt: skip
-LIBRARIES = ("jinja2", "markupsafe", "simpleeval")
 # rft setting → Bedrock's RFTHyperParameters name, with the range botocore's service model gives it
 RFT_KNOBS = {
     "samples_per_prompt": ("trainingSamplePerPrompt", 2, 16),
@@ -37,36 +30,16 @@ RFT_KNOBS = {
 
 def package(grader: Grader) -> bytes:
     """The Lambda deployment zip for one grader; the same grader gives the same bytes (fixed timestamps)."""
-    files: dict[str, bytes] = {
-        "lambda_function.py": Path(__file__).with_name("reward_handler.py").read_bytes(),
-        "grader.json": json.dumps(grader.model_dump(mode="json"), sort_keys=True).encode(),
-    }
-    for module in FTO_MODULES:
-        parts = module.split(".")
-        files["/".join(parts) + ".py"] = _source(module).read_bytes()
-        for depth in range(1, len(parts)):
-            files.setdefault("/".join(parts[:depth]) + "/__init__.py", b"")
-    for library in LIBRARIES:
-        origin = _source(library)
-        if origin.name != "__init__.py":  # a single module
-            files[origin.name] = origin.read_bytes()
-            continue
-        for path in sorted(origin.parent.rglob("*.py")):
-            files[f"{library}/{path.relative_to(origin.parent).as_posix()}"] = path.read_bytes()
+    from fto.orchestrator.graders.portable import files
+
+    contents = files(grader, Path(__file__).with_name("reward_handler.py"), "lambda_function.py")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(files):
+        for name in sorted(contents):
             info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
-            archive.writestr(info, files[name])
+            archive.writestr(info, contents[name])
     return buffer.getvalue()
-
-
-def _source(module: str) -> Path:
-    found = importlib.util.find_spec(module)
-    if found is None or found.origin is None:
-        raise RuntimeError(f"cannot package {module}: not installed")
-    return Path(found.origin)
 
 
 def function_name(grader: Grader, code: bytes) -> str:

@@ -1,7 +1,7 @@
 """The AWS Lambda function that rewards Bedrock reinforcement fine-tuning (Amazon Nova) with an fto grader.
 
 Packaged by reward.py as `lambda_function.py`, beside `grader.json` (the job's grader) and fto's own grader code
-(templates, string_check, the multi formula) with the pure-Python libraries it uses: the reward Bedrock trains on
+(orchestrator/graders/portable.py): the reward Bedrock trains on
 is computed by the same code as `fto eval`'s. Bedrock calls it with a batch of sampled conversations, each the
 dataset row's fields plus `messages` ending in the model's answer, and reads back one `aggregate_reward_score` per
 sample, with `metrics_list` (a multi grader's parts). A sample the grader cannot score gets 0 and the metric
@@ -11,11 +11,10 @@ sample, with `metrics_list` (a multi grader's parts). A sample the grader cannot
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from fto.orchestrator.graders import formula, templates, text
+from fto.orchestrator.graders.portable import grade, sample_of, text_of
 
 GRADER_FILE = Path(__file__).with_name("grader.json")
 
@@ -30,7 +29,7 @@ def lambda_handler(event: Any, context: Any) -> list[dict[str, Any]]:
 def reward(grader: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     """One sample's reward in Bedrock's shape."""
     messages = list(row.get("messages") or [])
-    answer = _text(messages.pop()["content"]) if messages and messages[-1].get("role") == "assistant" else ""
+    answer = text_of(messages.pop()["content"]) if messages and messages[-1].get("role") == "assistant" else ""
     item = {key: value for key, value in row.items() if key != "id"} | {"messages": messages}
     try:
         value, parts = grade(grader, sample_of(answer), item)
@@ -40,44 +39,3 @@ def reward(grader: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     metrics = [{"name": name, "value": part, "type": "Reward"} for name, part in parts.items()]
     return {"id": row.get("id"), "aggregate_reward_score": value,
             "metrics_list": [*metrics, {"name": "grader_error", "value": 0.0, "type": "Metric"}]}  # fmt: skip
-
-
-def sample_of(output: str) -> dict[str, Any]:
-    """`{{ sample.* }}`: the answer as text, and as JSON when it parses (as fto's graders see it)."""
-    try:
-        parsed = json.loads(output)
-    except ValueError:
-        parsed = None
-    return {"output_text": output, "output_json": parsed}
-
-
-def grade(grader: dict[str, Any], sample: dict[str, Any], item: dict[str, Any]) -> tuple[float, dict[str, float]]:
-    """The grader's value for one sample, and a multi grader's parts by name."""
-    kind = grader["type"]
-    if kind == "string_check":
-        given = templates.render(grader["input"], item, sample)
-        reference = templates.render(grader["reference"], item, sample)
-        return text.string_check(grader["operation"], given, reference), {}
-    if kind == "python":
-        scope: dict[str, Any] = {}
-        exec(compile(grader["source"], f"<grader {grader['name']}>", "exec"), scope)  # the Lambda is the sandbox
-        value = float(scope["grade"](sample, item))
-    elif kind == "multi":
-        parts = {name: grade(part, sample, item)[0] for name, part in grader["graders"].items()}
-        return _finite(formula.evaluate(grader["calculate_output"], parts)), parts
-    else:
-        raise ValueError(f"grader type {kind!r} does not run in this function")
-    return _finite(value), {}
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"the grader gave {value}, not a number")
-    return value
-
-
-def _text(content: Any) -> str:
-    """A message's text: a string, or Bedrock's content blocks ([{"text": ...}, ...])."""
-    if isinstance(content, str):
-        return content
-    return "".join(block.get("text", "") for block in content or [] if isinstance(block, dict))

@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -72,7 +73,7 @@ class FireworksBackend(Backend[FireworksOptions]):
     requires = ("fireworks",)
 
     Options: ClassVar[type[BackendOptions]] = FireworksOptions
-    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
+    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo", "rft"})
     min_poll_interval: float = 10.0
     max_poll_interval: float = 120.0
 
@@ -154,7 +155,8 @@ class FireworksBackend(Backend[FireworksOptions]):
                 f"Fireworks needs at least {minimum} training examples; the training split has {len(train)}",
                 file=spec.data.train,
             )
-        return PreparedData.write(train, validation, workdir, "preference" if spec.method == "dpo" else "chat")
+        fmt = {"dpo": "preference", "rft": "rft"}.get(spec.method, "chat")
+        return PreparedData.write(train, validation, workdir, fmt)
 
     def upload(self, prepared: PreparedData) -> UploadedData:
         return UploadedData(
@@ -242,10 +244,14 @@ class FireworksBackend(Backend[FireworksOptions]):
             spec, self.options.model, self._output_model(spec, job_id), self.options.max_context_length
         )
         display = f"fto {spec.name} {job_id}"[:60]
-        if spec.method == "dpo":
+        kind = {"dpo": "dpoJobs", "rft": "reinforcementFineTuningJobs"}.get(spec.method, "supervisedFineTuningJobs")
+        create: Callable[[], Any]
+        if spec.method == "rft":
+            create = partial(self._create_rft, spec, uploaded, job, display, settings)
+        elif spec.method == "dpo":
             beta = spec.hyperparameters.beta
             loss: dict[str, Any] = {"method": "DPO", **({"dpo": {"beta": beta}} if beta != "auto" else {})}
-            create: Callable[[], Any] = lambda: self.client.dpo_jobs.create(  # noqa: E731
+            create = lambda: self.client.dpo_jobs.create(  # noqa: E731
                 dataset=uploaded.train_file, dpo_job_id=job, display_name=display, training_config=settings,  # type: ignore[arg-type]
                 loss_config=loss,  # type: ignore[arg-type]
             )  # fmt: skip
@@ -262,12 +268,48 @@ class FireworksBackend(Backend[FireworksOptions]):
         except BackendError as exc:
             if exc.status_code != 409:  # 409: this job id exists already: the earlier create reached Fireworks
                 raise
-        return self._name("dpoJobs" if spec.method == "dpo" else "supervisedFineTuningJobs", job)
+        return self._name(kind, job)
+
+    def _create_rft(self, spec: JobSpec, uploaded: UploadedData, job: str, display: str,
+                    settings: dict[str, Any]) -> Any:  # fmt: skip
+        """The reward as a Fireworks evaluator (fto's grader code, found again by its content), then the job."""
+        from fto.backends.fireworks.reward import evaluator
+
+        evaluator_id, body = evaluator(spec)
+        try:
+            self._call(
+                "create evaluator",
+                lambda: self.client.evaluators.create(
+                    evaluator=body,  # type: ignore[arg-type]
+                    evaluator_id=evaluator_id,
+                ),
+            )
+        except BackendError as exc:
+            if exc.status_code != 409:  # 409: the same grader's evaluator exists already
+                raise
+        rft = spec.rft
+        assert rft is not None  # the job file's check requires it for method: rft
+        inference: dict[str, Any] = {"temperature": rft.temperature}
+        if rft.samples_per_prompt != "auto":
+            inference["response_candidates_count"] = rft.samples_per_prompt
+        if rft.max_new_tokens != "auto":
+            inference["max_output_tokens"] = rft.max_new_tokens
+        beta = spec.hyperparameters.beta
+        extra: dict[str, Any] = {"evaluation_dataset": uploaded.validation_file} if uploaded.validation_file else {}
+        return self.client.reinforcement_fine_tuning_jobs.create(
+            dataset=uploaded.train_file, evaluator=self._name("evaluators", evaluator_id),
+            reinforcement_fine_tuning_job_id=job, display_name=display, training_config=settings,  # type: ignore[arg-type]
+            inference_parameters=inference,  # type: ignore[arg-type]
+            loss_config={"method": "GRPO", **({"kl_beta": beta} if beta != "auto" else {})},
+            **extra,
+        )  # fmt: skip
 
     def find(self, job_id: str) -> str | None:
         job = mapping.resource_id(job_id)
-        for kind, resource in (("supervisedFineTuningJobs", self.client.supervised_fine_tuning_jobs),
-                               ("dpoJobs", self.client.dpo_jobs)):  # fmt: skip
+        kinds = (("supervisedFineTuningJobs", self.client.supervised_fine_tuning_jobs),
+                 ("dpoJobs", self.client.dpo_jobs),
+                 ("reinforcementFineTuningJobs", self.client.reinforcement_fine_tuning_jobs))  # fmt: skip
+        for kind, resource in kinds:
             try:
                 self._call("get job", lambda r=resource: r.get(job))  # type: ignore[misc]
                 return self._name(kind, job)
@@ -279,8 +321,9 @@ class FireworksBackend(Backend[FireworksOptions]):
     def _resource(self, provider_job_id: str) -> tuple[Any, str]:
         """The SDK resource for a job name, and the job's own id."""
         _, _, kind, job = provider_job_id.split("/", 3)
-        resource = self.client.dpo_jobs if kind == "dpoJobs" else self.client.supervised_fine_tuning_jobs
-        return resource, job
+        resources = {"dpoJobs": self.client.dpo_jobs, "reinforcementFineTuningJobs":
+                     self.client.reinforcement_fine_tuning_jobs}  # fmt: skip
+        return resources.get(kind, self.client.supervised_fine_tuning_jobs), job
 
     def get(self, provider_job_id: str) -> ProviderJob:
         return self.poll(provider_job_id, None)[0]

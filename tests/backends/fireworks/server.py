@@ -20,10 +20,15 @@ from fireworks.types import (
     DatasetGetUploadEndpointResponse,
     DatasetUploadResponse,
     DpoJob,
+    EvaluatorCreateResponse,
+    EvaluatorGetResponse,
+    ReinforcementFineTuningJob,
     SupervisedFineTuningJob,
     dataset_create_params,
     dataset_get_upload_endpoint_params,
     dpo_job_create_params,
+    evaluator_create_params,
+    reinforcement_fine_tuning_job_create_params,
     supervised_fine_tuning_job_create_params,
 )
 from fireworks.types.chat import completion_create_params, completion_create_response
@@ -38,8 +43,11 @@ CREATE_PARAMS = {
     "supervisedFineTuningJobs": (supervised_fine_tuning_job_create_params.SupervisedFineTuningJobCreateParams,
                                  SupervisedFineTuningJob, "supervisedFineTuningJobId"),
     "dpoJobs": (dpo_job_create_params.DpoJobCreateParams, DpoJob, "dpoJobId"),
+    "reinforcementFineTuningJobs": (reinforcement_fine_tuning_job_create_params.ReinforcementFineTuningJobCreateParams,
+                                    ReinforcementFineTuningJob, "reinforcementFineTuningJobId"),
 }  # fmt: skip
-PATH_AND_QUERY = frozenset({"account_id", "supervised_fine_tuning_job_id", "dpo_job_id", "dataset_id_path"})
+PATH_AND_QUERY = frozenset({"account_id", "supervised_fine_tuning_job_id", "dpo_job_id", "dataset_id_path",
+                            "reinforcement_fine_tuning_job_id"})  # fmt: skip
 
 
 def stamp() -> str:
@@ -65,6 +73,7 @@ class Fireworks(Provider):
         self.recall = Recall()
         self.fail_next_job: str | None = None
         self.uploaded: list[str] = []  # how each dataset's bytes arrived: "request" or "signed-url"
+        self.evaluators: dict[str, dict[str, Any]] = {}  # id → the evaluator as created
 
     def error(self, status: int, message: str) -> Response:
         code = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED"}
@@ -101,6 +110,8 @@ class Fireworks(Provider):
             collection, _, tail = rest.partition("/")
             if collection == "datasets":
                 return await self.datasets_route(request, tail)
+            if collection in ("evaluatorsV2", "evaluators"):
+                return await self.evaluators_route(request, tail)
             if collection in CREATE_PARAMS:
                 return await self.jobs_route(request, collection, tail)
         except ValueError as exc:
@@ -156,11 +167,36 @@ class Fireworks(Provider):
             return JSONResponse({})
         raise ValueError(f"{where}: no such route")
 
+    # evaluators ------------------------------------------------------------------------------------
+
+    def evaluator_body(self, evaluator_id: str) -> dict[str, Any]:
+        return {**self.evaluators[evaluator_id], "name": f"accounts/{self.account}/evaluators/{evaluator_id}",
+                "state": "ACTIVE", "createTime": stamp()}  # fmt: skip
+
+    async def evaluators_route(self, request: Request, tail: str) -> Response:
+        method, where = request.method, f"{request.method} {request.url.path}"
+        if not tail and method == "POST":
+            body = json.loads(await request.body())
+            self.body_errors(evaluator_create_params.EvaluatorCreateParams, body, where)
+            evaluator_id = body.get("evaluatorId") or uuid.uuid4().hex[:12]
+            if evaluator_id in self.evaluators:
+                return self.error(409, f"evaluator {evaluator_id} already exists")
+            for criterion in body["evaluator"].get("criteria", []):
+                snippets = criterion.get("codeSnippets") or {}
+                if snippets.get("entryFile") not in snippets.get("fileContents", {}):
+                    return self.error(400, f"evaluator {evaluator_id}: entryFile is not among its fileContents")
+            self.evaluators[evaluator_id] = body["evaluator"]
+            return self.answer(EvaluatorCreateResponse, self.evaluator_body(evaluator_id), where)
+        if tail in self.evaluators and method == "GET":
+            return self.answer(EvaluatorGetResponse, self.evaluator_body(tail), where)
+        return self.error(404, f"evaluator {tail} not found")
+
     # jobs ------------------------------------------------------------------------------------------
 
     def job_body(self, name: str) -> dict[str, Any]:
         job = self.jobs[name]
-        body = {k: v for k, v in job["body"].items() if k not in ("supervisedFineTuningJobId", "dpoJobId")}
+        body = {k: v for k, v in job["body"].items() if k not in ("supervisedFineTuningJobId", "dpoJobId",
+                                                                  "reinforcementFineTuningJobId")}  # fmt: skip
         out: dict[str, Any] = {**body, "name": name, "state": job["state"], "createTime": job["created"],
                                "updateTime": stamp()}  # fmt: skip
         if job["progress"] is not None:
@@ -186,6 +222,8 @@ class Fireworks(Provider):
             for dataset in filter(None, (body["dataset"], body.get("evaluationDataset"))):
                 if dataset.rsplit("/", 1)[-1] not in self.datasets:
                     return self.error(400, f"dataset {dataset} not found")
+            if "evaluator" in body and body["evaluator"].rsplit("/", 1)[-1] not in self.evaluators:
+                return self.error(400, f"evaluator {body['evaluator']} not found")
             self.jobs[name] = {"body": body, "state": "JOB_STATE_CREATING", "created": stamp(), "progress": None,
                                "message": "", "code": "OK", "fail_with": self.fail_next_job}  # fmt: skip
             self.fail_next_job = None
