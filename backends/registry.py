@@ -65,7 +65,10 @@ def backends_offering_rft() -> list[str]:
             cls = backend_class(name)
         except FtoError:
             continue
-        if "rft" in cls.methods and cls.describe().rft is not None:
+        info = cls.describe()
+        if name != info.name and info.name in available():
+            continue  # an old name of a backend listed under its own (anthropic, for bedrock)
+        if "rft" in cls.methods and info.rft is not None:
             found.append(name)
     return found
 
