@@ -7,10 +7,10 @@
 The workload is examples/rft.yaml's: the embedded tiny Llama (built once per fto run from the job's data, seed 0;
 TRL loads that very folder), LoRA r=16 on all linear layers with embeddings and head trained in full (what fto does
 for the random-weight embedded model), 8 prompts a step, 8 answers a prompt (the group), at most 12 new tokens,
-temperature 1, beta 0.04, lr 3e-3, one epoch; the reward is the example's multi grader (0.5 · short + 0.5 · the
-animal's class) computed by fto's own grader code in both. Each run is its own process (peak RSS is its own).
-Throughput is measured between the first and the last optimizer step (start-up and model building left out):
-prompts/s and generated tokens/s. The reward curve is each step's mean reward.
+temperature 1, beta 0.04, lr 3e-3 with no warm-up, one epoch; the reward is the example's multi grader
+(0.5 · short + 0.5 · the animal's class) computed by fto's own grader code in both. Each run is its own process
+(peak RSS is its own). Throughput is measured between the first and the last optimizer step (start-up and model
+building left out): prompts/s and generated tokens/s. The reward curve is each step's mean reward.
 """
 
 from __future__ import annotations
@@ -43,7 +43,13 @@ def job_file(folder: Path) -> Path:
     (folder / "prompts.jsonl").write_text("\n".join(lines) + "\n")
     spec["data"] = {"train": str(folder / "prompts.jsonl")}
     spec["rft"] |= {"samples_per_prompt": GROUP, "max_new_tokens": NEW_TOKENS}
-    spec["hyperparameters"] |= {"epochs": 1, "batch_size": PROMPTS_PER_STEP, "learning_rate": LR, "beta": BETA}
+    spec["hyperparameters"] |= {
+        "epochs": 1,
+        "batch_size": PROMPTS_PER_STEP,
+        "learning_rate": LR,
+        "beta": BETA,
+        "warmup_ratio": 0.0,
+    }  # TRL's GRPOTrainer warms up for no steps
     spec.pop("eval", None)
     if GPU:
         spec["backends"]["local"]["device"] = "cuda"
