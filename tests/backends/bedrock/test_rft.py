@@ -16,24 +16,16 @@ import pytest
 
 from fto.backends import registry
 from fto.backends.bedrock.reward import package
-from fto.orchestrator.data.load import load_splits
 from fto.orchestrator.errors import ConfigError, UnsupportedError
 from fto.orchestrator.graders.run import grade_many, sample_of
 from fto.schemas import BackendSection, JobSpec
 from tests.backends.bedrock.servers import BUCKET, ROLE
+from tests.backends.local.jobs import submit
 from tests.conftest import ANIMALS
+from tests.rewards import ANSWER, MULTI
 
 NOVA = "amazon.nova-2-lite-v1:0:256k"
 GRADER_ROLE = "arn:aws:iam::123456789012:role/fto-grader"
-ANSWER = {"name": "answer", "type": "string_check", "input": "{{ sample.output_text }}",
-          "reference": "{{ item.reference }}", "operation": "ilike"}  # fmt: skip
-SHORT = {
-    "name": "short",
-    "type": "python",
-    "source": "def grade(sample, item):\n    return max(0.0, 1.0 - len(sample['output_text']) / 30)\n",
-}
-MULTI = {"name": "reward", "type": "multi", "calculate_output": "0.5 * short + 0.5 * answer",
-         "graders": {"short": SHORT, "answer": ANSWER}}  # fmt: skip
 
 
 def _spec(grader: dict[str, Any], train: Path = ANIMALS, **rft: Any) -> JobSpec:
@@ -131,10 +123,7 @@ def test_rft_job_on_moto_creates_the_grader_function_and_an_rft_customization_jo
     client.meta.events.register("provide-client-params.bedrock.CreateModelCustomizationJob",
                                 lambda params, **_: sent.append(params))  # fmt: skip
 
-    backend.check(spec)
-    data = load_splits(spec)
-    uploaded = backend.upload(backend.prepare(spec, data.train, data.validation, tmp_path / "prepared"))
-    provider_id = backend.submit(spec, uploaded, "job-rft")
+    provider_id = submit(backend, spec, tmp_path / "prepared", "job-rft")
 
     # the job: REINFORCEMENT_FINE_TUNING with the Lambda grader and RFT's hyperparameters, as the service model says
     (request,) = sent
@@ -166,7 +155,7 @@ def test_rft_job_on_moto_creates_the_grader_function_and_an_rft_customization_jo
     assert first["messages"][-1]["role"] == "user" and first["reference"]
 
     # submitted again (a resumed submission): the same function, found by its content-derived name
-    backend.submit(spec, uploaded, "job-rft-again")
+    submit(backend, spec, tmp_path / "again", "job-rft-again")
     assert sent[1]["customizationConfig"]["rftConfig"]["graderConfig"]["lambdaGrader"]["lambdaArn"] == arn
     assert len(lam.list_functions()["Functions"]) == 1
 

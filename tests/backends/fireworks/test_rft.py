@@ -13,22 +13,12 @@ from typing import Any
 
 import pytest
 
-from fto.orchestrator.data.load import load_splits
 from fto.orchestrator.graders.run import grade_many, sample_of
 from fto.schemas import JobSpec, JobStatus
 from tests.backends.fireworks.test_fireworks import _backend
-from tests.backends.local.jobs import wait_for
+from tests.backends.local.jobs import submit, wait_for
 from tests.conftest import ANIMALS
-
-ANSWER = {"name": "answer", "type": "string_check", "input": "{{ sample.output_text }}",
-          "reference": "{{ item.reference }}", "operation": "ilike"}  # fmt: skip
-SHORT = {
-    "name": "short",
-    "type": "python",
-    "source": "def grade(sample, item):\n    return max(0.0, 1.0 - len(sample['output_text']) / 30)\n",
-}
-MULTI = {"name": "reward", "type": "multi", "calculate_output": "0.5 * short + 0.5 * answer",
-         "graders": {"short": SHORT, "answer": ANSWER}}  # fmt: skip
+from tests.rewards import MULTI
 
 
 def _spec() -> JobSpec:
@@ -57,10 +47,7 @@ def _evaluate_as_fireworks(files: dict[str, str], calls: list[dict[str, Any]], f
 def test_rft_job_with_the_grader_as_an_evaluator(fireworks_api, tmp_path):
     spec = _spec()
     backend = _backend(fireworks_api)
-    backend.check(spec)
-    data = load_splits(spec)
-    uploaded = backend.upload(backend.prepare(spec, data.train, data.validation, tmp_path / "prepared"))
-    job_id = backend.submit(spec, uploaded, "job-rft")
+    job_id = submit(backend, spec, tmp_path / "prepared", "job-rft")
     assert job_id == "accounts/acct/reinforcementFineTuningJobs/job-rft"
     assert wait_for(backend, job_id).status == JobStatus.SUCCEEDED
     assert backend.find("job-rft") == job_id
@@ -70,7 +57,7 @@ def test_rft_job_with_the_grader_as_an_evaluator(fireworks_api, tmp_path):
     assert sent["lossConfig"] == {"method": "GRPO", "klBeta": 0.02}
     [(evaluator_id, evaluator)] = fireworks_api.evaluators.items()
     assert sent["evaluator"] == f"accounts/acct/evaluators/{evaluator_id}"
-    backend.submit(spec, uploaded, "job-rft-2")  # the same grader: its evaluator is found, not made again
+    submit(backend, spec, tmp_path / "again", "job-rft-2")  # the same grader: its evaluator is found, not made again
     assert len(fireworks_api.evaluators) == 1
 
     # the evaluator scores sampled answers as fto's graders do, with nothing but its own files

@@ -1,4 +1,4 @@
-"""Start a local job through the backend interface and wait for it, as the poller would."""
+"""Start a job through the backend interface and wait for it, as `fto submit` and the poller would."""
 
 import time
 
@@ -14,6 +14,15 @@ def start(tmp_path, spec: JobSpec, train, validation, job_id: str = "job-test"):
     backend.check(spec)
     prepared = backend.prepare(spec, train, validation, tmp_path / job_id)
     return backend, backend.submit(spec, backend.upload(prepared), job_id)
+
+
+def submit(backend, spec: JobSpec, workdir, job_id: str):
+    """Any backend: check, split, prepare, upload and submit, as `fto submit` does; returns the provider job id."""
+    from fto.orchestrator.data.load import load_splits
+
+    backend.check(spec)
+    data = load_splits(spec)
+    return backend.submit(spec, backend.upload(backend.prepare(spec, data.train, data.validation, workdir)), job_id)
 
 
 def wait_for(backend, job_id: str, statuses=ENDED, timeout: float = 180.0):

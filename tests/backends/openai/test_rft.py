@@ -14,19 +14,13 @@ from fto.backends.openai.mapping import method
 from fto.orchestrator.errors import UnsupportedError
 from fto.orchestrator.store import Store
 from fto.schemas import BackendSection, JobSpec, JobStatus
-from tests.backends.local.jobs import wait_for
+from tests.backends.local.jobs import submit, wait_for
 from tests.conftest import ANIMALS, FIXTURES, run_fto
 from tests.openapi import Spec
+from tests.rewards import ANSWER, MULTI, SHORT
 from tests.serving import ServeProcess
 
 SPEC = Spec(FIXTURES / "openai-openapi" / "openapi-subset.json", base="/v1")
-ANSWER = {"name": "answer", "type": "string_check", "input": "{{ sample.output_text }}",
-          "reference": "{{ item.reference }}", "operation": "ilike"}  # fmt: skip
-SHORT = {
-    "name": "short",
-    "type": "python",
-    "source": "def grade(sample, item):\n    return max(0.0, 1.0 - len(sample['output_text']) / 30)\n",
-}
 EVERY_KIND = [
     ANSWER,
     SHORT,
@@ -38,8 +32,6 @@ EVERY_KIND = [
 LABEL = {"name": "label", "type": "label_model", "provider": "openai", "model": "gpt-4.1-mini-2025-04-14",
      "labels": ["right", "wrong"], "passing_labels": ["right"],
      "input": [{"role": "user", "content": "Is {{ sample.output_text }} {{ item.reference }}?"}]}  # fmt: skip
-MULTI = {"name": "reward", "type": "multi", "calculate_output": "0.5 * short + 0.5 * answer",
-         "graders": {"short": SHORT, "answer": ANSWER}}  # fmt: skip
 
 
 def _spec(grader: dict[str, Any], **rft: Any) -> JobSpec:
@@ -153,12 +145,7 @@ def test_rft_through_the_azure_client(tmp_path, monkeypatch):
              "api_key_env": "AZURE_OPENAI_API_KEY"}
         )  # fmt: skip
         backend = registry.create("openai", section)
-        backend.check(spec)
-        from fto.orchestrator.data.load import load_splits
-
-        data = load_splits(spec)
-        uploaded = backend.upload(backend.prepare(spec, data.train, data.validation, tmp_path / "prepared"))
-        job_id = backend.submit(spec, uploaded, "job-azure-rft")
+        job_id = submit(backend, spec, tmp_path / "prepared", "job-azure-rft")
         state = wait_for(backend, job_id)
         assert state.status == JobStatus.SUCCEEDED, state.error
         raw = httpx.get(f"{server.url}/fine_tuning/jobs/{job_id}", headers={"api-key": "azure-key-for-test"}).json()

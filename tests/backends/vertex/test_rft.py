@@ -10,17 +10,15 @@ from typing import Any
 
 import pytest
 
-from fto.orchestrator.data.load import load_splits
 from fto.orchestrator.errors import UnsupportedError
 from fto.schemas import JobSpec, JobStatus
-from tests.backends.local.jobs import wait_for
+from tests.backends.local.jobs import submit, wait_for
 from tests.backends.vertex.test_vertex import _backend
 from tests.conftest import ANIMALS
+from tests.rewards import ANSWER
 
 pytestmark = pytest.mark.slow  # against servers
 
-ANSWER = {"name": "answer", "type": "string_check", "input": "{{ sample.output_text }}",
-          "reference": "{{ item.reference }}", "operation": "ilike"}  # fmt: skip
 EXACT = {**ANSWER, "name": "exact", "operation": "eq"}
 MULTI = {"name": "reward", "type": "multi", "calculate_output": "0.25 * exact + 0.75 * answer",
          "graders": {"exact": EXACT, "answer": ANSWER}}  # fmt: skip
@@ -37,10 +35,7 @@ def _spec(grader: dict[str, Any], **rft: Any) -> JobSpec:
 def test_a_weighted_multi_grader_becomes_a_composite_reward(vertex_api, gcs, tmp_path):
     spec = _spec(MULTI, samples_per_prompt=4, max_new_tokens=32, reasoning_effort="low", eval_interval=5)
     backend = _backend(vertex_api)
-    backend.check(spec)
-    data = load_splits(spec)
-    uploaded = backend.upload(backend.prepare(spec, data.train, data.validation, tmp_path / "prepared"))
-    job_id = backend.submit(spec, uploaded, "job-rft")
+    job_id = submit(backend, spec, tmp_path / "prepared", "job-rft")
     assert wait_for(backend, job_id).status == JobStatus.SUCCEEDED
     assert vertex_api.violations == []
 
