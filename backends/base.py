@@ -285,6 +285,16 @@ class Backend(ABC, Generic[OptionsT]):
         """Continue a paused, cancelled or crashed job where it stopped, where the provider can."""
         raise UnsupportedError("resuming jobs is not supported", backend=self.name)
 
+    def release(self, provider_job_id: str) -> list[str]:
+        """Free what a finished job still holds at the provider and is billed for (a deployment serving its model);
+        `fto cancel` calls it on finished jobs. One line per thing freed; nothing held: none."""
+        return []
+
+    def done_with(self, model: str) -> list[str]:
+        """Eval has every answer it needs from `model`: free what was made only to serve it (one line per thing
+        freed). Providers that serve fine-tuned models from billed deployments implement it."""
+        return []
+
     def log(self, provider_job_id: str) -> str | None:
         """The provider's own log of the job (`fto logs --raw`), where it keeps one; None where it does not."""
         return None

@@ -393,11 +393,15 @@ def pause(job_id: str) -> None:
 @cli.command()
 @click.argument("key")
 def cancel(key: str) -> None:
-    """Cancel a job, or every unfinished job of an experiment."""
+    """Cancel a job, or every unfinished job of an experiment; finished ones free what they still hold and are
+    billed for (a deployment serving the model)."""
     from fto.orchestrator.api import actions
 
-    for job in actions.cancel(_store(), key):
+    store = _store()
+    for job in actions.cancel(store, key):
         console.print(f"cancel requested: {job.backend} {job.id} (cancelling until the provider confirms)")
+    for job, line in actions.release(store, key):
+        console.print(f"{job.backend} {job.id}: {line}")
 
 
 @cli.command()

@@ -161,7 +161,7 @@ def _open_in_dashboard(file: str) -> None:
 def _print_stats(result: dict[str, Any], target: str | None) -> None:
     console.print(
         f"{result['file']}: {result['examples']} examples ({result['format']})"
-        + (f" for {target} {result['model']}" if target else "")
+        + (f" for {target} ({result['provider_label']}) {result['model']}" if target else "")
     )
     console.print(
         f"tokenizer: {result['tokenizer']}" + ("" if result["tokens_exact"] else "  [yellow](counts are estimates)[/]")
@@ -196,6 +196,11 @@ def _print_stats(result: dict[str, Any], target: str | None) -> None:
         )
     elif target:
         console.print(f"no price for {result['model']} in the price table; add it to $FTO_HOME/providers.json")
+    if result.get("hosting_usd_per_hour"):
+        console.print(
+            f"hosting: ${result['hosting_usd_per_hour']:.2f}/hour for each deployment serving the fine-tuned model "
+            "(billed while it exists, used or not)"
+        )
     if "provider_quote" in result:
         console.print(f"provider's quote: {result['provider_quote']}")
 

@@ -59,6 +59,9 @@ class ModelCard(_Strict):
     training_usd_per_1m: float | None = Field(default=None, ge=0)
     inference_usd_per_1m: Price | None = None
     fine_tuned_inference_usd_per_1m: Price | None = None
+    hosting_usd_per_hour: float | None = Field(
+        default=None, ge=0, description="what a deployment serving a model fine-tuned from it costs per hour it exists"
+    )
     note: str = ""
 
 

@@ -151,8 +151,7 @@ class OpenAIBackend(Backend[OpenAIOptions]):
 
     def check(self, spec: JobSpec) -> None:
         super().check(spec)
-        closed = not (self.options.base_url or self.options.azure_endpoint) and today() > LAST_NEW_JOBS
-        if closed:
+        if self.goes_to_openai() and today() > LAST_NEW_JOBS:
             raise UnsupportedError(
                 f"OpenAI accepts no new fine-tuning jobs since {LAST_NEW_JOBS:%Y-%m-%d}: use {ALTERNATIVES}",
                 backend=self.name,
@@ -161,9 +160,13 @@ class OpenAIBackend(Backend[OpenAIOptions]):
         mapping.method(spec, self.name)  # raises on out-of-range hyperparameters
         mapping.metadata(spec, "fto-xxxxxxxxxx", self.name)
 
+    def goes_to_openai(self) -> bool:
+        """Whether jobs go to OpenAI itself (closing), not to Azure or a compatible service."""
+        return not (self.options.base_url or self.options.azure_endpoint)
+
     def rft_model(self) -> str | None:
         """OpenAI's own list of RFT models applies to OpenAI; a compatible service or Azure deployment decides."""
-        return None if self.options.base_url or self.options.azure_endpoint else self.options.model
+        return self.options.model if self.goes_to_openai() else None
 
     def ignored(self, spec: JobSpec) -> list[str]:
         return [
@@ -204,7 +207,7 @@ class OpenAIBackend(Backend[OpenAIOptions]):
 
         def send() -> str:
             with open(path, "rb") as f:
-                return self.client.files.create(file=(path.name, f), purpose="fine-tune").id
+                return self.client.files.create(file=(path.name, f), purpose="fine-tune", **self._file_params()).id
 
         return self._call(f"upload {path.name}", send)
 
@@ -321,11 +324,20 @@ class OpenAIBackend(Backend[OpenAIOptions]):
 
     # inference ---------------------------------------------------------------------------------------
 
+    def _file_params(self) -> dict[str, Any]:
+        """What a file upload carries besides the file and its purpose (services that want more override this)."""
+        return {}
+
+    def _serving(self, model: str) -> tuple[openai.OpenAI, str]:
+        """The client and model name that answer for `model` (services that serve models elsewhere override)."""
+        return self.client, model
+
     def complete(self, model: str, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        client, served = self._serving(model)
         response = self._call(
             "chat completion",
-            lambda: self.client.chat.completions.create(
-                model=model,
+            lambda: client.chat.completions.create(
+                model=served,
                 messages=dump_messages(list(messages)),  # type: ignore[arg-type]
                 max_completion_tokens=params.max_new_tokens,
                 temperature=params.temperature,

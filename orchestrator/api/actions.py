@@ -4,9 +4,9 @@ buttons behave the same."""
 from __future__ import annotations
 
 from fto.orchestrator.errors import FtoError
-from fto.orchestrator.store import Store
+from fto.orchestrator.store import Store, now
 from fto.orchestrator.submit import backend_for
-from fto.schemas import Job
+from fto.schemas import Job, JobEvent, JobStatus
 
 
 def cancel(store: Store, key: str) -> list[Job]:
@@ -22,6 +22,18 @@ def cancel(store: Store, key: str) -> list[Job]:
         store.request_cancel(job.id)
         asked.append(job)
     return asked
+
+
+def release(store: Store, key: str) -> list[tuple[Job, str]]:
+    """Free what the finished jobs of `key` still hold and are billed for at their providers (a deployment serving
+    a fine-tuned model); returns (job, what was freed). Recorded on each job as an event."""
+    freed = []
+    for job in store.resolve_jobs(key):
+        if job.status == JobStatus.SUCCEEDED and job.provider_job_id:
+            lines = backend_for(store.experiment(job.experiment_id).spec, job.backend).release(job.provider_job_id)
+            store.add_updates(job.id, [JobEvent(created_at=now(), message=line) for line in lines], [], None)
+            freed += [(job, line) for line in lines]
+    return freed
 
 
 def pause(store: Store, job_id: str) -> Job:

@@ -58,6 +58,8 @@ class DataStats(BaseModel):
     charged_tokens: int
     usd_per_1m_training_tokens: float | None
     estimated_cost_usd: float | None
+    provider_label: str | None = None
+    hosting_usd_per_hour: float | None = None  # a deployment serving the fine-tuned model, while it exists
     validation: dict[str, int]
     provider_quote: str | None = None
 

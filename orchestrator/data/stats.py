@@ -347,5 +347,7 @@ def dataset_stats(
         "charged_tokens": billing * n_epochs,
         "usd_per_1m_training_tokens": price,
         "estimated_cost_usd": round(billing * n_epochs * price / 1e6, 4) if price is not None else None,
+        "provider_label": provider.info.label if provider else None,
+        "hosting_usd_per_hour": card.hosting_usd_per_hour if card else None,
         "validation": {"errors": report.errors, "warnings": report.warnings},
     }

@@ -338,28 +338,44 @@ def evaluate(
     timing: dict[str, float] = {}
     usage: dict[str, dict[str, Any]] = {}
     outputs_by_label: dict[str, list[str]] = {}
-    for target in chosen:
-        backend = _backend(backends, target)
-        started = time.perf_counter()
-        completions = generate(store, backend, target, work.prompts, work.params, on_progress)
-        timing[target.label] = round(time.perf_counter() - started, 3)
-        outputs = outputs_by_label[target.label] = [c.text for c in completions]
-        usage[target.label] = usage_summary(completions, target.backend_type, target.model, target.base_model)
-        per_example, errors = score(work, target, backend, outputs, judge, store, experiment.id)
-        scores = aggregate(work, per_example, outputs)
-        record(store, experiment, work, target, completions, per_example, scores, errors)
-        results[target.label] = {name: value[0] for name, value in scores.items()}
-    files.save(store, experiment.id, files.TIMING, json.dumps(timing))  # seconds of generation per model (0: cached)
-    files.save(store, experiment.id, files.USAGE, json.dumps(usage))  # tokens, latency and cost of the calls
-    if judge and spec_eval.judge and spec_eval.judge.pairwise:
-        _pairwise(store, experiment, judge, work, outputs_by_label, chosen)
-    gaps = {t.label: _gap(store, backends, t, experiment.id, work, results[t.label]) for t in chosen
-            if t.role == ModelRole.FINE_TUNED and t.label in results}  # fmt: skip
+    try:
+        for target in chosen:
+            backend = _backend(backends, target)
+            started = time.perf_counter()
+            completions = generate(store, backend, target, work.prompts, work.params, on_progress)
+            timing[target.label] = round(time.perf_counter() - started, 3)
+            outputs = outputs_by_label[target.label] = [c.text for c in completions]
+            usage[target.label] = usage_summary(completions, target.backend_type, target.model, target.base_model)
+            per_example, errors = score(work, target, backend, outputs, judge, store, experiment.id)
+            scores = aggregate(work, per_example, outputs)
+            record(store, experiment, work, target, completions, per_example, scores, errors)
+            results[target.label] = {name: value[0] for name, value in scores.items()}
+        files.save(
+            store, experiment.id, files.TIMING, json.dumps(timing)
+        )  # seconds of generation per model (0: cached)
+        files.save(store, experiment.id, files.USAGE, json.dumps(usage))  # tokens, latency and cost of the calls
+        if judge and spec_eval.judge and spec_eval.judge.pairwise:
+            _pairwise(store, experiment, judge, work, outputs_by_label, chosen)
+        gaps = {t.label: _gap(store, backends, t, experiment.id, work, results[t.label]) for t in chosen
+                if t.role == ModelRole.FINE_TUNED and t.label in results}  # fmt: skip
+    finally:  # models served only for this eval (a deployment billed by the hour) are freed, even on failure
+        _done_with(store, backends, chosen)
     files.save(store, experiment.id, files.GAP, json.dumps({k: v for k, v in gaps.items() if v}))
     from fto.orchestrator.eval.report import record_paired_tests
 
     record_paired_tests(store, experiment)
     return results
+
+
+def _done_with(store: Store, backends: dict[str, Backend], chosen: list[Target]) -> None:
+    """Tell each backend eval is done with its models; what they freed is recorded on the model's job."""
+    for target in chosen:
+        try:
+            freed = _backend(backends, target).done_with(target.model)
+        except FtoError as exc:  # say it, and go on freeing the others
+            freed = [f"could not free what serves {target.model}: {exc}"]
+        if freed and target.job_id:
+            store.add_updates(target.job_id, [JobEvent(created_at=now(), message=line) for line in freed], [], None)
 
 
 def _backend(backends: dict[str, Backend], target: Target) -> Backend:

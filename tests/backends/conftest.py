@@ -112,3 +112,30 @@ def converse():
     with running(provider) as url:
         provider.base_url = url
         yield provider
+
+
+AZURE_KEY = "azure-test-key-never-shown"
+AZURE_TOKEN = "eyJ0eXAiOiJKV1Qi.entra-data-plane"
+AZURE_MANAGEMENT_TOKEN = "eyJ0eXAiOiJKV1Qi.entra-management"
+
+
+@pytest.fixture
+def azure_api(monkeypatch):
+    """An Azure OpenAI resource with its deployments. `section` is a job file's azure section pointing at it: the key
+    from AZURE_OPENAI_API_KEY, Resource Manager's token from AZURE_MANAGEMENT_TOKEN (as `az account
+    get-access-token` would give)."""
+    from tests.backends.azure.server import ACCOUNT, GROUP, SUBSCRIPTION, AzureOpenAI
+
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_KEY)
+    monkeypatch.setenv("AZURE_MANAGEMENT_TOKEN", AZURE_MANAGEMENT_TOKEN)
+    provider = AzureOpenAI(key=AZURE_KEY, token=AZURE_TOKEN, management_token=AZURE_MANAGEMENT_TOKEN)
+    with running(provider) as url:
+        provider.section = {
+            "endpoint": url,
+            "management_url": url,
+            "subscription_id": SUBSCRIPTION,
+            "resource_group": GROUP,
+            "account": ACCOUNT,
+            "deploy_poll_interval": 0.1,
+        }
+        yield provider
