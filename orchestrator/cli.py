@@ -10,6 +10,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -416,6 +417,55 @@ def resume(job_id: str, no_wait: bool) -> None:
     console.print(f"resumed {job.backend} {job.id}")
     if not no_wait:
         sys.exit(_exit_code(_wait([job.id])))
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--to", "targets", required=True, metavar="BACKEND[,BACKEND…]", help="backends to move to")
+@click.option("--from", "source", help="the section to move away from (default: the only one, or openai)")
+@click.option(
+    "--model", "models", multiple=True, metavar="BACKEND=MODEL", help="a target's base model, not the mapped one"
+)
+@click.option("--sections", type=click.Path(dir_okay=False, exists=True),
+              help="a job file (or YAML with `backends:`) whose sections give the targets' options")  # fmt: skip
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False), help="the job file to write (default: NAME-migrated.yaml)"
+)
+@click.option("--run", "run_it", is_flag=True, help="submit it as a new experiment, then wait, evaluate and report")
+@click.pass_context
+def migrate(
+    ctx: click.Context,
+    key: str,
+    targets: str,
+    source: str | None,
+    models: tuple[str, ...],
+    sections: str | None,
+    out: str | None,
+    run_it: bool,
+) -> None:
+    """Move an experiment (or job file) to other backends: a job file for them, models and settings mapped; its
+    comparison sets the old fine-tuned models beside the new ones."""
+    from fto.orchestrator import migrate as moving
+
+    overrides = dict(m.split("=", 1) for m in models if "=" in m)
+    if len(overrides) != len(models):
+        raise click.BadParameter("use BACKEND=MODEL", param_hint="--model")
+    spec, origin, earlier = moving.load_source(_store(), key)
+    given = moving.sections_of(sections) if sections else None
+    found = moving.migrate(spec, [t for t in targets.split(",") if t], source, overrides, earlier, given)
+    old_models = found.spec.eval.compare_with if found.spec.eval else []
+    console.print(f"{origin} ({found.source}) → {', '.join(c.target for c in found.choices)}")
+    for choice in found.choices:  # one line each: read at a glance, and found by grep
+        console.print(f"  {choice.target}: {choice.source_model} → {choice.model} ({choice.why})", soft_wrap=True)
+    for note in found.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    path = Path(out or f"{found.spec.name}.yaml")
+    path.write_text(found.yaml(origin), encoding="utf-8")
+    console.print(f"wrote {path}" + (f"; its comparison includes {', '.join(old_models)}" if old_models else ""))
+    if run_it:
+        ctx.invoke(run, job_file=str(path), backend=None, allow_sensitive=False, curve=None)
+    else:
+        console.print(f"next: fto run {path}")
 
 
 @cli.command(name="eval")

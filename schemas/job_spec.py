@@ -194,6 +194,10 @@ class EvalSpec(_Strict):
         description="best: when a job overfit, evaluate the checkpoint saved closest before its best validation loss",
     )
     judge: JudgeSpec | None = Field(default=None, description="an LLM judge; its key comes from the environment")
+    compare_with: list[str] = Field(
+        default_factory=list,
+        description="earlier models evaluated beside this experiment's: job:ID (say, the jobs it was migrated from)",
+    )
 
 
 class NotifySpec(_Strict):

@@ -6,6 +6,8 @@ entries per backend name, since limits and prices change faster than releases.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -59,6 +61,9 @@ class ModelCard(_Strict):
     training_usd_per_1m: float | None = Field(default=None, ge=0)
     inference_usd_per_1m: Price | None = None
     fine_tuned_inference_usd_per_1m: Price | None = None
+    tier: Literal["small", "large"] | None = Field(
+        default=None, description="size class: `fto migrate` maps a model to one of the same class elsewhere"
+    )
     hosting_usd_per_hour: float | None = Field(
         default=None, ge=0, description="what a deployment serving a model fine-tuned from it costs per hour it exists"
     )

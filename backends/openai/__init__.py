@@ -35,7 +35,10 @@ MB = 1024 * 1024
 LAST_NEW_JOBS = date(2027, 1, 6)
 RETIREMENT = date(2027, 1, 14)
 RETIRING = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini")
-ALTERNATIVES = "together, fireworks, vertex or bedrock (the same job file runs there: --backend NAME)"
+ALTERNATIVES = (
+    "azure (the same models), together, fireworks, nebius, vertex or bedrock: "
+    "`fto migrate EXPERIMENT --to azure` writes the job file and maps the models"
+)
 MAX_PAGES = 20  # per list and poll: 2,000 events; a longer backlog is read over the next polls
 
 
@@ -157,8 +160,12 @@ class OpenAIBackend(Backend[OpenAIOptions]):
                 backend=self.name,
             )
         self.client  # noqa: B018 — a missing key is said now, before anything is recorded or uploaded
-        mapping.method(spec, self.name)  # raises on out-of-range hyperparameters
+        self.method(spec)  # raises on out-of-range hyperparameters
         mapping.metadata(spec, "fto-xxxxxxxxxx", self.name)
+
+    def method(self, spec: JobSpec) -> dict[str, Any]:
+        """The create request's `method` for this job (a compatible host with its own hyperparameters overrides)."""
+        return mapping.method(spec, self.name)
 
     def goes_to_openai(self) -> bool:
         """Whether jobs go to OpenAI itself (closing), not to Azure or a compatible service."""
@@ -217,7 +224,7 @@ class OpenAIBackend(Backend[OpenAIOptions]):
         params: dict[str, Any] = {
             "model": self.options.model,
             "training_file": uploaded.train_file,
-            "method": mapping.method(spec, self.name),
+            "method": self.method(spec),
             "seed": spec.seed,
             "metadata": mapping.metadata(spec, job_id, self.name),
         }

@@ -330,6 +330,8 @@ def evaluate(
     spec_eval = experiment.spec.eval
     assert spec_eval is not None  # task() refuses an experiment without one
     chosen = ([] if only_extra else targets(store, experiment)) + list(extra or [])
+    if not only_extra:  # earlier models the job file compares with (a migration's source jobs)
+        chosen += [t for ref in spec_eval.compare_with for t in parse_target(store, ref, None)]
     if not chosen:
         raise FtoError(f"experiment {experiment.id} has no model to evaluate yet (no succeeded job, no --target)")
     judge = Judge(spec_eval.judge, store) if spec_eval.judge else None

@@ -139,3 +139,30 @@ def azure_api(monkeypatch):
             "deploy_poll_interval": 0.1,
         }
         yield provider
+
+
+NEBIUS_KEY = "nb-test-key-never-shown"
+
+
+@pytest.fixture
+def nebius_api(monkeypatch):
+    """Nebius Token Factory; `section` is a job file's nebius section pointing at it (the key from NEBIUS_API_KEY)."""
+    from tests.backends.nebius.server import Nebius
+
+    monkeypatch.setenv("NEBIUS_API_KEY", NEBIUS_KEY)
+    provider = Nebius(key=NEBIUS_KEY)
+    with running(provider) as url:
+        provider.section = {"base_url": f"{url}/v1"}
+        yield provider
+
+
+@pytest.fixture
+def openai_api(monkeypatch):
+    """OpenAI's fine-tuning API; `section` is a job file's openai section pointing at it (key from OPENAI_API_KEY)."""
+    from tests.backends.openai.server import OpenAIService
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-never-shown")
+    provider = OpenAIService(key="sk-test-never-shown")
+    with running(provider) as url:
+        provider.section = {"base_url": f"{url}/v1", "model": "gpt-4o-mini-2024-07-18"}
+        yield provider

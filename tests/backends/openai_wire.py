@@ -84,10 +84,13 @@ class OpenAIWire(Provider):
             p["name"]: p for p in self.spec.operation(request.method, request.url.path).get("parameters", [])
             if p.get("in") == "query"
         }  # fmt: skip
-        for name, value in request.query_params.items():
-            if name not in listed:
+        for given, value in request.query_params.items():
+            name = given.split("[", 1)[0]  # a deepObject parameter (metadata[key]=value) is listed by its name
+            if name not in listed or ("[" in given and listed[name].get("style") != "deepObject"):
                 raise ValueError(f"{request.method} {request.url.path}: unknown query parameter {name!r}")
             schema = listed[name].get("schema", {})
+            if "[" in given:
+                schema = schema.get("additionalProperties") or {"type": "string"}
             typed: Any = int(value) if schema.get("type") == "integer" and value.lstrip("-").isdigit() else value
             problems = self.spec.errors(schema, typed)
             if problems:

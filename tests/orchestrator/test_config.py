@@ -63,9 +63,9 @@ def test_missing_data_file_names_the_file_and_line(tmp_path):
 def test_unknown_backend_section_names_its_line_and_the_known_ones(tmp_path):
     err = _error(tmp_path, JOB.replace("  local:", "  loacl:"))
     assert (err.line, err.field) == (10, "backends.loacl")
-    assert "unknown backend 'loacl'" in str(err) and "available: anthropic, bedrock, fireworks, local, openai" in str(
+    assert "unknown backend 'loacl'" in str(
         err
-    )
+    ) and "available: anthropic, azure, bedrock, fireworks, local, nebius, openai" in str(err)
 
 
 def test_unknown_backend_flag_lists_the_known_ones(tmp_path):

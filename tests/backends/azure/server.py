@@ -66,12 +66,12 @@ class AzureOpenAI(OpenAIWire):
             SPEC, "/openai/v1", ("gpt-4.1-mini-2025-04-14", "gpt-4o-mini-2024-07-18", "o4-mini-2025-04-16")
         )
         self.key, self.token, self.management_token = key, token, management_token
-        # the user's own deployment of a base model, as most resources have: eval of the base calls it
-        base = "gpt-4.1-mini-2025-04-14"
+        # the user's own deployments of the base models, as most resources have: eval of a base calls one
         self.deployments: dict[str, dict[str, Any]] = {
             base: {"name": base, "sku": {"name": "GlobalStandard", "capacity": 10},
-                   "properties": {"model": {"format": "OpenAI", "name": base, "version": "2025-04-14"},
+                   "properties": {"model": {"format": "OpenAI", "name": base, "version": base.rsplit("-", 3)[-3]},
                                   "provisioningState": "Succeeded"}}
+            for base in ("gpt-4.1-mini-2025-04-14", "gpt-4o-mini-2024-07-18")
         }  # fmt: skip
         self.deleted: list[str] = []
         self.credentials: list[str] = []  # which credential each data-plane request carried: key or entra

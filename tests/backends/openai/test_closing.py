@@ -13,7 +13,7 @@ def test_fto_backends_warns_with_the_dates_and_the_alternatives(monkeypatch):
     listing = " ".join(result.stdout.split())
     assert "no new fine-tuning jobs after 2027-01-06" in listing
     assert "2027-01-14" in listing
-    assert "together, fireworks, vertex or bedrock" in listing
+    assert "azure (the same models)" in listing and "fto migrate EXPERIMENT --to azure" in listing
 
 
 def test_compatible_services_and_azure_hear_nothing_of_it(monkeypatch):
