@@ -93,3 +93,43 @@ def test_the_same_job_file_on_every_provider_and_locally(
         assert tuned["exact_match"]["value"] > base["exact_match"]["value"]
     table = run_fto("compare", experiment.id)
     assert table.returncode == 0 and all(target in table.stdout for target in expected)
+
+
+def test_the_hosted_example_after_openai_closes_runs_as_one_experiment(
+    azure_api, nebius_api, vertex_api, fto_home, tmp_path
+):
+    """`fto run examples/hosted.yaml --backend azure,nebius,vertex,local`, the example's sections pointed at the
+    loopback providers (endpoints and accounts only; models and settings are the example's own)."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    example = yaml.safe_load((REPO / "examples" / "hosted.yaml").read_text())
+    for name, loopback in (
+        ("azure", azure_api.section),
+        ("nebius", nebius_api.section),
+        ("vertex", vertex_api.section),
+    ):
+        example["backends"][name] |= {k: v for k, v in loopback.items() if k != "model"}
+    example["data"]["train"] = str(ANIMALS)
+    example["eval"]["max_examples"] = 10
+    job_file = tmp_path / "hosted.yaml"
+    job_file.write_text(yaml.safe_dump(example))
+    result = run_fto("run", str(job_file), "--backend", "azure,nebius,vertex,local", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    store = Store()
+    [experiment] = store.experiments()
+    jobs = {job.backend: job for job in store.jobs(experiment.id)}
+    assert set(jobs) == {"azure", "nebius", "vertex", "local"}
+    assert all(job.status == JobStatus.SUCCEEDED for job in jobs.values())
+    rows = {
+        row["target"]["label"]: row for row in json.loads(run_fto("compare", experiment.id, "--json").stdout)["models"]
+    }
+    assert set(rows) == {f"{name}/{kind}" for name in jobs for kind in ("base", "fine-tuned")}
+    for hosted in ("azure", "nebius", "vertex"):
+        assert rows[f"{hosted}/fine-tuned"]["usage"]["cost_usd"] is not None, hosted  # priced from provider.json
+        tuned, base = rows[f"{hosted}/fine-tuned"]["scores"], rows[f"{hosted}/base"]["scores"]
+        assert tuned["exact_match"]["value"] > base["exact_match"]["value"], hosted
+    report = (store.path.parent / "experiments" / experiment.id / "report.html").read_text()
+    assert all(f"{name}/fine-tuned" in report for name in jobs)  # the report shows every backend's model
