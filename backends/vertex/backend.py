@@ -24,7 +24,8 @@ from pydantic import Field
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.backends.sdk_errors import retry_after
 from fto.backends.vertex import mapping
-from fto.orchestrator.errors import BackendError, ConfigError, DataError
+from fto.orchestrator.data.formats import Format, get_format
+from fto.orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
 from fto.orchestrator.secrets import redact
 from fto.schemas import (
     Checkpoint,
@@ -45,7 +46,10 @@ T = TypeVar("T")
 class VertexOptions(BackendOptions):
     """The `vertex` section of a job file: project, region, bucket, Gemini model and tuning settings."""
 
-    model: str = Field(default="gemini-2.5-flash", description="Gemini base model to tune")
+    model: str = Field(
+        default="gemini-2.5-flash",
+        description="base model: Gemini, or an open model (meta/llama3_1@llama-3.1-8b-instruct)",
+    )
     project: str | None = Field(default=None, description="Google Cloud project (default: GOOGLE_CLOUD_PROJECT)")
     location: str = Field(default="us-central1", description="Vertex AI region the job runs in")
     bucket: str | None = Field(default=None, description="Cloud Storage bucket for the training data")
@@ -54,6 +58,9 @@ class VertexOptions(BackendOptions):
         default=None, description="LoRA adapter size (default: hyperparameters.lora.r when it is a valid size)"
     )
     export_last_checkpoint_only: bool = Field(default=False, description="keep only the final checkpoint")
+    tuning_mode: Literal["lora", "full"] = Field(
+        default="lora", description="open models: a LoRA adapter, or every weight (Gemini takes LoRA only)"
+    )
     access_token_env: str | None = Field(
         default=None, description="variable holding an OAuth access token (else Application Default Credentials)"
     )
@@ -190,7 +197,17 @@ class VertexBackend(Backend[VertexOptions]):
 
     # checks and data ---------------------------------------------------------------------------------
 
+    @classmethod
+    def training_format(cls, model: str | None = None, max_length: int = 4096) -> Format:
+        """Gemini's contents for Gemini; open models read OpenAI-style chat messages."""
+        return get_format("chat" if model and mapping.is_open(model) else "gemini")
+
     def check(self, spec: JobSpec) -> None:
+        if mapping.is_open(self.options.model) and spec.method != "sft":
+            raise UnsupportedError(
+                f"Vertex tunes open models ({self.options.model}) with supervised tuning only, not {spec.method}",
+                backend=self.name,
+            )
         super().check(spec)
         if not self.options.bucket:
             raise ConfigError(
@@ -224,6 +241,8 @@ class VertexBackend(Backend[VertexOptions]):
                 file=spec.data.train,
             )
         fmt = {"dpo": "gemini_preference", "rft": "gemini_rft"}.get(spec.method, "gemini")
+        if mapping.is_open(self.options.model):  # Model Garden's open models read chat messages
+            fmt = "chat"
         return PreparedData.write(train, validation, workdir, fmt)
 
     def upload(self, prepared: PreparedData) -> UploadedData:

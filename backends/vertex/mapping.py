@@ -35,11 +35,18 @@ def status(state: Any) -> JobStatus:
     return STATES.get(str(getattr(state, "value", state)), JobStatus.RUNNING)
 
 
+def is_open(model: str) -> bool:
+    """Whether `model` is one of Model Garden's open models (`publisher/family@version`), not Gemini."""
+    return "/" in model and "@" in model
+
+
 def tuning_config(spec: JobSpec, options: Any, job_id: str, validation_uri: str | None) -> Any:
     """The SDK's CreateTuningJobConfig for this job ("auto" leaves Vertex's default), ranges checked."""
     from google.genai import types
 
     hp = spec.hyperparameters
+    if is_open(options.model):
+        return _open_model_config(spec, options, job_id, validation_uri)
     values: dict[str, Any] = {
         "tuned_model_display_name": f"{spec.suffix or spec.name}-{job_id}"[:128],
         "labels": {"fto_job_id": job_id},  # how `find` recognises the job
@@ -74,6 +81,34 @@ def tuning_config(spec: JobSpec, options: Any, job_id: str, validation_uri: str 
     if validation_uri:
         values["validation_dataset"] = types.TuningValidationDataset(gcs_uri=validation_uri)
     return types.CreateTuningJobConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def _open_model_config(spec: JobSpec, options: Any, job_id: str, validation_uri: str | None) -> Any:
+    """An open model's tuning: LoRA or full, an absolute learning rate, the tuned weights written to Cloud Storage."""
+    from google.genai import types
+
+    hp = spec.hyperparameters
+    values: dict[str, Any] = {
+        "tuned_model_display_name": f"{spec.suffix or spec.name}-{job_id}"[:128],
+        "labels": {"fto_job_id": job_id},
+        "tuning_mode": types.TuningMode.TUNING_MODE_FULL if options.tuning_mode == "full"
+        else types.TuningMode.TUNING_MODE_PEFT_ADAPTER,
+        "output_uri": f"gs://{options.bucket}/{options.prefix}/tuned/{job_id}/",
+    }  # fmt: skip
+    if hp.epochs != "auto":
+        if not EPOCHS[0] <= hp.epochs <= EPOCHS[1]:
+            raise UnsupportedError(
+                f"hyperparameters.epochs = {hp.epochs} is outside Vertex's range {EPOCHS[0]}–{EPOCHS[1]}",
+                backend="vertex",
+            )
+        values["epoch_count"] = hp.epochs
+    if hp.learning_rate is not None:
+        values["learning_rate"] = hp.learning_rate
+    if hp.batch_size != "auto":
+        values["batch_size"] = hp.batch_size
+    if validation_uri:
+        values["validation_dataset"] = types.TuningValidationDataset(gcs_uri=validation_uri)
+    return types.CreateTuningJobConfig(**values)
 
 
 THINKING = {"low": "LOW", "medium": "MEDIUM", "high": "HIGH"}

@@ -40,6 +40,7 @@ class Vertex(Provider):
         self.prefix = f"/v1beta1/projects/{project}/locations/{location}"
         self.project, self.location = project, location
         self.models = {"gemini-2.5-flash", "gemini-2.5-flash-lite"}
+        self.open_models = {"meta/llama3_1@llama-3.1-8b-instruct"}  # Model Garden's: chat-message data, LoRA or full
         self.jobs: dict[str, dict[str, Any]] = {}
         self.recall = Recall()
         self.fail_next_job: str | None = None
@@ -90,8 +91,10 @@ class Vertex(Provider):
         problems = errors(types.TuningJob, body)
         if problems:
             raise ValueError(f"not a TuningJob: {problems}")
-        if body.get("baseModel") not in self.models:
+        if body.get("baseModel") not in self.models | self.open_models:
             return self.error(400, f"base model {body.get('baseModel')} cannot be tuned")
+        if body["baseModel"] in self.open_models:
+            return self.create_open(body, where)
         spec = (body.get("supervisedTuningSpec") or body.get("preferenceOptimizationSpec")
                 or body.get("reinforcementTuningSpec"))  # fmt: skip
         if not spec:
@@ -117,6 +120,26 @@ class Vertex(Provider):
             "fail_with": self.fail_next_job,
         }
         self.fail_next_job = None
+        return self.answer(types.TuningJob, self.jobs[job_id]["body"], where)
+
+    def create_open(self, body: dict[str, Any], where: str) -> Response:
+        """An open model's supervised tuning: a tuning mode, an output URI, chat-message rows; no Gemini adapter."""
+        spec = body.get("supervisedTuningSpec") or {}
+        if spec.get("tuningMode") not in ("TUNING_MODE_PEFT_ADAPTER", "TUNING_MODE_FULL"):
+            raise ValueError("an open model's tuning needs supervisedTuningSpec.tuningMode")
+        if not str(body.get("outputUri", "")).startswith("gs://"):
+            raise ValueError("an open model's tuning needs outputUri (gs://…) for the tuned weights")
+        if "adapterSize" in (spec.get("hyperParameters") or {}):
+            raise ValueError("adapterSize is Gemini's; open models take tuningMode")
+        training = self.read(spec["trainingDatasetUri"])
+        for line in training.decode().splitlines():
+            turns = json.loads(line).get("messages")
+            if not turns or not all({"role", "content"} <= set(t) for t in turns):
+                return self.error(400, "training data: open models read rows of chat `messages`")
+        job_id = str(uuid.uuid4().int)[:18]
+        name = f"projects/{self.project}/locations/{self.location}/tuningJobs/{job_id}"
+        self.jobs[job_id] = {"body": {**body, "name": name, "state": "JOB_STATE_PENDING", "createTime": stamp()},
+                             "tick": 0, "training": training, "fail_with": None}  # fmt: skip
         return self.answer(types.TuningJob, self.jobs[job_id]["body"], where)
 
     def list(self, filter_text: str, where: str) -> Response:

@@ -11,6 +11,7 @@ import pytest
 
 from fto.backends import registry
 from fto.orchestrator.data.load import load_splits
+from fto.orchestrator.errors import UnsupportedError
 from fto.orchestrator.store import Store
 from fto.schemas import BackendSection, JobSpec, JobStatus
 from tests.backends.conftest import VERTEX_TOKEN as TOKEN
@@ -116,3 +117,33 @@ def test_refused_before_upload(vertex_api, gcs, write_job):
         result = run_fto("submit", str(job), "--backend", "vertex", timeout=60)
         assert result.returncode != 0 and message in result.stderr, result.stderr
     assert not list(gcs.list_blobs("tuning-data")) and not vertex_api.jobs
+
+
+OPEN = "meta/llama3_1@llama-3.1-8b-instruct"
+
+
+@pytest.mark.parametrize(("mode", "sent_mode"), [("lora", "TUNING_MODE_PEFT_ADAPTER"), ("full", "TUNING_MODE_FULL")])
+def test_open_models_tune_with_chat_data_a_tuning_mode_and_an_output_uri(vertex_api, tmp_path, mode, sent_mode):
+    spec = JobSpec.model_validate({"name": "open", "data": {"train": str(ANIMALS), "validation": 0.1},
+                                   "hyperparameters": {"epochs": 2, "learning_rate": 2e-4}})  # fmt: skip
+    backend = _backend(vertex_api, model=OPEN, tuning_mode=mode)
+    backend.check(spec)
+    data = load_splits(spec)
+    uploaded = backend.upload(backend.prepare(spec, data.train, data.validation, tmp_path))
+    name = backend.submit(spec, uploaded, "job-open")
+    sent = vertex_api.jobs[name.rsplit("/", 1)[-1]]["body"]  # valid as google-genai's TuningJob (else a violation)
+    assert sent["baseModel"] == OPEN
+    assert sent["supervisedTuningSpec"]["tuningMode"] == sent_mode
+    assert sent["supervisedTuningSpec"]["hyperParameters"] == {"epochCount": 2, "learningRate": 2e-4}
+    assert sent["outputUri"] == "gs://tuning-data/fto/tuned/job-open/"
+    row = json.loads(vertex_api.jobs[name.rsplit("/", 1)[-1]]["training"].decode().splitlines()[0])
+    assert set(row) == {"messages"}  # chat messages, not Gemini contents
+    assert wait_for(backend, name).status == JobStatus.SUCCEEDED
+
+
+def test_open_models_refuse_what_vertex_does_not_offer_them(vertex_api):
+    prefs = JobSpec.model_validate({"name": "p", "method": "dpo", "data": {"train": str(ANIMALS)}})
+    with pytest.raises(UnsupportedError, match="supervised tuning only, not dpo"):
+        _backend(vertex_api, model=OPEN).check(prefs)
+    stats = run_fto("data", "stats", str(ANIMALS), "--for", "vertex", "--model", OPEN)
+    assert stats.returncode == 0 and "8,192-token limit" in stats.stdout
