@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field
 
+from fto.backends import aws_errors
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
 from fto.backends.bedrock import mapping
 from fto.backends.bedrock.families import Family, family_of
@@ -24,7 +25,6 @@ from fto.orchestrator.secrets import redact
 from fto.schemas import Completion, Conversation, JobEvent, JobSpec, Message, ProviderJob, ProviderUpdates, Record
 
 T = TypeVar("T")
-RETRYABLE_AWS = {"ThrottlingException", "ServiceUnavailableException", "InternalServerException", "TooManyRequests"}
 
 
 class BedrockOptions(BackendOptions):
@@ -109,29 +109,7 @@ class BedrockBackend(Backend[BedrockOptions]):
         return self._clients[service]
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        from boto3.exceptions import S3UploadFailedError
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-        try:
-            return fn()
-        except S3UploadFailedError as exc:  # boto3's transfer manager wraps the S3 error it gave up on
-            raise BackendError(redact(f"{what}: {exc}"), backend=self.name, retryable=True) from None
-        except NoCredentialsError:
-            raise ConfigError(
-                "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE", field=self.name
-            ) from None
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = error.get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            raise BackendError(
-                redact(f"{what}: {code}: {error.get('Message', '')}"),
-                backend=self.name,
-                status_code=status,
-                retryable=code in RETRYABLE_AWS or (status or 0) >= 500,
-            ) from None
-        except BotoCoreError as exc:
-            raise BackendError(redact(f"{what}: {exc}"), backend=self.name, retryable=True) from None
+        return aws_errors.call(self.name, what, fn)
 
     # checks and data ---------------------------------------------------------------------------------
 

@@ -166,3 +166,27 @@ def openai_api(monkeypatch):
     with running(provider) as url:
         provider.section = {"base_url": f"{url}/v1", "model": "gpt-4o-mini-2024-07-18"}
         yield provider
+
+
+@pytest.fixture
+def sagemaker_api(aws):
+    """SageMaker AI (serverless training jobs and the runtime) with moto's S3; `section` is a job file's sagemaker
+    section pointing at them, with endpoints `base-endpoint` and `tuned-endpoint` named for eval."""
+    from tests.backends.bedrock.servers import BUCKET
+    from tests.backends.sagemaker.server import SageMaker
+
+    provider = SageMaker(aws.url)
+    with running(provider) as url:
+        provider.section = {
+            "role_arn": "arn:aws:iam::123456789012:role/fto-sagemaker",
+            "s3_bucket": BUCKET,
+            "model_package_group": "arn:aws:sagemaker:us-west-2:123456789012:model-package-group/fto-tuned",
+            "endpoint_url": url,
+            "runtime_url": url,
+            "s3_url": aws.url,
+            "endpoint_name": "tuned-endpoint",
+            "base_endpoint_name": "base-endpoint",
+        }
+        package = "arn:aws:sagemaker:us-west-2:123456789012:model-package/fto-tuned/1"  # the first tuned model
+        provider.endpoints = {"base-endpoint": "", "tuned-endpoint": package}
+        yield provider
