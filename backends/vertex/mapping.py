@@ -59,12 +59,7 @@ def tuning_config(spec: JobSpec, options: Any, job_id: str, validation_uri: str 
         if hp.beta != "auto":
             values["beta"] = hp.beta
     if hp.epochs != "auto":
-        if not EPOCHS[0] <= hp.epochs <= EPOCHS[1]:
-            raise UnsupportedError(
-                f"hyperparameters.epochs = {hp.epochs} is outside Vertex's range {EPOCHS[0]}–{EPOCHS[1]}",
-                backend="vertex",
-            )
-        values["epoch_count"] = hp.epochs
+        values["epoch_count"] = _epochs(hp.epochs)
     if hp.learning_rate_multiplier != "auto":
         values["learning_rate_multiplier"] = hp.learning_rate_multiplier
     if hp.batch_size != "auto":
@@ -96,12 +91,7 @@ def _open_model_config(spec: JobSpec, options: Any, job_id: str, validation_uri:
         "output_uri": f"gs://{options.bucket}/{options.prefix}/tuned/{job_id}/",
     }  # fmt: skip
     if hp.epochs != "auto":
-        if not EPOCHS[0] <= hp.epochs <= EPOCHS[1]:
-            raise UnsupportedError(
-                f"hyperparameters.epochs = {hp.epochs} is outside Vertex's range {EPOCHS[0]}–{EPOCHS[1]}",
-                backend="vertex",
-            )
-        values["epoch_count"] = hp.epochs
+        values["epoch_count"] = _epochs(hp.epochs)
     if hp.learning_rate is not None:
         values["learning_rate"] = hp.learning_rate
     if hp.batch_size != "auto":
@@ -109,6 +99,14 @@ def _open_model_config(spec: JobSpec, options: Any, job_id: str, validation_uri:
     if validation_uri:
         values["validation_dataset"] = types.TuningValidationDataset(gcs_uri=validation_uri)
     return types.CreateTuningJobConfig(**values)
+
+
+def _epochs(epochs: int) -> int:
+    if not EPOCHS[0] <= epochs <= EPOCHS[1]:
+        raise UnsupportedError(
+            f"hyperparameters.epochs = {epochs} is outside Vertex's range {EPOCHS[0]}–{EPOCHS[1]}", backend="vertex"
+        )
+    return epochs
 
 
 THINKING = {"low": "LOW", "medium": "MEDIUM", "high": "HIGH"}

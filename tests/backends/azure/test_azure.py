@@ -5,8 +5,6 @@ and RFT in Azure's shapes, faults, a lost create answer, `fto cancel` freeing a 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from fto.backends import registry
@@ -17,6 +15,7 @@ from fto.schemas import BackendSection, JobSpec, JobStatus
 from tests.backends.conftest import AZURE_KEY, AZURE_MANAGEMENT_TOKEN, AZURE_TOKEN
 from tests.backends.local.jobs import submit, wait_for
 from tests.conftest import ANIMALS, run_fto
+from tests.preferences import write_preferences
 from tests.rewards import ANSWER, SHORT
 
 pytestmark = pytest.mark.timeout(300)
@@ -83,13 +82,7 @@ def test_no_credential_is_one_clear_line(azure_api, monkeypatch):
 
 
 def test_dpo_and_rft_in_azures_shapes(azure_api, tmp_path):
-    prefs = tmp_path / "prefs.jsonl"
-    rows = []
-    for line in ANIMALS.read_text().splitlines()[:20]:
-        messages = json.loads(line)["messages"]
-        rows.append({"input": {"messages": messages[:-1]}, "preferred_output": [messages[-1]],
-                     "non_preferred_output": [{"role": "assistant", "content": "a rock"}]})  # fmt: skip
-    prefs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prefs = write_preferences(tmp_path / "prefs.jsonl")
     dpo = _spec(method="dpo", data={"train": str(prefs)}, hyperparameters={"beta": 0.2, "epochs": 1})
     job_id = submit(_backend(azure_api), dpo, tmp_path / "dpo", "job-dpo")
     assert azure_api.jobs[job_id].request["method"]["dpo"]["hyperparameters"]["beta"] == 0.2

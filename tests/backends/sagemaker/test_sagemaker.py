@@ -4,8 +4,6 @@ endpoints, DPO, LoRA or full, limits refused before upload, faults and a lost cr
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from fto.backends import registry
@@ -14,6 +12,7 @@ from fto.orchestrator.store import Store
 from fto.schemas import BackendSection, JobSpec, JobStatus
 from tests.backends.local.jobs import submit
 from tests.conftest import ANIMALS, run_fto
+from tests.preferences import write_preferences
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -48,13 +47,7 @@ def test_run_end_to_end_with_eval_on_the_endpoints(sagemaker_api, write_job, fto
 
 
 def test_dpo_and_full_training(sagemaker_api, tmp_path):
-    prefs = tmp_path / "prefs.jsonl"
-    rows = []
-    for line in ANIMALS.read_text().splitlines()[:20]:
-        m = json.loads(line)["messages"]
-        rows.append({"input": {"messages": m[:-1]}, "preferred_output": [m[-1]],
-                     "non_preferred_output": [{"role": "assistant", "content": "a rock"}]})  # fmt: skip
-    prefs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prefs = write_preferences(tmp_path / "prefs.jsonl")
     spec = JobSpec.model_validate({"name": "p", "method": "dpo", "data": {"train": str(prefs)}})
     name = submit(_backend(sagemaker_api, peft="full", sequence_length="8K"), spec, tmp_path, "job-dpo")
     sent = sagemaker_api.requests_seen[name]["ServerlessJobConfig"]
