@@ -98,10 +98,11 @@ def _extra_providing(ep: EntryPoint, missing: str) -> str | None:
     if ep.dist is None or not missing:
         return None
     wanted = missing.split(".")[0].replace("_", "-").lower()
+    extras = []
     for requirement in ep.dist.requires or []:
         name, _, marker = requirement.partition(";")
         package = re.split(r"[\[<>=!~ ]", name.strip(), maxsplit=1)[0].replace("_", "-").lower()
         found = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
         if found and (package == wanted or package.startswith(wanted + "-")):
-            return found.group(1)
-    return None
+            extras.append(found.group(1))
+    return ep.name if ep.name in extras else (extras[0] if extras else None)  # the backend's own extra first

@@ -35,7 +35,8 @@ def _run(fto: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("backend", "extra", "module"),
     [("together", "together", "together"), ("fireworks", "fireworks", "fireworks"),
-     ("vertex", "vertex", "google.genai"), ("bedrock", "bedrock", "boto3"), ("local", "local", "torch")],
+     ("vertex", "vertex", "google.genai"), ("bedrock", "bedrock", "boto3"), ("local", "local", "torch"),
+     ("sagemaker", "sagemaker", "boto3")],
 )  # fmt: skip
 def test_a_backend_without_its_sdk_is_one_line_naming_the_extra(base_fto: Path, backend: str, extra: str, module):
     done = _run(base_fto, "run", str(HOSTED), "--backend", backend)

@@ -73,10 +73,12 @@ def test_refused_before_upload(sagemaker_api, aws, options, hyperparameters, err
 def test_faults_and_a_lost_create_make_exactly_one_job(sagemaker_api, write_job, fto_home):
     sagemaker_api.faults.add("POST", "/", "429")
     sagemaker_api.faults.add("POST", "/", "lost")  # the create is done; its answer never arrives
+    sagemaker_api.faults.add("POST", "/", "503")  # the describe that finds it, once
     job_file = write_job({"backends": {"sagemaker": sagemaker_api.section}, "eval": None})
     result = run_fto("run", str(job_file), "--backend", "sagemaker", timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(sagemaker_api.jobs) == 1
+    assert [f.kind for f in sagemaker_api.faults.seen] == ["429", "lost", "503"]
 
 
 def test_cancel_stops_the_training_job(sagemaker_api, tmp_path):
