@@ -70,6 +70,18 @@ class PreparedData(BaseModel):
         )
 
 
+class TrainingSetup(BaseModel):
+    """What memory planning needs to know of a local training run."""
+
+    config: dict[str, Any]  # the model's config.json
+    tuning: str  # lora, qlora or full
+    rank: int
+    tokens: int  # per micro-batch
+    checkpointing: bool
+    trained_in_full: int = 0  # parameters trained besides the adapters
+    tokens_per_second: float | None = None  # measured on this machine, where known
+
+
 class UploadedData(BaseModel):
     """What the provider calls the uploaded files."""
 
@@ -284,6 +296,11 @@ class Backend(ABC, Generic[OptionsT]):
     def resume(self, provider_job_id: str) -> None:
         """Continue a paused, cancelled or crashed job where it stopped, where the provider can."""
         raise UnsupportedError("resuming jobs is not supported", backend=self.name)
+
+    def training_setup(self, spec: JobSpec) -> TrainingSetup | None:
+        """How this backend would train `spec` on this machine's hardware (the model's config.json shape, LoRA or
+        full, precision, micro-batch tokens, checkpointing), for `fto plan`'s memory estimate; hosted: None."""
+        return None
 
     def release(self, provider_job_id: str) -> list[str]:
         """Free what a finished job still holds at the provider and is billed for (a deployment serving its model);

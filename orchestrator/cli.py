@@ -468,6 +468,50 @@ def migrate(
         console.print(f"next: fto run {path}")
 
 
+@cli.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--backend", "-b", help="backends to plan for, comma-separated (default: every section in the file)")
+@click.option("--all", "every", is_flag=True, help="every installed backend")
+@click.option("--models", help="candidate base models, comma-separated (default: each section's model)")
+@click.option(
+    "--device", help="plan local memory for this device: h100-80gb, a10g-24gb, cpu-24gb, … (default: this machine)"
+)
+@click.option("--json", "as_json", is_flag=True, help="the plan as JSON")
+def plan(job_file: str, backend: str | None, every: bool, models: str | None, device: str | None,
+         as_json: bool) -> None:  # fmt: skip
+    """What JOB_FILE would cost, take and need on each backend and base model, before anything is sent."""
+    from fto.backends import registry
+    from fto.orchestrator import plan as planning
+    from fto.orchestrator.config import load_job
+
+    loaded = load_job(job_file, None, choose=False)
+    names = sorted(registry.available()) if every else (backend.split(",") if backend else list(loaded.spec.backends))
+    names = [n for n in names if registry.available().get(n) is None or registry.backend_class(n).describe().name == n
+             or n in loaded.spec.backends]  # an old name of a backend listed under its own is planned once  # fmt: skip
+    found = planning.plan(loaded.spec, names, _store(), models.split(",") if models else None, device)
+    if as_json:
+        click.echo(found.model_dump_json(indent=2))
+        return
+    table = Table("backend", "model", "tokens", "cost", "time", "memory", "blocked / warnings")
+    for row in found.rows:
+        time = (
+            f"{row.expected_hours:.2f} h ({row.throughput.jobs} jobs)"
+            if row.expected_hours is not None and row.throughput
+            else "no past jobs"
+        )
+        cost = f"${row.cost_usd:,.2f}" if row.cost_usd is not None else "—"
+        if row.hosting_usd_per_hour:
+            cost += f" + ${row.hosting_usd_per_hour:.2f}/h hosting"
+        held = (f"{row.memory.needed_gib['total']:.2f}/{row.memory.device_gib:g} GiB"
+                + ("" if row.memory.fits else " [red]does not fit[/]")) if row.memory else "—"  # fmt: skip
+        notes = "; ".join([f"[red]{b}[/]" for b in row.blocked] + row.warnings) or "ok"
+        table.add_row(row.backend, row.model, f"{row.charged_tokens:,}", cost, time, held, notes)
+    console.print(table)
+    for advice in found.recommendations:
+        console.print(f"{advice.kind}: {advice.backend} {advice.model} — {advice.why}")
+    console.print("costs are estimates from each backend's provider.json; nothing was sent to any provider")
+
+
 @cli.command(name="eval")
 @click.argument("experiment", required=False)
 @click.option(

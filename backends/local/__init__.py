@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
+from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, TrainingSetup, UploadedData
 from fto.backends.local.folder import JobFolder
 from fto.backends.tokenizers import Counter
 from fto.orchestrator.data.formats import Format
@@ -154,6 +154,27 @@ class LocalBackend(Backend[LocalOptions]):
             raise UnsupportedError("RFT trains in one process (processes: 1); sampling is batched within it",
                                    backend=self.name)  # fmt: skip
 
+    def training_setup(self, spec: JobSpec) -> TrainingSetup | None:
+        """The model's shape from its config.json (the embedded model's from its sizes), as this backend trains it:
+        no gradient checkpointing, micro-batches of `batch_tokens`, fp32 frozen weights unless bf16 is asked."""
+        from fto.backends.local.sizes import SIZE, VOCAB_SIZE
+        from fto.orchestrator.plan.memory import config_of
+
+        model = self.options.model
+        embedded = model == EMBEDDED_MODEL
+        config: dict[str, Any] | None = {**SIZE, "vocab_size": VOCAB_SIZE} if embedded else config_of(model)
+        if config is None:
+            return None
+        vocab, hidden = int(config["vocab_size"]), int(config["hidden_size"])
+        return TrainingSetup(
+            config=config,
+            tuning=self.options.tuning,
+            rank=spec.hyperparameters.lora.r,
+            tokens=self.options.batch_tokens,
+            checkpointing=False,
+            trained_in_full=2 * vocab * hidden if embedded and self.options.tuning != "full" else 0,
+        )
+
     def _check_model(self, spec: JobSpec) -> None:
         """The model exists (before any job is recorded), and a LoRA rank fits its width."""
         from fto.backends.local.hub import cached_model, servable
@@ -161,7 +182,7 @@ class LocalBackend(Backend[LocalOptions]):
         model = self.options.model
         field = f"backends.{self.name}.model"
         if model == EMBEDDED_MODEL:
-            from fto.backends.local.embedded import SIZE
+            from fto.backends.local.sizes import SIZE
 
             width: int | None = SIZE["hidden_size"]
         else:
