@@ -76,9 +76,11 @@ class TrainingSetup(BaseModel):
     config: dict[str, Any]  # the model's config.json
     tuning: str  # lora, qlora or full
     rank: int
-    tokens: int  # per micro-batch
+    tokens: int  # per micro-batch, at most
+    batch_size: int  # examples per step
     checkpointing: bool
     trained_in_full: int = 0  # parameters trained besides the adapters
+    from_files: bool = True  # loaded from a weights file (False: built in memory)
     tokens_per_second: float | None = None  # measured on this machine, where known
 
 

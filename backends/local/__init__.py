@@ -157,10 +157,10 @@ class LocalBackend(Backend[LocalOptions]):
     def training_setup(self, spec: JobSpec) -> TrainingSetup | None:
         """The model's shape from its config.json (the embedded model's from its sizes), as this backend trains it:
         no gradient checkpointing, micro-batches of `batch_tokens`, fp32 frozen weights unless bf16 is asked."""
-        from fto.backends.local.sizes import SIZE, VOCAB_SIZE
+        from fto.backends.local.sizes import AUTO_BATCH_SIZE, SIZE, VOCAB_SIZE
         from fto.orchestrator.plan.memory import config_of
 
-        model = self.options.model
+        model, hp = self.options.model, spec.hyperparameters
         embedded = model == EMBEDDED_MODEL
         config: dict[str, Any] | None = {**SIZE, "vocab_size": VOCAB_SIZE} if embedded else config_of(model)
         if config is None:
@@ -169,9 +169,11 @@ class LocalBackend(Backend[LocalOptions]):
         return TrainingSetup(
             config=config,
             tuning=self.options.tuning,
-            rank=spec.hyperparameters.lora.r,
+            rank=hp.lora.r,
             tokens=self.options.batch_tokens,
+            batch_size=AUTO_BATCH_SIZE if hp.batch_size == "auto" else hp.batch_size,
             checkpointing=False,
+            from_files=not embedded,
             trained_in_full=2 * vocab * hidden if embedded and self.options.tuning != "full" else 0,
         )
 

@@ -1,4 +1,5 @@
-"""The embedded tiny Llama's sizes, apart from the code that builds it (which needs torch): `fto plan` reads them."""
+"""The embedded tiny Llama's sizes and the trainer's default batch, apart from the code that needs torch:
+`fto plan` reads them."""
 
 from __future__ import annotations
 
@@ -14,3 +15,4 @@ SIZE: dict[str, Any] = {
     "max_position_embeddings": 512,
 }
 VOCAB_SIZE = 1024
+AUTO_BATCH_SIZE = 8  # examples per step when the job file says auto

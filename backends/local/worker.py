@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fto.backends.local import EMBEDDED_MODEL, LocalOptions
 from fto.backends.local.folder import JobFolder
+from fto.backends.local.sizes import AUTO_BATCH_SIZE
 from fto.schemas import JobSpec, JobStatus
 
 if TYPE_CHECKING:  # torch loads after the first status write
     from fto.backends.local.train import Trainer, TrainSettings
 
-AUTO_EPOCHS, AUTO_BATCH_SIZE, AUTO_BETA = 3, 8, 0.1
+AUTO_EPOCHS, AUTO_BETA = 3, 0.1
 AUTO_RFT_BETA, AUTO_SAMPLES, AUTO_ANSWER_TOKENS = 0.04, 8, 64  # RFT: KL weight, answers per prompt, answer length
 AUTO_LR = {"embedded": 3e-3, "lora": 2e-4, "full": 2e-5}  # a random-init model needs a far bigger step
 
@@ -516,7 +517,22 @@ def save(job: WorkerJob, model: Any, tokenizer: Any, trainer: Trainer, outcome: 
         merged.save_pretrained(folder.merged_dir)
         tokenizer.save_pretrained(folder.merged_dir)
         folder.event("saved the merged model (transformers layout)")
+    _peak_memory(folder)
     folder.write_status(JobStatus.SUCCEEDED, fine_tuned_model=str(output), trained_tokens=trainer.trained_tokens())
+
+
+def _peak_memory(folder: JobFolder) -> None:
+    """The job's peak memory as an event, beside `fto plan`'s estimate: the GPU's allocator peak, or on a CPU the
+    process's peak resident size."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        peak, what = torch.cuda.max_memory_allocated(), "GPU memory allocated"
+    else:  # ru_maxrss is in KiB on Linux
+        peak, what = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "resident memory"
+    folder.event(f"peak {what}: {peak / 1024**3:.2f} GiB", peak_memory_bytes=peak)
 
 
 def _save_checkpoint(folder: JobFolder, trainer: Trainer, tokenizer: Any = None) -> None:

@@ -99,7 +99,9 @@ def _row(spec: JobSpec, name: str, section: BackendSection, store: Store | None,
         expected_hours=round(hours, 4) if hours is not None else None,
         blocked=blocked,
         warnings=warnings,
-        memory=_memory(backend, spec, device),
+        memory=_memory(
+            backend, spec, device, int(stats.total_tokens_per_example.max if stats.total_tokens_per_example else 0)
+        ),
     )
 
 
@@ -127,10 +129,12 @@ def _throughput(store: Store | None, backend: str, model: str) -> Throughput | N
                       high=round(quartiles[2], 2), jobs=len(rates))  # fmt: skip
 
 
-def _memory(backend: Any, spec: JobSpec, device: str | None) -> MemoryPlan | None:
+def _memory(backend: Any, spec: JobSpec, device: str | None, longest: int) -> MemoryPlan | None:
     setup = backend.training_setup(spec)
     if setup is None:
         return None
+    # a micro-batch holds a step's examples, up to batch_tokens: short examples make small micro-batches
+    tokens = min(setup.tokens, setup.batch_size * longest) if longest else setup.tokens
     name = device or memory.this_machine()
     kind, gib, _ = memory.device(name)  # bf16 or fp16: both two bytes
     shape = memory.Shape.from_config(setup.config)
@@ -138,15 +142,15 @@ def _memory(backend: Any, spec: JobSpec, device: str | None) -> MemoryPlan | Non
 
     def make(tokens: int) -> memory.Estimate:
         return memory.estimate(shape, setup.tuning, tokens, setup.rank, precision, setup.checkpointing, kind,
-                               setup.trained_in_full)  # fmt: skip
+                               setup.trained_in_full, setup.from_files)  # fmt: skip
 
-    found = make(setup.tokens)
+    found = make(tokens)
     available = gib * memory.GiB
     return MemoryPlan(
         device=name,
         device_gib=gib,
         tuning=setup.tuning,
-        micro_batch_tokens=setup.tokens,
+        micro_batch_tokens=tokens,
         params=shape.params,
         needed_gib=found.parts_gib(),
         fits=found.total <= available,
