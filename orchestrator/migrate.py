@@ -140,7 +140,9 @@ def sections_of(path: str) -> dict[str, BackendSection | None]:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not YAML: {exc}", file=path) from None
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"not YAML: {getattr(exc, 'problem', None) or exc}", file=path,
+                          line=mark.line + 1 if mark else None) from None  # fmt: skip
     backends = raw.get("backends") if isinstance(raw, dict) else None
     if not isinstance(backends, dict):
         raise ConfigError("no `backends:` mapping", file=path, field="backends")

@@ -81,6 +81,8 @@ def _row(spec: JobSpec, name: str, section: BackendSection, store: Store | None,
     elif report.warnings:
         warnings.append(f"{report.warnings} data warnings (fto data validate --for {name})")
     _, card = info.model(model)
+    if card is None and info.models:
+        warnings.append(f"{model} is not in {info.label}'s model table: its limits and price are unknown")
     hosting = card.hosting_usd_per_hour if card else None
     throughput = _throughput(store, name, model)
     hours = stats.charged_tokens / throughput.tokens_per_second / 3600 if throughput else None
