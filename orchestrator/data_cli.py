@@ -161,7 +161,7 @@ def _open_in_dashboard(file: str) -> None:
 def _print_stats(result: dict[str, Any], target: str | None) -> None:
     console.print(
         f"{result['file']}: {result['examples']} examples ({result['format']})"
-        + (f" for {target} ({result['provider_label']}) {result['model']}" if target else "")
+        + (f" for {target} {result['model']} ({result['provider_label']})" if target else "")
     )
     console.print(
         f"tokenizer: {result['tokenizer']}" + ("" if result["tokens_exact"] else "  [yellow](counts are estimates)[/]")
