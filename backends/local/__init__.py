@@ -6,15 +6,12 @@ Importing this package must stay cheap (no torch): the CLI and the poller use it
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -241,37 +238,12 @@ class LocalBackend(Backend[LocalOptions]):
         return job_id
 
     def _spawn(self, folder: JobFolder, resume: bool = False) -> None:
-        # Take the worker's lock here and hand it over, so there is no moment when a fresh job looks dead.
-        fd = os.open(folder.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
         processes = self.options.processes
         launcher = [sys.executable]
         if processes > 1:
             launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-        command = [
-            *launcher,
-            "-m",
-            "fto.backends.local.worker",
-            str(folder.path),
-            str(fd),
-            *(["--resume"] if resume else []),
-        ]
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with open(folder.log_file, "ab") as log:
-                process = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(fd,),
-                    start_new_session=True,  # survives the fto process that started it (Ctrl-C, kill -9)
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
-        finally:
-            os.close(fd)
-        # Reaped when it ends, so a long-lived parent (`fto serve`) keeps no zombie; the worker never waits on us.
-        threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
-        folder.write_status(JobStatus.QUEUED, pid=process.pid)
+        worker = [*launcher, "-m", "fto.backends.local.worker", str(folder.path)]
+        folder.spawn(worker, *(["--resume"] if resume else []))
 
     def _folder(self, provider_job_id: str) -> JobFolder:
         return JobFolder(self.root / "jobs" / provider_job_id)
@@ -290,26 +262,10 @@ class LocalBackend(Backend[LocalOptions]):
 
     def get(self, provider_job_id: str) -> ProviderJob:
         folder = self._folder(provider_job_id)
-        alive = folder.worker_alive()  # before reading status: a worker writes its last status, then exits
-        state = folder.read_status()
-        if not state:
+        state = folder.state()
+        if state is None:
             raise BackendError(f"no local job folder at {folder.path}", backend=self.name)
-        status = JobStatus(state["status"])
-        error = state.get("error")
-        if not status.terminal and not alive:
-            if folder.cancel_file.exists():
-                status = JobStatus.CANCELLED
-            else:
-                status = JobStatus.FAILED
-                error = f"worker process exited unexpectedly; last lines of {folder.log_file}:\n{folder.log_tail()}"
-            folder.write_status(status, error=error)
-        return ProviderJob(
-            status=status,
-            base_model=state.get("base_model"),
-            fine_tuned_model=state.get("fine_tuned_model"),
-            trained_tokens=state.get("trained_tokens"),
-            error=error,
-        )
+        return state
 
     def updates(self, provider_job_id: str, cursor: str | None) -> ProviderUpdates:
         events, metrics, cursor = self._folder(provider_job_id).read_since(cursor)

@@ -8,11 +8,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fto.schemas import JobEvent, JobStatus, Metric
+from fto.schemas import JobEvent, JobStatus, Metric, ProviderJob
 
 
 class JobFolder:
@@ -79,6 +82,53 @@ class JobFolder:
         finally:
             os.close(fd)  # closing also releases the lock if we took it
         return False
+
+    def spawn(self, command: Sequence[str], *flags: str) -> None:
+        """Start the process that works on this job (`command`, the lock's fd, `flags`), detached:
+        it outlives whoever started it, holds worker.lock for its whole life, and writes its output to worker.log."""
+        # Take the worker's lock here and hand it over, so there is no moment when a fresh job looks dead.
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with open(self.log_file, "ab") as log:
+                process = subprocess.Popen(
+                    [*command, str(fd), *flags],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(fd,),
+                    start_new_session=True,  # survives the fto process that started it (Ctrl-C, kill -9)
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+        finally:
+            os.close(fd)
+        # Reaped when it ends, so a long-lived parent (`fto serve`) keeps no zombie; the worker never waits on us.
+        threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
+        self.write_status(JobStatus.QUEUED, pid=process.pid)
+
+    def state(self) -> ProviderJob | None:
+        """The job as its worker last told it (None: no status yet); a worker gone before the end is a failure,
+        or a cancellation when one was asked for."""
+        alive = self.worker_alive()  # before reading status: a worker writes its last status, then exits
+        state = self.read_status()
+        if not state:
+            return None
+        status = JobStatus(state["status"])
+        error = state.get("error")
+        if not status.terminal and not alive:
+            if self.cancel_file.exists():
+                status = JobStatus.CANCELLED
+            else:
+                status = JobStatus.FAILED
+                error = f"worker process exited unexpectedly; last lines of {self.log_file}:\n{self.log_tail()}"
+            self.write_status(status, error=error)
+        return ProviderJob(
+            status=status,
+            base_model=state.get("base_model"),
+            fine_tuned_model=state.get("fine_tuned_model"),
+            trained_tokens=state.get("trained_tokens"),
+            error=error,
+        )
 
     def read_since(self, cursor: str | None) -> tuple[list[JobEvent], list[Metric], str]:
         """Complete lines appended after the cursor (byte offsets into events and metrics)."""

@@ -12,9 +12,12 @@ dashboard of `fto ui` is mounted read-only under `/ui`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,8 +45,21 @@ def create_app(config: ServeConfig) -> BrowserGuard:
     routes.append(Mount("/ui", dashboard))
     handlers = {**errors.HANDLERS, _TooLarge: _too_large_handler, _TooSlow: _too_slow_handler,
                 ClientGone: _client_gone}  # fmt: skip
-    app = Starlette(routes=routes, exception_handlers=handlers)
-    app.state.serve = ServeState.build(config)
+    from fto.orchestrator.serve.tinker.routes import ROUTES as TINKER_ROUTES
+    from fto.orchestrator.serve.tinker.service import TinkerService
+
+    routes += TINKER_ROUTES  # Tinker's training-loop API under /api/v1 (the tinker SDK's base URL is the server's)
+    serve = ServeState.build(config)
+    tinker = TinkerService(config.root, list(config.base_models), lambda: serve.jobs.backend.generator().engine())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(tinker.close)  # the loops' jobs end with the server (their states stay loadable)
+
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.state.serve = serve
+    app.state.tinker = tinker
     return BrowserGuard(Guard(app, config), config.allowed_hosts, takes_files=_takes_files)
 
 
@@ -93,6 +109,7 @@ class Guard:
         if self.config.api_key is not None and not dashboard:
             given = headers.get("authorization", "")
             token = given[7:] if given.lower().startswith("bearer ") else headers.get("api-key", "")  # Azure's
+            token = token or headers.get("x-api-key", "")  # the tinker SDK's
             if not hmac.compare_digest(token.encode(), self.config.api_key.encode()):
                 await _send(send, error_response(401, "Incorrect API key provided.", "invalid_request_error",
                                                  code="invalid_api_key"))  # fmt: skip
