@@ -18,6 +18,7 @@ import torch
 
 from fto.backends.local.engine import Engine, Piece, Sampling
 from fto.backends.local.packing import group, packed_row, token_logprobs
+from fto.backends.local.precision import frozen_products_in_bf16
 from fto.backends.local.shared_lock import SharedLock
 from fto.backends.local.tokenized import Encoded
 from fto.loop import LOSSES, Adam, Datum, Output, Sample, SamplingParams
@@ -69,8 +70,9 @@ class LocalLoop:
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from fto.backends.local import LocalOptions
         from fto.backends.local import embedded as embedded_model
-        from fto.backends.local.worker import attention_implementation
+        from fto.backends.local.worker import attention_implementation, frozen_bf16
 
         self.base = folder
         self.state_root = state_root
@@ -95,6 +97,8 @@ class LocalLoop:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=1e-4, betas=(0.9, 0.95), eps=1e-12, weight_decay=0.0)
         self.steps = 0
+        # As a local job: frozen weights multiply in bf16 where the CPU does that natively (precision.py).
+        self.frozen_bf16 = frozen_bf16(LocalOptions(), self.model.device)
         self.lock = threading.Lock()  # one step at a time; the engine samples under it too
         self._engine: Engine | None = None
 
@@ -148,7 +152,8 @@ class LocalLoop:
         total = 0.0
         device = next(self.model.parameters()).device
         lengths = [len(d.tokens) + 1 for d in data]
-        with self.lock, contextlib.nullcontext() if backward else torch.no_grad():
+        products = frozen_products_in_bf16(self.model) if self.frozen_bf16 else contextlib.nullcontext()
+        with self.lock, products, contextlib.nullcontext() if backward else torch.no_grad():
             for chunk in group(lengths, ROW_TOKENS):
                 part = [data[i] for i in chunk]
                 # Position i reads tokens[i] and is scored on target_tokens[i]: an example whose labels are the
@@ -160,14 +165,13 @@ class LocalLoop:
                     )
                     for d in part
                 ]
-                logp, segment, _ = token_logprobs(self.model, packed_row(encoded, device))
-                losses = []
-                for k, datum in enumerate(part):
-                    mine = logp[segment == k]
-                    loss, extra = _loss(loss_fn, mine, datum, config, device)
-                    losses.append(loss)
-                    outputs.append({"logprobs": mine.detach().float().cpu().numpy(), **extra})
-                loss_sum = torch.stack(losses).sum()
+                logp, _, _ = token_logprobs(self.model, packed_row(encoded, device))  # datum by datum, in order
+                inputs = {k: np.concatenate([d.inputs[k] for d in part]) for k in INPUTS[loss_fn]}
+                loss_sum, extra = _loss(loss_fn, logp, inputs, config, device)
+                sizes = [len(d.tokens) for d in part]
+                found = {"logprobs": logp.detach().float().cpu().numpy(), **extra}
+                for k, at in enumerate(np.cumsum([0, *sizes[:-1]])):
+                    outputs.append({name: values[at : at + sizes[k]] for name, values in found.items()})
                 if backward:
                     loss_sum.backward()
                 total += float(loss_sum.detach())
@@ -284,11 +288,11 @@ def _sampling(params: SamplingParams, seed: int | None) -> Sampling:
 
 
 def _loss(
-    name: str, logp: torch.Tensor, datum: Datum, config: dict[str, float], device: torch.device
+    name: str, logp: torch.Tensor, inputs: dict[str, np.ndarray], config: dict[str, float], device: torch.device
 ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-    """Tinker's losses, summed over the datum's tokens: cross_entropy −Σ w·log p; importance_sampling
-    −Σ (p/q)·A; ppo −Σ min((p/q)·A, clip(p/q)·A)."""
-    tensor = lambda key: torch.as_tensor(datum.inputs[key], dtype=torch.float32, device=device)  # noqa: E731
+    """Tinker's losses, summed over the tokens: cross_entropy −Σ w·log p; importance_sampling −Σ (p/q)·A; ppo
+    −Σ min((p/q)·A, clip(p/q)·A). `inputs` hold every datum's values end to end, as `logp` does."""
+    tensor = lambda key: torch.as_tensor(inputs[key], dtype=torch.float32, device=device)  # noqa: E731
     if name == "cross_entropy":
         elementwise = -tensor("weights") * logp
         return elementwise.sum(), {"elementwise_loss": elementwise.detach().cpu().numpy()}
