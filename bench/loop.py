@@ -33,10 +33,9 @@ MODES = ("trainer", "loop", "loop_http")
 def build(folder: Path) -> list[dict]:
     """local_train.py's model and tokenizer saved to `folder` (a base model any fto part loads); returns the data."""
     import torch
+    from local_train import HIDDEN, LAYERS, example
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from local_train import HIDDEN, LAYERS, example
 
     rng = random.Random(0)
     data = [example(rng) for _ in range(N)]
