@@ -88,7 +88,7 @@ def child(mode: str, folder: Path) -> dict:
     sys.path.insert(0, str(REPO))
     from tests.serving import ServeProcess
 
-    server = ServeProcess(Path(tempfile.mkdtemp()), env={"OMP_NUM_THREADS": THREADS})
+    server = ServeProcess(Path(tempfile.mkdtemp()), "--model", str(folder), env={"OMP_NUM_THREADS": THREADS})
     try:
         return run_loop(folder, data, server.url.removesuffix("/v1"))
     finally:

@@ -175,7 +175,7 @@ async def forward_backward(request: Request) -> Response:
     if request.headers.get("content-encoding") == "zstd":
         import zstandard
 
-        body = zstandard.ZstdDecompressor().decompress(body, max_output_size=256 * 1024 * 1024)
+        body = zstandard.ZstdDecompressor().decompress(body, max_output_size=64 * 1024 * 1024)
     parsed = wire.forward_backward_request(body)
     model = tinker.model(parsed.model_id)
     try:  # shapes, token ids and the loss are checked now: a 400, and nothing runs
@@ -214,6 +214,7 @@ async def save_weights(request: Request) -> Response:
     types, tinker = _types(), service(request)
     body = await _body(request, "SaveWeightsRequest")
     model = tinker.model(body.model_id)
+    _check_name(tinker, model, body.path, body.seq_id)
 
     def work() -> Result:
         path = tinker.save_state(model, body.path)
@@ -226,16 +227,22 @@ async def save_weights(request: Request) -> Response:
 async def load_weights(request: Request) -> Response:
     types, tinker = _types(), service(request)
     body = await _body(request, "LoadWeightsRequest")
-    job_id, folder = tinker.resolve(body.path, "weights")
     if body.model_id is not None:  # into an existing model (TrainingClient.load_state)
-        model = tinker.model(body.model_id)
-        seq_id = body.seq_id
+        model, seq_id = tinker.model(body.model_id), body.seq_id
     elif body.session_id is not None and body.model_seq_id is not None:  # a new model from a saved state
         model, seq_id = None, None
         tinker.heartbeat(body.session_id)
     else:
         raise UserError("load_weights needs model_id, or session_id with model_seq_id")
-    config = _saved_config(tinker, job_id)
+    try:
+        job_id, folder = tinker.resolve(body.path, "weights")
+        config = _saved_config(tinker, job_id)
+        if body.base_model is not None:
+            tinker.check_base(body.base_model)
+    except (UserError, Missing):
+        if model is not None and seq_id:
+            tinker.pass_turn(model, seq_id)  # the requests after it need not wait for it
+        raise
 
     def work() -> Result:
         target = model
@@ -250,6 +257,18 @@ async def load_weights(request: Request) -> Response:
 
     model_id = model.model_id if model else f"{body.session_id}:train:{body.model_seq_id}"
     return _future(tinker.submit(work, model, seq_id), model_id)
+
+
+def _check_name(tinker: TinkerService, model: Any, name: str | None, seq_id: int | None) -> None:
+    """A 400 for a state name that is not a plain name (its place in the model's order given up)."""
+    from fto.orchestrator.serve.tinker.service import valid_name
+
+    try:
+        valid_name(name)
+    except UserError:
+        if seq_id:
+            tinker.pass_turn(model, seq_id)
+        raise
 
 
 def _saved_config(tinker: TinkerService, job_id: str) -> dict[str, Any]:
@@ -269,6 +288,7 @@ async def save_for_sampler(request: Request) -> Response:
     types, tinker = _types(), service(request)
     body = await _body(request, "SaveWeightsForSamplerRequest")
     model = tinker.model(body.model_id)
+    _check_name(tinker, model, body.path, body.seq_id)
 
     def work() -> Result:
         path, folder = tinker.save_for_sampler(model, body.path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -29,6 +30,7 @@ from fto.loop import Adam, Output, SamplingParams
 
 MAX_FUTURES = 10_000  # results kept for retrieve_future; the oldest go first
 TURN_SECONDS = 30.0  # how long a request waits for a missing earlier seq_id before it runs anyway
+NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")  # names of saved states and jobs in tinker:// paths
 
 
 class UserError(ValueError):
@@ -160,7 +162,8 @@ class TinkerService:
             raise UserError(f"lora rank must be between 1 and 256 (got {rank})")
 
     def check_base(self, base_model: str) -> None:
-        if base_model not in self.base_models and not (Path(base_model).expanduser() / "config.json").is_file():
+        """Only the models `fto serve --model` offers (a request never names a folder of the server's)."""
+        if base_model not in self.base_models:
             raise UserError(f"base model {base_model!r} is not offered here; offered: {', '.join(self.base_models)}")
 
     def build(self, model_id: str, base_model: str, rank: int, seed: int, parts: tuple[bool, bool, bool],
@@ -263,7 +266,7 @@ class TinkerService:
     # paths -------------------------------------------------------------------------------------------------
 
     def save_state(self, model: TrainedModel, name: str | None) -> str:
-        name = name or f"step-{model.loop.steps:06d}"
+        name = valid_name(name) or f"step-{model.loop.steps:06d}"
         model.loop.save_state(name)
         path = f"tinker://{model.job_id}/weights/{name}"
         model.folder.event(f"saved state {path} at step {model.loop.steps}", checkpoint=path, step=model.loop.steps)
@@ -271,7 +274,7 @@ class TinkerService:
 
     def save_for_sampler(self, model: TrainedModel, name: str | None) -> tuple[str, str]:
         """Returns the tinker path and the folder of the saved adapter."""
-        name = name or f"sampler-{model.loop.steps:06d}-{secrets.token_hex(3)}"
+        name = valid_name(name) or f"sampler-{model.loop.steps:06d}-{secrets.token_hex(3)}"
         folder = model.loop.save_weights_for_sampler(name)
         path = f"tinker://{model.job_id}/sampler_weights/{name}"
         model.folder.write_status(_running(), fine_tuned_model=folder)
@@ -281,7 +284,7 @@ class TinkerService:
     def resolve(self, path: str, kind: str) -> tuple[str, Path]:
         """A tinker:// path of this server as (job id, folder); `kind`: weights or sampler_weights."""
         parts = path.removeprefix("tinker://").split("/") if path.startswith("tinker://") else []
-        if len(parts) != 3 or parts[1] != kind or not parts[0] or not parts[2] or ".." in parts:
+        if len(parts) != 3 or parts[1] != kind or not all(NAME.fullmatch(p) for p in (parts[0], parts[2])):
             raise UserError(f"{path!r} is not a tinker://RUN/{kind}/NAME path")
         folder = self.root / "runs" / parts[0] / ("state" if kind == "weights" else "sampler") / parts[2]
         if not folder.is_dir():
@@ -319,6 +322,13 @@ class TinkerService:
             self.store.update_from_provider(model.job_id, ProviderJob(status=JobStatus.SUCCEEDED))
             os.close(model.lock_fd)
         self.models.clear()
+
+
+def valid_name(name: str | None) -> str | None:
+    """A state's name as the client gave it: a plain name, never a path."""
+    if name is not None and not NAME.fullmatch(name):
+        raise UserError(f"{name!r} is not a valid name: letters, digits, '.', '_' and '-', not starting with '.'")
+    return name
 
 
 def _running() -> Any:

@@ -160,6 +160,12 @@ def test_bad_requests_are_typed_4xx_errors_and_change_nothing(tmp_path: Path) ->
                 client.forward_backward([unknown], "cross_entropy").result()
             with pytest.raises(tinker.BadRequestError, match="not offered"):
                 client.forward_backward(good, "cispo").result()
+            with pytest.raises(tinker.BadRequestError, match="not a valid name"):  # never a path on the server
+                client.save_state("../../escape").result()
+            with pytest.raises(tinker.BadRequestError, match="not a tinker://"):
+                client.load_state("tinker://../weights/x").result()
+            with pytest.raises(tinker.NotFoundError, match="no saved"):
+                client.load_state("tinker://job-nope/weights/x").result()
 
             asyncio.run(_unknown_ids(proxy.url))
             # Nothing above reached the model: the same data has the same loss, and at once (the refused
