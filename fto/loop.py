@@ -207,26 +207,30 @@ def sequence_logprobs(trainer: TrainingLoop, pairs: Sequence[tuple[Datum, Datum]
 def grpo_step(
     trainer: TrainingLoop,
     prompts: Sequence[list[int]],
-    reward: Callable[[int, Sample], float],
+    reward: Callable[[int, Sample], float | None],
     group_size: int,
     learning_rate: float,
     params: SamplingParams,
 ) -> StepResult:
     """One GRPO step: `group_size` samples per prompt, rewards normalised within each prompt's group, and the
-    importance-sampling loss on the sampled tokens (the sampler's log-probabilities as its reference)."""
+    importance-sampling loss on the sampled tokens (the sampler's log-probabilities as its reference). A reward of
+    None (the grader could not score the answer) leaves that answer out of its group."""
     data, rewards = [], []
     for index, prompt in enumerate(prompts):
         samples = trainer.sample(prompt, group_size, params)
-        scores = [reward(index, s) for s in samples]
+        scored = [(s, r) for s in samples if (r := reward(index, s)) is not None]
+        scores = [r for _, r in scored]
         rewards += scores
+        if len(scores) < 2:
+            continue
         mean, spread = statistics.fmean(scores), statistics.pstdev(scores)
-        for sample, score in zip(samples, scores, strict=True):
+        for sample, score in scored:
             advantage = 0.0 if spread == 0 else (score - mean) / spread
-            if advantage == 0.0 or not sample.tokens:
-                continue
-            data.append(_rollout(prompt, sample, advantage))
+            if advantage != 0.0 and sample.tokens:
+                data.append(_rollout(prompt, sample, advantage))
     tokens = sum(int((d.inputs["advantages"] != 0).sum()) for d in data) or 1
-    metrics = {"reward": statistics.fmean(rewards) if rewards else 0.0, "rollouts": float(len(rewards))}
+    metrics = {"reward": statistics.fmean(rewards) if rewards else 0.0, "rollouts": float(len(rewards)),
+               "ungraded": float(len(prompts) * group_size - len(rewards))}  # fmt: skip
     if not data:  # every group tied: nothing to learn from this batch
         return StepResult(0.0, metrics)
     scaled = [_with(d, advantages=d.inputs["advantages"] / tokens) for d in data]

@@ -24,22 +24,13 @@ import torch
 from fto.backends.local.engine import Engine, Piece, Sampling
 from fto.backends.local.packing import group, packed_row, token_logprobs
 from fto.backends.local.shared_lock import SharedLock
-from fto.backends.local.tokenized import IGNORE, Encoded
+from fto.backends.local.tokenized import IGNORE, Encoded, Prompt, prompt_of  # noqa: F401  (rft's own names)
 from fto.backends.local.train import StepDone, Trainer, TrainSettings
 from fto.schemas import Metric
 
 Scored = tuple[float | None, str | None, dict[str, float]]  # an answer's reward (None: ungraded), why not, parts
 Reward = Callable[[list[str], list[dict[str, Any]]], list[Scored]]
 VALIDATION_PROMPTS = 64  # greedy answers graded at each epoch's end
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One training prompt: its tokens (through the chat template, ready for an answer) and the row graders read."""
-
-    input_ids: list[int]
-    item: dict[str, Any]
-    trained_tokens: int = 0  # nothing of the prompt is trained on
 
 
 @dataclass(frozen=True)
@@ -55,24 +46,6 @@ class Answer:
     text: str
     token_ids: tuple[int, ...]
     error: str | None = None
-
-
-def prompt_of(tokenizer: Any, row: dict[str, Any], max_length: int) -> Prompt:
-    """A training row (messages, and the fields graders read) as a prompt: its messages up to the answer, through
-    the chat template; the item is what `{{ item.* }}` reads, as in evaluation."""
-    from fto.orchestrator.data.formats import get_format
-    from fto.orchestrator.data.formats.chat import dump_messages
-    from fto.orchestrator.graders.run import item_of
-
-    conversation: Any = get_format("chat").parse(row, lambda *_: None)
-    messages = list(conversation.messages)
-    while messages and messages[-1].role == "assistant":  # a reference answer is the grader's, not the prompt's
-        messages.pop()
-    text = tokenizer.apply_chat_template(
-        dump_messages(messages), tools=row.get("tools"), tokenize=False, add_generation_prompt=True
-    )
-    ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
-    return Prompt(list(ids), item_of(conversation))
 
 
 class Rollouts:

@@ -111,3 +111,30 @@ class TokenIds(Format):
         if not encoded.trained_tokens:
             raise RecordError("no_trained_token", None, "no assistant token left to train on (cut by max_length?)")
         return {"input_ids": encoded.input_ids, "labels": encoded.labels}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One training prompt: its tokens (through the chat template, ready for an answer) and the row graders read."""
+
+    input_ids: list[int]
+    item: dict[str, Any]
+    trained_tokens: int = 0  # nothing of the prompt is trained on
+
+
+def prompt_of(tokenizer: Any, row: dict[str, Any], max_length: int) -> Prompt:
+    """A training row (messages, and the fields graders read) as a prompt: its messages up to the answer, through
+    the chat template; the item is what `{{ item.* }}` reads, as in evaluation."""
+    from fto.orchestrator.data.formats import get_format
+    from fto.orchestrator.data.formats.chat import dump_messages
+    from fto.orchestrator.graders.run import item_of
+
+    conversation: Any = get_format("chat").parse(row, lambda *_: None)
+    messages = list(conversation.messages)
+    while messages and messages[-1].role == "assistant":  # a reference answer is the grader's, not the prompt's
+        messages.pop()
+    text = tokenizer.apply_chat_template(
+        dump_messages(messages), tools=row.get("tools"), tokenize=False, add_generation_prompt=True
+    )
+    ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+    return Prompt(list(ids), item_of(conversation))

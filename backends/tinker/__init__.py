@@ -1,4 +1,4 @@
-"""The `tinker` backend: fto's SFT and DPO run as training loops on a Tinker-compatible service — Tinker itself,
+"""The `tinker` backend: fto's SFT, DPO and RFT run as training loops on a Tinker-compatible service — Tinker itself,
 Together's post-training sessions, or another `fto serve` — through the tinker SDK.
 
 A job here has no provider-side job to poll: its loop is the job. `submit` starts a detached driver process
@@ -51,11 +51,11 @@ class TinkerOptions(BackendOptions):
 
 
 class TinkerBackend(Backend[TinkerOptions]):
-    """SFT and DPO as loops of forward_backward / optim_step on a Tinker-compatible service."""
+    """SFT, DPO and RFT (GRPO, the job's grader as the reward) as loops on a Tinker-compatible service."""
 
     Options: ClassVar[type[BackendOptions]] = TinkerOptions
     options: TinkerOptions
-    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo"})
+    methods: ClassVar[frozenset[str]] = frozenset({"sft", "dpo", "rft"})
     requires: ClassVar[tuple[str, ...]] = ("tinker",)
     min_poll_interval: float = 0.5  # a folder on this machine: cheap to read
     max_poll_interval: float = 5.0
@@ -74,7 +74,9 @@ class TinkerBackend(Backend[TinkerOptions]):
     def prepare(
         self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
-        return PreparedData.write(train, validation, workdir, "preference" if spec.method == "dpo" else "chat")
+        return PreparedData.write(
+            train, validation, workdir, {"dpo": "preference", "rft": "rft"}.get(spec.method, "chat")
+        )
 
     def upload(self, prepared: PreparedData) -> UploadedData:
         """The files stay on this machine: the driver reads them and sends tokens, step by step."""

@@ -26,6 +26,8 @@ from fto.orchestrator.secrets import redact
 from fto.schemas import JobSpec, JobStatus, Metric
 
 AUTO_EPOCHS = 3
+AUTO_SAMPLES = 8  # answers per prompt when rft.samples_per_prompt is auto (as the local trainer)
+AUTO_ANSWER_TOKENS = 64
 
 
 def main(folder: JobFolder) -> None:
@@ -45,7 +47,9 @@ def main(folder: JobFolder) -> None:
     epochs = hp.epochs if isinstance(hp.epochs, int) else AUTO_EPOCHS
     batch_size = hp.batch_size if isinstance(hp.batch_size, int) else options.batch_size
     learning_rate = hp.learning_rate or options.learning_rate
-    recipe: _Sft | _Dpo = _Dpo(trainer, hp) if spec.method == "dpo" else _Sft(trainer)
+    recipe: _Sft | _Dpo | _Rft = (
+        _Dpo(trainer, hp) if spec.method == "dpo" else _Rft(trainer, spec) if spec.method == "rft" else _Sft(trainer)
+    )
     examples = [recipe.example(row) for row in train]
     held_out = [recipe.example(row) for row in validation]
     steps_per_epoch = -(-len(examples) // batch_size)
@@ -71,9 +75,10 @@ def main(folder: JobFolder) -> None:
                             tokens_per_second=round(tokens / max(time.perf_counter() - begun, 1e-9), 1))  # fmt: skip
             if "grad_norm" in result.metrics:
                 metric.grad_norm = round(result.metrics["grad_norm"], 6)
-            if spec.method == "dpo":
-                metric.reward_accuracy = result.metrics.get("accuracy")
-            if first + batch_size >= len(order) and held_out:
+            if spec.method == "rft":
+                metric.reward = round(result.metrics["reward"], 6)
+                metric.grader_errors = int(result.metrics["ungraded"])
+            if first + batch_size >= len(order) and held_out and not isinstance(recipe, _Rft):
                 metric.valid_loss = round(recipe.validation_loss(held_out), 6)
             folder.metric(metric)
     path = trainer.save_weights_for_sampler(f"{folder.path.name}-final")
@@ -133,6 +138,44 @@ class _Dpo:
             margin = self.beta * ((chosen - ref_c) - (rejected - ref_r))
             losses.append(math.log1p(math.exp(-margin)) if margin > -30 else -margin)
         return sum(losses) / max(len(losses), 1)
+
+
+class _Rft:
+    """GRPO with the job's grader as the reward (the same grader, sandbox and templating as the local trainer's)."""
+
+    def __init__(self, trainer: loop.TrainingLoop, spec: JobSpec):
+        from fto.orchestrator.graders.run import grade_many, sample_of
+
+        assert spec.rft is not None  # the job file's check requires it for method: rft
+        self.trainer, self.rft = trainer, spec.rft
+        self.grader = next(g for g in spec.graders if g.name == spec.rft.grader)
+        self.grade, self.sample_of = grade_many, sample_of
+        self.max_length = spec.hyperparameters.max_seq_length or 1024
+
+    def example(self, row: dict[str, Any]) -> Any:
+        from fto.backends.local.tokenized import prompt_of
+
+        return prompt_of(self.trainer.tokenizer, row, self.max_length)
+
+    def step(self, batch: list[Any], learning_rate: float) -> loop.StepResult:
+        group = AUTO_SAMPLES if self.rft.samples_per_prompt == "auto" else self.rft.samples_per_prompt
+        tokens = AUTO_ANSWER_TOKENS if self.rft.max_new_tokens == "auto" else self.rft.max_new_tokens
+        params = loop.SamplingParams(max_tokens=tokens, temperature=self.rft.temperature)
+
+        def reward(index: int, sample: loop.Sample) -> float | None:
+            text = self.trainer.tokenizer.decode(sample.tokens, skip_special_tokens=True).strip()
+            [graded] = self.grade(self.grader, [self.sample_of(text)], [batch[index].item])
+            if graded.value is None and self.rft.on_grader_error == "fail":
+                raise ValueError(f"the grader could not score an answer: {graded.error}")
+            return graded.value
+
+        return loop.grpo_step(self.trainer, [p.input_ids for p in batch], reward, group, learning_rate, params)
+
+    def tokens(self, batch: list[Any]) -> int:
+        return sum(len(p.input_ids) for p in batch)
+
+    def validation_loss(self, held_out: list[Any]) -> float:
+        return float("nan")  # RFT reports rewards, not a loss
 
 
 def _rows(path: str) -> list[dict[str, Any]]:

@@ -71,3 +71,32 @@ def test_quickstart_runs_on_the_tinker_backend_with_eval_and_report(provider: Ti
     assert {"create_model", "forward_backward", "optim_step", "save_weights_for_sampler", "asample"} <= set(
         provider.seen
     )
+
+
+@pytest.mark.timeout(400)
+def test_rft_runs_as_a_grpo_loop_with_the_jobs_grader(provider: TinkerProxy, tmp_path: Path) -> None:
+    import yaml
+
+    rows = (REPO / "examples" / "data" / "animals.jsonl").read_text().splitlines()[:40]
+    (tmp_path / "prompts.jsonl").write_text("\n".join(rows) + "\n")
+    spec = yaml.safe_load((REPO / "examples" / "rft.yaml").read_text())
+    spec["data"]["train"] = str(tmp_path / "prompts.jsonl")
+    spec["rft"]["samples_per_prompt"] = 4
+    spec["hyperparameters"]["batch_size"] = 12
+    spec["backends"] = {"tinker": {"model": "embedded:tiny-llama"}}
+    spec["eval"]["max_examples"] = 4
+    job = tmp_path / "rft.yaml"
+    job.write_text(yaml.safe_dump(spec))
+    home = tmp_path / "client-home"
+    env = {**os.environ, "FTO_HOME": str(home), "TINKER_BASE_URL": provider.url}
+    out = subprocess.run([sys.executable, "-m", "fto.orchestrator", "run", str(job), "--backend", "tinker"], env=env,
+                         capture_output=True, text=True, timeout=360)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    status = json.loads(subprocess.run([sys.executable, "-m", "fto.orchestrator", "status", "--json"], env=env,
+                                       capture_output=True, text=True, timeout=60).stdout)  # fmt: skip
+    [job_row] = status
+    assert job_row["status"] == "succeeded" and job_row["fine_tuned_model"].startswith("tinker://")
+    metrics = [json.loads(line) for line in next((home / "backends" / "tinker" / "jobs").glob("*/metrics.jsonl"))
+               .read_text().splitlines()]  # fmt: skip
+    assert len(metrics) == 3 and all(0.0 <= m["reward"] <= 1.0 for m in metrics)  # the grader's scores, per step
+    assert provider.seen["asample"] >= 36  # every prompt of every step sampled on the service
