@@ -81,6 +81,8 @@ def main(folder: JobFolder) -> None:
             if first + batch_size >= len(order) and held_out and not isinstance(recipe, _Rft):
                 metric.valid_loss = round(recipe.validation_loss(held_out), 6)
             folder.metric(metric)
+        saved = trainer.save_state(f"{folder.path.name}-epoch-{epoch + 1}")  # the service keeps it: resumable
+        folder.event(f"epoch {epoch + 1} saved as {saved}", checkpoint=saved, step=step)
     path = trainer.save_weights_for_sampler(f"{folder.path.name}-final")
     elapsed = time.perf_counter() - started
     folder.event(f"saved the fine-tuned sampler {path} after {step} steps in {elapsed:.1f} s", model=path)
