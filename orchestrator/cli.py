@@ -476,10 +476,13 @@ def migrate(
 @click.option(
     "--device", help="plan local memory for this device: h100-80gb, a10g-24gb, cpu-24gb, … (default: this machine)"
 )
+@click.option("--baseline", is_flag=True, help="score the eval set on each candidate base model (asks before spending)")
+@click.option("--yes", "-y", is_flag=True, help="with --baseline: do not ask before spending")
 @click.option("--json", "as_json", is_flag=True, help="the plan as JSON")
 def plan(job_file: str, backend: str | None, every: bool, models: str | None, device: str | None,
-         as_json: bool) -> None:  # fmt: skip
-    """What JOB_FILE would cost, take and need on each backend and base model, before anything is sent."""
+         baseline: bool, yes: bool, as_json: bool) -> None:  # fmt: skip
+    """What JOB_FILE would cost, take and need on each backend and base model, before anything is sent
+    (with --baseline: the eval set scored on each base model, its cost shown and asked first)."""
     from fto.backends import registry
     from fto.orchestrator import plan as planning
     from fto.orchestrator.config import load_job
@@ -489,6 +492,8 @@ def plan(job_file: str, backend: str | None, every: bool, models: str | None, de
     names = [n for n in names if registry.available().get(n) is None or registry.backend_class(n).describe().name == n
              or n in loaded.spec.backends]  # an old name of a backend listed under its own is planned once  # fmt: skip
     found = planning.plan(loaded.spec, names, _store(), models.split(",") if models else None, device)
+    if baseline:
+        found = _with_baseline(loaded.spec, found, yes, as_json)
     if as_json:
         click.echo(found.model_dump_json(indent=2))
         return
@@ -509,7 +514,49 @@ def plan(job_file: str, backend: str | None, every: bool, models: str | None, de
     console.print(table)
     for advice in found.recommendations:
         console.print(f"{advice.kind}: {advice.backend} {advice.model} — {advice.why}")
-    console.print("costs are estimates from each backend's provider.json; nothing was sent to any provider")
+    if found.baseline:
+        _print_baseline(loaded.spec, found)
+    console.print("costs are estimates from each backend's provider.json; nothing was sent to any provider"
+                  + (" but the base models' answers" if found.baseline else ""))  # fmt: skip
+
+
+def _with_baseline(spec: Any, found: Any, yes: bool, quiet: bool) -> Any:
+    """The plan with --baseline's scores: the cost quoted and asked first; candidates that cannot be scored said."""
+    from fto.orchestrator.plan import baseline, with_baseline
+
+    if spec.eval is None:
+        raise ConfigError("--baseline needs the job file's eval section", field="eval")
+    held_out = baseline.examples(spec)
+    quoted = baseline.quote(spec, [r for r in found.rows if not r.blocked], held_out)
+    out = err_console if quiet else console
+    for row, cost, why in quoted:
+        shown = "unknown (no price in provider.json)" if cost is None else f"${cost:,.4f}"
+        out.print(f"baseline {row.backend} {row.model}: " + (f"skipped: {why}" if why else f"{len(held_out)} "
+                  f"examples, about {shown}"))  # fmt: skip
+    chosen = [row for row, _, why in quoted if not why]
+    total = sum(cost or 0.0 for _, cost, why in quoted if not why)
+    unknown = any(cost is None for _, cost, why in quoted if not why)
+    if chosen and (total > 0 or unknown) and not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("--baseline spends money on hosted inference: add --yes to go on", field="--baseline")
+        click.confirm(f"score the base models for about ${total:,.2f}{' and more' if unknown else ''}?",
+                      abort=True, err=quiet)  # fmt: skip
+    return with_baseline(found, baseline.score(spec, chosen, held_out, _store()) if chosen else [])
+
+
+def _print_baseline(spec: Any, found: Any) -> None:
+    table = Table("rank", "backend", "base model", *spec.eval.scorers, "examples")
+    for rank, row in enumerate(found.baseline, 1):
+        cells = [_interval(row.scores.get(name)) for name in spec.eval.scorers]
+        table.add_row(str(rank), row.backend, row.model, *cells, str(row.examples))
+    console.print(table)
+    console.print(f"their answers: fto compare {found.baseline[0].experiment}")
+
+
+def _interval(score: Any) -> str:
+    if score is None:
+        return "—"
+    return f"{score.value:.3f}" + (f" [{score.low:.3f}, {score.high:.3f}]" if score.low is not None else "")
 
 
 @cli.command(name="eval")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from fto.schemas.results import Score
+
 
 class Throughput(BaseModel):
     """Tokens per second of past jobs on a backend and base model (median, quartiles, how many jobs)."""
@@ -48,7 +50,7 @@ class PlanRow(BaseModel):
 
 
 class Recommendation(BaseModel):
-    """cheapest, fastest or fits: which row, and why."""
+    """cheapest, fastest, best baseline or fits: which row, and why."""
 
     kind: str
     backend: str
@@ -56,8 +58,19 @@ class Recommendation(BaseModel):
     why: str
 
 
+class Baseline(BaseModel):
+    """`--baseline`: a candidate base model scored on the job's eval set before any training."""
+
+    backend: str
+    model: str
+    examples: int
+    scores: dict[str, Score] = Field(description="scorer → value with its 95% interval")
+    experiment: str = Field(description="the eval-only experiment holding its answers (`fto compare EXP`)")
+
+
 class Plan(BaseModel):
     """`fto plan --json`."""
 
     rows: list[PlanRow]
     recommendations: list[Recommendation]
+    baseline: list[Baseline] = Field(default_factory=list, description="--baseline: best first")

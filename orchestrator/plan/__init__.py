@@ -15,7 +15,7 @@ from fto.orchestrator.errors import ConfigError
 from fto.orchestrator.plan import memory
 from fto.orchestrator.store import Store
 from fto.schemas import BackendSection, JobSpec, JobStatus
-from fto.schemas.plan import MemoryPlan, Plan, PlanRow, Recommendation, Throughput
+from fto.schemas.plan import Baseline, MemoryPlan, Plan, PlanRow, Recommendation, Throughput
 
 
 def plan(
@@ -158,6 +158,19 @@ def _memory(backend: Any, spec: JobSpec, device: str | None, longest: int) -> Me
         fits=found.total <= available,
         largest_micro_batch_tokens=memory.largest_micro_batch(available, make),
     )
+
+
+def with_baseline(found: Plan, scored: list[Baseline]) -> Plan:
+    """The plan with the candidates' baseline scores (best first) and the best of them recommended."""
+    advice = list(found.recommendations)
+    if scored:
+        best = scored[0]
+        name, value = next(iter(best.scores.items()))
+        interval = f" [{value.low:.3f}, {value.high:.3f}]" if value.low is not None else ""
+        advice.append(Recommendation(kind="best baseline", backend=best.backend, model=best.model,
+                                     why=f"{name} {value.value:.3f}{interval} on {best.examples} held-out "
+                                         "examples before training"))  # fmt: skip
+    return found.model_copy(update={"baseline": scored, "recommendations": advice})
 
 
 def _recommend(rows: list[PlanRow]) -> list[Recommendation]:

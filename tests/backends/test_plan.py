@@ -69,3 +69,42 @@ def test_time_is_learned_from_past_jobs(azure_api, write_job, fto_home):
 def test_bad_names_are_one_line(write_job, fto_home, args, message):
     result = run_fto("plan", str(write_job()), *args)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_baseline_ranks_the_candidate_bases_with_intervals(fto_home, tmp_path):
+    """--baseline on the quickstart: a base that knows the task (an adapter trained here in seconds) ranks above a
+    random one; the embedded model (built per job) is skipped with its reason; nothing is spent without asking."""
+    from fto import loop
+    from fto.backends.local.loop import LocalLoop
+
+    trainer = LocalLoop.open("embedded:tiny-llama", rank=8, seed=0, root=tmp_path / "loops")
+    rows = [json.loads(line) for line in ANIMALS.read_text().splitlines()]
+    data = [loop.chat_datum(trainer.tokenizer, r["messages"]) for r in rows[:320]]
+    for step in range(40):
+        loop.sft_step(trainer, data[step * 8 % 320 : step * 8 % 320 + 8], 3e-3)
+    trained, random_base = trainer.save_weights_for_sampler("knows-animals"), str(trainer.base)
+
+    quickstart = yaml.safe_load((REPO / "examples" / "quickstart.yaml").read_text())
+    quickstart["data"]["train"] = str(ANIMALS)
+    job = tmp_path / "quickstart.yaml"
+    job.write_text(yaml.safe_dump(quickstart))
+    result = run_fto("plan", str(job), "--backend", "local", "--models", f"{random_base},{trained},embedded:tiny-llama",
+                     "--baseline", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    ranked = [b["model"] for b in found["baseline"]]
+    assert ranked == [trained, random_base]  # best first; the embedded model is skipped
+    assert "embedded:tiny-llama: skipped: built per job" in result.stderr
+    best = found["baseline"][0]["scores"]["exact_match"]
+    assert best["low"] <= best["value"] <= best["high"] and best["value"] > found["baseline"][1]["scores"][
+        "exact_match"]["high"]  # fmt: skip
+    assert any(r["kind"] == "best baseline" and r["model"] == trained for r in found["recommendations"])
+
+
+def test_baseline_on_a_hosted_model_asks_before_spending(azure_api, fto_home, tmp_path):
+    job = _hosted(tmp_path, azure=azure_api)
+    result = run_fto("plan", job, "--backend", "azure", "--baseline")  # not a terminal, no --yes
+    assert result.returncode != 0
+    assert "add --yes" in result.stderr and "about $" in result.stdout
+    assert azure_api.requests == []  # the quote is made from provider.json; nothing was sent
