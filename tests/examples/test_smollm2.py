@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from tests.backends.local.test_plan_memory import measured_and_planned
 from tests.conftest import FTO, REPO, model_scores, run_fto
 
 pytestmark = [
@@ -38,3 +39,6 @@ def test_smollm2_has_a_real_baseline_and_fine_tuning_beats_it():
     base, tuned = scores["local/base"]["token_f1"], scores["local/fine-tuned"]["token_f1"]
     assert 0 < base < 1, base  # the pretrained base answers, partly right: a real baseline
     assert tuned > base + 0.3
+    # `fto plan`'s memory estimate for this job against the peak its training recorded (issue 35: within 15%).
+    peak, estimate = measured_and_planned(REPO / "examples" / "smollm2" / "job.yaml")
+    assert abs(estimate - peak) / peak < 0.15, f"estimate {estimate / 1024**3:.2f} GiB, measured {peak / 1024**3:.2f}"
