@@ -21,6 +21,7 @@ from fto.schemas.results import ExampleResult
 _ANSWERS: TypeAdapter[list[ExampleResult]] = TypeAdapter(list[ExampleResult])
 
 CHECK = "check.json"
+PLAN = "plan.json"  # `fto plan`'s answer at submit: what each job was expected to cost, take and need
 HELD_OUT = "eval.jsonl"
 TRAIN_SAMPLE = "train_sample.jsonl"
 USAGE = "eval/usage.json"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from fto.orchestrator.store import Store, now
 from fto.orchestrator.sweep import point_spec
 from fto.schemas import Experiment, Job, JobEvent, JobSpec
 
+LOG = logging.getLogger("fto.submit")
+
 
 @dataclass(frozen=True)
 class Submitted:
@@ -43,6 +46,19 @@ class Submitted:
 def backend_for(spec: JobSpec, name: str) -> Backend:
     """The backend configured by the job file's section `name`."""
     return registry.create(name, spec.backends.get(name))
+
+
+def _save_plan(store: Store, experiment_id: str, spec: JobSpec, backends: list[str]) -> None:
+    """What `fto plan` expected of each job, kept beside the results (the dashboard shows estimate vs actual). A
+    plan that cannot be made never stops a run."""
+    from fto.orchestrator import plan as planning
+
+    try:
+        found = planning.plan(spec, backends, store)
+    except Exception as exc:  # e.g. a plugin backend whose estimates fail: the run goes on without a plan
+        LOG.info("no plan kept for %s: %s", experiment_id, exc)
+        return
+    files.save(store, experiment_id, files.PLAN, found.model_dump_json(indent=1))
 
 
 def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Submitted:
@@ -68,6 +84,7 @@ def submit(store: Store, loaded: LoadedJob, allow_sensitive: bool = False) -> Su
     if report is not None:
         files.save(store, experiment.id, files.CHECK, json.dumps(report.to_json(), indent=2))
     files.save(store, experiment.id, files.HELD_OUT, files.rows_text(data.eval))  # exactly what `fto eval` uses
+    _save_plan(store, experiment.id, spec, loaded.backends)
     if spec.eval and spec.eval.train_sample:
         sample = training_sample(data.train, spec.eval.train_sample, spec.seed)
         files.save(store, experiment.id, files.TRAIN_SAMPLE, files.rows_text(sample))

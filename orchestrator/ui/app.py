@@ -101,9 +101,10 @@ async def experiment_page(request: Request) -> Response:
     experiment = await ui.read(ui.store.experiment, request.path_params["id"])
     rows = await ui.read(views.job_rows, ui.store, experiment)
     check = await ui.read(views.check_findings, ui.store, experiment)
+    planned = await ui.read(views.plan_vs_actual, ui.store, experiment)
     evaluating = ui.evaluations.get(experiment.id)
     return _page(request, "ui/experiment.html", experiment=experiment, rows=rows, check=check, xs=XS,
-                 evaluating=evaluating)  # fmt: skip
+                 evaluating=evaluating, planned=planned)  # fmt: skip
 
 
 async def job_rows_fragment(request: Request) -> Response:

@@ -140,6 +140,34 @@ def _section_model(spec: JobSpec, section: str) -> str | None:
     return found.model if found else None
 
 
+def plan_vs_actual(store: Store, experiment: Experiment) -> list[dict[str, Any]]:
+    """Each job beside what `fto plan` expected of it at submit: cost, hours, memory (None where either is unknown)."""
+    from fto.orchestrator import experiment_files as files
+    from fto.schemas.plan import Plan
+
+    text = store.document(experiment.id, files.PLAN)
+    if not text:
+        return []
+    planned = {(row.backend, row.model): row for row in Plan.model_validate_json(text).rows}
+    by_backend = {row.backend: row for row in planned.values()}
+    rows = []
+    for job in store.jobs(experiment.id):
+        row = planned.get((job.backend, job.base_model or "")) or by_backend.get(job.backend)
+        if row is None:
+            continue
+        peaks = [e.data["peak_memory_bytes"] for e in store.events(job.id) if "peak_memory_bytes" in e.data]
+        hours = (job.finished_at - job.created_at).total_seconds() / 3600 if job.finished_at else None
+        rows.append({
+            "job": job.id, "backend": job.backend, "model": row.model,
+            "cost": (row.cost_usd, training_cost(experiment.spec, job)),
+            "hours": (row.expected_hours, hours),
+            "memory_gib": (row.memory.needed_gib["total"] if row.memory else None,
+                           peaks[-1] / 1024**3 if peaks else None),
+            "tokens": (row.charged_tokens or None, job.trained_tokens),
+        })  # fmt: skip
+    return rows
+
+
 def check_findings(store: Store, experiment: Experiment, limit: int = 50) -> dict[str, Any] | None:
     """The data check's findings at submit (check.json), each with the file and lines it names, and the role
     (train, validation, eval) its data page is addressed by."""

@@ -30,6 +30,20 @@ def test_the_estimate_is_within_15_percent_of_the_measured_peak(write_job, fto_h
     peak, estimate = measured_and_planned(job)
     assert abs(estimate - peak) / peak < 0.15, f"estimate {estimate / 1024**3:.2f} GiB, measured {peak / 1024**3:.2f}"
 
+    # The dashboard shows the plan kept at submit beside what the job took.
+    from starlette.testclient import TestClient
+
+    from fto.orchestrator.ui.app import UiConfig, create_ui_app
+
+    store = Store()
+    experiment = store.experiments()[0]
+    page = TestClient(create_ui_app(UiConfig()), base_url="http://127.0.0.1").get(f"/experiments/{experiment.id}")
+    table = page.text.split('<table id="plan">')[1].split("</table>")[0]
+    [job_record] = store.jobs(experiment.id)
+    assert job_record.id in table
+    assert f"{estimate / 1024**3:,.2f} / {peak / 1024**3:,.2f}" in table  # memory: plan / measured peak
+    assert f"/ {job_record.trained_tokens:,}" in table  # tokens: plan / actual
+
 
 @pytest.mark.parametrize(("hidden", "layers"), [(256, 4), (512, 8), (768, 12)])
 def test_the_estimate_holds_across_model_sizes(write_job, fto_home, tmp_path, hidden, layers):
