@@ -476,11 +476,12 @@ def migrate(
 @click.option(
     "--device", help="plan local memory for this device: h100-80gb, a10g-24gb, cpu-24gb, … (default: this machine)"
 )
+@click.option("--probe", is_flag=True, help="measure local training's tokens/s with a few real steps on this machine")
 @click.option("--baseline", is_flag=True, help="score the eval set on each candidate base model (asks before spending)")
 @click.option("--yes", "-y", is_flag=True, help="with --baseline: do not ask before spending")
 @click.option("--json", "as_json", is_flag=True, help="the plan as JSON")
 def plan(job_file: str, backend: str | None, every: bool, models: str | None, device: str | None,
-         baseline: bool, yes: bool, as_json: bool) -> None:  # fmt: skip
+         probe: bool, baseline: bool, yes: bool, as_json: bool) -> None:  # fmt: skip
     """What JOB_FILE would cost, take and need on each backend and base model, before anything is sent
     (with --baseline: the eval set scored on each base model, its cost shown and asked first)."""
     from fto.backends import registry
@@ -492,6 +493,8 @@ def plan(job_file: str, backend: str | None, every: bool, models: str | None, de
     names = [n for n in names if registry.available().get(n) is None or registry.backend_class(n).describe().name == n
              or n in loaded.spec.backends]  # an old name of a backend listed under its own is planned once  # fmt: skip
     found = planning.plan(loaded.spec, names, _store(), models.split(",") if models else None, device)
+    if probe:
+        found = planning.with_probe(loaded.spec, found)
     if baseline:
         found = _with_baseline(loaded.spec, found, yes, as_json)
     if as_json:
@@ -499,11 +502,10 @@ def plan(job_file: str, backend: str | None, every: bool, models: str | None, de
         return
     table = Table("backend", "model", "tokens", "cost", "time", "memory", "blocked / warnings")
     for row in found.rows:
-        time = (
-            f"{row.expected_hours:.2f} h ({row.throughput.jobs} jobs)"
-            if row.expected_hours is not None and row.throughput
-            else "no past jobs"
-        )
+        time = "no past jobs"
+        if row.expected_hours is not None and row.throughput:
+            basis = f"{row.throughput.jobs} jobs" if row.throughput.jobs else "probed"
+            time = f"{row.expected_hours:.3f} h ({row.throughput.tokens_per_second:,.0f} tok/s, {basis})"
         cost = f"${row.cost_usd:,.2f}" if row.cost_usd is not None else "—"
         if row.hosting_usd_per_hour:
             cost += f" + ${row.hosting_usd_per_hour:.2f}/h hosting"

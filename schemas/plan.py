@@ -8,12 +8,14 @@ from fto.schemas.results import Score
 
 
 class Throughput(BaseModel):
-    """Tokens per second of past jobs on a backend and base model (median, quartiles, how many jobs)."""
+    """Tokens per second of past jobs on a backend and base model (median, quartiles, how many jobs), or of a few
+    steps measured now (`--probe`: jobs 0)."""
 
     tokens_per_second: float
     low: float
     high: float
     jobs: int
+    basis: str = Field(default="past jobs in the store", description="where the figure comes from")
 
 
 class MemoryPlan(BaseModel):

@@ -160,6 +160,21 @@ def _memory(backend: Any, spec: JobSpec, device: str | None, longest: int) -> Me
     )
 
 
+def with_probe(spec: JobSpec, found: Plan) -> Plan:
+    """Local rows' tokens/s measured from a few real steps on this machine (probe.py), and their time from it."""
+    from fto.orchestrator.plan.probe import probe
+
+    rows = []
+    for row in found.rows:
+        if row.hosted or row.blocked or registry.backend_class(row.backend).__name__ != "LocalBackend":
+            rows.append(row)
+            continue
+        measured = probe(spec, row)
+        hours = row.charged_tokens / measured.tokens_per_second / 3600
+        rows.append(row.model_copy(update={"throughput": measured, "expected_hours": round(hours, 4)}))
+    return found.model_copy(update={"rows": rows, "recommendations": _recommend(rows)})
+
+
 def with_baseline(found: Plan, scored: list[Baseline]) -> Plan:
     """The plan with the candidates' baseline scores (best first) and the best of them recommended."""
     advice = list(found.recommendations)
@@ -171,6 +186,10 @@ def with_baseline(found: Plan, scored: list[Baseline]) -> Plan:
                                      why=f"{name} {value.value:.3f}{interval} on {best.examples} held-out "
                                          "examples before training"))  # fmt: skip
     return found.model_copy(update={"baseline": scored, "recommendations": advice})
+
+
+def _basis(throughput: Throughput) -> str:
+    return throughput.basis + (f", median of {throughput.jobs}" if throughput.jobs else "")
 
 
 def _recommend(rows: list[PlanRow]) -> list[Recommendation]:
@@ -187,7 +206,7 @@ def _recommend(rows: list[PlanRow]) -> list[Recommendation]:
         assert best.throughput is not None
         found.append(Recommendation(kind="fastest", backend=best.backend, model=best.model,
                                     why=f"{best.expected_hours:.2f} h at {best.throughput.tokens_per_second:,.0f} "
-                                        f"tokens/s (median of {best.throughput.jobs} past jobs)"))  # fmt: skip
+                                        f"tokens/s ({_basis(best.throughput)})"))  # fmt: skip
     fitting = [r for r in open_rows if r.memory and r.memory.fits]
     for row in fitting:
         assert row.memory is not None

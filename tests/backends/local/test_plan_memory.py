@@ -44,6 +44,13 @@ def test_the_estimate_is_within_15_percent_of_the_measured_peak(write_job, fto_h
     assert f"{estimate / 1024**3:,.2f} / {peak / 1024**3:,.2f}" in table  # memory: plan / measured peak
     assert f"/ {job_record.trained_tokens:,}" in table  # tokens: plan / actual
 
+    # --probe: tokens/s from a few real steps, of the order the job itself trained at.
+    probed = json.loads(run_fto("plan", str(job), "--backend", "local", "--probe", "--json").stdout)["rows"][0]
+    assert probed["throughput"]["basis"].startswith("probe") and probed["expected_hours"] > 0
+    trained = sorted(m.tokens_per_second for m in store.metrics(job_record.id) if m.tokens_per_second)
+    ratio = probed["throughput"]["tokens_per_second"] / trained[len(trained) // 2]
+    assert 1 / 3 < ratio < 3, ratio
+
 
 @pytest.mark.parametrize(("hidden", "layers"), [(256, 4), (512, 8), (768, 12)])
 def test_the_estimate_holds_across_model_sizes(write_job, fto_home, tmp_path, hidden, layers):
