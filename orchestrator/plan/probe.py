@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from fto.orchestrator.data.load import read_dataset
-from fto.schemas import JobSpec
+from fto.schemas import Conversation, JobSpec, Message, PreferencePair
 from fto.schemas.plan import PlanRow, Throughput
 
 STEPS = 3  # timed steps, after one to warm up
@@ -32,8 +32,8 @@ def probe(spec: JobSpec, row: PlanRow) -> Throughput:
         folder, embedded = base_folder(row.model, Path(scratch))
         trainer = LocalLoop(folder, embedded=embedded, rank=spec.hyperparameters.lora.r, seed=spec.seed,
                             state_root=Path(scratch) / "states")  # fmt: skip
-        examples = [loop.chat_datum(trainer.tokenizer, [m.model_dump(exclude_none=True) for m in r.messages])
-                    for r in rows if getattr(r, "messages", None)]  # fmt: skip
+        examples = [loop.chat_datum(trainer.tokenizer, [m.model_dump(exclude_none=True) for m in _messages(r)])
+                    for r in rows]  # fmt: skip
         rates = []
         for step in range(STEPS + 1):
             part = examples[(step * batch) % len(examples) :][:batch] or examples[:batch]
@@ -48,3 +48,10 @@ def probe(spec: JobSpec, row: PlanRow) -> Throughput:
         jobs=0,
         basis=f"probe: {STEPS} steps of {batch} on this machine",
     )
+
+
+def _messages(record: Conversation | PreferencePair) -> list[Message]:
+    """A conversation's messages; a preference pair's prompt and chosen answer (what DPO's forward reads)."""
+    if isinstance(record, Conversation):
+        return list(record.messages)
+    return [*record.prompt, *record.chosen]
