@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TRL_REFERENCE = REPO.parent / "shared" / "bench" / "trl_sft_reference.py"
+PLAIN_REFERENCE = REPO.parent / "shared" / "bench" / "plain_torch_reference.py"
 N = int(os.environ.get("N", "512"))
 THREADS = os.environ.get("THREADS", "2")
 REPEATS = int(os.environ.get("REPEATS", "3"))
@@ -127,6 +128,8 @@ def fto_run() -> dict:
     from fto.backends.local import LocalOptions
     from fto.backends.local.worker import attention_implementation, frozen_bf16
 
+    from fto.backends.local.worker import batch_layout
+
     cfg._attn_implementation = attention_implementation(os.environ.get("ATTN", "auto"))
     model = get_peft_model(
         LlamaForCausalLM(cfg),
@@ -145,7 +148,9 @@ def fto_run() -> dict:
         seed=0,
         pad_token_id=hf_tok.pad_token_id,
         batch_tokens=16 * 512,
-        layout=os.environ.get("LAYOUT", "packed"),
+        layout=os.environ.get("LAYOUT", "packed")
+        if os.environ.get("LAYOUT") != "auto"  # auto: what a local job picks on this machine
+        else batch_layout(LocalOptions(frozen_precision=os.environ.get("PRECISION", "auto")), cpu),
         schedule="linear",
         frozen_bf16=frozen_bf16(
             LocalOptions(frozen_precision=os.environ.get("PRECISION", "auto")), torch.device("cpu")
@@ -163,6 +168,7 @@ def fto_run() -> dict:
     return {
         "mode": os.environ.get("MODE_NAME", "fto"),
         "frozen_bf16": settings.frozen_bf16,
+        "layout": settings.layout,
         "examples": N,
         "real_tokens": real_tokens,
         "train_s": round(seconds, 2),
@@ -173,13 +179,15 @@ def fto_run() -> dict:
 
 # Each mode: the environment its run gets. fto's default picks its attention and precision for the device.
 MODES = {
-    "fto": {"LAYOUT": "packed", "ATTN": "auto", "PRECISION": "auto"},
-    "fto_fp32": {"LAYOUT": "packed", "ATTN": "auto", "PRECISION": "float32"},
+    "fto": {"LAYOUT": "auto", "ATTN": "auto", "PRECISION": "auto"},  # what a local job picks on this machine
+    "fto_fp32": {"LAYOUT": "auto", "ATTN": "auto", "PRECISION": "float32"},  # a CPU without native bf16 (proxy)
+    "fto_fp32_packed": {"LAYOUT": "packed", "ATTN": "auto", "PRECISION": "float32"},
     "fto_fp32_sdpa": {"LAYOUT": "packed", "ATTN": "sdpa", "PRECISION": "float32"},  # fto before issue 17's 4th pass
     "fto_buckets": {"LAYOUT": "buckets", "ATTN": "auto", "PRECISION": "auto"},
     "trl_padfree_nogc": {"MODE": "trl_padfree", "GC": "0"},  # the peer the goal names
     "trl_padfree_nogc_bf16": {"MODE": "trl_padfree", "GC": "0", "BF16": "1"},  # the peer in its own bf16 (autocast)
     "trl": {"MODE": "trl", "GC": "1"},  # TRL's defaults: padded, checkpointing on
+    "plain": {"PACK": "bucket", "GC": "0"},  # a plain PyTorch + PEFT loop, length buckets (../shared/bench)
 }
 DEFAULT_MODES = "fto,fto_fp32,fto_fp32_sdpa,trl_padfree_nogc,trl_padfree_nogc_bf16"
 
@@ -195,11 +203,28 @@ def trl_reference(bf16: bool) -> Path:
     return copy
 
 
+def cpu_description() -> str:
+    """The CPU's model and the flags that decide fto's CPU path (every table says which kind of CPU made it)."""
+    model, flags = "unknown CPU", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return f"{model}; " + " ".join(f"{f}{'+' if f in flags else '-'}" for f in wanted)
+
+
 def measure(mode: str) -> dict:
     env = {**os.environ, "N": str(N), "THREADS": THREADS, "H": str(HIDDEN), "L": str(LAYERS), **MODES[mode]}
     if mode.startswith("fto"):
         env["MODE_NAME"] = mode
         command = [sys.executable, __file__, "--child"]
+    elif mode == "plain":
+        command = [sys.executable, str(PLAIN_REFERENCE)]
     else:
         command = [sys.executable, str(trl_reference(env.pop("BF16", "0") == "1"))]
     out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
@@ -218,7 +243,7 @@ def main() -> None:
             print(json.dumps(runs[mode][-1]), flush=True)
     rows = {mode: sorted(r, key=lambda x: x["tok_per_s"])[len(r) // 2] for mode, r in runs.items()}  # medians
     ours, peer = rows.get("fto"), rows.get("trl_padfree_nogc")
-    print(f"\nH={HIDDEN} L={LAYERS} N={N} threads={THREADS}, medians of {REPEATS}")
+    print(f"\nH={HIDDEN} L={LAYERS} N={N} threads={THREADS}, medians of {REPEATS}; {cpu_description()}")
     print("| run | tokens/s | peak RSS MB | mean train loss | fto ÷ this |\n|---|---:|---:|---:|---:|")
     for mode, row in rows.items():
         ratio = "" if mode == "fto" or ours is None else f"{ours['tok_per_s'] / row['tok_per_s']:.2f}×"

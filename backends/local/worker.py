@@ -358,8 +358,9 @@ def attach_adapters(model: Any, job: WorkerJob, is_embedded: bool) -> tuple[Any,
 
 
 def batch_layout(options: LocalOptions, device: Any) -> Literal["packed", "buckets", "padded"]:
-    """How micro-batches are laid out: the job's choice, else packed rows — on CPU too, where length buckets
-    measured no faster on short examples (docs/benchmarks.md: attention shrinks, smaller products cost it back)."""
+    """How micro-batches are laid out: the job's choice, else packed rows — on CPU too, with or without native bf16:
+    length-grouped buckets measured slower in fp32 as well, on this CPU and with its kernels held to AVX2
+    (docs/benchmarks.md, issue 39)."""
     if not options.packing:
         return "padded"
     return "packed" if options.batching == "auto" else options.batching
