@@ -44,11 +44,13 @@ def _script(*args: str, home: Path) -> list[dict]:
 @pytest.mark.timeout(400)
 def test_one_loop_script_runs_in_process_and_on_a_tinker_service(provider: TinkerProxy, tmp_path: Path) -> None:
     local = _script(home=tmp_path / "local-home")
-    remote = _script("--url", provider.url, home=tmp_path / "client-home")
-    losses = [[r["loss"] for r in run if "loss" in r] for run in (local, remote)]
+    served = _script("--url", provider.upstream, home=tmp_path / "served-home")  # fto serve itself
+    remote = _script("--url", provider.url, home=tmp_path / "client-home")  # the checked Tinker-compatible provider
+    losses = [[r["loss"] for r in run if "loss" in r] for run in (local, served, remote)]
     assert losses[0][-1] < 0.5 * losses[0][0]
     # The same steps on the same model and seed: the same curve, wherever it ran.
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+    assert losses[2] == pytest.approx(losses[0], rel=1e-3)
     assert local[-2]["answer"] == remote[-2]["answer"]
     assert remote[-1]["saved"].startswith("tinker://")
     assert {"forward_backward", "optim_step", "asample", "save_weights"} <= set(provider.seen)
