@@ -39,19 +39,15 @@ def varlen_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
-    bounds = cu_seq_lens_q.tolist()
+    lengths = [end - start for start, end in itertools.pairwise(cu_seq_lens_q.tolist())]
     grouped = key.shape[1] != query.shape[1]  # grouped-query attention: fewer key/value heads
+    # split, not slices: its backward is one concatenation of the parts' gradients, where each slice's backward
+    # would write its part into a zeroed tensor of the whole row (measured: a tenth of a CPU step in fp32).
     parts = [
         torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, start:end],
-            key[:, :, start:end],
-            value[:, :, start:end],
-            dropout_p=dropout,
-            is_causal=True,
-            scale=scaling,
-            enable_gqa=grouped,
+            q, k, v, dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=grouped
         )
-        for start, end in itertools.pairwise(bounds)
+        for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2), strict=True)
     ]
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
 
