@@ -126,9 +126,7 @@ def fto_run() -> dict:
         eos_token_id=hf_tok.eos_token_id,
     )
     from fto.backends.local import LocalOptions
-    from fto.backends.local.worker import attention_implementation, frozen_bf16
-
-    from fto.backends.local.worker import batch_layout
+    from fto.backends.local.worker import attention_implementation, batch_layout, frozen_bf16
 
     cfg._attn_implementation = attention_implementation(os.environ.get("ATTN", "auto"))
     model = get_peft_model(

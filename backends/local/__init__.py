@@ -6,10 +6,8 @@ Importing this package must stay cheap (no torch): the CLI and the poller use it
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,7 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, TrainingSetup, UploadedData
-from fto.backends.local.folder import JobFolder
+from fto.backends.local.folder import JobFolder, kept_copy
 from fto.backends.tokenizers import Counter
 from fto.orchestrator.data.formats import Format
 from fto.orchestrator.errors import BackendError, ConfigError, DataError, UnsupportedError
@@ -207,17 +205,9 @@ class LocalBackend(Backend[LocalOptions]):
     def upload(self, prepared: PreparedData) -> UploadedData:
         """Copy into a content-addressed file area, so the same data is stored once."""
         return UploadedData(
-            train_file=str(self._store_file(prepared.train)),
-            validation_file=str(self._store_file(prepared.validation)) if prepared.validation else None,
+            train_file=str(kept_copy(self.root, prepared.train)),
+            validation_file=str(kept_copy(self.root, prepared.validation)) if prepared.validation else None,
         )
-
-    def _store_file(self, path: Path) -> Path:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
-        target = self.root / "files" / f"{digest}.jsonl"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-        return target
 
     def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
         folder = self._folder(job_id)

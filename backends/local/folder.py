@@ -147,6 +147,19 @@ class JobFolder:
             return ""
 
 
+def kept_copy(root: Path, path: Path) -> Path:
+    """`path` copied into `root`/files under its content's hash: the same data is stored once, and a job keeps its
+    own copy whatever happens to the original."""
+    import hashlib
+    import shutil
+
+    target = root / "files" / f"{hashlib.sha256(path.read_bytes()).hexdigest()[:24]}.jsonl"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return target
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 

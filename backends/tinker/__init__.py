@@ -10,10 +10,8 @@ through the same SDK. The API key is read from the environment by the driver, ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import sys
 import threading
 from collections.abc import Sequence
@@ -23,8 +21,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from fto.backends.base import Backend, BackendOptions, GenerationParams, PreparedData, UploadedData
-from fto.backends.local.folder import JobFolder
-from fto.orchestrator.errors import BackendError
+from fto.backends.local.folder import JobFolder, kept_copy
+from fto.orchestrator.errors import BackendError, ConfigError
 from fto.orchestrator.paths import backend_dir
 from fto.schemas import Completion, JobSpec, JobStatus, Message, ProviderJob, ProviderUpdates, Record
 
@@ -71,6 +69,13 @@ class TinkerBackend(Backend[TinkerOptions]):
     def provider_key(self) -> str:
         return f"tinker:{self.options.url()}"
 
+    def check(self, spec: JobSpec) -> None:
+        """Also: a key for a service off this machine, before anything is recorded (the driver reads it later)."""
+        super().check(spec)
+        if not os.environ.get(self.options.api_key_env) and not _loopback(self.options.url()):
+            raise ConfigError(f"set {self.options.api_key_env} to your key for {self.options.url()}",
+                              field=f"backends.{self.name}.api_key_env")  # fmt: skip
+
     def prepare(
         self, spec: JobSpec, train: Sequence[Record], validation: Sequence[Record], workdir: Path
     ) -> PreparedData:
@@ -81,17 +86,9 @@ class TinkerBackend(Backend[TinkerOptions]):
     def upload(self, prepared: PreparedData) -> UploadedData:
         """The files stay on this machine: the driver reads them and sends tokens, step by step."""
         return UploadedData(
-            train_file=str(self._keep(prepared.train)),
-            validation_file=str(self._keep(prepared.validation)) if prepared.validation else None,
+            train_file=str(kept_copy(self.root, prepared.train)),
+            validation_file=str(kept_copy(self.root, prepared.validation)) if prepared.validation else None,
         )
-
-    def _keep(self, path: Path) -> Path:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
-        target = self.root / "files" / f"{digest}.jsonl"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-        return target
 
     def submit(self, spec: JobSpec, uploaded: UploadedData, job_id: str) -> str:
         folder = self._folder(job_id)
