@@ -115,9 +115,11 @@ class LocalLoop:
 
     def forward_backward(self, data: Sequence[Datum], loss_fn: str = "cross_entropy",
                          config: Mapping[str, float] | None = None) -> Output:  # fmt: skip
+        """The loss and its gradients, added to those since the last optim_step."""
         return self._run(data, loss_fn, dict(config or {}), backward=True)
 
     def forward(self, data: Sequence[Datum], loss_fn: str = "cross_entropy") -> Output:
+        """The loss and the log-probabilities, without gradients."""
         return self._run(data, loss_fn, {}, backward=False)
 
     def check(self, data: Sequence[Datum], loss_fn: str) -> None:
@@ -244,6 +246,7 @@ class LocalLoop:
         return str(folder)
 
     def close(self) -> None:
+        """Let the engine go."""
         self._engine = None
 
 

@@ -32,7 +32,7 @@ TINKER_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
 class TinkerOptions(BackendOptions):
     """The `tinker` section of a job file: the service, its key variable, the base model and the LoRA rank."""
 
-    model: str = Field(default="meta-llama/Llama-3.2-1B", description="base model, as the service names it")
+    model: str = Field(default="", description="base model, as the service names it (default: the first it offers)")
     base_url: str | None = Field(
         default=None,
         description=f"the service's root: Tinker, Together's, or `fto serve`'s (default: $TINKER_BASE_URL, "
@@ -45,6 +45,7 @@ class TinkerOptions(BackendOptions):
     batch_size: int = Field(default=8, gt=0, description="examples per step when hyperparameters.batch_size is auto")
 
     def url(self) -> str:
+        """The service's root: the section's, else $TINKER_BASE_URL, else Tinker's."""
         return self.base_url or os.environ.get("TINKER_BASE_URL") or TINKER_URL
 
 
@@ -100,7 +101,7 @@ class TinkerBackend(Backend[TinkerOptions]):
         tmp = folder.config.with_suffix(".tmp")
         tmp.write_text(json.dumps(config, indent=1))
         os.replace(tmp, folder.config)
-        folder.write_status(JobStatus.QUEUED, base_model=self.options.model)
+        folder.write_status(JobStatus.QUEUED, base_model=self.options.model or None)
         folder.spawn([sys.executable, "-m", "fto.backends.tinker.driver", str(folder.path)])
         return job_id
 

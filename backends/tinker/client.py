@@ -42,13 +42,16 @@ class TinkerLoop:
 
     def forward_backward(self, data: Sequence[Datum], loss_fn: str = "cross_entropy",
                          config: Mapping[str, float] | None = None) -> Output:  # fmt: skip
+        """The step's gradients on the service; its outputs and metrics."""
         out = self.client.forward_backward(_data(data), loss_fn, dict(config) if config else None).result()
         return _output(out)
 
     def forward(self, data: Sequence[Datum], loss_fn: str = "cross_entropy") -> Output:
+        """The loss and log-probabilities, without gradients."""
         return _output(self.client.forward(_data(data), loss_fn).result())
 
     def optim_step(self, adam: Adam) -> dict[str, float]:
+        """One Adam step on the service."""
         from tinker import types
 
         params = types.AdamParams(learning_rate=adam.learning_rate, beta1=adam.beta1, beta2=adam.beta2, eps=adam.eps,
@@ -59,6 +62,7 @@ class TinkerLoop:
         return {k: float(v) for k, v in (result.metrics or {}).items()}
 
     def sample(self, prompt: Sequence[int], num_samples: int, params: SamplingParams) -> list[Sample]:
+        """Samples from the weights as they are now (a sampler saved after each optimizer step)."""
         from tinker import types
 
         if self._sampler is None:
@@ -77,16 +81,31 @@ class TinkerLoop:
         ]
 
     def save_state(self, name: str) -> str:
+        """The state on the service; returns its tinker:// path."""
         return str(self.client.save_state(name).result().path)
 
     def load_state(self, path: str) -> None:
+        """Weights and optimizer state from a tinker:// path."""
         self.client.load_state_with_optimizer(path).result()
 
     def save_weights_for_sampler(self, name: str) -> str:
+        """The adapter for sampling; returns its tinker:// path."""
         return str(self.client.save_weights_for_sampler(name).result().path)
 
     def close(self) -> None:
+        """Drop the sampler."""
         self._sampler = None
+
+
+def offered_models(url: str, api_key: str) -> list[str]:
+    """The base models the service trains, as it lists them (its first is the default of a job that names none)."""
+    import tinker
+
+    answer = tinker.RestClient(base_url=url, api_key=api_key).get_server_capabilities().result()
+    found = [m.model_name for m in answer.supported_models if m.model_name and m.trainable is not False]
+    if not found:
+        raise ValueError(f"the service at {url} offers no model to train")
+    return found
 
 
 def _data(data: Sequence[Datum]) -> list[Any]:

@@ -22,6 +22,7 @@ from typing import Any
 from fto import loop
 from fto.backends.local.folder import JobFolder
 from fto.backends.tinker import TinkerOptions, _loopback
+from fto.backends.tinker.client import offered_models
 from fto.orchestrator.secrets import redact
 from fto.schemas import JobSpec, JobStatus, Metric
 
@@ -31,6 +32,7 @@ AUTO_ANSWER_TOKENS = 64
 
 
 def main(folder: JobFolder) -> None:
+    """Train the job in `folder` to the end (or a cancel), reporting as it goes."""
     config = json.loads(folder.config.read_text())
     spec = JobSpec.model_validate(config["spec"])
     options = TinkerOptions.model_validate(config["options"])
@@ -39,9 +41,10 @@ def main(folder: JobFolder) -> None:
         raise ValueError(f"set {options.api_key_env} to your key for {options.url()}")
     hp = spec.hyperparameters
     rank = options.rank or hp.lora.r
-    folder.write_status(JobStatus.RUNNING, base_model=options.model)
-    folder.event(f"connecting to {options.url()}: LoRA rank {rank} on {options.model}")
-    trainer = loop.connect(options.model, options.url(), rank=rank, seed=spec.seed, api_key=key)
+    model = options.model or offered_models(options.url(), key)[0]
+    folder.write_status(JobStatus.RUNNING, base_model=model)
+    folder.event(f"connecting to {options.url()}: LoRA rank {rank} on {model}")
+    trainer = loop.connect(model, options.url(), rank=rank, seed=spec.seed, api_key=key)
     train = _rows(config["train_file"])
     validation = _rows(config["validation_file"]) if config.get("validation_file") else []
     epochs = hp.epochs if isinstance(hp.epochs, int) else AUTO_EPOCHS

@@ -25,6 +25,7 @@ LONG_POLL_SECONDS = 20.0  # retrieve_future waits this long for a result before 
 
 
 def service(request: Request) -> TinkerService:
+    """The app's Tinker state."""
     found: TinkerService = request.app.state.tinker
     return found
 
@@ -47,8 +48,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def handler(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """Mistakes as 4xx answers the SDK raises as typed errors (BadRequestError, NotFoundError)."""
+    import functools
+
     import pydantic
 
+    @functools.wraps(endpoint)
     async def wrapped(request: Request) -> Response:
         try:
             return await endpoint(request)
@@ -90,11 +94,13 @@ def _future(request_id: str, model_id: str | None = None, sequences: int = 0) ->
 
 @handler
 async def healthz(request: Request) -> Response:
+    """`GET /api/v1/healthz`."""
     return _json(_types().HealthResponse(status="ok"))
 
 
 @handler
 async def capabilities(request: Request) -> Response:
+    """`GET /api/v1/get_server_capabilities`: the offered base models."""
     types = _types()
     models = [types.SupportedModel(model_name=m, trainable=True, sampleable=True)
               for m in service(request).base_models]  # fmt: skip
@@ -104,16 +110,19 @@ async def capabilities(request: Request) -> Response:
 @handler
 async def client_config(request: Request) -> Response:
     # httpx rather than the SDK's Rust transport; bodies uncompressed (loopback); losses run where the SDK is.
+    """`POST /api/v1/client/config`: the SDK's feature flags for this server."""
     return _json(_types().ClientConfigResponse(use_pyqwest_transport=False, proto_compress_fwdbwd=False))
 
 
 @handler
 async def dynamic_config(request: Request) -> Response:
+    """`POST /api/v1/client/dynamic_config`: the defaults."""
     return _json(_types().ClientDynamicConfigResponse())
 
 
 @handler
 async def create_session(request: Request) -> Response:
+    """`POST /api/v1/create_session`."""
     body = await _body(request, "CreateSessionRequest")
     session_id = service(request).create_session(body.tags, body.user_metadata)
     return _json(_types().CreateSessionResponse(session_id=session_id))
@@ -121,6 +130,7 @@ async def create_session(request: Request) -> Response:
 
 @handler
 async def heartbeat(request: Request) -> Response:
+    """`POST /api/v1/session_heartbeat`: a 404 for a session this server does not know."""
     body = await _body(request, "SessionHeartbeatRequest")
     service(request).heartbeat(body.session_id)
     return _json(_types().SessionHeartbeatResponse())
@@ -128,6 +138,7 @@ async def heartbeat(request: Request) -> Response:
 
 @handler
 async def telemetry(request: Request) -> Response:
+    """`POST /api/v1/telemetry`: accepted, not kept."""
     return JSONResponse({"status": "accepted"})  # nothing is kept
 
 
@@ -136,6 +147,7 @@ async def telemetry(request: Request) -> Response:
 
 @handler
 async def create_model(request: Request) -> Response:
+    """`POST /api/v1/create_model`: checked now, built in a future (a LoRA model, and its fto job)."""
     types, tinker = _types(), service(request)
     body = await _body(request, "CreateModelRequest")
     lora = body.lora_config or types.LoraConfig(rank=16)
@@ -154,6 +166,7 @@ async def create_model(request: Request) -> Response:
 
 @handler
 async def get_info(request: Request) -> Response:
+    """`POST /api/v1/get_info`: the model, and where its tokenizer is."""
     types, tinker = _types(), service(request)
     body = await _body(request, "GetInfoRequest")
     model = tinker.model(body.model_id)
@@ -164,6 +177,7 @@ async def get_info(request: Request) -> Response:
 
 @handler
 async def forward_backward(request: Request) -> Response:
+    """`POST /api/v1/forward_backward`: a protobuf body checked now (shapes, tokens, loss), run in order."""
     from fto.backends.local.loop import LoopError
     from fto.orchestrator.serve.tinker import wire
 
@@ -193,6 +207,7 @@ async def forward_backward(request: Request) -> Response:
 
 @handler
 async def optim_step(request: Request) -> Response:
+    """`POST /api/v1/optim_step`: one Adam step, in order."""
     types, tinker = _types(), service(request)
     body = await _body(request, "OptimStepRequest")
     model = tinker.model(body.model_id)
@@ -211,6 +226,7 @@ async def optim_step(request: Request) -> Response:
 
 @handler
 async def save_weights(request: Request) -> Response:
+    """`POST /api/v1/save_weights`: the state under a plain name (tinker://JOB/weights/NAME)."""
     types, tinker = _types(), service(request)
     body = await _body(request, "SaveWeightsRequest")
     model = tinker.model(body.model_id)
@@ -225,6 +241,7 @@ async def save_weights(request: Request) -> Response:
 
 @handler
 async def load_weights(request: Request) -> Response:
+    """`POST /api/v1/load_weights`: into a model, or a new model from a saved state (its job reopened)."""
     types, tinker = _types(), service(request)
     body = await _body(request, "LoadWeightsRequest")
     if body.model_id is not None:  # into an existing model (TrainingClient.load_state)
@@ -285,6 +302,7 @@ def _saved_config(tinker: TinkerService, job_id: str) -> dict[str, Any]:
 
 @handler
 async def save_for_sampler(request: Request) -> Response:
+    """`POST /api/v1/save_weights_for_sampler`: the adapter for sampling (and a sampling session)."""
     types, tinker = _types(), service(request)
     body = await _body(request, "SaveWeightsForSamplerRequest")
     model = tinker.model(body.model_id)
@@ -304,6 +322,7 @@ async def save_for_sampler(request: Request) -> Response:
 
 @handler
 async def create_sampling_session(request: Request) -> Response:
+    """`POST /api/v1/create_sampling_session`: from a saved sampler or an offered base model."""
     types, tinker = _types(), service(request)
     body = await _body(request, "CreateSamplingSessionRequest")
     tinker.heartbeat(body.session_id)
@@ -321,6 +340,7 @@ def _sampler_folder(tinker: TinkerService, model_path: str | None, base_model: s
 
 @handler
 async def get_sampler(request: Request) -> Response:
+    """`GET /api/v1/samplers/ID`."""
     types, tinker = _types(), service(request)
     sampler_id = request.path_params["sampler_id"]
     folder = tinker.sampler(sampler_id)
@@ -329,6 +349,7 @@ async def get_sampler(request: Request) -> Response:
 
 @handler
 async def asample(request: Request) -> Response:
+    """`POST /api/v1/asample`: samples through the engine, as a future (protobuf)."""
     from fto.orchestrator.serve.tinker import wire
 
     tinker = service(request)
@@ -358,6 +379,7 @@ async def asample(request: Request) -> Response:
 
 @handler
 async def retrieve_future(request: Request) -> Response:
+    """`POST /api/v1/retrieve_future`: the result, long-polled; try_again while it runs."""
     body = await _body(request, "FutureRetrieveRequest")
     future = service(request).future(body.request_id)
     with contextlib.suppress(TimeoutError):

@@ -92,12 +92,14 @@ class TinkerService:
     # sessions ----------------------------------------------------------------------------------------------
 
     def create_session(self, tags: list[str], metadata: dict[str, Any] | None) -> str:
+        """A new session's id."""
         session_id = f"fto-{secrets.token_hex(8)}"
         with self.lock:
             self.sessions[session_id] = {"tags": tags, "metadata": metadata or {}, "seen": time.time()}
         return session_id
 
     def heartbeat(self, session_id: str) -> None:
+        """The session is alive (Missing when it is not this server's)."""
         self._session(session_id)["seen"] = time.time()
 
     def _session(self, session_id: str) -> dict[str, Any]:
@@ -107,6 +109,7 @@ class TinkerService:
         return found
 
     def model(self, model_id: str) -> TrainedModel:
+        """A training model by id (Missing when there is none)."""
         found = self.models.get(model_id)
         if found is None:
             raise Missing(f"model {model_id!r} does not exist in this server")
@@ -147,6 +150,7 @@ class TinkerService:
         self.submit(lambda: Result(error="refused", category="user"), model, seq_id)
 
     def future(self, request_id: str) -> Future[Result]:
+        """A request's future by id (Missing when there is none, or it was dropped)."""
         found = self.futures.get(request_id)
         if found is None:
             raise Missing(f"request {request_id!r} does not exist (or its result was dropped)")
@@ -232,6 +236,7 @@ class TinkerService:
 
     def forward_backward(self, model: TrainedModel, data: list[Any], loss_fn: str, config: dict[str, float],
                          forward_only: bool) -> Output:  # fmt: skip
+        """The step's gradients (or, forward_only, just the log-probabilities)."""
         self.live(model)
         if forward_only:
             return model.loop.forward(data, loss_fn)
@@ -241,6 +246,7 @@ class TinkerService:
         return out
 
     def optim_step(self, model: TrainedModel, adam: Adam) -> dict[str, float]:
+        """One Adam step, and the job's metric for it."""
         from fto.schemas import Metric
 
         self.live(model)
@@ -254,6 +260,7 @@ class TinkerService:
         return stats
 
     def sample(self, folder: str, prompt: list[int], count: int, params: SamplingParams) -> list[Any]:
+        """Samples of `prompt` from the model in `folder`, through the engine."""
         from fto.backends.local.loop import LoopError, collect
 
         if count < 1 or count > 256:
@@ -266,6 +273,7 @@ class TinkerService:
     # paths -------------------------------------------------------------------------------------------------
 
     def save_state(self, model: TrainedModel, name: str | None) -> str:
+        """The model's state saved under a plain name; returns its tinker:// path."""
         name = valid_name(name) or f"step-{model.loop.steps:06d}"
         model.loop.save_state(name)
         path = f"tinker://{model.job_id}/weights/{name}"
@@ -292,18 +300,21 @@ class TinkerService:
         return parts[0], folder
 
     def new_sampler(self, folder: str) -> str:
+        """A sampling session over `folder`."""
         sampler_id = f"sampler-{secrets.token_hex(8)}"
         with self.lock:
             self.samplers[sampler_id] = folder
         return sampler_id
 
     def sampler(self, sampler_id: str) -> str:
+        """A sampling session's model folder (Missing when there is none)."""
         found = self.samplers.get(sampler_id)
         if found is None:
             raise Missing(f"sampling session {sampler_id!r} does not exist")
         return found
 
     def base_folder(self, base_model: str) -> str:
+        """An offered base model's folder (built on first use for the embedded model)."""
         from fto.backends.local.loop import LoopError, base_folder
 
         self.check_base(base_model)
