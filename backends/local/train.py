@@ -182,9 +182,7 @@ class Trainer:
             for e in range(settings.epochs)
         ]
         self.total_steps = sum(len(steps) for steps in self.plan)
-        # One fused kernel for every parameter's update (CPU and CUDA); sharded (FSDP) parameters keep the default.
-        fused = not sharded and device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.AdamW(self.params, lr=settings.learning_rate, weight_decay=0.0, fused=fused)
+        self.optimizer = torch.optim.AdamW(self.params, lr=settings.learning_rate, weight_decay=0.0)
         warmup = int(self.total_steps * settings.warmup_ratio)
         self.scheduler = get_scheduler(
             settings.schedule, self.optimizer, num_warmup_steps=warmup, num_training_steps=self.total_steps
